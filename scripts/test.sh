@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with only the Rust toolchain: installs what
+# is missing, starts a private PostgreSQL on 127.0.0.1 (unless ENGRAM_TEST_POSTGRES_URL names
+# one), then runs formatting, lints and every test against SQLite and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+if [ -z "${ENGRAM_TEST_POSTGRES_URL:-}" ]; then
+  ENGRAM_TEST_POSTGRES_URL=$(scripts/postgres.sh)
+  export ENGRAM_TEST_POSTGRES_URL
+fi
+echo "test.sh: PostgreSQL at ${ENGRAM_TEST_POSTGRES_URL%%@*}@…"
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked --all-features -- --color never

@@ -1,0 +1,135 @@
+//! Domain values: tenants, brains and their names, checked once at the edge. No I/O.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Store id of a tenant (a Discord guild, a Slack workspace, or the shell's `local`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct TenantId(pub i64);
+
+/// Store id of a brain. Every search takes one by signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct BrainId(pub i64);
+
+impl fmt::Display for BrainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A tenant's stable key: `local`, `discord:<guild id>` or `slack:<team id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TenantKey(String);
+
+impl TenantKey {
+    /// The tenant of brains managed from the shell.
+    pub fn local() -> Self {
+        Self("local".to_string())
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let valid_id = |id: &str| {
+            !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric())
+        };
+        let ok = value == "local"
+            || value.strip_prefix("discord:").is_some_and(valid_id)
+            || value.strip_prefix("slack:").is_some_and(valid_id);
+        if ok {
+            Ok(Self(value.to_string()))
+        } else {
+            Err(format!(
+                "`{value}` is not a tenant: use `local`, `discord:<guild id>` or `slack:<team id>`"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A brain's name: 1–64 characters of lowercase letters, digits, `-` and `_`, so it is easy to
+/// type in a slash command and safe in any message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct BrainName(String);
+
+impl BrainName {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let name = value.trim();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if valid {
+            Ok(Self(name.to_string()))
+        } else {
+            Err(format!(
+                "`{value}` is not a valid brain name: use 1-64 lowercase letters, digits, - or _ \
+                 (e.g. `handbook`)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BrainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A brain as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Brain {
+    pub id: BrainId,
+    pub tenant: TenantId,
+    pub name: BrainName,
+    /// Overrides the default system prompt when set.
+    pub system_prompt: Option<String>,
+    /// Overrides `llm.model` when set.
+    pub model: Option<String>,
+    pub created_at: i64,
+}
+
+/// What a brain holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BrainStats {
+    pub documents: u64,
+    pub failed_documents: u64,
+    pub chunks: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brain_names() {
+        assert!(BrainName::parse("handbook").is_ok());
+        assert!(BrainName::parse("team_docs-2").is_ok());
+        assert!(BrainName::parse("").is_err());
+        assert!(BrainName::parse("Handbook").is_err());
+        assert!(BrainName::parse("has space").is_err());
+        assert!(BrainName::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn tenant_keys() {
+        assert!(TenantKey::parse("local").is_ok());
+        assert!(TenantKey::parse("discord:81384788765712384").is_ok());
+        assert!(TenantKey::parse("slack:T0123ABC").is_ok());
+        assert!(TenantKey::parse("discord:").is_err());
+        assert!(TenantKey::parse("irc:libera").is_err());
+    }
+}

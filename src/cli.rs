@@ -1,0 +1,344 @@
+//! The command line: clap definitions and what each command prints. The only module that
+//! writes to stdout.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::app::{self, Role};
+use crate::brain::{BrainName, TenantKey};
+use crate::clock::format_utc;
+use crate::config::{Config, LogFormat, Sources};
+use crate::doctor;
+use crate::jobs::{Job, JobId, JobState, RetryOutcome};
+use crate::store::Store;
+use crate::telemetry;
+
+/// engram: a self-hosted second brain for Discord and Slack.
+///
+/// Files posted in a knowledge channel become searchable knowledge; questions are answered
+/// from it with sources. Configuration: config/default.toml, then --config FILE (or
+/// ENGRAM_CONFIG), then ENGRAM__SECTION__KEY environment variables.
+#[derive(Debug, Parser)]
+#[command(name = "engram", version, propagate_version = true)]
+pub struct Cli {
+    /// Config file layered over the defaults (also ENGRAM_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr (overrides log.format).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bot: chat adapters, answer pool, ingestion and the HTTP API.
+    Serve(ServeArgs),
+    /// An offline tour on bundled sample documents (no token, network or LLM).
+    Demo,
+    /// Create, list, inspect and delete brains.
+    Brain(BrainArgs),
+    /// Inspect queued, failed and dead jobs, and retry them.
+    Jobs(JobsArgs),
+    /// Check config, store, endpoints and installed tools; say what to fix.
+    Doctor,
+    /// Apply database migrations (serve does this too).
+    Migrate,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Roles to run, comma-separated: gateway, chat, ingest, api. Default: all of them.
+    #[arg(long, value_delimiter = ',', value_parser = parse_role)]
+    pub roles: Vec<Role>,
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    value.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct BrainArgs {
+    /// Tenant that owns the brains: `local`, `discord:<guild id>` or `slack:<team id>`.
+    #[arg(long, global = true, default_value = "local", value_parser = TenantKey::parse)]
+    pub tenant: TenantKey,
+
+    #[command(subcommand)]
+    pub command: BrainCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BrainCommand {
+    /// Create a brain.
+    Create {
+        /// 1-64 lowercase letters, digits, - or _.
+        #[arg(value_parser = BrainName::parse)]
+        name: BrainName,
+    },
+    /// List the tenant's brains.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a brain: documents, chunks, prompt, model.
+    Info {
+        #[arg(value_parser = BrainName::parse)]
+        name: BrainName,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a brain with its documents, chunks and channel bindings.
+    Delete {
+        #[arg(value_parser = BrainName::parse)]
+        name: BrainName,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct JobsArgs {
+    /// Only jobs in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<JobState>,
+    /// At most this many, most recent first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Option<JobsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Put a failed or dead job back on the queue with fresh attempts.
+    Retry { id: JobId },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(&Sources::from_process(cli.config.clone()))?;
+    telemetry::init_logging(cli.log_format.unwrap_or(config.log.format));
+    match cli.command {
+        Command::Serve(args) => {
+            let roles = if args.roles.is_empty() {
+                Role::ALL.to_vec()
+            } else {
+                args.roles
+            };
+            app::serve(config, &roles)
+        }
+        Command::Demo => {
+            println!(
+                "engram demo: not yet. The offline tour needs the knowledge pipeline (ingest, OCR) \
+                 and answers, which are not in this build.\n\
+                 What works now: engram serve, brain, jobs, doctor, migrate (see engram --help)."
+            );
+            Ok(())
+        }
+        command => one_shot(config, command),
+    }
+}
+
+/// Commands that open the store, do one thing and exit.
+fn one_shot(config: Config, command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        match command {
+            Command::Doctor => {
+                let report = doctor::run(&config).await;
+                print!("{}", report.render());
+                if report.has_failures() {
+                    bail!("doctor found problems (marked FAIL above)");
+                }
+                Ok(())
+            }
+            Command::Migrate => {
+                let store = app::open_store(&config).await?;
+                let versions = store.applied_migrations().await?;
+                println!(
+                    "{}: schema at version {}",
+                    config.store.url,
+                    versions.last().copied().unwrap_or(0)
+                );
+                Ok(())
+            }
+            Command::Brain(args) => {
+                let store = app::open_store(&config).await?;
+                brain_command(store.as_ref(), args).await
+            }
+            Command::Jobs(args) => {
+                let store = app::open_store(&config).await?;
+                jobs_command(store.as_ref(), args).await
+            }
+            Command::Serve(_) | Command::Demo => unreachable!("handled by run"),
+        }
+    })
+}
+
+async fn brain_command(store: &dyn Store, args: BrainArgs) -> anyhow::Result<()> {
+    let tenant_key = args.tenant;
+    match args.command {
+        BrainCommand::Create { name } => {
+            let tenant = store.ensure_tenant(&tenant_key).await?;
+            let brain = store.create_brain(tenant, &name).await?;
+            println!("created brain `{}` (tenant {tenant_key})", brain.name);
+        }
+        BrainCommand::List { json } => {
+            let Some(tenant) = store.find_tenant(&tenant_key).await? else {
+                if !json {
+                    println!("no brains yet for tenant {tenant_key}: create one with `engram brain create NAME`");
+                }
+                return Ok(());
+            };
+            let brains = store.brains(tenant).await?;
+            if brains.is_empty() && !json {
+                println!("no brains yet for tenant {tenant_key}: create one with `engram brain create NAME`");
+            } else if !json {
+                println!("{:<24} {:>9} {:>8}  CREATED", "NAME", "DOCUMENTS", "CHUNKS");
+            }
+            for brain in brains {
+                let stats = store.brain_stats(brain.id).await?;
+                if json {
+                    println!(
+                        "{}",
+                        json!({"name": brain.name, "documents": stats.documents,
+                               "chunks": stats.chunks, "created_at": format_utc(brain.created_at)})
+                    );
+                } else {
+                    println!(
+                        "{:<24} {:>9} {:>8}  {}",
+                        brain.name.as_str(),
+                        stats.documents,
+                        stats.chunks,
+                        format_utc(brain.created_at)
+                    );
+                }
+            }
+        }
+        BrainCommand::Info { name, json } => {
+            let brain = find_brain(store, &tenant_key, &name).await?;
+            let stats = store.brain_stats(brain.id).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"name": brain.name, "tenant": tenant_key, "documents": stats.documents,
+                           "failed_documents": stats.failed_documents, "chunks": stats.chunks,
+                           "system_prompt": brain.system_prompt, "model": brain.model,
+                           "created_at": format_utc(brain.created_at)})
+                );
+            } else {
+                println!("brain      {}", brain.name);
+                println!("tenant     {tenant_key}");
+                println!("created    {}", format_utc(brain.created_at));
+                println!(
+                    "documents  {} ({} failed)",
+                    stats.documents, stats.failed_documents
+                );
+                println!("chunks     {}", stats.chunks);
+                println!(
+                    "model      {}",
+                    brain.model.as_deref().unwrap_or("(llm.model)")
+                );
+                println!(
+                    "prompt     {}",
+                    brain.system_prompt.as_deref().unwrap_or("(default)")
+                );
+            }
+        }
+        BrainCommand::Delete { name } => {
+            let brain = find_brain(store, &tenant_key, &name).await?;
+            let stats = store.brain_stats(brain.id).await?;
+            store.delete_brain(brain.id).await?;
+            println!(
+                "deleted brain `{name}` with {} documents and {} chunks",
+                stats.documents, stats.chunks
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn find_brain(
+    store: &dyn Store,
+    tenant_key: &TenantKey,
+    name: &BrainName,
+) -> anyhow::Result<crate::brain::Brain> {
+    let tenant = store.find_tenant(tenant_key).await?;
+    let brain = match tenant {
+        Some(tenant) => store.brain_by_name(tenant, name).await?,
+        None => None,
+    };
+    brain.with_context(|| {
+        format!("no brain named `{name}` for tenant {tenant_key} (see `engram brain list`)")
+    })
+}
+
+async fn jobs_command(store: &dyn Store, args: JobsArgs) -> anyhow::Result<()> {
+    if let Some(JobsCommand::Retry { id }) = args.command {
+        return match store.retry(id).await? {
+            RetryOutcome::Requeued => {
+                println!("job {id} queued again");
+                Ok(())
+            }
+            RetryOutcome::NotFound => bail!("no job {id} (see `engram jobs`)"),
+            RetryOutcome::NotRetryable(state) => {
+                bail!("job {id} is {state}; only failed or dead jobs can be retried")
+            }
+        };
+    }
+    let jobs = store.jobs(args.state, args.limit).await?;
+    if args.json {
+        for job in &jobs {
+            println!("{}", serde_json::to_string(job)?);
+        }
+        return Ok(());
+    }
+    if jobs.is_empty() {
+        match args.state {
+            Some(state) => println!("no {state} jobs"),
+            None => println!("no jobs"),
+        }
+        return Ok(());
+    }
+    println!(
+        "{:>8}  {:<7} {:<8} {:>8}  {:<20}  REASON",
+        "ID", "KIND", "STATE", "ATTEMPTS", "UPDATED"
+    );
+    for job in &jobs {
+        println!("{}", job_line(job));
+    }
+    Ok(())
+}
+
+fn job_line(job: &Job) -> String {
+    let reason = job.last_error.as_deref().unwrap_or("");
+    let reason: String = if reason.chars().count() > 100 {
+        reason.chars().take(99).chain(['…']).collect()
+    } else {
+        reason.to_string()
+    };
+    format!(
+        "{:>8}  {:<7} {:<8} {:>8}  {:<20}  {}",
+        job.id,
+        job.kind.as_str(),
+        job.state.as_str(),
+        format!("{}/{}", job.attempts, job.max_attempts),
+        format_utc(job.updated_at),
+        reason.replace('\n', " ")
+    )
+}

@@ -1,0 +1,521 @@
+//! Layered configuration: built-in defaults, `config/default.toml`, a user file, `ENGRAM__*`
+//! variables. The only reader of environment variables; secrets are redacted when shown.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+/// The defaults, compiled in from the same file that is shipped in `config/`.
+const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override keys: `ENGRAM__SECTION__KEY`.
+const ENV_PREFIX: &str = "ENGRAM__";
+
+/// Why a configuration could not be loaded. Every variant names the file, variable or key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("unknown config key `{key}` (in {origin})")]
+    UnknownKey { key: String, origin: String },
+    #[error("invalid value for config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// A value that must never be printed: `Debug` shows `[redacted]` (or `""` when unset).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one call that needs it (an auth header, a login).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_set() {
+            f.write_str("[redacted]")
+        } else {
+            f.write_str("\"\"")
+        }
+    }
+}
+
+/// A store URL; its password is a secret, so `Debug` and `Display` hide it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(String);
+
+/// The two store back-ends a URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreBackend {
+    Sqlite,
+    Postgres,
+}
+
+impl StoreUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn backend(&self) -> Option<StoreBackend> {
+        if self.0.starts_with("sqlite:") {
+            Some(StoreBackend::Sqlite)
+        } else if self.0.starts_with("postgres://") || self.0.starts_with("postgresql://") {
+            Some(StoreBackend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The database file of a `sqlite:` URL.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        let rest = self.0.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        Some(Path::new(rest.split('?').next().unwrap_or_default()))
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some(scheme_end) = self.0.find("://") else {
+            return self.0.clone();
+        };
+        let rest = &self.0[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let Some(at) = rest[..authority_end].rfind('@') else {
+            return self.0.clone();
+        };
+        match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &self.0[..scheme_end + 3],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub index: IndexConfig,
+    pub llm: LlmConfig,
+    pub embeddings: EmbeddingsConfig,
+    pub discord: DiscordConfig,
+    pub slack: SlackConfig,
+    pub http: HttpConfig,
+    pub chat: ChatConfig,
+    pub ingest: IngestConfig,
+    pub jobs: JobsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub url: StoreUrl,
+    pub max_connections: u32,
+    pub busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    Embedded,
+    Qdrant,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    pub kind: IndexKind,
+    pub qdrant_url: String,
+    pub collection: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    pub base_url: String,
+    pub api_key: Secret,
+    pub model: String,
+    pub first_token_timeout_ms: u64,
+    pub total_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingsConfig {
+    pub base_url: String,
+    pub api_key: Secret,
+    pub model: String,
+    pub dimensions: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    pub token: Secret,
+    pub proxy_url: String,
+    pub gateway_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlackMode {
+    Socket,
+    Http,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub bot_token: Secret,
+    pub app_token: Secret,
+    pub signing_secret: Secret,
+    pub mode: SlackMode,
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    pub max_concurrent_answers: u32,
+    pub edit_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub max_file_bytes: u64,
+    pub workers: u32,
+    pub extract_timeout_ms: u64,
+    pub extract_memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub lease_ms: u64,
+    pub shutdown_grace_ms: u64,
+}
+
+impl JobsConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// Where the layers come from; `Sources::from_process` reads the real process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The deployed `config/default.toml`, if one should be read (layer 2).
+    pub deployed_defaults: Option<PathBuf>,
+    /// `--config` or `ENGRAM_CONFIG` (layer 3).
+    pub file: Option<PathBuf>,
+    /// `ENGRAM__*` variables (layer 4), as (name, value).
+    pub env: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// The layers of a real run: `config/default.toml` under the working directory, the given
+    /// file (or `ENGRAM_CONFIG`), and every `ENGRAM__*` variable.
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        let deployed = PathBuf::from("config/default.toml");
+        Self {
+            deployed_defaults: deployed.is_file().then_some(deployed),
+            file: file.or_else(|| std::env::var_os("ENGRAM_CONFIG").map(PathBuf::from)),
+            env: std::env::vars()
+                .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+                .collect(),
+        }
+    }
+}
+
+impl Config {
+    /// Built-in defaults only.
+    pub fn defaults() -> Self {
+        Self::load(&Sources::default()).expect("the built-in defaults are valid")
+    }
+
+    /// Merges the layers in order and checks the result.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut merged = parse_toml(BUILT_IN_DEFAULTS, "built-in defaults")?;
+        let files = sources.deployed_defaults.iter().chain(sources.file.iter());
+        for path in files {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let layer = parse_toml(&text, &path.display().to_string())?;
+            merge_layer(&mut merged, layer, "", &path.display().to_string())?;
+        }
+        for (name, value) in &sources.env {
+            apply_env(&mut merged, name, value)?;
+        }
+        let config: Config =
+            serde_path_to_error::deserialize(Value::Table(merged)).map_err(|error| {
+                ConfigError::Invalid {
+                    key: error.path().to_string(),
+                    message: error.into_inner().message().to_string(),
+                }
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                message: message.to_string(),
+            })
+        };
+        if self.store.url.backend().is_none() {
+            return invalid(
+                "store.url",
+                "must start with sqlite:// or postgres:// (e.g. sqlite://data/engram.db)",
+            );
+        }
+        if self.store.max_connections == 0 {
+            return invalid("store.max_connections", "must be at least 1");
+        }
+        for (key, url) in [
+            ("llm.base_url", &self.llm.base_url),
+            ("embeddings.base_url", &self.embeddings.base_url),
+            ("discord.proxy_url", &self.discord.proxy_url),
+            ("slack.api_url", &self.slack.api_url),
+            ("index.qdrant_url", &self.index.qdrant_url),
+        ] {
+            if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
+                return invalid(key, "must be empty or an http:// or https:// URL");
+            }
+        }
+        let gateway = &self.discord.gateway_url;
+        if !gateway.is_empty() && !gateway.starts_with("ws://") && !gateway.starts_with("wss://") {
+            return invalid(
+                "discord.gateway_url",
+                "must be empty or a ws:// or wss:// URL",
+            );
+        }
+        if self.embeddings.dimensions == 0 {
+            return invalid("embeddings.dimensions", "must be at least 1");
+        }
+        for (key, value) in [
+            (
+                "chat.max_concurrent_answers",
+                self.chat.max_concurrent_answers,
+            ),
+            ("ingest.workers", self.ingest.workers),
+            ("jobs.max_attempts", self.jobs.max_attempts),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
+        }
+        for (key, value) in [
+            (
+                "llm.first_token_timeout_ms",
+                self.llm.first_token_timeout_ms,
+            ),
+            ("llm.total_timeout_ms", self.llm.total_timeout_ms),
+            ("ingest.extract_timeout_ms", self.ingest.extract_timeout_ms),
+            ("jobs.lease_ms", self.jobs.lease_ms),
+            ("jobs.backoff_base_ms", self.jobs.backoff_base_ms),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be greater than 0");
+            }
+        }
+        if self.jobs.lease_ms < 300 {
+            return invalid(
+                "jobs.lease_ms",
+                "must be at least 300 (it is renewed every third)",
+            );
+        }
+        if self.jobs.backoff_max_ms < self.jobs.backoff_base_ms {
+            return invalid(
+                "jobs.backoff_max_ms",
+                "must not be below jobs.backoff_base_ms",
+            );
+        }
+        if self.ingest.max_file_bytes == 0 {
+            return invalid("ingest.max_file_bytes", "must be greater than 0");
+        }
+        Ok(())
+    }
+}
+
+fn parse_toml(text: &str, origin: &str) -> Result<Table, ConfigError> {
+    text.parse::<Table>().map_err(|error| ConfigError::Syntax {
+        path: origin.to_string(),
+        message: error.message().to_string(),
+    })
+}
+
+/// Overlays `layer` on `base`, refusing any key the defaults do not have.
+fn merge_layer(
+    base: &mut Table,
+    layer: Table,
+    prefix: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    for (key, value) in layer {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (base.get_mut(&key), value) {
+            (None, _) => {
+                return Err(ConfigError::UnknownKey {
+                    key: path,
+                    origin: origin.to_string(),
+                })
+            }
+            (Some(Value::Table(base_table)), Value::Table(layer_table)) => {
+                merge_layer(base_table, layer_table, &path, origin)?;
+            }
+            (Some(Value::Table(_)), _) => {
+                return Err(ConfigError::Invalid {
+                    key: path,
+                    message: format!("is a section; write it as [{key}] in {origin}"),
+                })
+            }
+            (Some(slot), value) => *slot = value,
+        }
+    }
+    Ok(())
+}
+
+/// Sets one key from `ENGRAM__SECTION__KEY=value`, typed like the key's default.
+fn apply_env(base: &mut Table, name: &str, raw: &str) -> Result<(), ConfigError> {
+    let unknown = || ConfigError::UnknownKey {
+        key: name.to_string(),
+        origin: "the environment".to_string(),
+    };
+    let path = name
+        .strip_prefix(ENV_PREFIX)
+        .ok_or_else(unknown)?
+        .to_ascii_lowercase();
+    let parts: Vec<&str> = path.split("__").collect();
+    let [section, key] = parts.as_slice() else {
+        return Err(unknown());
+    };
+    let dotted = format!("{section}.{key}");
+    let slot = base
+        .get_mut(*section)
+        .and_then(Value::as_table_mut)
+        .and_then(|table| table.get_mut(*key))
+        .ok_or_else(unknown)?;
+    let invalid = |expected: &str| ConfigError::Invalid {
+        key: dotted.clone(),
+        message: format!("{name} must be {expected}"),
+    };
+    *slot = match slot {
+        Value::String(_) => Value::String(raw.to_string()),
+        Value::Integer(_) => {
+            Value::Integer(raw.trim().parse().map_err(|_| invalid("a whole number"))?)
+        }
+        Value::Float(_) => Value::Float(raw.trim().parse().map_err(|_| invalid("a number"))?),
+        Value::Boolean(_) => {
+            Value::Boolean(raw.trim().parse().map_err(|_| invalid("true or false"))?)
+        }
+        _ => return Err(invalid("set in a config file, not the environment")),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_url_hides_the_password() {
+        let url = StoreUrl::new("postgres://engram:hunter2@db.internal:5432/engram");
+        assert_eq!(
+            url.redacted(),
+            "postgres://engram:***@db.internal:5432/engram"
+        );
+        assert!(!format!("{url:?} {url}").contains("hunter2"));
+        let plain = StoreUrl::new("sqlite://data/engram.db");
+        assert_eq!(plain.redacted(), "sqlite://data/engram.db");
+    }
+
+    #[test]
+    fn env_value_is_typed_like_the_default() {
+        let mut base = parse_toml(BUILT_IN_DEFAULTS, "defaults").unwrap();
+        apply_env(&mut base, "ENGRAM__CHAT__EDIT_INTERVAL_MS", "1500").unwrap();
+        assert_eq!(base["chat"]["edit_interval_ms"].as_integer(), Some(1500));
+        let error = apply_env(&mut base, "ENGRAM__CHAT__EDIT_INTERVAL_MS", "fast").unwrap_err();
+        assert!(
+            error.to_string().contains("chat.edit_interval_ms"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! `engram doctor`: checks the config, the store, the configured endpoints and the installed
+//! tools, and says for each what is wrong and how to fix it. Never prints a secret.
+
+use std::fmt::Write as _;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::config::{Config, IndexKind};
+use crate::store::{self, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+
+/// How long a reachability check may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    fn add(&mut self, name: &'static str, status: Status, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name,
+            status,
+            detail: detail.into(),
+        });
+    }
+
+    pub fn has_failures(&self) -> bool {
+        self.checks.iter().any(|check| check.status == Status::Fail)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for check in &self.checks {
+            let label = match check.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "WARN",
+                Status::Fail => "FAIL",
+            };
+            let _ = writeln!(out, "[{label}] {:<11} {}", check.name, check.detail);
+        }
+        out
+    }
+}
+
+/// Runs every check. The config itself was already loaded (or engram would have stopped).
+pub async fn run(config: &Config) -> Report {
+    let mut report = Report::default();
+    report.add(
+        "config",
+        Status::Ok,
+        format!(
+            "loaded; store {}, listen {}",
+            config.store.url, config.http.listen
+        ),
+    );
+    check_store(config, &mut report).await;
+    match config.index.kind {
+        IndexKind::Embedded => report.add("index", Status::Ok, "embedded, inside the store"),
+        IndexKind::Qdrant => report.add(
+            "index",
+            Status::Fail,
+            "index.kind = \"qdrant\" is not supported by this build yet; use \"embedded\"",
+        ),
+    }
+    check_endpoint(
+        &mut report,
+        "llm",
+        &config.llm.base_url,
+        "not configured: answers will quote the best passages (set llm.base_url for an LLM)",
+    )
+    .await;
+    check_endpoint(
+        &mut report,
+        "embeddings",
+        &config.embeddings.base_url,
+        "not configured: keyword (BM25) retrieval only",
+    )
+    .await;
+    check_tool(
+        &mut report,
+        "tesseract",
+        &["--version"],
+        "tesseract-ocr tesseract-ocr-eng",
+    )
+    .await;
+    check_tool(&mut report, "pdftotext", &["-v"], "poppler-utils").await;
+    for (name, set) in [
+        ("discord", config.discord.token.is_set()),
+        ("slack", config.slack.bot_token.is_set()),
+    ] {
+        if set {
+            report.add(
+                name,
+                Status::Warn,
+                "a token is set, but this build has no adapter for this platform yet",
+            );
+        } else {
+            report.add(name, Status::Ok, "off (no token configured)");
+        }
+    }
+    report
+}
+
+async fn check_store(config: &Config, report: &mut Report) {
+    let known: Vec<i64> = match config.store.url.backend() {
+        Some(crate::config::StoreBackend::Postgres) => {
+            POSTGRES_MIGRATIONS.iter().map(|m| m.version).collect()
+        }
+        _ => SQLITE_MIGRATIONS.iter().map(|m| m.version).collect(),
+    };
+    let latest = known.last().copied().unwrap_or(0);
+    if let Some(path) = config.store.url.sqlite_path().filter(|path| !path.exists()) {
+        report.add(
+            "store",
+            Status::Ok,
+            format!(
+                "{}: {} does not exist yet; engram creates it on first use",
+                config.store.url,
+                path.display()
+            ),
+        );
+        return;
+    }
+    let store = match tokio::time::timeout(CONNECT_TIMEOUT * 2, store::connect(&config.store)).await
+    {
+        Ok(Ok(store)) => store,
+        Ok(Err(error)) => {
+            report.add(
+                "store",
+                Status::Fail,
+                format!("{}: {error} (check store.url)", config.store.url),
+            );
+            return;
+        }
+        Err(_) => {
+            report.add(
+                "store",
+                Status::Fail,
+                format!("{}: no answer within 6 s", config.store.url),
+            );
+            return;
+        }
+    };
+    let applied = store.applied_migrations().await.unwrap_or_default();
+    let current = applied.last().copied().unwrap_or(0);
+    if current >= latest {
+        report.add(
+            "store",
+            Status::Ok,
+            format!(
+                "{}: reachable, schema at version {current}",
+                config.store.url
+            ),
+        );
+    } else {
+        report.add(
+            "store",
+            Status::Warn,
+            format!(
+                "{}: reachable, schema at version {current} of {latest}; run `engram migrate` \
+                 (serve migrates by itself)",
+                config.store.url
+            ),
+        );
+    }
+}
+
+/// Is something listening at the endpoint's host and port? (No request is sent, so no key
+/// is used.)
+async fn check_endpoint(report: &mut Report, name: &'static str, base_url: &str, unset: &str) {
+    if base_url.is_empty() {
+        report.add(name, Status::Ok, unset);
+        return;
+    }
+    let Some(address) = host_and_port(base_url) else {
+        report.add(
+            name,
+            Status::Fail,
+            format!("{base_url}: cannot tell host and port"),
+        );
+        return;
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
+        Ok(Ok(_)) => report.add(name, Status::Ok, format!("{base_url}: reachable")),
+        Ok(Err(error)) => report.add(name, Status::Fail, format!("{base_url}: {error}")),
+        Err(_) => report.add(
+            name,
+            Status::Fail,
+            format!(
+                "{base_url}: no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        ),
+    }
+}
+
+/// `host:port` of an http(s) URL, with the scheme's default port.
+fn host_and_port(url: &str) -> Option<String> {
+    let (default_port, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (443, rest)
+    } else {
+        (80, url.strip_prefix("http://")?)
+    };
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit('@').next()?;
+    if authority.is_empty() {
+        return None;
+    }
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    Some(if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:{default_port}")
+    })
+}
+
+async fn check_tool(report: &mut Report, tool: &'static str, args: &[&str], package: &str) {
+    let output = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    match output {
+        Ok(output) => {
+            let text = String::from_utf8_lossy(if output.stdout.is_empty() {
+                &output.stderr
+            } else {
+                &output.stdout
+            })
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+            report.add(tool, Status::Ok, text);
+        }
+        Err(_) => report.add(
+            tool,
+            Status::Warn,
+            format!("not installed; the ingest role will need it (apt-get install {package})"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_addresses() {
+        assert_eq!(
+            host_and_port("https://api.openai.com/v1").as_deref(),
+            Some("api.openai.com:443")
+        );
+        assert_eq!(
+            host_and_port("http://127.0.0.1:11434/v1").as_deref(),
+            Some("127.0.0.1:11434")
+        );
+        assert_eq!(
+            host_and_port("http://localhost").as_deref(),
+            Some("localhost:80")
+        );
+        assert_eq!(host_and_port("ftp://x"), None);
+    }
+}

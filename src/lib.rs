@@ -1,0 +1,14 @@
+//! engram: a self-hosted second brain for Discord and Slack. The library holds everything;
+//! `main.rs` only parses the command line and reports errors.
+
+pub mod app;
+pub mod brain;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod doctor;
+pub mod http;
+pub mod jobs;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

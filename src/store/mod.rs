@@ -1,0 +1,138 @@
+//! The store: one `Store` trait over SQLite (embedded default) and PostgreSQL (scale-out),
+//! holding tenants, brains, documents, the durable job queue and its wake-ups. The only SQL.
+
+mod postgres;
+mod rows;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::brain::{Brain, BrainId, BrainName, BrainStats, TenantId, TenantKey};
+use crate::config::{StoreBackend, StoreConfig};
+use crate::jobs::{
+    Enqueued, Job, JobId, JobKind, JobState, Lease, NewJob, QueueDepth, RetryOutcome,
+};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Embedded migrations, one folder per dialect with the same versions.
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Why a store call failed; `is_transient` says whether trying again later may help.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unreachable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not what engram expects: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
+            sqlx::Error::Database(ref db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything engram keeps, behind one interface with two real implementations.
+///
+/// Job updates after `claim` present the `Lease` they got; an update whose lease is no longer
+/// current (the job was handed to another worker) changes nothing and returns `false`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> StoreBackend;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Versions of the migrations applied to this database.
+    async fn applied_migrations(&self) -> StoreResult<Vec<i64>>;
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes the connections; later calls fail with `Unavailable`.
+    async fn close(&self);
+
+    /// The tenant with this key, created if new.
+    async fn ensure_tenant(&self, key: &TenantKey) -> StoreResult<TenantId>;
+    async fn find_tenant(&self, key: &TenantKey) -> StoreResult<Option<TenantId>>;
+    /// A new brain; `Conflict` if the tenant already has one of that name.
+    async fn create_brain(&self, tenant: TenantId, name: &BrainName) -> StoreResult<Brain>;
+    async fn brains(&self, tenant: TenantId) -> StoreResult<Vec<Brain>>;
+    async fn brain_by_name(&self, tenant: TenantId, name: &BrainName)
+        -> StoreResult<Option<Brain>>;
+    async fn brain_stats(&self, brain: BrainId) -> StoreResult<BrainStats>;
+    /// Deletes a brain with its bindings, documents and chunks.
+    async fn delete_brain(&self, brain: BrainId) -> StoreResult<bool>;
+
+    /// Puts a job on the queue (or finds the one with the same dedupe key) and wakes workers.
+    async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued>;
+    /// Takes the oldest due job of `kind` under a lease for `worker`. Jobs whose lease ran out
+    /// are first put back (or dead-lettered when out of attempts).
+    async fn claim(&self, kind: JobKind, worker: &str, lease: Duration)
+        -> StoreResult<Option<Job>>;
+    /// Extends a lease; `false` if it was lost.
+    async fn heartbeat(&self, lease: &Lease, duration: Duration) -> StoreResult<bool>;
+    async fn complete(&self, lease: &Lease) -> StoreResult<bool>;
+    /// Records a failed attempt: retried at `retry_at` (Unix ms) or, when `None`, dead.
+    async fn fail(&self, lease: &Lease, error: &str, retry_at: Option<i64>) -> StoreResult<bool>;
+    /// Gives a job back without counting the attempt (shutdown).
+    async fn release(&self, lease: &Lease) -> StoreResult<bool>;
+    /// Requeues a failed or dead job with fresh attempts.
+    async fn retry(&self, id: JobId) -> StoreResult<RetryOutcome>;
+    async fn job(&self, id: JobId) -> StoreResult<Option<Job>>;
+    /// Most recent jobs first.
+    async fn jobs(&self, state: Option<JobState>, limit: u32) -> StoreResult<Vec<Job>>;
+    async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>>;
+    /// When the next job of `kind` becomes claimable (a due time or a lease expiry), if any.
+    async fn next_due(&self, kind: JobKind) -> StoreResult<Option<i64>>;
+    /// Notified whenever a job may have become claimable.
+    fn wakeups(&self) -> Arc<Notify>;
+}
+
+/// Opens the store a config names, creating the SQLite file and its folder if needed.
+/// Does not migrate; call `Store::migrate`.
+pub async fn connect(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+    match config.url.backend() {
+        Some(StoreBackend::Sqlite) => Ok(Arc::new(SqliteStore::connect(config).await?)),
+        Some(StoreBackend::Postgres) => Ok(Arc::new(PostgresStore::connect(config).await?)),
+        None => Err(StoreError::Unavailable(format!(
+            "unsupported store URL {}",
+            config.url
+        ))),
+    }
+}
+
+/// Opens and migrates.
+pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+    let store = connect(config).await?;
+    store.migrate().await?;
+    Ok(store)
+}

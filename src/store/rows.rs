@@ -1,0 +1,390 @@
+//! What both SQL dialects share: the portable statements (`$N` placeholders work in SQLite
+//! and PostgreSQL alike), row decoding, and the `impl_store!` macro that writes the common
+//! `Store` methods once for each back-end.
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::brain::{Brain, BrainId, BrainName, TenantId};
+use crate::jobs::Job;
+use crate::store::{StoreError, StoreResult};
+
+pub(super) const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, run_at, \
+     lease_until, worker, dedupe_key, last_error, created_at, updated_at";
+
+pub(super) const BRAIN_COLUMNS: &str = "id, tenant_id, name, system_prompt, model, created_at";
+
+/// Puts back running jobs whose lease ran out, or dead-letters them when out of attempts.
+/// `$1` kind, `$2` now.
+pub(super) const REAP_EXPIRED: &str = "UPDATE jobs SET \
+     state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+     last_error = 'the worker stopped renewing its lease (crashed, killed or stalled) during attempt ' \
+         || CAST(attempts AS TEXT), \
+     lease_until = NULL, run_at = $2, updated_at = $2 \
+     WHERE kind = $1 AND state = 'running' AND lease_until < $2";
+
+/// Decodes a `jobs` row selected with `JOB_COLUMNS`.
+pub(super) fn job_from_row<'r, R>(row: &'r R) -> StoreResult<Job>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text: String = row.try_get("payload")?;
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    let count = |column: &'static str| -> StoreResult<u32> {
+        let value: i64 = row.try_get(column)?;
+        u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("jobs.{column} = {value}")))
+    };
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: kind.parse().map_err(StoreError::Corrupt)?,
+        payload: serde_json::from_str(&text)
+            .map_err(|error| StoreError::Corrupt(format!("job payload: {error}")))?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        attempts: count("attempts")?,
+        max_attempts: count("max_attempts")?,
+        run_at: row.try_get("run_at")?,
+        lease_until: row.try_get("lease_until")?,
+        worker: row.try_get("worker")?,
+        dedupe_key: row.try_get("dedupe_key")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Decodes a `brains` row selected with `BRAIN_COLUMNS`.
+pub(super) fn brain_from_row<'r, R>(row: &'r R) -> StoreResult<Brain>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let name: String = row.try_get("name")?;
+    Ok(Brain {
+        id: BrainId(row.try_get("id")?),
+        tenant: TenantId(row.try_get("tenant_id")?),
+        name: BrainName::parse(&name).map_err(StoreError::Corrupt)?,
+        system_prompt: row.try_get("system_prompt")?,
+        model: row.try_get("model")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Converts a stored count to `u64` (counts are never negative).
+pub(super) fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// Implements `Store` for a back-end type that has inherent methods `reader()` and `writer()`
+/// (its pools), `after_change()` (wake workers after a change that may make a job claimable),
+/// `subscribe()` (the wake-up `Notify`) and the dialect's `CLAIM` statement;
+/// back-end specific methods are passed in the braces.
+macro_rules! impl_store {
+    ($store:ty { $($specific:item)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            $($specific)*
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(self.reader()).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.reader().close().await;
+                self.writer().close().await;
+            }
+
+            async fn ensure_tenant(&self, key: &TenantKey) -> StoreResult<TenantId> {
+                sqlx::query(
+                    "INSERT INTO tenants (key, name, created_at) VALUES ($1, $1, $2) \
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(key.as_str())
+                .bind(now_ms())
+                .execute(self.writer())
+                .await?;
+                let id: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE key = $1")
+                    .bind(key.as_str())
+                    .fetch_one(self.writer())
+                    .await?;
+                Ok(TenantId(id))
+            }
+
+            async fn find_tenant(&self, key: &TenantKey) -> StoreResult<Option<TenantId>> {
+                let id: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE key = $1")
+                    .bind(key.as_str())
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(id.map(TenantId))
+            }
+
+            async fn create_brain(&self, tenant: TenantId, name: &BrainName) -> StoreResult<Brain> {
+                let sql = format!(
+                    "INSERT INTO brains (tenant_id, name, created_at) VALUES ($1, $2, $3) \
+                     RETURNING {BRAIN_COLUMNS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(tenant.0)
+                    .bind(name.as_str())
+                    .bind(now_ms())
+                    .fetch_one(self.writer())
+                    .await
+                    .map_err(|error| match StoreError::from(error) {
+                        StoreError::Conflict(_) => {
+                            StoreError::Conflict(format!("a brain named `{name}` already exists"))
+                        }
+                        other => other,
+                    })?;
+                brain_from_row(&row)
+            }
+
+            async fn brains(&self, tenant: TenantId) -> StoreResult<Vec<Brain>> {
+                let sql = format!("SELECT {BRAIN_COLUMNS} FROM brains WHERE tenant_id = $1 ORDER BY name");
+                let rows = sqlx::query(&sql).bind(tenant.0).fetch_all(self.reader()).await?;
+                rows.iter().map(brain_from_row).collect()
+            }
+
+            async fn brain_by_name(&self, tenant: TenantId, name: &BrainName) -> StoreResult<Option<Brain>> {
+                let sql = format!("SELECT {BRAIN_COLUMNS} FROM brains WHERE tenant_id = $1 AND name = $2");
+                let row = sqlx::query(&sql)
+                    .bind(tenant.0)
+                    .bind(name.as_str())
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(brain_from_row).transpose()
+            }
+
+            async fn brain_stats(&self, brain: BrainId) -> StoreResult<BrainStats> {
+                let (documents, failed, chunks): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), \
+                     CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(chunks), 0) AS BIGINT) \
+                     FROM documents WHERE brain_id = $1",
+                )
+                .bind(brain.0)
+                .fetch_one(self.reader())
+                .await?;
+                Ok(BrainStats {
+                    documents: count(documents),
+                    failed_documents: count(failed),
+                    chunks: count(chunks),
+                })
+            }
+
+            async fn delete_brain(&self, brain: BrainId) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM brains WHERE id = $1")
+                    .bind(brain.0)
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued> {
+                let inserted: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, run_at, \
+                     dedupe_key, created_at, updated_at) \
+                     VALUES ($1, $2, 'queued', 0, $3, $4, $5, $4, $4) \
+                     ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+                )
+                .bind(job.kind.as_str())
+                .bind(job.payload.to_string())
+                .bind(i64::from(job.max_attempts))
+                .bind(now_ms())
+                .bind(job.dedupe_key.as_deref())
+                .fetch_optional(self.writer())
+                .await?;
+                if let Some(id) = inserted {
+                    self.after_change();
+                    return Ok(Enqueued::New(id));
+                }
+                let existing: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = $1")
+                    .bind(job.dedupe_key.as_deref())
+                    .fetch_one(self.writer())
+                    .await?;
+                Ok(Enqueued::Duplicate(existing))
+            }
+
+            async fn claim(&self, kind: JobKind, worker: &str, lease: Duration) -> StoreResult<Option<Job>> {
+                let now = now_ms();
+                let reaped = sqlx::query(REAP_EXPIRED)
+                    .bind(kind.as_str())
+                    .bind(now)
+                    .execute(self.writer())
+                    .await?;
+                if reaped.rows_affected() > 0 {
+                    self.after_change();
+                }
+                let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+                let row = sqlx::query(Self::CLAIM)
+                    .bind(now.saturating_add(lease_ms))
+                    .bind(worker)
+                    .bind(now)
+                    .bind(kind.as_str())
+                    .fetch_optional(self.writer())
+                    .await?;
+                row.as_ref().map(job_from_row).transpose()
+            }
+
+            async fn heartbeat(&self, lease: &Lease, duration: Duration) -> StoreResult<bool> {
+                let now = now_ms();
+                let until = now.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+                let done = sqlx::query(
+                    "UPDATE jobs SET lease_until = $1, updated_at = $2 \
+                     WHERE id = $3 AND worker = $4 AND attempts = $5 AND state = 'running'",
+                )
+                .bind(until)
+                .bind(now)
+                .bind(lease.job)
+                .bind(&lease.worker)
+                .bind(i64::from(lease.attempt))
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn complete(&self, lease: &Lease) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $1 \
+                     WHERE id = $2 AND worker = $3 AND attempts = $4 AND state = 'running'",
+                )
+                .bind(now_ms())
+                .bind(lease.job)
+                .bind(&lease.worker)
+                .bind(i64::from(lease.attempt))
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn fail(&self, lease: &Lease, error: &str, retry_at: Option<i64>) -> StoreResult<bool> {
+                let now = now_ms();
+                let state = if retry_at.is_some() { JobState::Failed } else { JobState::Dead };
+                let done = sqlx::query(
+                    "UPDATE jobs SET state = $1, run_at = $2, last_error = $3, lease_until = NULL, \
+                     updated_at = $4 \
+                     WHERE id = $5 AND worker = $6 AND attempts = $7 AND state = 'running'",
+                )
+                .bind(state.as_str())
+                .bind(retry_at.unwrap_or(now))
+                .bind(error)
+                .bind(now)
+                .bind(lease.job)
+                .bind(&lease.worker)
+                .bind(i64::from(lease.attempt))
+                .execute(self.writer())
+                .await?;
+                if retry_at.is_some() {
+                    self.after_change();
+                }
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release(&self, lease: &Lease) -> StoreResult<bool> {
+                let now = now_ms();
+                let done = sqlx::query(
+                    "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_until = NULL, \
+                     run_at = $1, updated_at = $1 \
+                     WHERE id = $2 AND worker = $3 AND attempts = $4 AND state = 'running'",
+                )
+                .bind(now)
+                .bind(lease.job)
+                .bind(&lease.worker)
+                .bind(i64::from(lease.attempt))
+                .execute(self.writer())
+                .await?;
+                self.after_change();
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn retry(&self, id: JobId) -> StoreResult<RetryOutcome> {
+                let now = now_ms();
+                let done = sqlx::query(
+                    "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, lease_until = NULL, \
+                     updated_at = $1 WHERE id = $2 AND state IN ('failed', 'dead')",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(self.writer())
+                .await?;
+                if done.rows_affected() == 1 {
+                    self.after_change();
+                    return Ok(RetryOutcome::Requeued);
+                }
+                Ok(match self.job(id).await? {
+                    None => RetryOutcome::NotFound,
+                    Some(job) => RetryOutcome::NotRetryable(job.state),
+                })
+            }
+
+            async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
+                let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+                let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;
+                row.as_ref().map(job_from_row).transpose()
+            }
+
+            async fn jobs(&self, state: Option<JobState>, limit: u32) -> StoreResult<Vec<Job>> {
+                let rows = match state {
+                    Some(state) => {
+                        let sql = format!(
+                            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = $1 ORDER BY id DESC LIMIT $2"
+                        );
+                        sqlx::query(&sql)
+                            .bind(state.as_str())
+                            .bind(i64::from(limit))
+                            .fetch_all(self.reader())
+                            .await?
+                    }
+                    None => {
+                        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT $1");
+                        sqlx::query(&sql).bind(i64::from(limit)).fetch_all(self.reader()).await?
+                    }
+                };
+                rows.iter().map(job_from_row).collect()
+            }
+
+            async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>> {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state ORDER BY kind, state",
+                )
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter()
+                    .map(|(kind, state, n)| {
+                        Ok(QueueDepth {
+                            kind: kind.parse().map_err(StoreError::Corrupt)?,
+                            state: state.parse().map_err(StoreError::Corrupt)?,
+                            count: count(n),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn next_due(&self, kind: JobKind) -> StoreResult<Option<i64>> {
+                let due: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(due) FROM ( \
+                       SELECT MIN(run_at) AS due FROM jobs \
+                         WHERE kind = $1 AND state IN ('queued', 'failed') \
+                       UNION ALL \
+                       SELECT MIN(lease_until) AS due FROM jobs \
+                         WHERE kind = $1 AND state = 'running' \
+                     ) AS next",
+                )
+                .bind(kind.as_str())
+                .fetch_one(self.reader())
+                .await?;
+                Ok(due)
+            }
+
+            fn wakeups(&self) -> Arc<Notify> {
+                self.subscribe()
+            }
+        }
+    };
+}
+
+pub(super) use impl_store;

@@ -1,0 +1,267 @@
+//! Runs queued jobs of one kind: claim under a lease, renew it while the job runs, record the
+//! outcome (done, retry with backoff, dead), sleep on wake-ups when idle, and on shutdown stop
+//! claiming, let jobs in flight finish within the grace period, then release their leases.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::jobs::{Job, JobKind, Lease, RetryPolicy};
+use crate::store::Store;
+use crate::telemetry::{JobOutcome, Metrics};
+
+/// Why a job attempt failed, and whether another attempt may succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    /// Safe to show to the person who caused the job (no secrets, no internals).
+    pub reason: String,
+    pub transient: bool,
+}
+
+impl JobFailure {
+    /// Worth another attempt (a timeout, an unreachable service).
+    pub fn transient(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            transient: true,
+        }
+    }
+
+    /// Will fail the same way every time (an unsupported file, a deleted brain).
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            transient: false,
+        }
+    }
+}
+
+/// The work behind one job kind.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn run(&self, job: &Job) -> Result<(), JobFailure>;
+}
+
+/// How a pool of workers for one kind behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub kind: JobKind,
+    /// Jobs run at once by this pool.
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub retry: RetryPolicy,
+    /// Prefix of the worker names recorded on claimed jobs (unique per process).
+    pub name: String,
+    /// Longest idle sleep without a wake-up: a safety net for wake-ups that cannot reach this
+    /// process (another process on the same SQLite file, a LISTEN connection being re-made).
+    pub idle_recheck: Duration,
+}
+
+/// The two steps of a graceful stop.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Stop claiming new jobs; jobs in flight carry on.
+    pub stop_claiming: CancellationToken,
+    /// The grace period is over: abandon jobs in flight and release their leases.
+    pub abandon: CancellationToken,
+}
+
+/// Runs `options.concurrency` workers until `shutdown.stop_claiming` and every job in flight
+/// has ended.
+pub async fn run(
+    store: Arc<dyn Store>,
+    handler: Arc<dyn JobHandler>,
+    options: WorkerOptions,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+) {
+    let mut workers = JoinSet::new();
+    for slot in 0..options.concurrency.max(1) {
+        workers.spawn(worker_loop(
+            store.clone(),
+            handler.clone(),
+            options.clone(),
+            format!("{}-{slot}", options.name),
+            shutdown.clone(),
+            metrics.clone(),
+        ));
+    }
+    while let Some(result) = workers.join_next().await {
+        if let Err(error) = result {
+            tracing::error!(%error, kind = %options.kind, "a job worker panicked");
+        }
+    }
+}
+
+/// A unique-enough worker name prefix for this process: host, pid and role.
+pub fn worker_name(role: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "engram".to_string());
+    format!("{host}:{}:{role}", std::process::id())
+}
+
+async fn worker_loop(
+    store: Arc<dyn Store>,
+    handler: Arc<dyn JobHandler>,
+    options: WorkerOptions,
+    worker: String,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+) {
+    let wakeups = store.wakeups();
+    loop {
+        if shutdown.stop_claiming.is_cancelled() {
+            return;
+        }
+        // Registered before looking, so a job enqueued between the look and the sleep still
+        // wakes this worker.
+        let notified = wakeups.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        match store.claim(options.kind, &worker, options.lease).await {
+            Ok(Some(job)) => {
+                run_one(&store, &handler, &options, job, &shutdown, &metrics).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, kind = %options.kind, "cannot claim jobs; retrying in 1 s");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.stop_claiming.cancelled() => return,
+                }
+                continue;
+            }
+        }
+        let wait = match store.next_due(options.kind).await {
+            Ok(Some(due)) => {
+                let millis = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
+                Duration::from_millis(millis.max(1)).min(options.idle_recheck)
+            }
+            Ok(None) | Err(_) => options.idle_recheck,
+        };
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.stop_claiming.cancelled() => return,
+        }
+    }
+}
+
+async fn run_one(
+    store: &Arc<dyn Store>,
+    handler: &Arc<dyn JobHandler>,
+    options: &WorkerOptions,
+    job: Job,
+    shutdown: &Shutdown,
+    metrics: &Metrics,
+) {
+    let started = Instant::now();
+    let lease = job.lease();
+    let lease_lost = CancellationToken::new();
+    let heartbeat = tokio::spawn(renew_lease(
+        store.clone(),
+        lease.clone(),
+        options.lease,
+        lease_lost.clone(),
+    ));
+    let result = tokio::select! {
+        result = handler.run(&job) => Some(result),
+        () = lease_lost.cancelled() => None,
+        () = shutdown.abandon.cancelled() => {
+            heartbeat.abort();
+            let outcome = match store.release(&lease).await {
+                Ok(_) => JobOutcome::Released,
+                Err(error) => {
+                    tracing::warn!(%error, job = job.id, "cannot release the lease; it will expire");
+                    JobOutcome::Lost
+                }
+            };
+            tracing::info!(job = job.id, kind = %job.kind, "shutdown: job abandoned and released");
+            metrics.record_job(job.kind, outcome, started.elapsed());
+            return;
+        }
+    };
+    heartbeat.abort();
+    let outcome = match result {
+        None => {
+            tracing::warn!(job = job.id, kind = %job.kind, "lease lost; another worker has the job");
+            JobOutcome::Lost
+        }
+        Some(Ok(())) => finish(&lease, store.complete(&lease).await, JobOutcome::Done),
+        Some(Err(failure)) => {
+            let retry_at = (failure.transient && job.attempts < job.max_attempts).then(|| {
+                let delay = options.retry.delay_after(job.attempts);
+                now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+            });
+            tracing::warn!(
+                job = job.id,
+                kind = %job.kind,
+                attempt = job.attempts,
+                max_attempts = job.max_attempts,
+                retry = retry_at.is_some(),
+                reason = %failure.reason,
+                "job attempt failed"
+            );
+            let outcome = if retry_at.is_some() {
+                JobOutcome::Retry
+            } else {
+                JobOutcome::Dead
+            };
+            let recorded = store.fail(&lease, &failure.reason, retry_at).await;
+            finish(&lease, recorded, outcome)
+        }
+    };
+    metrics.record_job(job.kind, outcome, started.elapsed());
+}
+
+/// Turns the store's answer to a final update into the outcome to count.
+fn finish(
+    lease: &Lease,
+    recorded: Result<bool, crate::store::StoreError>,
+    outcome: JobOutcome,
+) -> JobOutcome {
+    match recorded {
+        Ok(true) => outcome,
+        Ok(false) => {
+            tracing::warn!(
+                job = lease.job,
+                "job ended after its lease was lost; its result is dropped"
+            );
+            JobOutcome::Lost
+        }
+        Err(error) => {
+            tracing::warn!(%error, job = lease.job, "cannot record the job's result; it will run again");
+            JobOutcome::Lost
+        }
+    }
+}
+
+/// Renews the lease every third of its length until aborted, or cancels `lost` when the store
+/// says it is no longer ours.
+async fn renew_lease(
+    store: Arc<dyn Store>,
+    lease: Lease,
+    duration: Duration,
+    lost: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(duration / 3);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match store.heartbeat(&lease, duration).await {
+            Ok(true) => {}
+            Ok(false) => {
+                lost.cancel();
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, job = lease.job, "cannot renew the job's lease");
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! engram's integration tests: one binary, real SQLite and PostgreSQL, the real `engram`
+//! executable.
+
+mod cli;
+mod config;
+mod migrations;
+mod queue;
+mod serve;
+mod support;

@@ -1,0 +1,519 @@
+//! The store and job-queue contract, run on SQLite and on a real PostgreSQL alike.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use engram::brain::{BrainName, TenantKey};
+use engram::clock::now_ms;
+use engram::jobs::{Enqueued, Job, JobId, JobKind, JobState, NewJob, RetryOutcome, RetryPolicy};
+use engram::store::{Store, StoreError};
+use engram::telemetry::{JobOutcome, Metrics};
+use engram::worker::{self, JobFailure, JobHandler, Shutdown, WorkerOptions};
+use serde_json::json;
+
+use crate::support::eventually;
+
+macro_rules! contract_tests {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let db = crate::support::TestDb::sqlite().await;
+                    super::$test(db.store()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let db = crate::support::TestDb::postgres().await;
+                    super::$test(db.store()).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    eight_workers_complete_a_thousand_jobs_exactly_once,
+    a_worker_that_stops_heartbeating_loses_its_job,
+    heartbeats_keep_a_long_job_with_its_worker,
+    failed_attempts_back_off_exponentially_then_dead_letter,
+    permanent_failure_is_dead_at_once_with_its_reason,
+    dedupe_key_gives_back_the_first_job,
+    dead_jobs_can_be_retried_by_hand,
+    idle_worker_wakes_on_enqueue_without_polling,
+    shutdown_releases_jobs_still_running_after_the_grace_period,
+    lease_expiry_after_the_last_attempt_dead_letters,
+    queue_depths_count_jobs_by_kind_and_state,
+    brains_belong_to_one_tenant,
+);
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn options(name: &str, concurrency: usize) -> WorkerOptions {
+    WorkerOptions {
+        kind: JobKind::Ingest,
+        concurrency,
+        lease: Duration::from_secs(30),
+        retry: RetryPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        },
+        name: name.to_string(),
+        // Far longer than any test waits: work must arrive by wake-up, not by polling.
+        idle_recheck: Duration::from_secs(600),
+    }
+}
+
+fn job(n: u64) -> NewJob {
+    NewJob::new(JobKind::Ingest, json!({ "n": n }), 3)
+}
+
+/// Records how often each job ran, and ends each run with a fixed result.
+#[derive(Default)]
+struct Recorder {
+    runs: Mutex<HashMap<JobId, Vec<i64>>>,
+    fail_with: Option<JobFailure>,
+    hold_for: Option<Duration>,
+}
+
+impl Recorder {
+    fn failing(failure: JobFailure) -> Self {
+        Self {
+            fail_with: Some(failure),
+            ..Self::default()
+        }
+    }
+
+    fn holding(duration: Duration) -> Self {
+        Self {
+            hold_for: Some(duration),
+            ..Self::default()
+        }
+    }
+
+    fn total_runs(&self) -> usize {
+        self.runs.lock().unwrap().values().map(Vec::len).sum()
+    }
+
+    fn runs_of(&self, id: JobId) -> Vec<i64> {
+        self.runs
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl JobHandler for Recorder {
+    async fn run(&self, job: &Job) -> Result<(), JobFailure> {
+        self.runs
+            .lock()
+            .unwrap()
+            .entry(job.id)
+            .or_default()
+            .push(now_ms());
+        if let Some(hold) = self.hold_for {
+            tokio::time::sleep(hold).await;
+        }
+        match &self.fail_with {
+            Some(failure) => Err(failure.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts a worker pool; returns its shutdown handle and task.
+fn start(
+    store: &Arc<dyn Store>,
+    handler: Arc<dyn JobHandler>,
+    options: WorkerOptions,
+) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    let shutdown = Shutdown::default();
+    let task = tokio::spawn(worker::run(
+        store.clone(),
+        handler,
+        options,
+        shutdown.clone(),
+        Arc::new(Metrics::default()),
+    ));
+    (shutdown, task)
+}
+
+async fn stop(pools: Vec<(Shutdown, tokio::task::JoinHandle<()>)>) {
+    for (shutdown, task) in pools {
+        shutdown.stop_claiming.cancel();
+        shutdown.abandon.cancel();
+        tokio::time::timeout(LONG, task)
+            .await
+            .expect("workers stop")
+            .expect("workers end cleanly");
+    }
+}
+
+async fn state_of(store: &Arc<dyn Store>, id: JobId) -> JobState {
+    store.job(id).await.unwrap().expect("job exists").state
+}
+
+async fn eight_workers_complete_a_thousand_jobs_exactly_once(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for n in 0..1000 {
+        ids.push(store.enqueue(&job(n)).await.unwrap().id());
+    }
+    let recorder = Arc::new(Recorder::default());
+    let pools: Vec<_> = (0..8)
+        .map(|w| start(&store, recorder.clone(), options(&format!("worker{w}"), 1)))
+        .collect();
+    let all_done = eventually(LONG, || async {
+        let depths = store.queue_depths().await.unwrap();
+        depths
+            .iter()
+            .any(|d| d.state == JobState::Done && d.count == 1000)
+    })
+    .await;
+    stop(pools).await;
+    assert!(
+        all_done,
+        "not every job finished: {:?}",
+        store.queue_depths().await
+    );
+    let runs = recorder.runs.lock().unwrap();
+    assert_eq!(runs.len(), 1000, "every job ran");
+    for id in &ids {
+        assert_eq!(runs[id].len(), 1, "job {id} ran {} times", runs[id].len());
+    }
+}
+
+async fn a_worker_that_stops_heartbeating_loses_its_job(store: Arc<dyn Store>) {
+    let id = store.enqueue(&job(1)).await.unwrap().id();
+    let lease = Duration::from_millis(300);
+    let first = store
+        .claim(JobKind::Ingest, "stalled", lease)
+        .await
+        .unwrap()
+        .expect("first claim");
+    assert_eq!(first.id, id);
+    assert!(
+        store
+            .claim(JobKind::Ingest, "other", lease)
+            .await
+            .unwrap()
+            .is_none(),
+        "a leased job is not handed out twice"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut second = None;
+    while second.is_none() && std::time::Instant::now() < deadline {
+        second = store.claim(JobKind::Ingest, "other", lease).await.unwrap();
+        if second.is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert!(
+        second.is_some(),
+        "the job went to another worker after the lease ran out"
+    );
+    let second = second.unwrap();
+    assert_eq!(second.id, id);
+    assert_eq!(second.attempts, 2);
+    assert_eq!(second.worker.as_deref(), Some("other"));
+    assert!(!store.heartbeat(&first.lease(), lease).await.unwrap());
+    assert!(
+        !store.complete(&first.lease()).await.unwrap(),
+        "the stale worker cannot finish it"
+    );
+    assert!(store.complete(&second.lease()).await.unwrap());
+    assert_eq!(state_of(&store, id).await, JobState::Done);
+}
+
+async fn heartbeats_keep_a_long_job_with_its_worker(store: Arc<dyn Store>) {
+    let id = store.enqueue(&job(1)).await.unwrap().id();
+    let recorder = Arc::new(Recorder::holding(Duration::from_millis(1500)));
+    let mut opts = options("renewing", 1);
+    opts.lease = Duration::from_millis(400);
+    let pool = start(&store, recorder.clone(), opts);
+    let finished = eventually(LONG, || async {
+        state_of(&store, id).await == JobState::Done
+    })
+    .await;
+    stop(vec![pool]).await;
+    assert!(finished);
+    assert_eq!(
+        recorder.runs_of(id).len(),
+        1,
+        "renewed leases never expired"
+    );
+    assert_eq!(store.job(id).await.unwrap().unwrap().attempts, 1);
+}
+
+async fn failed_attempts_back_off_exponentially_then_dead_letter(store: Arc<dyn Store>) {
+    let id = store.enqueue(&job(1)).await.unwrap().id();
+    let recorder = Arc::new(Recorder::failing(JobFailure::transient(
+        "service unreachable",
+    )));
+    let pool = start(&store, recorder.clone(), options("failing", 1));
+    let dead = eventually(LONG, || async {
+        state_of(&store, id).await == JobState::Dead
+    })
+    .await;
+    stop(vec![pool]).await;
+    assert!(dead, "the job is dead after its last attempt");
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 3);
+    assert_eq!(job.last_error.as_deref(), Some("service unreachable"));
+    let runs = recorder.runs_of(id);
+    assert_eq!(runs.len(), 3);
+    // base 100 ms: 100 ms after the first attempt, 200 ms after the second.
+    assert!(
+        runs[1] - runs[0] >= 100,
+        "first backoff: {} ms",
+        runs[1] - runs[0]
+    );
+    assert!(
+        runs[2] - runs[1] >= 200,
+        "second backoff: {} ms",
+        runs[2] - runs[1]
+    );
+}
+
+async fn permanent_failure_is_dead_at_once_with_its_reason(store: Arc<dyn Store>) {
+    let id = store.enqueue(&job(1)).await.unwrap().id();
+    let recorder = Arc::new(Recorder::failing(JobFailure::permanent(
+        "unsupported file type: application/x-msdownload",
+    )));
+    let pool = start(&store, recorder.clone(), options("permanent", 1));
+    let dead = eventually(LONG, || async {
+        state_of(&store, id).await == JobState::Dead
+    })
+    .await;
+    stop(vec![pool]).await;
+    assert!(dead);
+    assert_eq!(
+        recorder.runs_of(id).len(),
+        1,
+        "a permanent error is not retried"
+    );
+    let dead_jobs = store.jobs(Some(JobState::Dead), 10).await.unwrap();
+    assert_eq!(dead_jobs.len(), 1);
+    assert_eq!(
+        dead_jobs[0].last_error.as_deref(),
+        Some("unsupported file type: application/x-msdownload")
+    );
+}
+
+async fn dedupe_key_gives_back_the_first_job(store: Arc<dyn Store>) {
+    let first = store
+        .enqueue(&job(1).with_dedupe_key("discord:msg:42"))
+        .await
+        .unwrap();
+    let again = store
+        .enqueue(&job(2).with_dedupe_key("discord:msg:42"))
+        .await
+        .unwrap();
+    let other = store
+        .enqueue(&job(3).with_dedupe_key("discord:msg:43"))
+        .await
+        .unwrap();
+    let Enqueued::New(first_id) = first else {
+        panic!("first enqueue is new: {first:?}")
+    };
+    assert_eq!(again, Enqueued::Duplicate(first_id));
+    assert!(matches!(other, Enqueued::New(id) if id != first_id));
+    let stored = store.job(first_id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.payload,
+        json!({ "n": 1 }),
+        "the first payload is kept"
+    );
+    // Jobs without a key never collide.
+    let a = store.enqueue(&job(4)).await.unwrap();
+    let b = store.enqueue(&job(4)).await.unwrap();
+    assert!(matches!((a, b), (Enqueued::New(x), Enqueued::New(y)) if x != y));
+}
+
+async fn dead_jobs_can_be_retried_by_hand(store: Arc<dyn Store>) {
+    let id = store.enqueue(&job(1)).await.unwrap().id();
+    let claimed = store
+        .claim(JobKind::Ingest, "w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .fail(&claimed.lease(), "corrupt PDF", None)
+        .await
+        .unwrap());
+    assert_eq!(state_of(&store, id).await, JobState::Dead);
+    assert_eq!(store.retry(id).await.unwrap(), RetryOutcome::Requeued);
+    let requeued = store.job(id).await.unwrap().unwrap();
+    assert_eq!(requeued.state, JobState::Queued);
+    assert_eq!(requeued.attempts, 0);
+    let again = store
+        .claim(JobKind::Ingest, "w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("a retried job can be claimed");
+    assert_eq!(again.attempts, 1);
+    assert!(store.complete(&again.lease()).await.unwrap());
+    assert_eq!(
+        store.retry(id).await.unwrap(),
+        RetryOutcome::NotRetryable(JobState::Done)
+    );
+    assert_eq!(
+        store.retry(id + 1000).await.unwrap(),
+        RetryOutcome::NotFound
+    );
+}
+
+async fn idle_worker_wakes_on_enqueue_without_polling(store: Arc<dyn Store>) {
+    let recorder = Arc::new(Recorder::default());
+    // idle_recheck is 600 s: only a wake-up can bring these jobs to the worker in time.
+    let pool = start(&store, recorder.clone(), options("idle", 2));
+    let mut all = true;
+    for n in 0..5 {
+        let id = store.enqueue(&job(n)).await.unwrap().id();
+        all &= eventually(Duration::from_secs(20), || async {
+            state_of(&store, id).await == JobState::Done
+        })
+        .await;
+    }
+    stop(vec![pool]).await;
+    assert!(all, "every job was picked up by an idle worker");
+    assert_eq!(recorder.total_runs(), 5);
+}
+
+async fn shutdown_releases_jobs_still_running_after_the_grace_period(store: Arc<dyn Store>) {
+    let id = store.enqueue(&job(1)).await.unwrap().id();
+    let recorder = Arc::new(Recorder::holding(Duration::from_secs(3600)));
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = Shutdown::default();
+    let task = tokio::spawn(worker::run(
+        store.clone(),
+        recorder.clone(),
+        options("stopping", 1),
+        shutdown.clone(),
+        metrics.clone(),
+    ));
+    assert!(eventually(LONG, || async { recorder.total_runs() == 1 }).await);
+    shutdown.stop_claiming.cancel();
+    // Still running: the grace period has not ended.
+    assert_eq!(state_of(&store, id).await, JobState::Running);
+    shutdown.abandon.cancel();
+    tokio::time::timeout(LONG, task).await.unwrap().unwrap();
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued, "released for another worker");
+    assert_eq!(job.attempts, 0, "an interrupted attempt is not counted");
+    assert_eq!(
+        metrics.jobs_processed(JobKind::Ingest, JobOutcome::Released),
+        1
+    );
+}
+
+async fn lease_expiry_after_the_last_attempt_dead_letters(store: Arc<dyn Store>) {
+    let id = store
+        .enqueue(&NewJob::new(JobKind::Ingest, json!({}), 1))
+        .await
+        .unwrap()
+        .id();
+    let lease = Duration::from_millis(200);
+    store
+        .claim(JobKind::Ingest, "crashes", lease)
+        .await
+        .unwrap()
+        .expect("claimed");
+    let dead = eventually(Duration::from_secs(10), || async {
+        assert!(store
+            .claim(JobKind::Ingest, "next", lease)
+            .await
+            .unwrap()
+            .is_none());
+        state_of(&store, id).await == JobState::Dead
+    })
+    .await;
+    assert!(
+        dead,
+        "a job whose worker keeps dying ends dead, not in a loop"
+    );
+    let job = store.job(id).await.unwrap().unwrap();
+    assert!(
+        job.last_error
+            .unwrap()
+            .contains("stopped renewing its lease"),
+        "the reason says what happened"
+    );
+}
+
+async fn queue_depths_count_jobs_by_kind_and_state(store: Arc<dyn Store>) {
+    for n in 0..3 {
+        store.enqueue(&job(n)).await.unwrap();
+    }
+    store
+        .enqueue(&NewJob::new(JobKind::Answer, json!({}), 3))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(JobKind::Ingest, "w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.kind, JobKind::Ingest);
+    let depths = store.queue_depths().await.unwrap();
+    let count = |kind, state| {
+        depths
+            .iter()
+            .find(|d| d.kind == kind && d.state == state)
+            .map_or(0, |d| d.count)
+    };
+    assert_eq!(count(JobKind::Ingest, JobState::Queued), 2);
+    assert_eq!(count(JobKind::Ingest, JobState::Running), 1);
+    assert_eq!(count(JobKind::Answer, JobState::Queued), 1);
+    assert!(store.next_due(JobKind::Answer).await.unwrap().is_some());
+}
+
+async fn brains_belong_to_one_tenant(store: Arc<dyn Store>) {
+    let acme = store
+        .ensure_tenant(&TenantKey::parse("discord:1001").unwrap())
+        .await
+        .unwrap();
+    let globex = store
+        .ensure_tenant(&TenantKey::parse("slack:T2002").unwrap())
+        .await
+        .unwrap();
+    assert_ne!(acme, globex);
+    assert_eq!(
+        store
+            .ensure_tenant(&TenantKey::parse("discord:1001").unwrap())
+            .await
+            .unwrap(),
+        acme,
+        "a tenant is created once"
+    );
+    let name = BrainName::parse("handbook").unwrap();
+    let mine = store.create_brain(acme, &name).await.unwrap();
+    let theirs = store.create_brain(globex, &name).await.unwrap();
+    assert_ne!(
+        mine.id, theirs.id,
+        "the same name in two tenants is two brains"
+    );
+    let duplicate = store.create_brain(acme, &name).await.unwrap_err();
+    assert!(
+        matches!(&duplicate, StoreError::Conflict(m) if m.contains("handbook")),
+        "{duplicate:?}"
+    );
+    assert_eq!(store.brains(acme).await.unwrap().len(), 1);
+    let found = store.brain_by_name(globex, &name).await.unwrap().unwrap();
+    assert_eq!(found.id, theirs.id);
+    assert_eq!(store.brain_stats(mine.id).await.unwrap().documents, 0);
+    assert!(store.delete_brain(mine.id).await.unwrap());
+    assert!(store.brain_by_name(acme, &name).await.unwrap().is_none());
+    assert!(
+        store.brain_by_name(globex, &name).await.unwrap().is_some(),
+        "deleting one tenant's brain leaves the other's"
+    );
+}
