@@ -8,7 +8,8 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
 use super::rows::{
-    brain_from_row, count, impl_store, job_from_row, BRAIN_COLUMNS, JOB_COLUMNS, REAP_EXPIRED,
+    brain_from_row, count, impl_store, job_from_row, Reaper, BRAIN_COLUMNS, JOB_COLUMNS,
+    REAP_EXPIRED,
 };
 use super::{StoreError, StoreResult, POSTGRES_MIGRATIONS};
 use crate::brain::{Brain, BrainId, BrainName, BrainStats, TenantId, TenantKey};
@@ -25,6 +26,7 @@ const JOBS_CHANNEL: &str = "engram_jobs";
 pub struct PostgresStore {
     pool: PgPool,
     wakeups: Arc<Notify>,
+    reaper: Reaper,
     /// Started on the first `wakeups()` call, on the runtime that made it.
     listener: OnceLock<tokio::task::JoinHandle<()>>,
 }
@@ -53,6 +55,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             wakeups: Arc::new(Notify::new()),
+            reaper: Reaper::default(),
             listener: OnceLock::new(),
         })
     }

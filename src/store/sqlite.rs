@@ -13,7 +13,8 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 use super::rows::{
-    brain_from_row, count, impl_store, job_from_row, BRAIN_COLUMNS, JOB_COLUMNS, REAP_EXPIRED,
+    brain_from_row, count, impl_store, job_from_row, Reaper, BRAIN_COLUMNS, JOB_COLUMNS,
+    REAP_EXPIRED,
 };
 use super::{StoreError, StoreResult, SQLITE_MIGRATIONS};
 use crate::brain::{Brain, BrainId, BrainName, BrainStats, TenantId, TenantKey};
@@ -28,6 +29,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
     wakeups: Arc<Notify>,
+    reaper: Reaper,
 }
 
 impl SqliteStore {
@@ -70,6 +72,7 @@ impl SqliteStore {
             writer,
             readers,
             wakeups: Arc::new(Notify::new()),
+            reaper: Reaper::default(),
         })
     }
 

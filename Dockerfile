@@ -1,0 +1,51 @@
+# engram container images. Targets:
+#   gateway  chat adapters + HTTP API        (no OCR libraries)
+#   chat     the answer pool                 (no OCR libraries)
+#   ingest   extraction and OCR              (the only image with tesseract and poppler)
+#   all      every role in one process       (the default target; embedded SQLite)
+# Build one with: docker build --target gateway -t engram:gateway .
+# Migrations and the built-in defaults are embedded in the binary; config/ is copied so the
+# deployed defaults can be read and edited.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY migrations migrations
+COPY config config
+COPY benches benches
+COPY tests tests
+RUN cargo build --release --locked --bin engram
+
+FROM debian:bookworm-slim AS base
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/engram --create-home engram
+WORKDIR /var/lib/engram
+COPY --from=build /src/target/release/engram /usr/local/bin/engram
+COPY config config
+ENV ENGRAM__HTTP__LISTEN=0.0.0.0:8080
+EXPOSE 8080
+VOLUME /var/lib/engram/data
+USER engram
+ENTRYPOINT ["engram"]
+
+FROM base AS gateway
+CMD ["serve", "--roles", "gateway,api"]
+
+FROM base AS chat
+CMD ["serve", "--roles", "chat"]
+
+FROM base AS ingest-base
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng poppler-utils \
+ && rm -rf /var/lib/apt/lists/*
+USER engram
+
+FROM ingest-base AS ingest
+CMD ["serve", "--roles", "ingest"]
+
+FROM ingest-base AS all
+CMD ["serve"]
