@@ -8,6 +8,8 @@ pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod http;
+pub mod index;
+pub mod ingest;
 pub mod jobs;
 pub mod store;
 pub mod telemetry;

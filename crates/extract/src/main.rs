@@ -1,0 +1,2 @@
+//! engram-extract: placeholder entry point (being built).
+fn main() {}

@@ -1,0 +1,3 @@
+//! The knowledge pipeline: a file's bytes → sandboxed extraction → chunks → embeddings → index.
+
+pub mod chunk;
