@@ -13,9 +13,9 @@ fi
 echo "test.sh: PostgreSQL at ${ENGRAM_TEST_POSTGRES_URL%%@*}@…"
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked --all-features -- --color never 2>&1 | tee "$log"
+cargo test --workspace --locked -- --color never 2>&1 | tee "$log"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"

@@ -6,14 +6,20 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use async_trait::async_trait;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, StoreBackend};
+use crate::config::{Config, IndexKind, StoreBackend};
 use crate::http::{self, ApiState};
+use crate::index::embedded::EmbeddedIndex;
+use crate::index::Index;
+use crate::ingest::chunk::ChunkOptions;
+use crate::ingest::sandbox::Sandbox;
+use crate::ingest::Pipeline;
 use crate::jobs::{Job, JobKind, RetryPolicy};
+use crate::llm::Embedder;
 use crate::store::{self, Store};
 use crate::telemetry::Metrics;
 use crate::worker::{self, JobFailure, JobHandler, Shutdown, WorkerOptions};
@@ -113,7 +119,14 @@ pub fn serve(config: Config, roles: &[Role]) -> anyhow::Result<()> {
             name: worker::worker_name(role.as_str()),
             idle_recheck: IDLE_RECHECK,
         };
-        let handler: Arc<dyn JobHandler> = Arc::new(NotInThisBuild { kind });
+        let handler: Arc<dyn JobHandler> = match kind {
+            JobKind::Ingest => Arc::new(
+                runtime
+                    .block_on(ingest_pipeline(&config, role_store.clone()))
+                    .context("cannot start the ingest role")?,
+            ),
+            JobKind::Answer => Arc::new(NotInThisBuild { kind }),
+        };
         worker_tasks.push(runtime.spawn(worker::run(
             role_store,
             handler,
@@ -241,6 +254,43 @@ impl JobHandler for NotInThisBuild {
             self.kind
         )))
     }
+}
+
+/// The search index the config names.
+pub async fn open_index(
+    config: &Config,
+    dimensions: Option<usize>,
+) -> anyhow::Result<Arc<dyn Index>> {
+    match (config.index.kind, config.store.url.backend()) {
+        (IndexKind::Embedded, Some(StoreBackend::Sqlite)) => Ok(Arc::new(
+            EmbeddedIndex::open(&config.store, dimensions)
+                .await
+                .context("cannot open the embedded index")?,
+        )),
+        (IndexKind::Embedded, _) => bail!(
+            "index.kind = \"embedded\" keeps the index inside a SQLite store; a PostgreSQL store \
+             needs index.kind = \"qdrant\", which this build does not have yet"
+        ),
+        (IndexKind::Qdrant, _) => {
+            bail!("index.kind = \"qdrant\" is not supported by this build yet; use \"embedded\"")
+        }
+    }
+}
+
+/// The ingest pipeline the config describes.
+pub async fn ingest_pipeline(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Pipeline> {
+    let embedder = Embedder::from_config(&config.embeddings)?;
+    let index = open_index(config, embedder.as_ref().map(Embedder::dimensions)).await?;
+    Ok(Pipeline {
+        store,
+        index,
+        embedder,
+        sandbox: Sandbox::from_config(&config.ingest),
+        chunking: ChunkOptions {
+            max_tokens: config.ingest.chunk_tokens as usize,
+            overlap_tokens: config.ingest.chunk_overlap_tokens as usize,
+        },
+    })
 }
 
 /// The store for one-shot commands (migrated, like `serve` does).

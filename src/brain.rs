@@ -102,6 +102,79 @@ pub struct Brain {
     pub created_at: i64,
 }
 
+/// Store id of a document (one file in one brain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct DocumentId(pub i64);
+
+/// Where a document is in ingestion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentStatus {
+    /// Queued or being extracted and indexed.
+    Pending,
+    /// Searchable.
+    Indexed,
+    /// Refused or broken; `error` says why.
+    Failed,
+}
+
+impl DocumentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentStatus::Pending => "pending",
+            DocumentStatus::Indexed => "indexed",
+            DocumentStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "pending" => Ok(DocumentStatus::Pending),
+            "indexed" => Ok(DocumentStatus::Indexed),
+            "failed" => Ok(DocumentStatus::Failed),
+            other => Err(format!("unknown document status `{other}`")),
+        }
+    }
+}
+
+/// A file in a brain, as stored. Unique per brain by the sha256 of its bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub id: DocumentId,
+    pub brain: BrainId,
+    pub sha256: String,
+    pub file_name: String,
+    /// Where the file was posted (a message link), for citing it.
+    pub source_link: Option<String>,
+    pub status: DocumentStatus,
+    pub error: Option<String>,
+    pub pages: u32,
+    pub chunks: u32,
+    pub ocr_pages: u32,
+    /// The ingest job working on it, if any.
+    pub job_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A file to add to a brain.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub brain: BrainId,
+    pub sha256: String,
+    pub file_name: String,
+    pub source_link: Option<String>,
+}
+
+/// What adding a file to a brain found.
+#[derive(Debug, Clone)]
+pub enum AddedDocument {
+    /// New (or previously failed, now pending again): ingest it.
+    Pending(Document),
+    /// The same bytes are already indexed, or being ingested: nothing to do.
+    Known(Document),
+}
+
 /// What a brain holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct BrainStats {

@@ -236,6 +236,10 @@ pub struct IngestConfig {
     pub workers: u32,
     pub extract_timeout_ms: u64,
     pub extract_memory_bytes: u64,
+    pub extractor: String,
+    pub max_pages: u32,
+    pub chunk_tokens: u32,
+    pub chunk_overlap_tokens: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -403,6 +407,18 @@ impl Config {
                 "jobs.backoff_max_ms",
                 "must not be below jobs.backoff_base_ms",
             );
+        }
+        if self.ingest.chunk_tokens < 32 {
+            return invalid("ingest.chunk_tokens", "must be at least 32");
+        }
+        if self.ingest.chunk_overlap_tokens >= self.ingest.chunk_tokens / 2 {
+            return invalid(
+                "ingest.chunk_overlap_tokens",
+                "must be less than half of ingest.chunk_tokens",
+            );
+        }
+        if self.ingest.max_pages == 0 {
+            return invalid("ingest.max_pages", "must be at least 1");
         }
         if self.ingest.max_file_bytes == 0 {
             return invalid("ingest.max_file_bytes", "must be greater than 0");

@@ -1,6 +1,7 @@
 //! engram: a self-hosted second brain for Discord and Slack. The library holds everything;
 //! `main.rs` only parses the command line and reports errors.
 
+pub mod answer;
 pub mod app;
 pub mod brain;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod http;
 pub mod index;
 pub mod ingest;
 pub mod jobs;
+pub mod llm;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -11,10 +11,11 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 use crate::jobs::{JobKind, JobState, QueueDepth};
 
-/// Starts logging to stderr. `RUST_LOG` overrides the default filter (`info`).
-pub fn init_logging(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+/// Starts logging to stderr at `level` (`info` for `serve`, `warn` for one-shot commands, whose
+/// results are on stdout). `RUST_LOG` overrides it.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

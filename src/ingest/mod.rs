@@ -1,3 +1,267 @@
 //! The knowledge pipeline: a file's bytes → sandboxed extraction → chunks → embeddings → index.
+//! `submit` turns a file into a pending document and an `ingest` job; `Pipeline` runs the job.
 
 pub mod chunk;
+pub mod sandbox;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::brain::{AddedDocument, BrainId, Document, DocumentId, DocumentStatus, NewDocument};
+use crate::config::IngestConfig;
+use crate::index::{Index, IndexedDocument};
+use crate::jobs::{JobId, JobKind, JobState, NewJob};
+use crate::llm::Embedder;
+use crate::store::{Store, StoreError};
+use crate::worker::{JobFailure, JobHandler};
+
+use self::chunk::{chunk_pages, ChunkOptions, PageText};
+use self::sandbox::{ExtractError, Sandbox};
+
+/// The payload of an `ingest` job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestPayload {
+    pub document_id: i64,
+}
+
+/// What `submit` did with a file.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    /// Queued (or already queued) for ingestion by this job.
+    Queued { document: Document, job: JobId },
+    /// The same bytes are already in the brain.
+    Known(Document),
+}
+
+/// Why a file was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the file is {size} bytes; the limit is {limit} bytes (ingest.max_file_bytes)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("the file is empty")]
+    Empty,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The sha256 of a file's bytes, in hex: a document's identity within a brain.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Adds a file to a brain: keeps its bytes in the store and queues an `ingest` job, unless the
+/// same bytes are already there. Safe to call again with the same file.
+pub async fn submit(
+    store: &dyn Store,
+    config: &IngestConfig,
+    max_attempts: u32,
+    brain: BrainId,
+    file_name: &str,
+    source_link: Option<&str>,
+    bytes: &[u8],
+) -> Result<Submitted, SubmitError> {
+    let size = bytes.len() as u64;
+    if size == 0 {
+        return Err(SubmitError::Empty);
+    }
+    if size > config.max_file_bytes {
+        return Err(SubmitError::TooLarge {
+            size,
+            limit: config.max_file_bytes,
+        });
+    }
+    let sha256 = sha256_hex(bytes);
+    let added = store
+        .add_document(&NewDocument {
+            brain,
+            sha256: sha256.clone(),
+            file_name: file_name.to_string(),
+            source_link: source_link.map(str::to_string),
+        })
+        .await?;
+    let document = match added {
+        AddedDocument::Pending(document) => document,
+        AddedDocument::Known(document) if document.status != DocumentStatus::Pending => {
+            return Ok(Submitted::Known(document));
+        }
+        AddedDocument::Known(document) => {
+            // Pending: if its job is still alive, wait for that one; if the job ended without
+            // finishing the document (a crash on the last attempt), queue a new one.
+            if let Some(job_id) = document.job_id {
+                if let Some(job) = store.job(job_id).await? {
+                    if matches!(
+                        job.state,
+                        JobState::Queued | JobState::Running | JobState::Failed
+                    ) {
+                        return Ok(Submitted::Queued {
+                            document,
+                            job: job_id,
+                        });
+                    }
+                }
+            }
+            document
+        }
+    };
+    store.put_file(&sha256, bytes).await?;
+    let payload = serde_json::to_value(IngestPayload {
+        document_id: document.id.0,
+    })
+    .expect("payload serializes");
+    let job = store
+        .enqueue(&NewJob::new(JobKind::Ingest, payload, max_attempts))
+        .await?
+        .id();
+    store.set_document_job(document.id, job).await?;
+    Ok(Submitted::Queued { document, job })
+}
+
+/// Runs `ingest` jobs.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub store: Arc<dyn Store>,
+    pub index: Arc<dyn Index>,
+    pub embedder: Option<Embedder>,
+    pub sandbox: Sandbox,
+    pub chunking: ChunkOptions,
+}
+
+impl Pipeline {
+    /// Ends a document that cannot be ingested: the reason is kept on the document (for the
+    /// channel and `brain info`) and its bytes are dropped.
+    async fn give_up(&self, document: &Document, reason: &str) {
+        if let Err(error) = self.store.fail_document(document.id, reason).await {
+            tracing::warn!(%error, document = document.id.0, "cannot record the failure");
+        }
+        if let Err(error) = self.store.release_file(&document.sha256).await {
+            tracing::warn!(%error, "cannot drop the file's bytes");
+        }
+    }
+
+    async fn ingest(&self, document: &Document) -> Result<(), JobFailure> {
+        let bytes = self
+            .store
+            .file(&document.sha256)
+            .await
+            .map_err(store_failure)?
+            .ok_or_else(|| {
+                JobFailure::permanent("the file's bytes are no longer stored; post it again")
+            })?;
+        let staged = tempfile::Builder::new()
+            .prefix("engram-ingest-")
+            .tempfile()
+            .map_err(|error| JobFailure::transient(format!("cannot stage the file: {error}")))?;
+        tokio::fs::write(staged.path(), &bytes)
+            .await
+            .map_err(|error| JobFailure::transient(format!("cannot stage the file: {error}")))?;
+        drop(bytes);
+
+        let extracted = sandbox::extract(&self.sandbox, staged.path())
+            .await
+            .map_err(|error| match error {
+                ExtractError::Interrupted(reason) => JobFailure::transient(reason),
+                refused => JobFailure::permanent(refused.to_string()),
+            })?;
+        drop(staged);
+        let pages: Vec<PageText> = extracted
+            .pages
+            .iter()
+            .map(|page| PageText {
+                page: (extracted.pages.len() > 1 || extracted.kind == "pdf").then_some(page.page),
+                text: page.text.clone(),
+            })
+            .collect();
+        let chunks = chunk_pages(&pages, &self.chunking);
+        if chunks.is_empty() {
+            return Err(JobFailure::permanent(format!(
+                "no readable text in this {} ({} page{}); if it is a scan, a sharper one may work",
+                extracted.kind,
+                extracted.pages.len(),
+                if extracted.pages.len() == 1 { "" } else { "s" }
+            )));
+        }
+        let vectors = match &self.embedder {
+            Some(embedder) => {
+                let texts: Vec<String> = chunks.iter().map(|chunk| chunk.text.clone()).collect();
+                Some(embedder.embed(&texts).await.map_err(|error| {
+                    if error.is_transient() {
+                        JobFailure::transient(error.to_string())
+                    } else {
+                        JobFailure::permanent(error.to_string())
+                    }
+                })?)
+            }
+            None => None,
+        };
+        self.index
+            .index_document(IndexedDocument {
+                brain: document.brain,
+                document: document.id,
+                pages: u32::try_from(extracted.pages.len()).unwrap_or(u32::MAX),
+                ocr_pages: extracted.ocr_pages(),
+                chunks: &chunks,
+                vectors: vectors.as_deref(),
+            })
+            .await
+            .map_err(|error| {
+                if error.is_transient() {
+                    JobFailure::transient(error.to_string())
+                } else {
+                    JobFailure::permanent(error.to_string())
+                }
+            })?;
+        if let Err(error) = self.store.release_file(&document.sha256).await {
+            tracing::warn!(%error, "cannot drop the file's bytes");
+        }
+        tracing::info!(
+            document = document.id.0,
+            file = %document.file_name,
+            kind = %extracted.kind,
+            pages = extracted.pages.len(),
+            ocr_pages = extracted.ocr_pages(),
+            chunks = chunks.len(),
+            "document indexed"
+        );
+        Ok(())
+    }
+}
+
+fn store_failure(error: StoreError) -> JobFailure {
+    if error.is_transient() {
+        JobFailure::transient(error.to_string())
+    } else {
+        JobFailure::permanent(error.to_string())
+    }
+}
+
+#[async_trait]
+impl JobHandler for Pipeline {
+    async fn run(&self, job: &crate::jobs::Job) -> Result<(), JobFailure> {
+        let payload: IngestPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|error| JobFailure::permanent(format!("bad ingest job payload: {error}")))?;
+        let Some(document) = self
+            .store
+            .document(DocumentId(payload.document_id))
+            .await
+            .map_err(store_failure)?
+        else {
+            // The brain or the document was deleted meanwhile: nothing left to do.
+            return Ok(());
+        };
+        if document.status == DocumentStatus::Indexed {
+            return Ok(());
+        }
+        let result = self.ingest(&document).await;
+        if let Err(failure) = &result {
+            let last_attempt = job.attempts >= job.max_attempts;
+            if !failure.transient || last_attempt {
+                self.give_up(&document, &failure.reason).await;
+            }
+        }
+        result
+    }
+}

@@ -11,7 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::brain::{Brain, BrainId, BrainName, BrainStats, TenantId, TenantKey};
+use crate::brain::{
+    AddedDocument, Brain, BrainId, BrainName, BrainStats, Document, DocumentId, NewDocument,
+    TenantId, TenantKey,
+};
 use crate::config::{StoreBackend, StoreConfig};
 use crate::jobs::{
     Enqueued, Job, JobId, JobKind, JobState, Lease, NewJob, QueueDepth, RetryOutcome,
@@ -91,6 +94,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn brain_stats(&self, brain: BrainId) -> StoreResult<BrainStats>;
     /// Deletes a brain with its bindings, documents and chunks.
     async fn delete_brain(&self, brain: BrainId) -> StoreResult<bool>;
+
+    /// Adds a file to a brain as a pending document, or finds the document with the same bytes.
+    /// A previously failed document becomes pending again.
+    async fn add_document(&self, document: &NewDocument) -> StoreResult<AddedDocument>;
+    async fn document(&self, id: DocumentId) -> StoreResult<Option<Document>>;
+    async fn documents(&self, brain: BrainId) -> StoreResult<Vec<Document>>;
+    /// Records the ingest job working on a document.
+    async fn set_document_job(&self, id: DocumentId, job: JobId) -> StoreResult<()>;
+    /// Marks a document failed with a reason a person can act on (unless it is indexed).
+    async fn fail_document(&self, id: DocumentId, error: &str) -> StoreResult<()>;
+    /// Keeps a file's bytes until its documents are ingested.
+    async fn put_file(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
+    async fn file(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Drops a file's bytes once no pending document needs them.
+    async fn release_file(&self, sha256: &str) -> StoreResult<()>;
 
     /// Puts a job on the queue (or finds the one with the same dedupe key) and wakes workers.
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued>;

@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::brain::{Brain, BrainId, BrainName, TenantId};
+use crate::brain::{Brain, BrainId, BrainName, Document, DocumentId, DocumentStatus, TenantId};
 use crate::jobs::Job;
 use crate::store::{StoreError, StoreResult};
 
 pub(super) const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, run_at, \
      lease_until, worker, dedupe_key, last_error, created_at, updated_at";
+
+pub(super) const DOCUMENT_COLUMNS: &str = "id, brain_id, sha256, file_name, source_link, status, \
+     error, pages, chunks, ocr_pages, job_id, created_at, updated_at";
 
 pub(super) const BRAIN_COLUMNS: &str = "id, tenant_id, name, system_prompt, model, created_at";
 
@@ -95,6 +98,37 @@ where
         system_prompt: row.try_get("system_prompt")?,
         model: row.try_get("model")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Decodes a `documents` row selected with `DOCUMENT_COLUMNS`.
+pub(super) fn document_from_row<'r, R>(row: &'r R) -> StoreResult<Document>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let status: String = row.try_get("status")?;
+    let number = |column: &'static str| -> StoreResult<u32> {
+        let value: i64 = row.try_get(column)?;
+        u32::try_from(value)
+            .map_err(|_| StoreError::Corrupt(format!("documents.{column} = {value}")))
+    };
+    Ok(Document {
+        id: DocumentId(row.try_get("id")?),
+        brain: BrainId(row.try_get("brain_id")?),
+        sha256: row.try_get("sha256")?,
+        file_name: row.try_get("file_name")?,
+        source_link: row.try_get("source_link")?,
+        status: DocumentStatus::parse(&status).map_err(StoreError::Corrupt)?,
+        error: row.try_get("error")?,
+        pages: number("pages")?,
+        chunks: number("chunks")?,
+        ocr_pages: number("ocr_pages")?,
+        job_id: row.try_get("job_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -206,6 +240,123 @@ macro_rules! impl_store {
                     .execute(self.writer())
                     .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn add_document(&self, document: &NewDocument) -> StoreResult<AddedDocument> {
+                let now = now_ms();
+                let sql = format!(
+                    "INSERT INTO documents (brain_id, sha256, file_name, source_link, status, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5) \
+                     ON CONFLICT (brain_id, sha256) DO NOTHING RETURNING {DOCUMENT_COLUMNS}"
+                );
+                let inserted = sqlx::query(&sql)
+                    .bind(document.brain.0)
+                    .bind(&document.sha256)
+                    .bind(&document.file_name)
+                    .bind(document.source_link.as_deref())
+                    .bind(now)
+                    .fetch_optional(self.writer())
+                    .await?;
+                if let Some(row) = inserted {
+                    return Ok(AddedDocument::Pending(document_from_row(&row)?));
+                }
+                // Known bytes. A failed document is tried again (the file may be fine now that
+                // engram is fixed or configured); anything else is left as it is.
+                let sql = format!(
+                    "UPDATE documents SET status = 'pending', error = NULL, file_name = $1, \
+                     source_link = $2, updated_at = $3 \
+                     WHERE brain_id = $4 AND sha256 = $5 AND status = 'failed' \
+                     RETURNING {DOCUMENT_COLUMNS}"
+                );
+                let revived = sqlx::query(&sql)
+                    .bind(&document.file_name)
+                    .bind(document.source_link.as_deref())
+                    .bind(now)
+                    .bind(document.brain.0)
+                    .bind(&document.sha256)
+                    .fetch_optional(self.writer())
+                    .await?;
+                if let Some(row) = revived {
+                    return Ok(AddedDocument::Pending(document_from_row(&row)?));
+                }
+                let sql = format!(
+                    "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE brain_id = $1 AND sha256 = $2"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(document.brain.0)
+                    .bind(&document.sha256)
+                    .fetch_one(self.writer())
+                    .await?;
+                Ok(AddedDocument::Known(document_from_row(&row)?))
+            }
+
+            async fn document(&self, id: DocumentId) -> StoreResult<Option<Document>> {
+                let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = $1");
+                let row = sqlx::query(&sql).bind(id.0).fetch_optional(self.reader()).await?;
+                row.as_ref().map(document_from_row).transpose()
+            }
+
+            async fn documents(&self, brain: BrainId) -> StoreResult<Vec<Document>> {
+                let sql = format!(
+                    "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE brain_id = $1 ORDER BY id"
+                );
+                let rows = sqlx::query(&sql).bind(brain.0).fetch_all(self.reader()).await?;
+                rows.iter().map(document_from_row).collect()
+            }
+
+            async fn set_document_job(&self, id: DocumentId, job: JobId) -> StoreResult<()> {
+                sqlx::query("UPDATE documents SET job_id = $1, updated_at = $2 WHERE id = $3")
+                    .bind(job)
+                    .bind(now_ms())
+                    .bind(id.0)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn fail_document(&self, id: DocumentId, error: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE documents SET status = 'failed', error = $1, updated_at = $2 \
+                     WHERE id = $3 AND status <> 'indexed'",
+                )
+                .bind(error)
+                .bind(now_ms())
+                .bind(id.0)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn put_file(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO files (sha256, size, bytes, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (sha256) DO NOTHING",
+                )
+                .bind(sha256)
+                .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
+                .bind(bytes)
+                .bind(now_ms())
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn file(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+                Ok(sqlx::query_scalar("SELECT bytes FROM files WHERE sha256 = $1")
+                    .bind(sha256)
+                    .fetch_optional(self.reader())
+                    .await?)
+            }
+
+            async fn release_file(&self, sha256: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "DELETE FROM files WHERE sha256 = $1 AND NOT EXISTS \
+                     (SELECT 1 FROM documents WHERE sha256 = $1 AND status = 'pending')",
+                )
+                .bind(sha256)
+                .execute(self.writer())
+                .await?;
+                Ok(())
             }
 
             async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued> {

@@ -13,11 +13,14 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 use super::rows::{
-    brain_from_row, count, impl_store, job_from_row, Reaper, BRAIN_COLUMNS, JOB_COLUMNS,
-    REAP_EXPIRED,
+    brain_from_row, count, document_from_row, impl_store, job_from_row, Reaper, BRAIN_COLUMNS,
+    DOCUMENT_COLUMNS, JOB_COLUMNS, REAP_EXPIRED,
 };
 use super::{StoreError, StoreResult, SQLITE_MIGRATIONS};
-use crate::brain::{Brain, BrainId, BrainName, BrainStats, TenantId, TenantKey};
+use crate::brain::{
+    AddedDocument, Brain, BrainId, BrainName, BrainStats, Document, DocumentId, NewDocument,
+    TenantId, TenantKey,
+};
 use crate::clock::now_ms;
 use crate::config::{StoreBackend, StoreConfig};
 use crate::jobs::{

@@ -3,6 +3,11 @@
 
 mod cli;
 mod config;
+mod embeddings;
+mod fake_openai;
+mod hostile;
+mod index;
+mod ingest;
 mod migrations;
 mod queue;
 mod serve;

@@ -1,2 +1,298 @@
-//! engram-extract: placeholder entry point (being built).
-fn main() {}
+//! engram-extract: the sandboxed extractor. One file in, its text page by page out as JSON
+//! lines; it limits its own resources before it reads a byte of the input.
+
+mod docx;
+mod error;
+mod html;
+mod image_input;
+mod limits;
+mod ocr;
+mod pdf;
+mod protocol;
+mod sniff;
+mod text;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use error::ExtractError;
+use ocr::Ocr;
+use protocol::Emitter;
+use sniff::Sniffed;
+
+const USAGE: &str = "\
+usage: engram-extract [OPTIONS] PATH
+
+Extract the text of one file (PDF, PNG, JPEG, TIFF, WebP, GIF, DOCX, HTML, Markdown, text)
+and print it page by page as JSON lines on stdout.
+
+options:
+  --memory-bytes N     address-space limit (default 1073741824)
+  --cpu-seconds N      CPU-time limit (default 300)
+  --max-pages N        refuse documents with more pages (default 2000)
+  --max-file-bytes N   refuse larger files (default 52428800)
+  --lang LANG          tesseract language(s), e.g. eng or eng+deu (default eng)
+  --tessdata DIR       tesseract data directory (default: tesseract's own)
+  --help               print this help
+
+exit status: 0 on success, 2 on a per-file error (reported as a JSON `error` line)";
+
+/// Parsed command line.
+#[derive(Debug, Clone)]
+struct Args {
+    memory_bytes: u64,
+    cpu_seconds: u64,
+    max_pages: u64,
+    max_file_bytes: u64,
+    lang: String,
+    tessdata: Option<String>,
+    path: PathBuf,
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+enum Command {
+    Help,
+    Extract(Args),
+}
+
+fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    let mut memory_bytes = 1_073_741_824;
+    let mut cpu_seconds = 300;
+    let mut max_pages = 2000;
+    let mut max_file_bytes = 52_428_800;
+    let mut lang = "eng".to_owned();
+    let mut tessdata = None;
+    let mut path = None;
+
+    fn value(name: &str, argv: &mut impl Iterator<Item = OsString>) -> Result<String, String> {
+        argv.next()
+            .ok_or_else(|| format!("{name} needs a value"))?
+            .into_string()
+            .map_err(|_| format!("{name}: value is not valid UTF-8"))
+    }
+    fn number(name: &str, argv: &mut impl Iterator<Item = OsString>) -> Result<u64, String> {
+        let v = value(name, argv)?;
+        match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{name}: expected a positive integer, got {v:?}")),
+        }
+    }
+
+    while let Some(arg) = argv.next() {
+        match arg.to_str() {
+            Some("--help" | "-h") => return Ok(Command::Help),
+            Some("--memory-bytes") => memory_bytes = number("--memory-bytes", &mut argv)?,
+            Some("--cpu-seconds") => cpu_seconds = number("--cpu-seconds", &mut argv)?,
+            Some("--max-pages") => max_pages = number("--max-pages", &mut argv)?,
+            Some("--max-file-bytes") => max_file_bytes = number("--max-file-bytes", &mut argv)?,
+            Some("--lang") => lang = value("--lang", &mut argv)?,
+            Some("--tessdata") => tessdata = Some(value("--tessdata", &mut argv)?),
+            Some("--") => {
+                let rest = argv.next().ok_or("-- must be followed by PATH")?;
+                if path.replace(PathBuf::from(rest)).is_some() {
+                    return Err("only one PATH may be given".into());
+                }
+            }
+            Some(s) if s.starts_with('-') && s.len() > 1 => {
+                return Err(format!("unknown option {s:?}"))
+            }
+            _ => {
+                if path.replace(PathBuf::from(arg)).is_some() {
+                    return Err("only one PATH may be given".into());
+                }
+            }
+        }
+    }
+    let path = path.ok_or("missing PATH")?;
+    Ok(Command::Extract(Args {
+        memory_bytes,
+        cpu_seconds,
+        max_pages,
+        max_file_bytes,
+        lang,
+        tessdata,
+        path,
+    }))
+}
+
+/// Tesseract's OpenMP threads only fight each other on small machines: one thread is ~3–5x
+/// faster. libgomp reads `OMP_THREAD_LIMIT` when it is loaded, before `main`, so setting it
+/// here is too late: re-exec this same binary (same pid, so the parent's timeout and kill
+/// still apply) with the variable set. If exec fails we carry on, just slower.
+fn ensure_single_omp_thread() {
+    const VAR: &str = "OMP_THREAD_LIMIT";
+    if std::env::var_os(VAR).is_some_and(|v| v == "1") {
+        return;
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        use std::os::unix::process::CommandExt;
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(VAR, "1")
+            .exec();
+        let _ = writeln!(
+            io::stderr(),
+            "engram-extract: cannot re-exec with {VAR}=1: {err}"
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    ensure_single_omp_thread();
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Extract(args)) => args,
+        Ok(Command::Help) => {
+            let _ = writeln!(io::stdout(), "{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            let _ = writeln!(io::stderr(), "engram-extract: {msg}\n\n{USAGE}");
+            return ExitCode::from(64);
+        }
+    };
+
+    let mut out = Emitter::new(io::stdout().lock());
+
+    // Limits first, before the input is opened. Failing to set them is fatal: running hostile
+    // input without them is exactly what this process exists to avoid.
+    if let Err(e) = limits::apply(limits::ResourceLimits {
+        memory_bytes: args.memory_bytes,
+        cpu_seconds: args.cpu_seconds,
+    }) {
+        let _ = out.error(&ExtractError::internal(format_args!(
+            "cannot set resource limits: {e}"
+        )));
+        return ExitCode::from(2);
+    }
+
+    match run(&args, &mut out) {
+        Ok(()) => match out.done() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(2),
+        },
+        Err(e) => {
+            let _ = out.error(&e);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Ran into an I/O error writing stdout: the parent went away; nothing useful left to do.
+fn write_failed(e: io::Error) -> ExtractError {
+    ExtractError::internal(format_args!("cannot write output: {e}"))
+}
+
+fn run(args: &Args, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
+    let bytes = read_input(&args.path, args.max_file_bytes)?;
+    let sniffed = sniff::sniff(&bytes)?;
+    let mut ocr = Ocr::new(&args.lang, args.tessdata.as_deref());
+
+    match sniffed {
+        Sniffed::Pdf => {
+            drop(bytes);
+            pdf::extract(&args.path, args.max_pages, &mut ocr, out)?;
+        }
+        Sniffed::Image(format) => {
+            let page = image_input::extract(&bytes, format, &mut ocr)?;
+            drop(bytes);
+            out.document(format.kind(), 1).map_err(write_failed)?;
+            out.page(1, &page.text, true, page.warning.as_deref())
+                .map_err(write_failed)?;
+        }
+        Sniffed::Zip => {
+            let text = docx::extract(&bytes)?;
+            out.document("docx", 1).map_err(write_failed)?;
+            out.page(1, &text, false, None).map_err(write_failed)?;
+        }
+        Sniffed::Text => {
+            let decoded = text::decode(&bytes);
+            drop(bytes);
+            let (kind, text) = if html::looks_like_html(&decoded) {
+                ("html", html::to_text(&decoded))
+            } else {
+                let kind = if text::looks_like_markdown(&decoded) {
+                    "markdown"
+                } else {
+                    "text"
+                };
+                (kind, text::normalize(&decoded))
+            };
+            out.document(kind, 1).map_err(write_failed)?;
+            out.page(1, &text, false, None).map_err(write_failed)?;
+        }
+    }
+
+    if out.chars() == 0 {
+        return Err(ExtractError::NoText(
+            "no text could be extracted from the document".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Read the whole input, refusing empty, oversized and non-regular files. Reads at most
+/// `max_bytes + 1` bytes even if the file grows while we read it.
+fn read_input(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ExtractError> {
+    let file = File::open(path)
+        .map_err(|e| ExtractError::internal(format_args!("cannot open {}: {e}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ExtractError::internal(format_args!("cannot stat the file: {e}")))?;
+    if !meta.is_file() {
+        return Err(ExtractError::Unsupported("not a regular file".into()));
+    }
+    let too_large = |len: u64| {
+        ExtractError::too_large(format_args!(
+            "the file is {} bytes; the limit is {max_bytes} bytes",
+            len
+        ))
+    };
+    if meta.len() > max_bytes {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ExtractError::internal(format_args!("cannot read the file: {e}")))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    if bytes.is_empty() {
+        return Err(ExtractError::Empty);
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        parse_args(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let Ok(Command::Extract(a)) = parse(&["f.pdf"]) else {
+            panic!("expected extract")
+        };
+        assert_eq!(
+            (a.memory_bytes, a.cpu_seconds, a.max_pages, a.max_file_bytes),
+            (1_073_741_824, 300, 2000, 52_428_800)
+        );
+        assert_eq!(a.lang, "eng");
+        let Ok(Command::Extract(a)) = parse(&["--max-pages", "5", "--lang", "deu", "x"]) else {
+            panic!("expected extract")
+        };
+        assert_eq!((a.max_pages, a.lang.as_str()), (5, "deu"));
+        assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--cpu-seconds", "x", "f"]).is_err());
+        assert!(parse(&["--bogus", "f"]).is_err());
+        assert!(parse(&["a", "b"]).is_err());
+    }
+}

@@ -2,6 +2,9 @@
 //! writes to stdout.
 #![allow(clippy::print_stdout)]
 
+mod ask;
+mod ingest;
+
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
@@ -45,6 +48,13 @@ pub enum Command {
     Demo,
     /// Create, list, inspect and delete brains.
     Brain(BrainArgs),
+    /// Add files or folders to a brain: extract (OCR where needed), chunk and index them.
+    Ingest(ingest::IngestArgs),
+    /// Answer a question from a brain, with sources (streams to the terminal).
+    Ask(ask::AskArgs),
+    /// Print the text engram reads from one file, page by page (what OCR saw, and why pages
+    /// were skipped). Runs in the same sandbox as ingestion.
+    Extract(ingest::ExtractArgs),
     /// Inspect queued, failed and dead jobs, and retry them.
     Jobs(JobsArgs),
     /// Check config, store, endpoints and installed tools; say what to fix.
@@ -129,7 +139,12 @@ pub enum JobsCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&Sources::from_process(cli.config.clone()))?;
-    telemetry::init_logging(cli.log_format.unwrap_or(config.log.format));
+    let level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    telemetry::init_logging(cli.log_format.unwrap_or(config.log.format), level);
     match cli.command {
         Command::Serve(args) => {
             let roles = if args.roles.is_empty() {
@@ -138,14 +153,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 args.roles
             };
             app::serve(config, &roles)
-        }
-        Command::Demo => {
-            println!(
-                "engram demo: not yet. The offline tour needs the knowledge pipeline (ingest, OCR) \
-                 and answers, which are not in this build.\n\
-                 What works now: engram serve, brain, jobs, doctor, migrate (see engram --help)."
-            );
-            Ok(())
         }
         command => one_shot(config, command),
     }
@@ -185,7 +192,11 @@ fn one_shot(config: Config, command: Command) -> anyhow::Result<()> {
                 let store = app::open_store(&config).await?;
                 jobs_command(store.as_ref(), args).await
             }
-            Command::Serve(_) | Command::Demo => unreachable!("handled by run"),
+            Command::Ingest(args) => ingest::ingest_command(&config, args).await,
+            Command::Extract(args) => ingest::extract_command(&config, args).await,
+            Command::Ask(args) => ask::ask_command(&config, args).await,
+            Command::Demo => ask::demo_command(&config).await,
+            Command::Serve(_) => unreachable!("handled by run"),
         }
     })
 }
@@ -273,7 +284,7 @@ async fn brain_command(store: &dyn Store, args: BrainArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn find_brain(
+pub(crate) async fn find_brain(
     store: &dyn Store,
     tenant_key: &TenantKey,
     name: &BrainName,

@@ -1,0 +1,137 @@
+//! The JSON-lines output protocol on stdout: `document`, `page`…, then `done` or `error`.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::error::ExtractError;
+
+/// One line of output. Field order here is the order on the wire.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event<'a> {
+    /// Sent once after sniffing.
+    Document { kind: &'a str, pages: u32 },
+    /// One per page, in order, 1-based.
+    Page {
+        page: u32,
+        text: &'a str,
+        ocr: bool,
+        warning: Option<&'a str>,
+    },
+    /// Sent last on success.
+    Done {
+        pages: u32,
+        ocr_pages: u32,
+        chars: u64,
+    },
+    /// Sent last on failure (exit status 2).
+    Error { kind: &'a str, message: &'a str },
+}
+
+/// Writes events to a sink, one JSON object per line, flushing each so the parent sees progress
+/// (and a partial result if we are killed). Also keeps the totals for the `done` line.
+#[derive(Debug)]
+pub struct Emitter<W: Write> {
+    out: W,
+    pages: u32,
+    ocr_pages: u32,
+    chars: u64,
+}
+
+impl<W: Write> Emitter<W> {
+    pub fn new(out: W) -> Self {
+        Emitter {
+            out,
+            pages: 0,
+            ocr_pages: 0,
+            chars: 0,
+        }
+    }
+
+    fn emit(&mut self, event: &Event<'_>) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, event)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+
+    pub fn document(&mut self, kind: &str, pages: u32) -> io::Result<()> {
+        self.emit(&Event::Document { kind, pages })
+    }
+
+    pub fn page(
+        &mut self,
+        page: u32,
+        text: &str,
+        ocr: bool,
+        warning: Option<&str>,
+    ) -> io::Result<()> {
+        self.pages += 1;
+        if ocr {
+            self.ocr_pages += 1;
+        }
+        self.chars += text.chars().count() as u64;
+        self.emit(&Event::Page {
+            page,
+            text,
+            ocr,
+            warning,
+        })
+    }
+
+    /// Characters of text emitted so far.
+    pub fn chars(&self) -> u64 {
+        self.chars
+    }
+
+    pub fn done(&mut self) -> io::Result<()> {
+        let (pages, ocr_pages, chars) = (self.pages, self.ocr_pages, self.chars);
+        self.emit(&Event::Done {
+            pages,
+            ocr_pages,
+            chars,
+        })
+    }
+
+    pub fn error(&mut self, err: &ExtractError) -> io::Result<()> {
+        let message = err.message();
+        self.emit(&Event::Error {
+            kind: err.kind(),
+            message: &message,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_exact() {
+        let mut e = Emitter::new(Vec::new());
+        e.document("pdf", 2).unwrap();
+        e.page(1, "héllo", false, None).unwrap();
+        e.page(2, "", true, Some("page 2: no text")).unwrap();
+        e.done().unwrap();
+        e.error(&ExtractError::Empty).unwrap();
+        let s = String::from_utf8(e.out).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines[0], r#"{"type":"document","kind":"pdf","pages":2}"#);
+        assert_eq!(
+            lines[1],
+            r#"{"type":"page","page":1,"text":"héllo","ocr":false,"warning":null}"#
+        );
+        assert_eq!(
+            lines[2],
+            r#"{"type":"page","page":2,"text":"","ocr":true,"warning":"page 2: no text"}"#
+        );
+        assert_eq!(
+            lines[3],
+            r#"{"type":"done","pages":2,"ocr_pages":1,"chars":5}"#
+        );
+        assert_eq!(
+            lines[4],
+            r#"{"type":"error","kind":"empty","message":"the file is empty"}"#
+        );
+    }
+}

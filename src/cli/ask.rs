@@ -1,0 +1,170 @@
+//! `engram ask` (retrieve and answer from a brain in the terminal) and `engram demo` (the
+//! offline tour on the sample documents built into the binary).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::json;
+
+use crate::answer::{self, extractive_answer, RetrievalOptions, Source};
+use crate::app;
+use crate::brain::{BrainName, TenantKey};
+use crate::config::{Config, StoreUrl};
+use crate::llm::Embedder;
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The brain to ask (see `engram brain list`).
+    #[arg(value_parser = BrainName::parse)]
+    pub brain: BrainName,
+    /// The question.
+    pub question: String,
+    /// Tenant that owns the brain.
+    #[arg(long, default_value = "local", value_parser = TenantKey::parse)]
+    pub tenant: TenantKey,
+    /// One JSON object: {"answer": …, "sources": […], "usage": …}.
+    #[arg(long)]
+    pub json: bool,
+    /// Only the ranked sources an answer would use (no answer).
+    #[arg(long)]
+    pub sources_only: bool,
+}
+
+pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
+    let store = app::open_store(config).await?;
+    let brain = super::find_brain(store.as_ref(), &args.tenant, &args.brain).await?;
+    let embedder = Embedder::from_config(&config.embeddings)?;
+    let index = app::open_index(config, embedder.as_ref().map(Embedder::dimensions)).await?;
+    if !config.llm.base_url.is_empty() && !args.sources_only {
+        tracing::warn!(
+            "llm.base_url is set, but this build cannot call an LLM yet; quoting the best \
+             passages instead"
+        );
+    }
+    let sources = answer::retrieve(
+        index.as_ref(),
+        embedder.as_ref(),
+        brain.id,
+        &args.question,
+        RetrievalOptions::default(),
+    )
+    .await
+    .context("cannot search the brain")?;
+    let answer = (!args.sources_only).then(|| extractive_answer(&args.question, &sources));
+    if args.json {
+        let mut out = json!({ "sources": sources });
+        if let Some(answer) = answer {
+            out["answer"] = json!(answer);
+            out["usage"] = serde_json::Value::Null;
+        }
+        println!("{out}");
+        return Ok(());
+    }
+    if let Some(answer) = answer {
+        println!("{answer}\n");
+    }
+    print_sources(&sources);
+    Ok(())
+}
+
+fn print_sources(sources: &[Source]) {
+    if sources.is_empty() {
+        println!("Sources: none");
+        return;
+    }
+    println!("Sources:");
+    for source in sources {
+        let mut line = format!("  [{}] {}", source.n, source.file);
+        if let Some(page) = source.page {
+            line.push_str(&format!(", page {page}"));
+        }
+        if let Some(heading) = &source.heading {
+            line.push_str(&format!(" — {heading}"));
+        }
+        println!("{line}");
+    }
+}
+
+/// The sample documents the demo teaches, built into the binary.
+const DEMO_FILES: [(&str, &[u8]); 3] = [
+    ("handbook.md", include_bytes!("../../demo/handbook.md")),
+    (
+        "release-notes.txt",
+        include_bytes!("../../demo/release-notes.txt"),
+    ),
+    (
+        "oncall-scan.png",
+        include_bytes!("../../demo/oncall-scan.png"),
+    ),
+];
+
+const DEMO_QUESTIONS: [&str; 2] = [
+    "How do I request vacation?",
+    "Who carries the pager, and when is the hand-over?",
+];
+
+pub async fn demo_command(config: &Config) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("engram-demo-")
+        .tempdir()
+        .context("cannot make a temporary folder for the demo")?;
+    let mut config = config.clone();
+    config.store.url = StoreUrl::new(format!("sqlite://{}/demo.db", dir.path().display()));
+    // Offline: no embeddings endpoint, keyword retrieval.
+    config.embeddings.base_url.clear();
+    config.llm.base_url.clear();
+
+    println!("engram demo — offline: no token, no network, no LLM.\n");
+    println!(
+        "1. A brain called `demo`, in a throwaway store ({}).",
+        config.store.url
+    );
+    let store = app::open_store(&config).await?;
+    let tenant = store.ensure_tenant(&TenantKey::local()).await?;
+    let name = BrainName::parse("demo").expect("valid name");
+    store.create_brain(tenant, &name).await?;
+
+    let files_dir = dir.path().join("files");
+    std::fs::create_dir_all(&files_dir)?;
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for (file, bytes) in DEMO_FILES {
+        let path = files_dir.join(file);
+        std::fs::write(&path, bytes)?;
+        paths.push(path);
+    }
+    println!(
+        "\n2. Teaching it {} files — oncall-scan.png is a scanned page, read with OCR:",
+        paths.len()
+    );
+    super::ingest::ingest_command(
+        &config,
+        super::ingest::IngestArgs {
+            brain: name.clone(),
+            paths,
+            tenant: TenantKey::local(),
+            json: false,
+        },
+    )
+    .await?;
+
+    for (n, question) in DEMO_QUESTIONS.iter().enumerate() {
+        println!("\n{}. Asking: {question}\n", n + 3);
+        ask_command(
+            &config,
+            AskArgs {
+                brain: name.clone(),
+                question: question.to_string(),
+                tenant: TenantKey::local(),
+                json: false,
+                sources_only: false,
+            },
+        )
+        .await?;
+    }
+    println!(
+        "\nThat is engram's knowledge pipeline. Next: `engram brain create NAME`, \
+         `engram ingest NAME FILES…`, `engram ask NAME \"question\"`, and `engram serve`."
+    );
+    Ok(())
+}

@@ -1,0 +1,582 @@
+//! The embedded index: FTS5 (BM25) and sqlite-vec in the store's SQLite file. Keyword search
+//! matches a per-brain token, so a brain's search never walks other brains' postings; vector
+//! search is a brute-force Hamming scan over binary-quantised embeddings in the brain's
+//! sqlite-vec partition, whose best candidates are rescored by exact cosine distance.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+
+use super::{
+    candidates_per_side, reciprocal_rank_fusion, DocumentId, Index, IndexError, IndexedDocument,
+    SearchHit, SearchQuery,
+};
+use crate::brain::BrainId;
+use crate::clock::now_ms;
+use crate::config::{StoreBackend, StoreConfig};
+use crate::ingest::chunk::keyword_terms;
+
+/// BM25 column weights of `chunks_fts (brain, heading, text)`: the brain token scores nothing,
+/// a query word in the heading path counts twice as much as one in the text.
+const BM25: &str = "bm25(chunks_fts, 0.0, 2.0, 1.0)";
+
+/// How many binary-quantised candidates the Hamming scan keeps per wanted vector hit, before
+/// exact rescoring. Hamming distances over a few hundred bits tie a lot, and sign bits lose
+/// magnitude, so a few times oversampling restores most of the exact ranking.
+const OVERSAMPLE: usize = 4;
+
+/// How many postings (summed document frequencies) a keyword query may walk; see
+/// `selective_terms`. About 10 ms of BM25 scoring on a small server.
+const POSTINGS_BUDGET: i64 = 20_000;
+
+/// sqlite-vec refuses KNN queries with a larger `k`.
+const VEC_MAX_K: usize = 4096;
+
+/// Registers sqlite-vec's functions and `vec0` module on one connection.
+///
+/// Called for every connection of the index's pools (the store's own connections never touch
+/// `chunks_vec`, so they do not need it).
+#[allow(unsafe_code)]
+async fn register_sqlite_vec(connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    type Init = unsafe extern "C" fn(*mut c_void, *mut *mut c_char, *const c_void) -> c_int;
+    let mut handle = connection.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr().cast::<c_void>();
+    // SAFETY: `sqlite3_vec_init` is sqlite-vec's extension entry point, compiled with
+    // SQLITE_CORE into this binary and linked against the same SQLite as sqlx; its real C
+    // signature is `int (sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi)` (the
+    // Rust crate declares it without arguments). `db` is a live connection we hold the lock of,
+    // a null error pointer is allowed, and with SQLITE_CORE `pApi` is not read.
+    let rc = unsafe {
+        let init: Init =
+            std::mem::transmute::<unsafe extern "C" fn(), Init>(sqlite_vec::sqlite3_vec_init);
+        init(db, std::ptr::null_mut(), std::ptr::null())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Configuration(
+            format!("sqlite-vec failed to initialise (SQLite error code {rc})").into(),
+        ))
+    }
+}
+
+/// FTS5 and sqlite-vec in the same SQLite file as the store.
+#[derive(Debug)]
+pub struct EmbeddedIndex {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    /// Embedding width, when embeddings are on.
+    dimensions: Option<usize>,
+}
+
+impl EmbeddedIndex {
+    /// Opens pools on the store's SQLite file (already migrated by the store) and, when
+    /// `dimensions` is given, creates the vector table or checks that it has that width.
+    pub async fn open(config: &StoreConfig, dimensions: Option<usize>) -> Result<Self, IndexError> {
+        if config.url.backend() != Some(StoreBackend::Sqlite) {
+            return Err(IndexError::Unavailable(format!(
+                "the embedded index needs a SQLite store, not {}",
+                config.url
+            )));
+        }
+        if dimensions == Some(0) {
+            return Err(IndexError::DimensionMismatch {
+                expected: 1,
+                got: 0,
+            });
+        }
+        let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
+        let options = SqliteConnectOptions::from_str(config.url.expose())
+            .map_err(|error| IndexError::Unavailable(format!("bad store.url: {error}")))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(busy_timeout)
+            .foreign_keys(true);
+        let pool = |max: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(busy_timeout)
+                .after_connect(|connection, _| Box::pin(register_sqlite_vec(connection)))
+        };
+        let writer = pool(1).connect_with(options.clone()).await?;
+        let readers = pool(config.max_connections.max(1))
+            .connect_with(options)
+            .await?;
+        let index = Self {
+            writer,
+            readers,
+            dimensions,
+        };
+        if let Some(dimensions) = dimensions {
+            index.prepare_vectors(dimensions).await?;
+        }
+        Ok(index)
+    }
+
+    /// Closes the pools.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    /// Creates `chunks_vec` for `dimensions`, or refuses an existing one of another width, and
+    /// drops vectors whose chunk is gone (a brain or document deleted through the store).
+    async fn prepare_vectors(&self, dimensions: usize) -> Result<(), IndexError> {
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'chunks_vec'",
+        )
+        .fetch_optional(&self.writer)
+        .await?;
+        let bits = code_bytes(dimensions) * 8;
+        match existing {
+            Some(sql) => {
+                let stored = stored_bits(&sql).ok_or_else(|| {
+                    IndexError::Corrupt(format!("unexpected chunks_vec definition: {sql}"))
+                })?;
+                let stored_dimensions: Option<i64> =
+                    sqlx::query_scalar("SELECT length(embedding) / 4 FROM chunk_vectors LIMIT 1")
+                        .fetch_optional(&self.writer)
+                        .await?;
+                let stored_dimensions = stored_dimensions.and_then(|d| usize::try_from(d).ok());
+                if stored != bits || stored_dimensions.is_some_and(|d| d != dimensions) {
+                    return Err(IndexError::DimensionMismatch {
+                        expected: stored_dimensions.unwrap_or(stored),
+                        got: dimensions,
+                    });
+                }
+            }
+            None => {
+                sqlx::query(&format!(
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vec USING vec0(\
+                     chunk_id INTEGER PRIMARY KEY, \
+                     brain_id INTEGER PARTITION KEY, \
+                     embedding bit[{bits}])"
+                ))
+                .execute(&self.writer)
+                .await?;
+            }
+        }
+        sqlx::query(
+            "DELETE FROM chunks_vec WHERE chunk_id IN \
+             (SELECT chunk_id FROM chunks_vec EXCEPT SELECT chunk_id FROM chunk_vectors)",
+        )
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    fn check_vector(&self, vector: &[f32]) -> Result<usize, IndexError> {
+        let expected = self.dimensions.ok_or(IndexError::VectorsDisabled)?;
+        if vector.len() != expected {
+            return Err(IndexError::DimensionMismatch {
+                expected,
+                got: vector.len(),
+            });
+        }
+        Ok(expected)
+    }
+
+    /// Chunk ids of the brain's best keyword matches, best first.
+    async fn keyword_ids(
+        &self,
+        brain: BrainId,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, f32)>, IndexError> {
+        let terms = self.selective_terms(text).await?;
+        let Some(expression) = match_expression(brain, &terms) else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT rowid, {BM25} AS rank FROM chunks_fts WHERE chunks_fts MATCH $1 \
+             ORDER BY rank LIMIT $2"
+        );
+        let rows: Vec<(i64, f64)> = sqlx::query_as(&sql)
+            .bind(expression)
+            .bind(to_i64(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, rank)| (id, -rank as f32))
+            .collect())
+    }
+
+    /// The distinct keyword terms of `text`, rarest first, keeping terms while their summed
+    /// document frequency stays within `POSTINGS_BUDGET` (the rarest term is always kept).
+    ///
+    /// FTS5 has no early termination: an OR query scores every chunk that has any term, so one
+    /// very common word would make a query walk most of the brain. Common words carry little
+    /// BM25 weight (their IDF is near zero), so leaving them out keeps the cost bounded at a
+    /// small cost in recall for chunks that only share common words with the question.
+    async fn selective_terms(&self, text: &str) -> Result<Vec<String>, IndexError> {
+        let mut terms = keyword_terms(text);
+        let mut seen = std::collections::HashSet::new();
+        terms.retain(|term| seen.insert(term.clone()));
+        if terms.len() <= 1 {
+            return Ok(terms);
+        }
+        let list = serde_json::to_string(&terms)
+            .map_err(|error| IndexError::Corrupt(format!("terms: {error}")))?;
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT term, doc FROM chunks_fts_terms \
+             WHERE term IN (SELECT value FROM json_each($1))",
+        )
+        .bind(list)
+        .fetch_all(&self.readers)
+        .await?;
+        let frequency = |term: &String| {
+            counts
+                .iter()
+                .find(|(t, _)| t == term)
+                .map_or(0, |(_, n)| *n)
+        };
+        // A stable sort keeps the question's order among equally rare terms.
+        terms.sort_by_key(|term| frequency(term));
+        let mut budget = 0i64;
+        let mut kept = Vec::with_capacity(terms.len());
+        for term in terms {
+            budget += frequency(&term);
+            if kept.is_empty() || budget <= POSTINGS_BUDGET {
+                kept.push(term);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Chunk ids of the brain's nearest vectors, nearest first: a Hamming scan of the brain's
+    /// partition for candidates, then exact cosine distance.
+    async fn vector_ids(
+        &self,
+        brain: BrainId,
+        vector: &[f32],
+        limit: usize,
+    ) -> Result<Vec<i64>, IndexError> {
+        self.check_vector(vector)?;
+        let k = (limit * OVERSAMPLE).min(VEC_MAX_K);
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "WITH candidates AS ( \
+               SELECT chunk_id FROM chunks_vec \
+               WHERE embedding MATCH vec_bit($1) AND k = $2 AND brain_id = $3 \
+             ) \
+             SELECT v.chunk_id FROM candidates \
+             JOIN chunk_vectors v ON v.chunk_id = candidates.chunk_id \
+             ORDER BY vec_distance_cosine(v.embedding, $4), v.chunk_id \
+             LIMIT $5",
+        )
+        .bind(binary_code(vector))
+        .bind(to_i64(k))
+        .bind(brain.0)
+        .bind(f32_blob(vector))
+        .bind(to_i64(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// The rows behind `ids`, only those of `brain`.
+    async fn hits(
+        &self,
+        brain: BrainId,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, SearchHit>, IndexError> {
+        let list = serde_json::to_string(ids)
+            .map_err(|error| IndexError::Corrupt(format!("chunk ids: {error}")))?;
+        let rows = sqlx::query(
+            "SELECT c.id, c.document_id, d.file_name, d.source_link, c.page, c.heading, c.text \
+             FROM chunks c JOIN documents d ON d.id = c.document_id \
+             WHERE c.brain_id = $1 AND c.id IN (SELECT value FROM json_each($2))",
+        )
+        .bind(brain.0)
+        .bind(list)
+        .fetch_all(&self.readers)
+        .await?;
+        let mut hits = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let page: Option<i64> = row.try_get("page")?;
+            let hit = SearchHit {
+                chunk_id: row.try_get("id")?,
+                document_id: row.try_get("document_id")?,
+                file_name: row.try_get("file_name")?,
+                source_link: row.try_get("source_link")?,
+                page: page
+                    .map(|p| u32::try_from(p).map_err(|_| IndexError::Corrupt(format!("page {p}"))))
+                    .transpose()?,
+                heading: row.try_get("heading")?,
+                text: row.try_get("text")?,
+                score: 0.0,
+                keyword_rank: None,
+                vector_rank: None,
+            };
+            hits.insert(hit.chunk_id, hit);
+        }
+        Ok(hits)
+    }
+
+    /// Deletes the chunks of a document and their vectors inside `tx`.
+    async fn delete_chunks(
+        tx: &mut SqliteConnection,
+        document: DocumentId,
+        vectors: bool,
+    ) -> Result<(), IndexError> {
+        if vectors {
+            let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM chunks WHERE document_id = $1")
+                .bind(document.0)
+                .fetch_all(&mut *tx)
+                .await?;
+            for id in ids {
+                sqlx::query("DELETE FROM chunks_vec WHERE chunk_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        // Full-text rows and exact vectors go with the chunks (trigger, cascade).
+        sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+            .bind(document.0)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the document exists in the brain.
+    async fn owns(
+        tx: &mut SqliteConnection,
+        brain: BrainId,
+        document: DocumentId,
+    ) -> Result<bool, IndexError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM documents WHERE id = $1 AND brain_id = $2")
+                .bind(document.0)
+                .bind(brain.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        Ok(found.is_some())
+    }
+}
+
+#[async_trait]
+impl Index for EmbeddedIndex {
+    async fn index_document(&self, document: IndexedDocument<'_>) -> Result<(), IndexError> {
+        if let Some(vectors) = document.vectors {
+            if vectors.len() != document.chunks.len() {
+                return Err(IndexError::VectorCount {
+                    chunks: document.chunks.len(),
+                    vectors: vectors.len(),
+                });
+            }
+            for vector in vectors {
+                self.check_vector(vector)?;
+            }
+        }
+        let chunk_count = to_i64(document.chunks.len());
+        let mut tx = self.writer.begin().await?;
+        if !Self::owns(&mut tx, document.brain, document.document).await? {
+            return Err(IndexError::UnknownDocument {
+                brain: document.brain,
+                document: document.document.0,
+            });
+        }
+        Self::delete_chunks(&mut tx, document.document, self.dimensions.is_some()).await?;
+        for (i, chunk) in document.chunks.iter().enumerate() {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO chunks (document_id, brain_id, ordinal, page, heading, text) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(document.document.0)
+            .bind(document.brain.0)
+            .bind(i64::from(chunk.ordinal))
+            .bind(chunk.page.map(i64::from))
+            .bind(chunk.heading.as_deref())
+            .bind(&chunk.text)
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Some(vector) = document.vectors.and_then(|v| v.get(i)) {
+                sqlx::query("INSERT INTO chunk_vectors (chunk_id, embedding) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(f32_blob(vector))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO chunks_vec (chunk_id, brain_id, embedding) \
+                     VALUES ($1, $2, vec_bit($3))",
+                )
+                .bind(id)
+                .bind(document.brain.0)
+                .bind(binary_code(vector))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query(
+            "UPDATE documents SET status = 'indexed', pages = $1, ocr_pages = $2, chunks = $3, \
+             error = NULL, updated_at = $4 WHERE id = $5 AND brain_id = $6",
+        )
+        .bind(i64::from(document.pages))
+        .bind(i64::from(document.ocr_pages))
+        .bind(chunk_count)
+        .bind(now_ms())
+        .bind(document.document.0)
+        .bind(document.brain.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn forget_document(
+        &self,
+        brain: BrainId,
+        document: DocumentId,
+    ) -> Result<(), IndexError> {
+        let mut tx = self.writer.begin().await?;
+        if !Self::owns(&mut tx, brain, document).await? {
+            // Already gone (or never this brain's): nothing of it is searchable in `brain`.
+            return Ok(());
+        }
+        Self::delete_chunks(&mut tx, document, self.dimensions.is_some()).await?;
+        sqlx::query("DELETE FROM documents WHERE id = $1 AND brain_id = $2")
+            .bind(document.0)
+            .bind(brain.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn search(
+        &self,
+        brain: BrainId,
+        query: &SearchQuery,
+    ) -> Result<Vec<SearchHit>, IndexError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let ranked: Vec<(i64, f32, Option<u32>, Option<u32>)> = match &query.vector {
+            None => self
+                .keyword_ids(brain, &query.text, query.limit)
+                .await?
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, score))| (id, score, u32::try_from(i + 1).ok(), None))
+                .collect(),
+            Some(vector) => {
+                self.check_vector(vector)?;
+                let side = candidates_per_side(query.limit);
+                let keyword: Vec<i64> = self
+                    .keyword_ids(brain, &query.text, side)
+                    .await?
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+                let nearest = self.vector_ids(brain, vector, side).await?;
+                let mut fused = reciprocal_rank_fusion(&keyword, &nearest);
+                fused.truncate(query.limit);
+                fused
+            }
+        };
+        let ids: Vec<i64> = ranked.iter().map(|r| r.0).collect();
+        let mut rows = self.hits(brain, &ids).await?;
+        Ok(ranked
+            .into_iter()
+            .filter_map(|(id, score, keyword_rank, vector_rank)| {
+                rows.remove(&id).map(|hit| SearchHit {
+                    score,
+                    keyword_rank,
+                    vector_rank,
+                    ..hit
+                })
+            })
+            .collect())
+    }
+}
+
+/// The FTS5 query for `terms` (from `keyword_terms`) in `brain`: the brain's token AND any of
+/// the terms in the heading or text columns. Every term is a quoted string, so no user input is ever
+/// read as FTS5 syntax. `None` when the text has no terms.
+fn match_expression(brain: BrainId, terms: &[String]) -> Option<String> {
+    if terms.is_empty() {
+        return None;
+    }
+    let any = terms
+        .iter()
+        .map(|term| format!("\"{}\"", term.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    Some(format!(
+        "brain : \"b{}\" AND {{heading text}} : ({any})",
+        brain.0
+    ))
+}
+
+/// Bytes of the binary code of a `dimensions`-wide vector: one bit per dimension, rounded up
+/// to whole bytes.
+fn code_bytes(dimensions: usize) -> usize {
+    dimensions.div_ceil(8)
+}
+
+/// The sign bits of `vector` (bit i set when component i is positive), least significant bit
+/// first in each byte, zero-padded: the layout of sqlite-vec's `bit[N]` vectors.
+fn binary_code(vector: &[f32]) -> Vec<u8> {
+    let mut code = vec![0u8; code_bytes(vector.len())];
+    for (i, value) in vector.iter().enumerate() {
+        if *value > 0.0 {
+            code[i / 8] |= 1 << (i % 8);
+        }
+    }
+    code
+}
+
+/// `vector` as little-endian f32 bytes, sqlite-vec's float32 blob format.
+fn f32_blob(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The `N` of `embedding bit[N]` in a `chunks_vec` definition.
+fn stored_bits(sql: &str) -> Option<usize> {
+    let start = sql.find("bit[")? + 4;
+    let end = start + sql[start..].find(']')?;
+    sql[start..end].trim().parse().ok()
+}
+
+fn to_i64(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_expression_quotes_every_term() {
+        let expression = match_expression(BrainId(7), &keyword_terms("NEAR(\"a\" b*) AND -c:d"));
+        assert_eq!(
+            expression.as_deref(),
+            Some("brain : \"b7\" AND {heading text} : (\"near\" OR \"b\" OR \"c\" OR \"d\")")
+        );
+        assert_eq!(
+            match_expression(BrainId(7), &keyword_terms("the of \"*\"")),
+            None
+        );
+    }
+
+    #[test]
+    fn binary_code_is_sign_bits_lsb_first() {
+        let code = binary_code(&[1.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0]);
+        assert_eq!(code, vec![0b0000_0101, 0b0000_0001]);
+    }
+
+    #[test]
+    fn stored_width_is_parsed() {
+        let sql = "CREATE VIRTUAL TABLE chunks_vec USING vec0(chunk_id INTEGER PRIMARY KEY, \
+                   brain_id INTEGER PARTITION KEY, embedding bit[384])";
+        assert_eq!(stored_bits(sql), Some(384));
+    }
+}

@@ -1,0 +1,120 @@
+//! A local stand-in for an OpenAI-compatible server (what sits across the network): the
+//! embeddings endpoint, with deterministic vectors and injectable faults.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// How the fake answers.
+#[derive(Debug, Default)]
+pub struct Behaviour {
+    /// The first this-many requests get HTTP 500.
+    pub fail_first: usize,
+    /// Every request gets this status (e.g. 401) instead of vectors.
+    pub always_status: Option<u16>,
+    /// Vectors of this many dimensions (default 64).
+    pub dimensions: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct FakeOpenAi {
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicUsize>,
+    /// Every input text received, in order.
+    pub inputs: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeOpenAi {
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    behaviour: Arc<Behaviour>,
+    requests: Arc<AtomicUsize>,
+    inputs: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub async fn start(behaviour: Behaviour) -> FakeOpenAi {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let inputs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shared = Shared {
+        behaviour: Arc::new(behaviour),
+        requests: requests.clone(),
+        inputs: inputs.clone(),
+    };
+    let app = Router::new()
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(shared);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    FakeOpenAi {
+        addr,
+        requests,
+        inputs,
+    }
+}
+
+/// A deterministic bag-of-words vector: texts sharing words point the same way.
+pub fn vector_for(text: &str, dimensions: usize) -> Vec<f32> {
+    let mut vector = vec![0f32; dimensions];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+    {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in word.to_lowercase().bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+        }
+        vector[(hash % dimensions as u64) as usize] += 1.0;
+    }
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    vector.iter().map(|x| x / norm).collect()
+}
+
+async fn embeddings(State(shared): State<Shared>, Json(body): Json<Value>) -> Response {
+    let n = shared.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(status) = shared.behaviour.always_status {
+        let status = StatusCode::from_u16(status).unwrap();
+        let error = json!({"error": {"message": "invalid api key", "type": "invalid_request_error",
+                                     "param": null, "code": "invalid_api_key"}});
+        return (status, Json(error)).into_response();
+    }
+    if n < shared.behaviour.fail_first {
+        let error = json!({"error": {"message": "overloaded", "type": "server_error",
+                                     "param": null, "code": null}});
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(error)).into_response();
+    }
+    let texts: Vec<String> = match &body["input"] {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().unwrap_or_default().to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
+    shared.inputs.lock().unwrap().extend(texts.iter().cloned());
+    let dimensions = shared.behaviour.dimensions.unwrap_or(64);
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            json!({"object": "embedding", "index": index, "embedding": vector_for(text, dimensions)})
+        })
+        .collect();
+    Json(json!({
+        "object": "list", "data": data, "model": body["model"],
+        "usage": {"prompt_tokens": 1, "total_tokens": 1}
+    }))
+    .into_response()
+}

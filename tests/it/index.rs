@@ -1,0 +1,617 @@
+//! The index contract: functions over `Arc<dyn Index>` and a small fixture, run here against
+//! the embedded index (FTS5 + sqlite-vec) on a real, migrated SQLite store, so another
+//! implementation can run the same suite with its own fixture.
+
+use std::sync::Arc;
+
+use engram::brain::{BrainId, BrainName, TenantKey};
+use engram::index::{
+    DocumentId, EmbeddedIndex, Index, IndexError, IndexedDocument, SearchHit, SearchQuery,
+};
+use engram::ingest::chunk::{keyword_terms, ChunkDraft};
+use engram::store::{self, Store};
+
+use crate::support::store_config;
+
+/// Width of the fake embeddings.
+const DIMENSIONS: usize = 384;
+
+/// An index over a fresh store, with helpers to make brains and `documents` rows (the store's
+/// document API is not used so the contract depends only on the schema).
+struct Fixture {
+    index: Arc<dyn Index>,
+    store: Arc<dyn Store>,
+    db: sqlx::SqlitePool,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn embedded() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/engram.db", dir.path().display());
+        let config = store_config(&url);
+        let store = store::open(&config).await.expect("open SQLite store");
+        let index = EmbeddedIndex::open(&config, Some(DIMENSIONS))
+            .await
+            .expect("open embedded index");
+        let db = sqlx::SqlitePool::connect(&url).await.expect("test pool");
+        Self {
+            index: Arc::new(index),
+            store,
+            db,
+            url,
+            _dir: dir,
+        }
+    }
+
+    async fn brain(&self, name: &str) -> BrainId {
+        let tenant = self
+            .store
+            .ensure_tenant(&TenantKey::local())
+            .await
+            .expect("tenant");
+        let name = BrainName::parse(name).expect("brain name");
+        self.store
+            .create_brain(tenant, &name)
+            .await
+            .expect("brain")
+            .id
+    }
+
+    /// A `pending` document row, as the ingest pipeline creates it.
+    async fn document(&self, brain: BrainId, file_name: &str) -> DocumentId {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO documents (brain_id, sha256, file_name, source_link, status, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, 0) RETURNING id",
+        )
+        .bind(brain.0)
+        .bind(format!("sha-of-{file_name}"))
+        .bind(file_name)
+        .bind(format!("https://chat.example/{file_name}"))
+        .fetch_one(&self.db)
+        .await
+        .expect("insert document");
+        DocumentId(id)
+    }
+
+    /// `(status, chunks column, chunk rows)` of a document, `None` when the row is gone.
+    async fn document_state(&self, document: DocumentId) -> Option<(String, i64, i64)> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT status, chunks FROM documents WHERE id = $1")
+                .bind(document.0)
+                .fetch_optional(&self.db)
+                .await
+                .expect("document state");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE document_id = $1")
+            .bind(document.0)
+            .fetch_one(&self.db)
+            .await
+            .expect("chunk count");
+        row.map(|(status, chunks)| (status, chunks, rows))
+    }
+
+    /// Rows left in the index's own tables for chunks that no longer exist or for a document.
+    async fn index_rows(&self, document: DocumentId) -> i64 {
+        let vectors: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM chunk_vectors WHERE chunk_id IN \
+             (SELECT id FROM chunks WHERE document_id = $1)",
+        )
+        .bind(document.0)
+        .fetch_one(&self.db)
+        .await
+        .expect("vector rows");
+        let orphans: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM chunk_vectors WHERE chunk_id NOT IN (SELECT id FROM chunks)",
+        )
+        .fetch_one(&self.db)
+        .await
+        .expect("orphan rows");
+        vectors + orphans
+    }
+}
+
+fn chunk(ordinal: u32, heading: Option<&str>, text: &str) -> ChunkDraft {
+    ChunkDraft {
+        ordinal,
+        page: Some(ordinal + 1),
+        heading: heading.map(str::to_string),
+        text: text.to_string(),
+        tokens: 0,
+    }
+}
+
+/// Words that mean the same thing share a concept, so the fake embedding is "semantic".
+fn concept(term: &str) -> &str {
+    match term {
+        "car" | "cars" | "vehicle" | "vehicles" | "automobile" => "car",
+        "money" | "cash" | "refund" | "reimbursement" => "money",
+        other => other,
+    }
+}
+
+/// A deterministic fake embedding: a hashed bag of concepts, normalised.
+fn embed(text: &str) -> Vec<f32> {
+    let mut vector = vec![0.0f32; DIMENSIONS];
+    for term in keyword_terms(text) {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in concept(&term).bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let slot = (hash % DIMENSIONS as u64) as usize;
+        let sign = if hash >> 63 == 0 { 1.0 } else { -1.0 };
+        vector[slot] += sign;
+    }
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|v| *v /= norm);
+    }
+    vector
+}
+
+async fn index(
+    index: &Arc<dyn Index>,
+    brain: BrainId,
+    document: DocumentId,
+    chunks: &[ChunkDraft],
+) -> Result<(), IndexError> {
+    let vectors: Vec<Vec<f32>> = chunks.iter().map(|c| embed(&c.text)).collect();
+    index
+        .index_document(IndexedDocument {
+            brain,
+            document,
+            pages: 1,
+            ocr_pages: 0,
+            chunks,
+            vectors: Some(&vectors),
+        })
+        .await
+}
+
+fn keyword(text: &str) -> SearchQuery {
+    SearchQuery {
+        text: text.to_string(),
+        vector: None,
+        limit: 5,
+    }
+}
+
+fn hybrid(text: &str) -> SearchQuery {
+    SearchQuery {
+        text: text.to_string(),
+        vector: Some(embed(text)),
+        limit: 5,
+    }
+}
+
+async fn search(index: &Arc<dyn Index>, brain: BrainId, query: &SearchQuery) -> Vec<SearchHit> {
+    index.search(brain, query).await.expect("search")
+}
+
+fn handbook() -> Vec<ChunkDraft> {
+    vec![
+        chunk(
+            0,
+            Some("Leave"),
+            "Employees get 25 days of paid holiday each year.",
+        ),
+        chunk(
+            1,
+            Some("Leave > Sick"),
+            "Report sick leave to your manager before 10 am.",
+        ),
+        chunk(
+            2,
+            Some("Expenses"),
+            "Submit receipts within 30 days to get a refund.",
+        ),
+        chunk(
+            3,
+            Some("Security"),
+            "Rotate your password every 90 days; use a manager.",
+        ),
+    ]
+}
+
+/// Policies that all say "policy"; only the vehicle one is about cars, and it is the longest,
+/// so BM25 alone ranks it last.
+fn policies() -> Vec<ChunkDraft> {
+    vec![
+        chunk(0, None, "Travel policy: book trains early."),
+        chunk(1, None, "Holiday policy: ask two weeks ahead."),
+        chunk(
+            2,
+            None,
+            "Car policy: automobile owners park in lot B, charge electric cars at the \
+             east gate, and log every trip with the vehicle in the fleet app before Friday.",
+        ),
+        chunk(3, None, "Laptop policy: encrypt the disk."),
+    ]
+}
+
+async fn keyword_search_ranks_the_matching_chunk_first(fx: &Fixture) {
+    let brain = fx.brain("handbook").await;
+    let document = fx.document(brain, "handbook.pdf").await;
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("index");
+
+    let hits = search(&fx.index, brain, &keyword("How do I report sick leave?")).await;
+    let first = hits.first().expect("a hit");
+    assert!(first.text.contains("Report sick leave"), "{hits:#?}");
+    assert_eq!(first.document_id, document.0);
+    assert_eq!(first.file_name, "handbook.pdf");
+    assert_eq!(
+        first.source_link.as_deref(),
+        Some("https://chat.example/handbook.pdf")
+    );
+    assert_eq!(first.heading.as_deref(), Some("Leave > Sick"));
+    assert_eq!(first.page, Some(2));
+    assert_eq!(first.keyword_rank, Some(1));
+    assert_eq!(first.vector_rank, None);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(hits.iter().all(|h| h.text.to_lowercase().contains("sick")
+        || h.text.to_lowercase().contains("leave")
+        || h.heading
+            .as_deref()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("leave")));
+
+    let hits = search(&fx.index, brain, &keyword("RECEIPTS refund")).await;
+    assert!(hits[0].text.contains("receipts"), "{hits:#?}");
+    assert_eq!(
+        fx.document_state(document).await,
+        Some(("indexed".to_string(), 4, 4))
+    );
+}
+
+async fn hybrid_search_ranks_the_semantic_match_first(fx: &Fixture) {
+    let brain = fx.brain("policies").await;
+    let document = fx.document(brain, "policies.md").await;
+    index(&fx.index, brain, document, &policies())
+        .await
+        .expect("index");
+
+    let question = "vehicle cars policy";
+    let words = search(&fx.index, brain, &keyword("what is the policy")).await;
+    assert!(!words[0].text.starts_with("Car policy"), "{words:#?}");
+
+    let hits = search(&fx.index, brain, &hybrid(question)).await;
+    let first = hits.first().expect("a hit");
+    assert!(first.text.starts_with("Car policy"), "{hits:#?}");
+    assert_eq!(first.vector_rank, Some(1));
+    assert!(first.keyword_rank.is_some());
+    assert!(hits.len() <= 5);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+
+    // A question with no keyword in common still finds the chunk by meaning.
+    let hits = search(&fx.index, brain, &hybrid("automobile")).await;
+    assert!(hits[0].text.starts_with("Car policy"), "{hits:#?}");
+}
+
+async fn brains_are_isolated(fx: &Fixture) {
+    let x = fx.brain("x").await;
+    let y = fx.brain("y").await;
+    let in_x = fx.document(x, "same.md").await;
+    let in_y = fx.document(y, "same.md").await;
+    index(&fx.index, x, in_x, &handbook()).await.expect("x");
+    index(&fx.index, y, in_y, &handbook()).await.expect("y");
+    let empty = fx.brain("empty").await;
+
+    for query in [keyword("sick leave manager"), hybrid("sick leave manager")] {
+        let from_x = search(&fx.index, x, &query).await;
+        let from_y = search(&fx.index, y, &query).await;
+        assert!(!from_x.is_empty() && !from_y.is_empty());
+        assert!(
+            from_x.iter().all(|h| h.document_id == in_x.0),
+            "{from_x:#?}"
+        );
+        assert!(
+            from_y.iter().all(|h| h.document_id == in_y.0),
+            "{from_y:#?}"
+        );
+        let x_ids: Vec<i64> = from_x.iter().map(|h| h.chunk_id).collect();
+        assert!(from_y.iter().all(|h| !x_ids.contains(&h.chunk_id)));
+        assert!(search(&fx.index, empty, &query).await.is_empty());
+    }
+
+    // A document of another brain can be neither written nor forgotten through this one.
+    let error = index(&fx.index, x, in_y, &handbook()).await;
+    assert!(
+        matches!(error, Err(IndexError::UnknownDocument { .. })),
+        "{error:?}"
+    );
+    fx.index.forget_document(x, in_y).await.expect("no-op");
+    assert!(!search(&fx.index, y, &keyword("receipts")).await.is_empty());
+}
+
+async fn reindexing_replaces_the_chunks(fx: &Fixture) {
+    let brain = fx.brain("reindex").await;
+    let document = fx.document(brain, "notes.md").await;
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("first");
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("same again");
+    let hits = search(&fx.index, brain, &keyword("receipts")).await;
+    assert_eq!(hits.len(), 1, "no duplicates: {hits:#?}");
+
+    let new = vec![
+        chunk(0, None, "Quarterly goals: ship the zeppelin."),
+        chunk(1, None, "Hire two zeppelin pilots."),
+    ];
+    index(&fx.index, brain, document, &new)
+        .await
+        .expect("replace");
+    assert!(search(&fx.index, brain, &keyword("receipts"))
+        .await
+        .is_empty());
+    assert!(search(&fx.index, brain, &hybrid("receipts refund"))
+        .await
+        .iter()
+        .all(|h| h.text.contains("zeppelin")));
+    assert_eq!(
+        search(&fx.index, brain, &keyword("zeppelin")).await.len(),
+        2
+    );
+    assert_eq!(
+        fx.document_state(document).await,
+        Some(("indexed".to_string(), 2, 2))
+    );
+    assert_eq!(fx.index_rows(document).await, 2);
+}
+
+async fn forgetting_removes_everything(fx: &Fixture) {
+    let brain = fx.brain("forget").await;
+    let document = fx.document(brain, "gone.md").await;
+    let kept = fx.document(brain, "kept.md").await;
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("index");
+    index(&fx.index, brain, kept, &policies())
+        .await
+        .expect("index");
+
+    fx.index
+        .forget_document(brain, document)
+        .await
+        .expect("forget");
+    assert_eq!(fx.document_state(document).await, None);
+    assert_eq!(fx.index_rows(document).await, 0);
+    assert!(search(&fx.index, brain, &keyword("sick receipts password"))
+        .await
+        .is_empty());
+    let hits = search(&fx.index, brain, &hybrid("sick leave")).await;
+    assert!(hits.iter().all(|h| h.document_id == kept.0), "{hits:#?}");
+    // Forgetting twice is fine.
+    fx.index
+        .forget_document(brain, document)
+        .await
+        .expect("again");
+}
+
+async fn bad_vectors_change_nothing(fx: &Fixture) {
+    let brain = fx.brain("atomic").await;
+    let document = fx.document(brain, "doc.md").await;
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("index");
+
+    let replacement = vec![chunk(0, None, "Completely different zeppelin text.")];
+    let too_few: Vec<Vec<f32>> = Vec::new();
+    let error = fx
+        .index
+        .index_document(IndexedDocument {
+            brain,
+            document,
+            pages: 9,
+            ocr_pages: 9,
+            chunks: &replacement,
+            vectors: Some(&too_few),
+        })
+        .await;
+    assert!(
+        matches!(error, Err(IndexError::VectorCount { .. })),
+        "{error:?}"
+    );
+
+    let narrow = vec![vec![0.5f32; DIMENSIONS - 1]];
+    let error = fx
+        .index
+        .index_document(IndexedDocument {
+            brain,
+            document,
+            pages: 9,
+            ocr_pages: 9,
+            chunks: &replacement,
+            vectors: Some(&narrow),
+        })
+        .await;
+    assert!(
+        matches!(error, Err(IndexError::DimensionMismatch { expected: DIMENSIONS, got }) if got == DIMENSIONS - 1),
+        "{error:?}"
+    );
+
+    assert!(search(&fx.index, brain, &keyword("zeppelin"))
+        .await
+        .is_empty());
+    assert_eq!(
+        search(&fx.index, brain, &keyword("receipts")).await.len(),
+        1
+    );
+    assert_eq!(
+        fx.document_state(document).await,
+        Some(("indexed".to_string(), 4, 4))
+    );
+
+    let query = SearchQuery {
+        text: "receipts".to_string(),
+        vector: Some(vec![1.0; 3]),
+        limit: 5,
+    };
+    let error = fx.index.search(brain, &query).await;
+    assert!(
+        matches!(error, Err(IndexError::DimensionMismatch { .. })),
+        "{error:?}"
+    );
+}
+
+async fn query_syntax_is_harmless(fx: &Fixture) {
+    let brain = fx.brain("syntax").await;
+    let document = fx.document(brain, "doc.md").await;
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("index");
+    for text in [
+        "\"sick",
+        "sick*",
+        "NEAR(sick leave)",
+        "sick AND OR NOT leave",
+        "-sick",
+        "heading:sick",
+        "brain:b1",
+        "{brain text}: sick",
+        "sick\" OR brain:\"b",
+        "^sick + leave )(",
+        "'; DROP TABLE chunks; --",
+    ] {
+        for query in [keyword(text), hybrid(text)] {
+            let hits = fx.index.search(brain, &query).await;
+            let hits = hits.unwrap_or_else(|error| panic!("{text:?} failed: {error}"));
+            assert!(hits.iter().all(|h| h.document_id == document.0));
+        }
+    }
+    let hits = search(&fx.index, brain, &keyword("NEAR(sick leave)")).await;
+    assert!(hits[0].text.contains("sick"), "{hits:#?}");
+    // The brain token is not searchable as a word.
+    assert!(search(&fx.index, brain, &keyword(&format!("b{}", brain.0)))
+        .await
+        .is_empty());
+}
+
+async fn empty_queries_find_nothing(fx: &Fixture) {
+    let brain = fx.brain("empty-query").await;
+    let document = fx.document(brain, "doc.md").await;
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("index");
+    for text in ["", "   ", "the of and is", "?!… \"\" **"] {
+        assert!(
+            search(&fx.index, brain, &keyword(text)).await.is_empty(),
+            "{text:?}"
+        );
+    }
+    let zero = SearchQuery {
+        limit: 0,
+        ..keyword("receipts")
+    };
+    assert!(search(&fx.index, brain, &zero).await.is_empty());
+}
+
+#[tokio::test]
+async fn embedded_keyword_search_ranks_the_matching_chunk_first() {
+    keyword_search_ranks_the_matching_chunk_first(&Fixture::embedded().await).await;
+}
+
+#[tokio::test]
+async fn embedded_hybrid_search_ranks_the_semantic_match_first() {
+    hybrid_search_ranks_the_semantic_match_first(&Fixture::embedded().await).await;
+}
+
+#[tokio::test]
+async fn embedded_brains_are_isolated() {
+    brains_are_isolated(&Fixture::embedded().await).await;
+}
+
+#[tokio::test]
+async fn embedded_reindexing_replaces_the_chunks() {
+    reindexing_replaces_the_chunks(&Fixture::embedded().await).await;
+}
+
+#[tokio::test]
+async fn embedded_forgetting_removes_everything() {
+    forgetting_removes_everything(&Fixture::embedded().await).await;
+}
+
+#[tokio::test]
+async fn embedded_bad_vectors_change_nothing() {
+    bad_vectors_change_nothing(&Fixture::embedded().await).await;
+}
+
+#[tokio::test]
+async fn embedded_query_syntax_is_harmless() {
+    query_syntax_is_harmless(&Fixture::embedded().await).await;
+}
+
+#[tokio::test]
+async fn embedded_empty_queries_find_nothing() {
+    empty_queries_find_nothing(&Fixture::embedded().await).await;
+}
+
+/// Deleting a brain through the store (a cascade the index does not see) leaves nothing
+/// searchable, and the index reopens cleanly afterwards.
+#[tokio::test]
+async fn embedded_index_survives_brain_deletion_through_the_store() {
+    let fx = Fixture::embedded().await;
+    let brain = fx.brain("doomed").await;
+    let document = fx.document(brain, "doc.md").await;
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("index");
+    assert!(fx.store.delete_brain(brain).await.expect("delete"));
+    assert!(search(&fx.index, brain, &keyword("receipts"))
+        .await
+        .is_empty());
+    assert!(search(&fx.index, brain, &hybrid("receipts"))
+        .await
+        .is_empty());
+    let config = store_config(&fx.url);
+    let again = EmbeddedIndex::open(&config, Some(DIMENSIONS))
+        .await
+        .expect("reopen");
+    again.close().await;
+}
+
+/// An index opened with another embedding width refuses to start and says to re-index.
+#[tokio::test]
+async fn embedded_index_refuses_another_dimension() {
+    let fx = Fixture::embedded().await;
+    let config = store_config(&fx.url);
+    let error = EmbeddedIndex::open(&config, Some(768)).await;
+    match error {
+        Err(error @ IndexError::DimensionMismatch { expected, got }) => {
+            assert_eq!((expected, got), (DIMENSIONS, 768));
+            assert!(error.to_string().contains("re-index"), "{error}");
+            assert!(!error.is_transient());
+        }
+        other => panic!("expected a dimension mismatch, got {other:?}"),
+    }
+    // Without embeddings the same file still serves keyword search.
+    let keyword_only = EmbeddedIndex::open(&config, None).await.expect("open");
+    let brain = fx.brain("plain").await;
+    let document = fx.document(brain, "doc.md").await;
+    let chunks = handbook();
+    keyword_only
+        .index_document(IndexedDocument {
+            brain,
+            document,
+            pages: 1,
+            ocr_pages: 0,
+            chunks: &chunks,
+            vectors: None,
+        })
+        .await
+        .expect("index without vectors");
+    let hits = keyword_only
+        .search(brain, &keyword("receipts"))
+        .await
+        .expect("search");
+    assert_eq!(hits.len(), 1);
+    let error = keyword_only.search(brain, &hybrid("receipts")).await;
+    assert!(
+        matches!(error, Err(IndexError::VectorsDisabled)),
+        "{error:?}"
+    );
+}
