@@ -9,6 +9,7 @@ packages=(
   poppler-utils                                     # pdftotext, pdftoppm
   postgresql                                        # the scale-out store, and its tests
   ca-certificates
+  time                                              # GNU time, for benches/ingest.rs
 )
 
 missing=()

@@ -238,11 +238,10 @@ fn describe_failure(status: ExitStatus, stderr_text: &str, sandbox: &Sandbox) ->
             "the extractor refused the file without a reason ({})",
             last_line(stderr_text)
         )),
-        (Some(code), _) if stderr_text.contains("memory allocation") => {
-            let _ = code;
+        (Some(_), _) if stderr_text.contains("memory allocation") => {
             ExtractError::Crashed(format!(
                 "the file made the extractor run out of memory (limit {memory_mib} MiB, \
-                 ingest.extract_memory_bytes); it may be damaged or hostile"
+             ingest.extract_memory_bytes); it may be damaged or hostile"
             ))
         }
         (code, _) => ExtractError::Crashed(format!(
@@ -291,4 +290,69 @@ async fn kill_group(pid: Option<u32>) {
         .stderr(Stdio::null())
         .status()
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox() -> Sandbox {
+        Sandbox {
+            program: PathBuf::from("engram-extract"),
+            timeout: Duration::from_secs(120),
+            memory_bytes: 1 << 30,
+            max_pages: 2000,
+            max_file_bytes: 1 << 20,
+            max_output_bytes: 1 << 20,
+        }
+    }
+
+    /// A wait status: exit code `code`, or killed by `signal`.
+    fn status(code: i32, signal: i32) -> ExitStatus {
+        ExitStatus::from_raw(if signal != 0 { signal } else { code << 8 })
+    }
+
+    #[test]
+    fn a_finished_run_gives_its_pages() {
+        let output = concat!(
+            r#"{"type":"document","kind":"pdf","pages":2}"#,
+            "\n",
+            r#"{"type":"page","page":1,"text":"Hello","ocr":false,"warning":null}"#,
+            "\n",
+            r#"{"type":"page","page":2,"text":"","ocr":true,"warning":"page 2: OCR found almost no text"}"#,
+            "\n",
+            r#"{"type":"done","pages":2,"ocr_pages":1,"chars":5}"#,
+            "\n",
+        );
+        let extracted = parse_output(output.as_bytes(), status(0, 0), "", &sandbox()).unwrap();
+        assert_eq!(extracted.kind, "pdf");
+        assert_eq!(extracted.pages.len(), 2);
+        assert_eq!(extracted.ocr_pages(), 1);
+        assert_eq!(extracted.pages[0].text, "Hello");
+    }
+
+    #[test]
+    fn a_refused_file_keeps_the_extractors_reason() {
+        let output = r#"{"type":"error","kind":"unsupported","message":"unsupported file type: ZIP archive (not a DOCX)"}"#;
+        let error = parse_output(output.as_bytes(), status(2, 0), "", &sandbox()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unsupported file type: ZIP archive (not a DOCX)"
+        );
+        assert!(!error.is_transient());
+    }
+
+    #[test]
+    fn deaths_by_signal_become_reasons() {
+        let killed = parse_output(b"", status(0, 9), "", &sandbox()).unwrap_err();
+        assert!(killed.is_transient(), "killed from outside: try again");
+        let cpu = parse_output(b"", status(0, 24), "", &sandbox()).unwrap_err();
+        assert!(!cpu.is_transient());
+        assert!(cpu.to_string().contains("CPU"), "{cpu}");
+        let memory = parse_output(b"", status(0, 6), "", &sandbox()).unwrap_err();
+        assert!(memory.to_string().contains("1024 MiB"), "{memory}");
+        let truncated = r#"{"type":"document","kind":"pdf","pages":2}"#;
+        let no_done = parse_output(truncated.as_bytes(), status(1, 0), "boom\n", &sandbox());
+        assert!(no_done.unwrap_err().to_string().contains("boom"));
+    }
 }

@@ -454,3 +454,16 @@ fn the_demo_runs_offline_end_to_end() {
     assert!(stdout.contains("HR portal"), "{stdout}");
     assert!(stdout.contains("[1] oncall-scan.png"), "{stdout}");
 }
+
+#[test]
+fn only_the_extractor_links_ocr_libraries() {
+    let linked = |binary: &Path| {
+        let output = Command::new("ldd").arg(binary).output().expect("ldd");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let engram = linked(Path::new(env!("CARGO_BIN_EXE_engram")));
+    assert!(!engram.contains("libtesseract"), "{engram}");
+    assert!(!engram.contains("liblept"), "{engram}");
+    let extract = linked(&extractor());
+    assert!(extract.contains("libtesseract"), "{extract}");
+}

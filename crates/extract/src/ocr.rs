@@ -94,7 +94,7 @@ impl Ocr {
         dpi: Option<u32>,
         page: u32,
     ) -> Result<PageText, ExtractError> {
-        let (image, scale) = preprocess(image, self.preprocess);
+        let (image, scale) = preprocess(image, dpi.unwrap_or(300), self.preprocess);
         let (width, height) = image.dimensions();
         let too_big = || ExtractError::too_large("the image is too large to OCR");
         let w = i32::try_from(width).map_err(|_| too_big())?;
@@ -106,6 +106,8 @@ impl Ocr {
         let engine = engine
             .set_frame(image.as_raw(), w, h, 1, w)
             .map_err(|e| failed(&e))?;
+        // Tesseract copied the pixels; ours are not needed while it recognises.
+        drop(image);
         // Tesseract guesses 70 dpi without this, which hurts its size heuristics.
         let engine = engine.set_source_resolution((dpi.unwrap_or(300) * scale) as i32);
         let mut engine = engine.recognize().map_err(|e| failed(&e))?;
@@ -130,7 +132,7 @@ impl Ocr {
 }
 
 /// Apply the enabled steps; returns the image and the factor it was scaled by.
-fn preprocess(mut image: GrayImage, steps: Preprocess) -> (GrayImage, u32) {
+fn preprocess(mut image: GrayImage, dpi: u32, steps: Preprocess) -> (GrayImage, u32) {
     let mut scale = 1;
     if steps.upscale && image.width() < UPSCALE_BELOW_WIDTH {
         image = imageops::resize(
@@ -142,7 +144,7 @@ fn preprocess(mut image: GrayImage, steps: Preprocess) -> (GrayImage, u32) {
         scale = 2;
     }
     if steps.despeckle {
-        despeckle(&mut image, 300 * scale);
+        despeckle(&mut image, dpi * scale);
     }
     if steps.otsu {
         let t = otsu_threshold(&image);
@@ -196,54 +198,63 @@ pub fn despeckle(image: &mut GrayImage, dpi: u32) {
         return;
     }
     let scale = f64::from(dpi) / 300.0;
-    let max_speck_area = (120.0 * scale * scale) as usize;
-    let radius = (12.0 * scale).round() as usize;
+    let max_speck_area = ((120.0 * scale * scale) as usize).max(1);
+    let radius = ((12.0 * scale).round() as usize).max(1);
     let threshold = otsu_threshold(image);
-    let raw = image.as_raw();
-    let dark: Vec<bool> = raw.iter().map(|&p| p <= threshold).collect();
 
-    // Label 8-connected dark components with an explicit stack (no recursion).
-    let mut seen = vec![false; w * h];
-    let mut big = vec![false; w * h];
+    // One byte per pixel for all the bookkeeping (a 300 dpi page is 8.4 M pixels, so every
+    // full-page array counts): UNSEEN, then SMALL or BIG once its component is labelled.
+    const UNSEEN: u8 = 0;
+    const SMALL: u8 = 1;
+    const BIG: u8 = 2;
+    let mut state = vec![UNSEEN; w * h];
     let mut specks: Vec<u32> = Vec::new();
     let mut speck_ranges: Vec<(usize, usize)> = Vec::new();
     let mut component: Vec<u32> = Vec::new();
     let mut stack: Vec<u32> = Vec::new();
-    for start in 0..w * h {
-        if !dark[start] || seen[start] {
-            continue;
-        }
-        component.clear();
-        seen[start] = true;
-        stack.push(start as u32);
-        while let Some(i) = stack.pop() {
-            component.push(i);
-            let (x, y) = (i as usize % w, i as usize / w);
-            for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
-                for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
-                    let n = ny * w + nx;
-                    if dark[n] && !seen[n] {
-                        seen[n] = true;
-                        stack.push(n as u32);
+    {
+        let raw = image.as_raw();
+        let dark = |i: usize| raw[i] <= threshold;
+        for start in 0..w * h {
+            if !dark(start) || state[start] != UNSEEN {
+                continue;
+            }
+            // Label 8-connected dark components with an explicit stack (no recursion).
+            component.clear();
+            state[start] = SMALL;
+            stack.push(start as u32);
+            while let Some(i) = stack.pop() {
+                component.push(i);
+                let (x, y) = (i as usize % w, i as usize / w);
+                for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+                    for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                        let n = ny * w + nx;
+                        if dark(n) && state[n] == UNSEEN {
+                            state[n] = SMALL;
+                            stack.push(n as u32);
+                        }
                     }
                 }
             }
-        }
-        if component.len() > max_speck_area {
-            for &i in &component {
-                big[i as usize] = true;
+            if component.len() > max_speck_area {
+                for &i in &component {
+                    state[i as usize] = BIG;
+                }
+            } else {
+                speck_ranges.push((specks.len(), specks.len() + component.len()));
+                specks.extend_from_slice(&component);
             }
-        } else {
-            speck_ranges.push((specks.len(), specks.len() + component.len()));
-            specks.extend_from_slice(&component);
         }
     }
-    drop(seen);
-    let near_big = dilate(&big, w, h, radius);
+    // Reuse the state array: it becomes "within `radius` of a big component".
+    for cell in state.iter_mut() {
+        *cell = u8::from(*cell == BIG);
+    }
+    dilate_in_place(&mut state, w, h, radius);
     let pixels = image.as_mut();
     for (a, b) in speck_ranges {
         let comp = &specks[a..b];
-        if !comp.iter().any(|&i| near_big[i as usize]) {
+        if !comp.iter().any(|&i| state[i as usize] != 0) {
             for &i in comp {
                 pixels[i as usize] = 255;
             }
@@ -251,36 +262,39 @@ pub fn despeckle(image: &mut GrayImage, dpi: u32) {
     }
 }
 
-/// Square dilation of a mask by `r` pixels (separable running counts, O(pixels)).
-fn dilate(mask: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
-    let mut horizontal = vec![false; w * h];
+/// Square dilation of a 0/1 mask by `r` pixels, in place (separable running counts, O(pixels),
+/// one row or column of scratch).
+fn dilate_in_place(mask: &mut [u8], w: usize, h: usize, r: usize) {
+    let mut line = vec![0u8; w.max(h)];
     for y in 0..h {
-        let row = &mask[y * w..(y + 1) * w];
-        let mut count = row[..r.min(w)].iter().filter(|&&b| b).count();
+        let row = &mut mask[y * w..(y + 1) * w];
+        line[..w].copy_from_slice(row);
+        let mut count = line[..r.min(w)].iter().filter(|&&b| b != 0).count();
         for x in 0..w {
-            if x + r < w && row[x + r] {
+            if x + r < w && line[x + r] != 0 {
                 count += 1;
             }
-            if x > r && row[x - r - 1] {
+            if x > r && line[x - r - 1] != 0 {
                 count -= 1;
             }
-            horizontal[y * w + x] = count > 0;
+            row[x] = u8::from(count > 0);
         }
     }
-    let mut out = vec![false; w * h];
     for x in 0..w {
-        let mut count = (0..r.min(h)).filter(|&y| horizontal[y * w + x]).count();
         for y in 0..h {
-            if y + r < h && horizontal[(y + r) * w + x] {
+            line[y] = mask[y * w + x];
+        }
+        let mut count = line[..r.min(h)].iter().filter(|&&b| b != 0).count();
+        for y in 0..h {
+            if y + r < h && line[y + r] != 0 {
                 count += 1;
             }
-            if y > r && horizontal[(y - r - 1) * w + x] {
+            if y > r && line[y - r - 1] != 0 {
                 count -= 1;
             }
-            out[y * w + x] = count > 0;
+            mask[y * w + x] = u8::from(count > 0);
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ const MAX_STDERR_BYTES: u64 = 16 * 1024;
 /// Resolution for OCR rendering, lowered for huge pages to stay within the pixel budget.
 const RENDER_DPI: u32 = 300;
 const MIN_RENDER_DPI: u32 = 50;
+/// Scans are never rendered below this for OCR, whatever their own resolution.
+const SCAN_MIN_DPI: u32 = 200;
 /// Pixel budget for one rendered page.
 const MAX_RENDER_PIXELS: f64 = 40_000_000.0;
 
@@ -215,14 +217,47 @@ fn clean_page_text(page: &str) -> String {
 
 /// Render one page to 8-bit gray pixels with `pdftoppm`, at a DPI that keeps it within the
 /// pixel budget. Returns the image and the DPI used.
+/// The resolution of the scan on a page: the highest `x-ppi` that `pdfimages -list` reports
+/// for its images, if any.
+fn scan_resolution(path: &Path, page: u64) -> Option<u32> {
+    let page_s = page.to_string();
+    let args = [
+        OsStr::new("-list"),
+        OsStr::new("-f"),
+        OsStr::new(&page_s),
+        OsStr::new("-l"),
+        OsStr::new(&page_s),
+        path.as_os_str(),
+    ];
+    let output = run_capped("pdfimages", &args, MAX_INFO_BYTES).ok()??;
+    if !output.status.success() {
+        return None;
+    }
+    parse_image_ppi(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The largest `x-ppi` column value of `pdfimages -list` output.
+fn parse_image_ppi(listing: &str) -> Option<u32> {
+    let mut lines = listing.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let column = header.iter().position(|name| *name == "x-ppi")?;
+    lines
+        .filter_map(|line| line.split_whitespace().nth(column)?.parse::<u32>().ok())
+        .max()
+}
+
 fn render_page(path: &Path, page: u64) -> Result<(image::GrayImage, u32), ExtractError> {
+    // Render a scanned page at the resolution it was scanned at (between 200 and 300 dpi):
+    // more pixels than the scan has add OCR time and memory, not detail.
+    let wanted =
+        scan_resolution(path, page).map_or(RENDER_DPI, |ppi| ppi.clamp(SCAN_MIN_DPI, RENDER_DPI));
     let dpi = match pdfinfo(path, Some(page), u64::MAX)?.page_size_pts {
         Some((w, h)) if w > 0.0 && h > 0.0 => {
             let inches = (w / 72.0) * (h / 72.0);
             let fit = (MAX_RENDER_PIXELS / inches).sqrt();
-            (fit.min(f64::from(RENDER_DPI)) as u32).max(MIN_RENDER_DPI)
+            (fit.min(f64::from(wanted)) as u32).max(MIN_RENDER_DPI)
         }
-        _ => RENDER_DPI,
+        _ => wanted,
     };
     let page_s = page.to_string();
     let dpi_s = dpi.to_string();
@@ -367,6 +402,15 @@ mod tests {
             Some(100_000)
         );
         assert_eq!(declared_page_count("Syntax Error: other"), None);
+    }
+
+    #[test]
+    fn reads_the_scan_resolution() {
+        let listing = "page   num  type   width height color comp bpc  enc interp  object ID x-ppi y-ppi size ratio\n\
+            --------------------------------------------------------------------------------------------\n\
+               1     0 image    1700  2200  rgb     3   8  jpeg   no         7  0   200   200  399K 3.6%\n";
+        assert_eq!(parse_image_ppi(listing), Some(200));
+        assert_eq!(parse_image_ppi("page num\n"), None);
     }
 
     #[test]
