@@ -1,21 +1,28 @@
 # engram container images. Targets:
 #   gateway  chat adapters + HTTP API        (no OCR libraries)
 #   chat     the answer pool                 (no OCR libraries)
-#   ingest   extraction and OCR              (the only image with tesseract and poppler)
+#   ingest   extraction and OCR              (the only image with engram-extract, tesseract, poppler)
 #   all      every role in one process       (the default target; embedded SQLite)
 # Build one with: docker build --target gateway -t engram:gateway .
 # Migrations and the built-in defaults are embedded in the binary; config/ is copied so the
 # deployed defaults can be read and edited.
 
 FROM rust:1-bookworm AS build
+# tesseract and leptonica headers and libclang are for engram-extract only.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends clang libclang-dev pkg-config \
+      libtesseract-dev libleptonica-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+COPY crates crates
 COPY migrations migrations
 COPY config config
+COPY demo demo
 COPY benches benches
 COPY tests tests
-RUN cargo build --release --locked --bin engram
+RUN cargo build --release --locked --workspace
 
 FROM debian:bookworm-slim AS base
 RUN apt-get update \
@@ -42,6 +49,8 @@ USER root
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng poppler-utils \
  && rm -rf /var/lib/apt/lists/*
+# The sandboxed extractor, found beside engram.
+COPY --from=build /src/target/release/engram-extract /usr/local/bin/engram-extract
 USER engram
 
 FROM ingest-base AS ingest
