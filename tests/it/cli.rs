@@ -1,32 +1,12 @@
 //! The `engram` command line as people and scripts use it: brains, jobs, config errors, help.
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use engram::jobs::{JobKind, NewJob};
 use serde_json::json;
 
-use crate::support::store_config;
-
-fn engram(dir: &Path, args: &[&str]) -> Output {
-    let config = dir.join("engram.toml");
-    if !config.exists() {
-        std::fs::write(
-            &config,
-            format!("[store]\nurl = \"sqlite://{}/engram.db\"\n", dir.display()),
-        )
-        .unwrap();
-    }
-    Command::new(env!("CARGO_BIN_EXE_engram"))
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run engram")
-}
+use crate::support::{engram, store_config};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

@@ -46,19 +46,12 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+/// `engram` with a config naming the extractor (written first unless the test wrote one).
 fn engram(dir: &Path, args: &[&str]) -> Output {
-    let config = dir.join("engram.toml");
-    if !config.exists() {
+    if !dir.join("engram.toml").exists() {
         write_config(dir, "");
     }
-    Command::new(env!("CARGO_BIN_EXE_engram"))
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run engram")
+    crate::support::engram(dir, args)
 }
 
 fn json_lines(output: &Output) -> Vec<Value> {

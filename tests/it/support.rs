@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,4 +148,25 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, body)| body.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Runs the real `engram` in `dir` with `dir/engram.toml` (a SQLite store in `dir` unless the
+/// test wrote another config first).
+pub fn engram(dir: &Path, args: &[&str]) -> Output {
+    let config = dir.join("engram.toml");
+    if !config.exists() {
+        std::fs::write(
+            &config,
+            format!("[store]\nurl = \"sqlite://{}/engram.db\"\n", dir.display()),
+        )
+        .unwrap();
+    }
+    Command::new(env!("CARGO_BIN_EXE_engram"))
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run engram")
 }
