@@ -13,6 +13,7 @@ pub mod index;
 pub mod ingest;
 pub mod jobs;
 pub mod llm;
+pub mod render;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
