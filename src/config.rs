@@ -180,6 +180,32 @@ pub struct LlmConfig {
     pub model: String,
     pub first_token_timeout_ms: u64,
     pub total_timeout_ms: u64,
+    pub system_prompt: String,
+    pub context_tokens: u32,
+    pub prices: Vec<Price>,
+}
+
+/// What a model costs, per million tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub model: String,
+    pub prompt_usd_per_mtok: f64,
+    pub completion_usd_per_mtok: f64,
+}
+
+impl LlmConfig {
+    /// The cost of a completion in millionths of a US dollar (0 for unlisted models).
+    pub fn cost_micros(&self, model: &str, prompt_tokens: u32, completion_tokens: u32) -> i64 {
+        self.prices
+            .iter()
+            .find(|price| price.model == model)
+            .map_or(0, |price| {
+                (f64::from(prompt_tokens) * price.prompt_usd_per_mtok
+                    + f64::from(completion_tokens) * price.completion_usd_per_mtok)
+                    .round() as i64
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -367,6 +393,17 @@ impl Config {
                 "must be empty or a ws:// or wss:// URL",
             );
         }
+        if self.llm.context_tokens < 500 {
+            return invalid("llm.context_tokens", "must be at least 500");
+        }
+        if self
+            .llm
+            .prices
+            .iter()
+            .any(|price| price.prompt_usd_per_mtok < 0.0 || price.completion_usd_per_mtok < 0.0)
+        {
+            return invalid("llm.prices", "prices cannot be negative");
+        }
         if self.embeddings.dimensions == 0 {
             return invalid("embeddings.dimensions", "must be at least 1");
         }
@@ -521,6 +558,14 @@ mod tests {
         assert!(!format!("{url:?} {url}").contains("hunter2"));
         let plain = StoreUrl::new("sqlite://data/engram.db");
         assert_eq!(plain.redacted(), "sqlite://data/engram.db");
+    }
+
+    #[test]
+    fn costs_come_from_the_price_table() {
+        let config = Config::defaults();
+        // 1,000 prompt tokens at $0.15/M + 500 completion tokens at $0.60/M = $0.00045.
+        assert_eq!(config.llm.cost_micros("gpt-4o-mini", 1000, 500), 450);
+        assert_eq!(config.llm.cost_micros("unlisted", 1000, 500), 0);
     }
 
     #[test]

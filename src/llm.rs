@@ -1,12 +1,16 @@
-//! OpenAI-compatible endpoints: embeddings (batched, with timeouts and bounded retries). The
-//! only user of async-openai and of the OpenAI wire format.
+//! OpenAI-compatible endpoints: streamed chat completions (first-token and total timeouts,
+//! retries only before the first token, usage) and embeddings (batched, with timeouts and
+//! bounded retries). The only user of async-openai and of the OpenAI wire format.
 
 use std::time::Duration;
 
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
+use async_openai::types::chat::CreateChatCompletionRequest;
 use async_openai::types::embeddings::{CreateEmbeddingRequest, EmbeddingInput};
 use async_openai::Client;
+use futures_util::StreamExt as _;
+use serde::Serialize;
 
 use crate::config::EmbeddingsConfig;
 
@@ -22,14 +26,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LlmError {
     /// Unreachable, timed out, rate limited or a server error: try again later.
-    #[error("the embeddings endpoint is unavailable: {0}")]
+    #[error("the model endpoint is unavailable: {0}")]
     Unavailable(String),
     /// The endpoint refused the request (bad key, unknown model, …): retrying will not help.
-    #[error("the embeddings endpoint refused the request: {0}")]
+    #[error("the model endpoint refused the request: {0}")]
     Rejected(String),
     /// The answer was not what the config promised (wrong count or dimension).
-    #[error("the embeddings endpoint answered unexpectedly: {0}")]
+    #[error("the model endpoint answered unexpectedly: {0}")]
     Malformed(String),
+    /// The stream broke after text had arrived; `partial` is what arrived.
+    #[error("the answer was cut off: {reason}")]
+    Interrupted { partial: String, reason: String },
 }
 
 impl LlmError {
@@ -161,5 +168,198 @@ impl Embedder {
                 }
             })
             .collect()
+    }
+}
+
+/// Who says a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One message of a chat prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// Tokens a completion used, as the endpoint reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// A finished completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    /// `None` when the endpoint did not report usage.
+    pub usage: Option<Usage>,
+    pub model: String,
+}
+
+/// Streams chat completions from the configured model.
+#[derive(Debug, Clone)]
+pub struct ChatModel {
+    client: Client<OpenAIConfig>,
+    model: String,
+    first_token_timeout: Duration,
+    total_timeout: Duration,
+}
+
+/// Attempts of a chat request; only failures before the first token are retried.
+const CHAT_ATTEMPTS: u32 = 3;
+
+impl ChatModel {
+    /// `None` when `llm.base_url` is empty (extractive answers).
+    pub fn from_config(config: &crate::config::LlmConfig) -> Result<Option<Self>, LlmError> {
+        if config.base_url.is_empty() {
+            return Ok(None);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|error| LlmError::Rejected(format!("cannot build an HTTP client: {error}")))?;
+        let openai = OpenAIConfig::new()
+            .with_api_base(config.base_url.trim_end_matches('/'))
+            .with_api_key(config.api_key.expose());
+        Ok(Some(Self {
+            client: Client::build(http, openai),
+            model: config.model.clone(),
+            first_token_timeout: Duration::from_millis(config.first_token_timeout_ms),
+            total_timeout: Duration::from_millis(config.total_timeout_ms),
+        }))
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Streams a completion of `messages` with `model` (or the configured one), calling
+    /// `on_text` with each piece of text as it arrives. A failure before the first token is
+    /// retried (up to 3 attempts within the total timeout); after it, the error carries the
+    /// partial text so the caller can end the message with a notice.
+    pub async fn stream(
+        &self,
+        messages: &[ChatMessage],
+        model: Option<&str>,
+        mut on_text: impl FnMut(&str) + Send,
+    ) -> Result<Completion, LlmError> {
+        let model = model.unwrap_or(&self.model).to_string();
+        let request: CreateChatCompletionRequest = serde_json::from_value(serde_json::json!({
+            "model": model,
+            "messages": messages
+                .iter()
+                .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}))
+                .collect::<Vec<_>>(),
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        }))
+        .map_err(|error| LlmError::Malformed(format!("cannot build the request: {error}")))?;
+        let deadline = tokio::time::Instant::now() + self.total_timeout;
+        let mut attempt = 1;
+        loop {
+            match self.attempt(&request, deadline, &mut on_text).await {
+                Ok(completion) => return Ok(completion),
+                Err(error) if error.is_transient() && attempt < CHAT_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "LLM request failed before the first token; retrying");
+                    let pause = Duration::from_millis(250) * 2u32.pow(attempt - 1);
+                    if tokio::time::Instant::now() + pause >= deadline {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        request: &CreateChatCompletionRequest,
+        deadline: tokio::time::Instant,
+        on_text: &mut (impl FnMut(&str) + Send),
+    ) -> Result<Completion, LlmError> {
+        let first_token_by = (tokio::time::Instant::now() + self.first_token_timeout).min(deadline);
+        let no_first_token = || {
+            LlmError::Unavailable(format!(
+                "no first token within {} ms (llm.first_token_timeout_ms)",
+                self.first_token_timeout.as_millis()
+            ))
+        };
+        let mut stream = tokio::time::timeout_at(
+            first_token_by,
+            self.client.chat().create_stream(request.clone()),
+        )
+        .await
+        .map_err(|_| no_first_token())??;
+        let mut text = String::new();
+        let mut usage = None;
+        let mut model = request.model.clone();
+        loop {
+            let by = if text.is_empty() {
+                first_token_by
+            } else {
+                deadline
+            };
+            let next = match tokio::time::timeout_at(by, stream.next()).await {
+                Ok(next) => next,
+                Err(_) if text.is_empty() => return Err(no_first_token()),
+                Err(_) => {
+                    return Err(LlmError::Interrupted {
+                        partial: text,
+                        reason: format!(
+                            "no end within {} ms (llm.total_timeout_ms)",
+                            self.total_timeout.as_millis()
+                        ),
+                    })
+                }
+            };
+            let chunk = match next {
+                None => break,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(error)) if text.is_empty() => return Err(error.into()),
+                Some(Err(error)) => {
+                    return Err(LlmError::Interrupted {
+                        partial: text,
+                        reason: LlmError::from(error).to_string(),
+                    })
+                }
+            };
+            model = chunk.model;
+            if let Some(reported) = chunk.usage {
+                usage = Some(Usage {
+                    prompt_tokens: reported.prompt_tokens,
+                    completion_tokens: reported.completion_tokens,
+                });
+            }
+            for choice in chunk.choices {
+                if let Some(piece) = choice.delta.content.filter(|piece| !piece.is_empty()) {
+                    on_text(&piece);
+                    text.push_str(&piece);
+                }
+            }
+        }
+        if text.is_empty() {
+            return Err(LlmError::Malformed(
+                "the stream ended without any text".into(),
+            ));
+        }
+        Ok(Completion { text, usage, model })
     }
 }

@@ -2,6 +2,7 @@
 //! above a relevance floor — and, when no LLM is configured, answer by quoting them.
 
 pub mod extractive;
+pub mod prompt;
 
 use serde::Serialize;
 

@@ -1,5 +1,6 @@
-//! `engram ask` (retrieve and answer from a brain in the terminal) and `engram demo` (the
-//! offline tour on the sample documents built into the binary).
+//! `engram ask` (retrieve, then stream an LLM's answer — or quote the passages when no LLM is
+//! configured — to the terminal) and `engram demo` (the offline tour on the sample documents
+//! built into the binary).
 
 use std::path::PathBuf;
 
@@ -7,11 +8,14 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 
-use crate::answer::{self, extractive_answer, RetrievalOptions, Source};
+use std::io::Write as _;
+
+use crate::answer::{self, extractive_answer, prompt, RetrievalOptions, Source};
 use crate::app;
 use crate::brain::{BrainName, TenantKey};
 use crate::config::{Config, StoreUrl};
-use crate::llm::Embedder;
+use crate::llm::{ChatModel, Embedder, LlmError};
+use crate::store::UsageRecord;
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
@@ -36,12 +40,6 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
     let brain = super::find_brain(store.as_ref(), &args.tenant, &args.brain).await?;
     let embedder = Embedder::from_config(&config.embeddings)?;
     let index = app::open_index(config, embedder.as_ref().map(Embedder::dimensions)).await?;
-    if !config.llm.base_url.is_empty() && !args.sources_only {
-        tracing::warn!(
-            "llm.base_url is set, but this build cannot call an LLM yet; quoting the best \
-             passages instead"
-        );
-    }
     let sources = answer::retrieve(
         index.as_ref(),
         embedder.as_ref(),
@@ -51,19 +49,92 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
     )
     .await
     .context("cannot search the brain")?;
-    let answer = (!args.sources_only).then(|| extractive_answer(&args.question, &sources));
-    if args.json {
-        let mut out = json!({ "sources": sources });
-        if let Some(answer) = answer {
-            out["answer"] = json!(answer);
-            out["usage"] = serde_json::Value::Null;
+    if args.sources_only {
+        if args.json {
+            println!("{}", json!({ "sources": sources }));
+        } else {
+            print_sources(&sources);
         }
-        println!("{out}");
         return Ok(());
     }
-    if let Some(answer) = answer {
-        println!("{answer}\n");
+    let chat = ChatModel::from_config(&config.llm)?;
+    let (answer, usage) = match chat {
+        // Nothing relevant: say so rather than let a model invent an answer.
+        Some(chat) if !sources.is_empty() => {
+            let system_prompt = brain
+                .system_prompt
+                .as_deref()
+                .unwrap_or(&config.llm.system_prompt);
+            let messages = prompt::build(
+                system_prompt,
+                &sources,
+                &[],
+                &args.question,
+                config.llm.context_tokens as usize,
+            );
+            let json = args.json;
+            let streamed = chat
+                .stream(&messages, brain.model.as_deref(), |piece| {
+                    if !json {
+                        print!("{piece}");
+                        let _ = std::io::stdout().flush();
+                    }
+                })
+                .await;
+            match streamed {
+                Ok(completion) => {
+                    if let Some(usage) = completion.usage {
+                        store
+                            .record_usage(&UsageRecord {
+                                tenant: brain.tenant,
+                                brain: Some(brain.id),
+                                user: "local".into(),
+                                model: completion.model.clone(),
+                                prompt_tokens: usage.prompt_tokens,
+                                completion_tokens: usage.completion_tokens,
+                                cost_micros: config.llm.cost_micros(
+                                    &completion.model,
+                                    usage.prompt_tokens,
+                                    usage.completion_tokens,
+                                ),
+                            })
+                            .await?;
+                    }
+                    (completion.text, completion.usage)
+                }
+                Err(LlmError::Interrupted { partial, reason }) => {
+                    let notice = format!("\n\n[The answer was cut off: {reason}.]");
+                    if !json {
+                        print!("{notice}");
+                    }
+                    (format!("{partial}{notice}"), None)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the LLM is unavailable; quoting the best passages");
+                    let text = extractive_answer(&args.question, &sources);
+                    if !json {
+                        print!("{text}");
+                    }
+                    (text, None)
+                }
+            }
+        }
+        _ => {
+            let text = extractive_answer(&args.question, &sources);
+            if !args.json {
+                print!("{text}");
+            }
+            (text, None)
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({ "answer": answer, "sources": sources, "usage": usage })
+        );
+        return Ok(());
     }
+    println!("\n");
     print_sources(&sources);
     Ok(())
 }

@@ -66,6 +66,30 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Tokens one LLM call used, and what they cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub tenant: TenantId,
+    pub brain: Option<BrainId>,
+    /// The platform user who asked (`local` from the shell).
+    pub user: String,
+    pub model: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// Millionths of a US dollar, from `llm.prices`.
+    pub cost_micros: i64,
+}
+
+/// A tenant's usage of one model over a period.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageTotal {
+    pub model: String,
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+}
+
 /// Everything engram keeps, behind one interface with two real implementations.
 ///
 /// Job updates after `claim` present the `Lease` they got; an update whose lease is no longer
@@ -109,6 +133,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn file(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Drops a file's bytes once no pending document needs them.
     async fn release_file(&self, sha256: &str) -> StoreResult<()>;
+
+    /// Records the tokens of one LLM call.
+    async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()>;
+    /// A tenant's usage per model since `since` (Unix ms).
+    async fn usage_totals(&self, tenant: TenantId, since: i64) -> StoreResult<Vec<UsageTotal>>;
 
     /// Puts a job on the queue (or finds the one with the same dedupe key) and wakes workers.
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued>;

@@ -359,6 +359,48 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO usage (tenant_id, brain_id, user_id, model, prompt_tokens, \
+                     completion_tokens, cost_micros, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(usage.tenant.0)
+                .bind(usage.brain.map(|brain| brain.0))
+                .bind(&usage.user)
+                .bind(&usage.model)
+                .bind(i64::from(usage.prompt_tokens))
+                .bind(i64::from(usage.completion_tokens))
+                .bind(usage.cost_micros)
+                .bind(now_ms())
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn usage_totals(&self, tenant: TenantId, since: i64) -> StoreResult<Vec<UsageTotal>> {
+                let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT model, COUNT(*), CAST(SUM(prompt_tokens) AS BIGINT), \
+                     CAST(SUM(completion_tokens) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT) \
+                     FROM usage WHERE tenant_id = $1 AND created_at >= $2 \
+                     GROUP BY model ORDER BY model",
+                )
+                .bind(tenant.0)
+                .bind(since)
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(model, calls, prompt, completion, cost)| UsageTotal {
+                        model,
+                        calls: count(calls),
+                        prompt_tokens: count(prompt),
+                        completion_tokens: count(completion),
+                        cost_micros: cost,
+                    })
+                    .collect())
+            }
+
             async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued> {
                 let inserted: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, run_at, \

@@ -460,3 +460,112 @@ fn only_the_extractor_links_ocr_libraries() {
     let extract = linked(&extractor());
     assert!(extract.contains("libtesseract"), "{extract}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_streams_the_llms_answer_and_records_its_usage() {
+    use std::sync::atomic::Ordering;
+    let fake = crate::fake_openai::start(crate::fake_openai::Behaviour {
+        reply: "Request it in the HR portal two weeks ahead [1].".into(),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &format!(
+            "[llm]\nbase_url = \"{}\"\nmodel = \"gpt-4o-mini\"\n",
+            fake.base_url()
+        ),
+    );
+    let path = dir.path().to_path_buf();
+    let run = move |args: Vec<String>| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            engram(&path, &args)
+        })
+    };
+    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    assert!(run(args(&["brain", "create", "team"]))
+        .await
+        .unwrap()
+        .status
+        .success());
+    let handbook = demo_file("handbook.md");
+    assert!(run(args(&["ingest", "team", &handbook]))
+        .await
+        .unwrap()
+        .status
+        .success());
+
+    let output = run(args(&[
+        "ask",
+        "--json",
+        "team",
+        "How do I request vacation?",
+    ]))
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        answer["answer"],
+        "Request it in the HR portal two weeks ahead [1]."
+    );
+    assert_eq!(answer["usage"]["prompt_tokens"], 12);
+    assert_eq!(answer["sources"][0]["file"], "handbook.md");
+    let prompt = fake.inputs.lock().unwrap().clone();
+    assert!(prompt[0].contains("data, not instructions"), "{prompt:?}");
+    assert!(prompt[1].contains("[1] handbook.md"), "{prompt:?}");
+    assert!(prompt[1].ends_with("Question: How do I request vacation?"));
+
+    let text = run(args(&["ask", "team", "How do I request vacation?"]))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.starts_with("Request it in the HR portal two weeks ahead [1]."),
+        "{text}"
+    );
+    assert!(text.contains("Sources:\n  [1] handbook.md"), "{text}");
+
+    let calls = fake.requests.load(Ordering::SeqCst);
+    let nothing = run(args(&[
+        "ask",
+        "--json",
+        "team",
+        "quantum chromodynamics lattice",
+    ]))
+    .await
+    .unwrap();
+    let nothing: Value = serde_json::from_slice(&nothing.stdout).unwrap();
+    assert!(nothing["answer"]
+        .as_str()
+        .unwrap()
+        .contains("found nothing"));
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        calls,
+        "no LLM call without sources"
+    );
+
+    let store = engram::store::open(&crate::support::store_config(&format!(
+        "sqlite://{}/engram.db",
+        dir.path().display()
+    )))
+    .await
+    .unwrap();
+    let tenant = store
+        .find_tenant(&TenantKey::local())
+        .await
+        .unwrap()
+        .unwrap();
+    let totals = store.usage_totals(tenant, 0).await.unwrap();
+    assert_eq!(totals.len(), 1);
+    assert_eq!((totals[0].calls, totals[0].prompt_tokens), (2, 24));
+    assert!(totals[0].cost_micros > 0, "priced from llm.prices");
+}

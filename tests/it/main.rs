@@ -1,6 +1,7 @@
 //! engram's integration tests: one binary, real SQLite and PostgreSQL, the real `engram`
 //! executable.
 
+mod chat_llm;
 mod cli;
 mod config;
 mod embeddings;

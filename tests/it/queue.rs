@@ -51,6 +51,7 @@ contract_tests!(
     lease_expiry_after_the_last_attempt_dead_letters,
     queue_depths_count_jobs_by_kind_and_state,
     brains_belong_to_one_tenant,
+    usage_is_totalled_per_tenant_and_model,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -516,4 +517,61 @@ async fn brains_belong_to_one_tenant(store: Arc<dyn Store>) {
         store.brain_by_name(globex, &name).await.unwrap().is_some(),
         "deleting one tenant's brain leaves the other's"
     );
+}
+
+async fn usage_is_totalled_per_tenant_and_model(store: Arc<dyn Store>) {
+    use engram::store::UsageRecord;
+    let acme = store
+        .ensure_tenant(&TenantKey::parse("discord:1").unwrap())
+        .await
+        .unwrap();
+    let other = store
+        .ensure_tenant(&TenantKey::parse("discord:2").unwrap())
+        .await
+        .unwrap();
+    let record = |tenant, model: &str, prompt, completion, cost| UsageRecord {
+        tenant,
+        brain: None,
+        user: "u1".into(),
+        model: model.into(),
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cost_micros: cost,
+    };
+    let before = now_ms() - 1;
+    store
+        .record_usage(&record(acme, "gpt-4o-mini", 100, 20, 27))
+        .await
+        .unwrap();
+    store
+        .record_usage(&record(acme, "gpt-4o-mini", 50, 10, 13))
+        .await
+        .unwrap();
+    store
+        .record_usage(&record(acme, "llama", 7, 3, 0))
+        .await
+        .unwrap();
+    store
+        .record_usage(&record(other, "gpt-4o-mini", 999, 999, 999))
+        .await
+        .unwrap();
+    let totals = store.usage_totals(acme, before).await.unwrap();
+    assert_eq!(totals.len(), 2);
+    assert_eq!(totals[0].model, "gpt-4o-mini");
+    assert_eq!(
+        (
+            totals[0].calls,
+            totals[0].prompt_tokens,
+            totals[0].completion_tokens,
+            totals[0].cost_micros
+        ),
+        (2, 150, 30, 40),
+        "another tenant's usage is not counted"
+    );
+    assert_eq!(totals[1].model, "llama");
+    assert!(store
+        .usage_totals(acme, now_ms() + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
 }
