@@ -1,0 +1,59 @@
+//! The platform-agnostic chat core: the `ChatPlatform` port the Discord and Slack adapters
+//! implement, the per-channel rate budget they feed, and the edit streamer that grows an answer
+//! in place.
+
+pub mod budget;
+pub mod streamer;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::render::Limits;
+
+/// A channel, platform-qualified (`discord:<channel id>`, `slack:<team>:<channel>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelKey(pub String);
+
+impl fmt::Display for ChannelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message the bot posted (or will edit).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageRef {
+    pub channel: ChannelKey,
+    pub id: String,
+}
+
+/// Why a platform call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    /// Slow down: try again after `retry_after`.
+    #[error("rate limited; retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    /// The message or channel is gone, or the bot may not write there.
+    #[error("gone: {0}")]
+    Gone(String),
+    /// Anything else (network, server error).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What engram needs from a chat platform to deliver an answer.
+#[async_trait]
+pub trait ChatPlatform: Send + Sync + fmt::Debug {
+    fn limits(&self) -> Limits;
+    /// Posts a new message, as a reply to `reply_to` when given.
+    async fn post(
+        &self,
+        channel: &ChannelKey,
+        text: &str,
+        reply_to: Option<&MessageRef>,
+    ) -> Result<MessageRef, PlatformError>;
+    /// Replaces a message's text.
+    async fn edit(&self, message: &MessageRef, text: &str) -> Result<(), PlatformError>;
+}
