@@ -14,8 +14,8 @@ use crate::answer::{self, extractive_answer, prompt, RetrievalOptions, Source};
 use crate::app;
 use crate::brain::{BrainName, TenantKey};
 use crate::config::{Config, StoreUrl};
-use crate::llm::{ChatModel, Embedder, LlmError};
-use crate::store::UsageRecord;
+use crate::llm::{ChatModel, Embedder, LlmError, Role};
+use crate::store::{StoredTurn, UsageRecord};
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
@@ -33,7 +33,14 @@ pub struct AskArgs {
     /// Only the ranked sources an answer would use (no answer).
     #[arg(long)]
     pub sources_only: bool,
+    /// Continue a conversation: earlier questions and answers under this key are part of the
+    /// prompt, and this one is added to it.
+    #[arg(long, value_name = "KEY")]
+    pub conversation: Option<String>,
 }
+
+/// Earlier turns the prompt may include, at most.
+const HISTORY_TURNS: u32 = 20;
 
 pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
     let store = app::open_store(config).await?;
@@ -65,10 +72,26 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
                 .system_prompt
                 .as_deref()
                 .unwrap_or(&config.llm.system_prompt);
+            let history = match &args.conversation {
+                Some(key) => store
+                    .recent_turns(brain.tenant, key, HISTORY_TURNS)
+                    .await?
+                    .into_iter()
+                    .map(|turn| prompt::Turn {
+                        role: if turn.role == "assistant" {
+                            Role::Assistant
+                        } else {
+                            Role::User
+                        },
+                        text: turn.text,
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
             let messages = prompt::build(
                 system_prompt,
                 &sources,
-                &[],
+                &history,
                 &args.question,
                 config.llm.context_tokens as usize,
             );
@@ -127,6 +150,21 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
             (text, None)
         }
     };
+    if let Some(key) = &args.conversation {
+        for (role, text) in [
+            ("user", args.question.as_str()),
+            ("assistant", answer.as_str()),
+        ] {
+            let turn = StoredTurn {
+                role: role.into(),
+                user: (role == "user").then(|| "local".to_string()),
+                text: text.to_string(),
+            };
+            store
+                .append_turn(brain.tenant, brain.id, key, &turn)
+                .await?;
+        }
+    }
     if args.json {
         println!(
             "{}",
@@ -229,6 +267,7 @@ pub async fn demo_command(config: &Config) -> anyhow::Result<()> {
                 tenant: TenantKey::local(),
                 json: false,
                 sources_only: false,
+                conversation: None,
             },
         )
         .await?;

@@ -80,6 +80,15 @@ pub struct UsageRecord {
     pub cost_micros: i64,
 }
 
+/// One stored turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTurn {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub user: Option<String>,
+    pub text: String,
+}
+
 /// A tenant's usage of one model over a period.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UsageTotal {
@@ -133,6 +142,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn file(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Drops a file's bytes once no pending document needs them.
     async fn release_file(&self, sha256: &str) -> StoreResult<()>;
+
+    /// Adds a turn to the conversation `key` (a platform thread or reply chain) of `tenant`,
+    /// creating the conversation on its first turn.
+    async fn append_turn(
+        &self,
+        tenant: TenantId,
+        brain: BrainId,
+        key: &str,
+        turn: &StoredTurn,
+    ) -> StoreResult<()>;
+    /// The conversation's last `limit` turns, oldest first.
+    async fn recent_turns(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredTurn>>;
 
     /// Records the tokens of one LLM call.
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()>;

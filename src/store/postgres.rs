@@ -11,7 +11,7 @@ use super::rows::{
     brain_from_row, count, document_from_row, impl_store, job_from_row, Reaper, BRAIN_COLUMNS,
     DOCUMENT_COLUMNS, JOB_COLUMNS, REAP_EXPIRED,
 };
-use super::{StoreError, StoreResult, UsageRecord, UsageTotal, POSTGRES_MIGRATIONS};
+use super::{StoreError, StoreResult, StoredTurn, UsageRecord, UsageTotal, POSTGRES_MIGRATIONS};
 use crate::brain::{
     AddedDocument, Brain, BrainId, BrainName, BrainStats, Document, DocumentId, NewDocument,
     TenantId, TenantKey,

@@ -359,6 +359,64 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn append_turn(
+                &self,
+                tenant: TenantId,
+                brain: BrainId,
+                key: &str,
+                turn: &StoredTurn,
+            ) -> StoreResult<()> {
+                let now = now_ms();
+                sqlx::query(
+                    "INSERT INTO conversations (tenant_id, brain_id, key, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4) \
+                     ON CONFLICT (tenant_id, key) DO UPDATE SET updated_at = excluded.updated_at",
+                )
+                .bind(tenant.0)
+                .bind(brain.0)
+                .bind(key)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                sqlx::query(
+                    "INSERT INTO turns (conversation_id, role, user_id, text, created_at) \
+                     SELECT id, $1, $2, $3, $4 FROM conversations WHERE tenant_id = $5 AND key = $6",
+                )
+                .bind(&turn.role)
+                .bind(turn.user.as_deref())
+                .bind(&turn.text)
+                .bind(now)
+                .bind(tenant.0)
+                .bind(key)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn recent_turns(
+                &self,
+                tenant: TenantId,
+                key: &str,
+                limit: u32,
+            ) -> StoreResult<Vec<StoredTurn>> {
+                let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+                    "SELECT role, user_id, text FROM ( \
+                       SELECT t.id, t.role, t.user_id, t.text FROM turns t \
+                       JOIN conversations c ON c.id = t.conversation_id \
+                       WHERE c.tenant_id = $1 AND c.key = $2 ORDER BY t.id DESC LIMIT $3 \
+                     ) AS latest ORDER BY id",
+                )
+                .bind(tenant.0)
+                .bind(key)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(role, user, text)| StoredTurn { role, user, text })
+                    .collect())
+            }
+
             async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO usage (tenant_id, brain_id, user_id, model, prompt_tokens, \

@@ -553,6 +553,35 @@ async fn ask_streams_the_llms_answer_and_records_its_usage() {
         "no LLM call without sources"
     );
 
+    // A follow-up in a conversation carries the earlier turns.
+    for question in [
+        "How do I request vacation?",
+        "And how many vacation days are there?",
+    ] {
+        let output = run(args(&[
+            "ask",
+            "--conversation",
+            "thread-7",
+            "team",
+            question,
+        ]))
+        .await
+        .unwrap();
+        assert!(output.status.success());
+    }
+    let prompt = fake.inputs.lock().unwrap().clone();
+    let n = prompt.len();
+    assert_eq!(
+        prompt[n - 3],
+        "How do I request vacation?",
+        "the earlier question"
+    );
+    assert_eq!(
+        prompt[n - 2],
+        "Request it in the HR portal two weeks ahead [1]."
+    );
+    assert!(prompt[n - 1].ends_with("Question: And how many vacation days are there?"));
+
     let store = engram::store::open(&crate::support::store_config(&format!(
         "sqlite://{}/engram.db",
         dir.path().display()
@@ -566,6 +595,6 @@ async fn ask_streams_the_llms_answer_and_records_its_usage() {
         .unwrap();
     let totals = store.usage_totals(tenant, 0).await.unwrap();
     assert_eq!(totals.len(), 1);
-    assert_eq!((totals[0].calls, totals[0].prompt_tokens), (2, 24));
+    assert_eq!((totals[0].calls, totals[0].prompt_tokens), (4, 48));
     assert!(totals[0].cost_micros > 0, "priced from llm.prices");
 }

@@ -52,6 +52,7 @@ contract_tests!(
     queue_depths_count_jobs_by_kind_and_state,
     brains_belong_to_one_tenant,
     usage_is_totalled_per_tenant_and_model,
+    conversations_keep_their_turns_per_tenant,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -571,6 +572,62 @@ async fn usage_is_totalled_per_tenant_and_model(store: Arc<dyn Store>) {
     assert_eq!(totals[1].model, "llama");
     assert!(store
         .usage_totals(acme, now_ms() + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn conversations_keep_their_turns_per_tenant(store: Arc<dyn Store>) {
+    use engram::store::StoredTurn;
+    let acme = store
+        .ensure_tenant(&TenantKey::parse("discord:1").unwrap())
+        .await
+        .unwrap();
+    let other = store
+        .ensure_tenant(&TenantKey::parse("discord:2").unwrap())
+        .await
+        .unwrap();
+    let brain = store
+        .create_brain(acme, &BrainName::parse("b").unwrap())
+        .await
+        .unwrap();
+    let other_brain = store
+        .create_brain(other, &BrainName::parse("b").unwrap())
+        .await
+        .unwrap();
+    let turn = |role: &str, text: &str| StoredTurn {
+        role: role.into(),
+        user: Some("u1".into()),
+        text: text.into(),
+    };
+    for n in 0..6 {
+        let role = if n % 2 == 0 { "user" } else { "assistant" };
+        store
+            .append_turn(acme, brain.id, "thread-1", &turn(role, &format!("t{n}")))
+            .await
+            .unwrap();
+    }
+    store
+        .append_turn(
+            other,
+            other_brain.id,
+            "thread-1",
+            &turn("user", "elsewhere"),
+        )
+        .await
+        .unwrap();
+    let recent = store.recent_turns(acme, "thread-1", 4).await.unwrap();
+    let texts: Vec<&str> = recent.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(texts, ["t2", "t3", "t4", "t5"], "the latest, oldest first");
+    assert_eq!(recent[1].role, "assistant");
+    let theirs = store.recent_turns(other, "thread-1", 10).await.unwrap();
+    assert_eq!(
+        theirs.len(),
+        1,
+        "the same key in another tenant is another conversation"
+    );
+    assert!(store
+        .recent_turns(acme, "thread-2", 10)
         .await
         .unwrap()
         .is_empty());
