@@ -2,7 +2,8 @@
 //! 10 brains, 100,000 chunks in the measured brain and 10,000 in each of the others. Reports
 //! the index build rate and keyword / hybrid query latency. Results: `benches/RESULTS.md`.
 //!
-//! `cargo bench --bench retrieval [-- --chunks N]` (N chunks in the measured brain).
+//! `cargo bench --bench retrieval [-- --chunks N] [--keep DIR]` (N chunks in the measured brain;
+//! `--keep` writes the database to DIR and leaves it there, to inspect with other tools).
 
 #![allow(clippy::print_stdout)]
 
@@ -123,22 +124,37 @@ fn ms(duration: Duration) -> String {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut measured_chunks = 100_000usize;
+    let mut keep = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--chunks" {
             measured_chunks = args.next().ok_or("--chunks needs a number")?.parse()?;
+        } else if arg == "--keep" {
+            keep = Some(std::path::PathBuf::from(
+                args.next().ok_or("--keep needs a directory")?,
+            ));
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(measured_chunks))
+    runtime.block_on(run(measured_chunks, keep))
 }
 
-async fn run(measured_chunks: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(
+    measured_chunks: usize,
+    keep: Option<std::path::PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let other_chunks = measured_chunks / 10;
-    let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}/engram.db", dir.path().display());
+    let temp = tempfile::tempdir()?;
+    let dir = match &keep {
+        Some(path) => {
+            std::fs::create_dir_all(path)?;
+            path.clone()
+        }
+        None => temp.path().to_path_buf(),
+    };
+    let url = format!("sqlite://{}/engram.db", dir.display());
     let config = StoreConfig {
         url: StoreUrl::new(&url),
         max_connections: 8,
@@ -260,7 +276,7 @@ async fn run(measured_chunks: usize) -> Result<(), Box<dyn std::error::Error>> {
     keyword.sort();
     hybrid.sort();
 
-    let file_size = std::fs::metadata(dir.path().join("engram.db"))?.len();
+    let file_size = std::fs::metadata(dir.join("engram.db"))?.len();
     println!(
         "\nRetrieval: {BRAINS} brains, {measured_chunks} chunks in the measured brain, \
          {other_chunks} in each other one ({total} in all, {documents} documents), \

@@ -1,7 +1,8 @@
 //! The embedded index: FTS5 (BM25) and sqlite-vec in the store's SQLite file. Keyword search
-//! matches a per-brain token, so a brain's search never walks other brains' postings; vector
-//! search is a brute-force Hamming scan over binary-quantised embeddings in the brain's
-//! sqlite-vec partition, whose best candidates are rescored by exact cosine distance.
+//! matches a per-brain token, so a brain's search never returns other brains' chunks; vector
+//! search is a brute-force Hamming scan, in Rust, over the brain's binary-quantised embeddings
+//! (kept in sqlite-vec's partition and cached in memory, see `cache`), whose best candidates are
+//! rescored by exact cosine distance.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::str::FromStr;
@@ -14,6 +15,7 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
+use super::cache::{pack, BrainCodes, TermCache, VectorCache};
 use super::{
     candidates_per_side, reciprocal_rank_fusion, DocumentId, Index, IndexError, IndexedDocument,
     SearchHit, SearchQuery,
@@ -32,11 +34,15 @@ const BM25: &str = "bm25(chunks_fts, 0.0, 2.0, 1.0)";
 /// magnitude, so a few times oversampling restores most of the exact ranking.
 const OVERSAMPLE: usize = 4;
 
-/// How many postings (summed document frequencies) a keyword query may walk; see
-/// `selective_terms`. About 10 ms of BM25 scoring on a small server.
-const POSTINGS_BUDGET: i64 = 20_000;
+/// How many postings (summed document frequencies over all brains) a keyword query may walk;
+/// see `selective_terms`.
+const POSTINGS_BUDGET: i64 = 3_000;
 
-/// sqlite-vec refuses KNN queries with a larger `k`.
+/// How many matches a keyword query scores with `bm25()` at most, newest chunks first; see
+/// `keyword_ids`. FTS5's `bm25()` costs a few microseconds per row.
+const SCORED_MATCHES: usize = 1_000;
+
+/// The most Hamming candidates a vector search rescores (sqlite-vec's own KNN limit).
 const VEC_MAX_K: usize = 4096;
 
 /// Registers sqlite-vec's functions and `vec0` module on one connection.
@@ -74,6 +80,10 @@ pub struct EmbeddedIndex {
     readers: SqlitePool,
     /// Embedding width, when embeddings are on.
     dimensions: Option<usize>,
+    /// Each brain's binary codes, for the Hamming scan.
+    vectors: VectorCache,
+    /// Document frequencies of keyword terms.
+    terms: TermCache,
 }
 
 impl EmbeddedIndex {
@@ -113,6 +123,8 @@ impl EmbeddedIndex {
             writer,
             readers,
             dimensions,
+            vectors: VectorCache::default(),
+            terms: TermCache::default(),
         };
         if let Some(dimensions) = dimensions {
             index.prepare_vectors(dimensions).await?;
@@ -194,15 +206,21 @@ impl EmbeddedIndex {
         let Some(expression) = match_expression(brain, &terms) else {
             return Ok(Vec::new());
         };
+        // `bm25()` is evaluated only for the rows the LIMIT lets through (rowid order needs no
+        // sorter), so at most SCORED_MATCHES rows are scored; the best of them are kept here.
+        // When the kept terms match fewer chunks than that (always, unless even the rarest term
+        // is very common) this is the exact BM25 top `limit`.
         let sql = format!(
-            "SELECT rowid, {BM25} AS rank FROM chunks_fts WHERE chunks_fts MATCH $1 \
-             ORDER BY rank LIMIT $2"
+            "SELECT rowid, {BM25} FROM chunks_fts WHERE chunks_fts MATCH $1 \
+             ORDER BY rowid DESC LIMIT $2"
         );
-        let rows: Vec<(i64, f64)> = sqlx::query_as(&sql)
+        let mut rows: Vec<(i64, f64)> = sqlx::query_as(&sql)
             .bind(expression)
-            .bind(to_i64(limit))
+            .bind(to_i64(SCORED_MATCHES))
             .fetch_all(&self.readers)
             .await?;
+        rows.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        rows.truncate(limit);
         Ok(rows
             .into_iter()
             .map(|(id, rank)| (id, -rank as f32))
@@ -223,21 +241,27 @@ impl EmbeddedIndex {
         if terms.len() <= 1 {
             return Ok(terms);
         }
-        let list = serde_json::to_string(&terms)
-            .map_err(|error| IndexError::Corrupt(format!("terms: {error}")))?;
-        let counts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT term, doc FROM chunks_fts_terms \
-             WHERE term IN (SELECT value FROM json_each($1))",
-        )
-        .bind(list)
-        .fetch_all(&self.readers)
-        .await?;
-        let frequency = |term: &String| {
-            counts
-                .iter()
-                .find(|(t, _)| t == term)
-                .map_or(0, |(_, n)| *n)
-        };
+        // fts5vocab counts a term's documents by walking its whole posting list, so the counts
+        // are cached (see `cache::TERM_TTL`).
+        let mut counts = self.terms.get(&terms);
+        let missing: Vec<&String> = terms.iter().filter(|t| !counts.contains_key(*t)).collect();
+        if !missing.is_empty() {
+            let list = serde_json::to_string(&missing)
+                .map_err(|error| IndexError::Corrupt(format!("terms: {error}")))?;
+            let found: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT term, doc FROM chunks_fts_terms \
+                 WHERE term IN (SELECT value FROM json_each($1))",
+            )
+            .bind(list)
+            .fetch_all(&self.readers)
+            .await?;
+            let mut fresh: std::collections::HashMap<String, i64> =
+                missing.into_iter().map(|t| (t.clone(), 0)).collect();
+            fresh.extend(found);
+            self.terms.insert(&fresh);
+            counts.extend(fresh);
+        }
+        let frequency = |term: &String| counts.get(term).copied().unwrap_or(0);
         // A stable sort keeps the question's order among equally rare terms.
         terms.sort_by_key(|term| frequency(term));
         let mut budget = 0i64;
@@ -259,26 +283,48 @@ impl EmbeddedIndex {
         vector: &[f32],
         limit: usize,
     ) -> Result<Vec<i64>, IndexError> {
-        self.check_vector(vector)?;
+        let dimensions = self.check_vector(vector)?;
         let k = (limit * OVERSAMPLE).min(VEC_MAX_K);
-        let rows: Vec<(i64,)> = sqlx::query_as(
-            "WITH candidates AS ( \
-               SELECT chunk_id FROM chunks_vec \
-               WHERE embedding MATCH vec_bit($1) AND k = $2 AND brain_id = $3 \
-             ) \
-             SELECT v.chunk_id FROM candidates \
-             JOIN chunk_vectors v ON v.chunk_id = candidates.chunk_id \
-             ORDER BY vec_distance_cosine(v.embedding, $4), v.chunk_id \
-             LIMIT $5",
+        let words = code_bytes(dimensions).div_ceil(8);
+        let codes = match self.vectors.get(brain.0) {
+            Some(codes) => codes,
+            None => {
+                let seen = self.vectors.generation(brain.0);
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT chunk_id, embedding FROM chunks_vec WHERE brain_id = $1",
+                )
+                .bind(brain.0)
+                .fetch_all(&self.readers)
+                .await?;
+                let codes = std::sync::Arc::new(BrainCodes::new(rows, words));
+                self.vectors
+                    .insert(brain.0, std::sync::Arc::clone(&codes), seen);
+                codes
+            }
+        };
+        let query = pack(&binary_code(vector), words);
+        let candidates = tokio::task::spawn_blocking(move || codes.nearest(&query, k))
+            .await
+            .map_err(|error| IndexError::Unavailable(format!("vector scan: {error}")))?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(&candidates)
+            .map_err(|error| IndexError::Corrupt(format!("chunk ids: {error}")))?;
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT chunk_id, embedding FROM chunk_vectors \
+             WHERE chunk_id IN (SELECT value FROM json_each($1))",
         )
-        .bind(binary_code(vector))
-        .bind(to_i64(k))
-        .bind(brain.0)
-        .bind(f32_blob(vector))
-        .bind(to_i64(limit))
+        .bind(list)
         .fetch_all(&self.readers)
         .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        let mut scored: Vec<(f64, i64)> = rows
+            .into_iter()
+            .map(|(id, blob)| (cosine_distance(vector, &blob), id))
+            .collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scored.truncate(limit);
+        Ok(scored.into_iter().map(|(_, id)| id).collect())
     }
 
     /// The rows behind `ids`, only those of `brain`.
@@ -320,12 +366,14 @@ impl EmbeddedIndex {
         Ok(hits)
     }
 
-    /// Deletes the chunks of a document and their vectors inside `tx`.
+    /// Deletes the chunks of a document and their vectors inside `tx`; returns the ids of the
+    /// deleted vectors.
     async fn delete_chunks(
         tx: &mut SqliteConnection,
         document: DocumentId,
         vectors: bool,
-    ) -> Result<(), IndexError> {
+    ) -> Result<Vec<i64>, IndexError> {
+        let mut removed = Vec::new();
         if vectors {
             let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM chunks WHERE document_id = $1")
                 .bind(document.0)
@@ -336,6 +384,7 @@ impl EmbeddedIndex {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                removed.push(id);
             }
         }
         // Full-text rows and exact vectors go with the chunks (trigger, cascade).
@@ -343,7 +392,7 @@ impl EmbeddedIndex {
             .bind(document.0)
             .execute(&mut *tx)
             .await?;
-        Ok(())
+        Ok(removed)
     }
 
     /// Whether the document exists in the brain.
@@ -384,7 +433,9 @@ impl Index for EmbeddedIndex {
                 document: document.document.0,
             });
         }
-        Self::delete_chunks(&mut tx, document.document, self.dimensions.is_some()).await?;
+        let removed =
+            Self::delete_chunks(&mut tx, document.document, self.dimensions.is_some()).await?;
+        let mut added = Vec::new();
         for (i, chunk) in document.chunks.iter().enumerate() {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO chunks (document_id, brain_id, ordinal, page, heading, text) \
@@ -404,15 +455,17 @@ impl Index for EmbeddedIndex {
                     .bind(f32_blob(vector))
                     .execute(&mut *tx)
                     .await?;
+                let code = binary_code(vector);
                 sqlx::query(
                     "INSERT INTO chunks_vec (chunk_id, brain_id, embedding) \
                      VALUES ($1, $2, vec_bit($3))",
                 )
                 .bind(id)
                 .bind(document.brain.0)
-                .bind(binary_code(vector))
+                .bind(&code)
                 .execute(&mut *tx)
                 .await?;
+                added.push((id, pack(&code, code.len().div_ceil(8))));
             }
         }
         sqlx::query(
@@ -428,6 +481,7 @@ impl Index for EmbeddedIndex {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.vectors.patch(document.brain.0, &removed, &added);
         Ok(())
     }
 
@@ -441,13 +495,14 @@ impl Index for EmbeddedIndex {
             // Already gone (or never this brain's): nothing of it is searchable in `brain`.
             return Ok(());
         }
-        Self::delete_chunks(&mut tx, document, self.dimensions.is_some()).await?;
+        let removed = Self::delete_chunks(&mut tx, document, self.dimensions.is_some()).await?;
         sqlx::query("DELETE FROM documents WHERE id = $1 AND brain_id = $2")
             .bind(document.0)
             .bind(brain.0)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.vectors.patch(brain.0, &removed, &[]);
         Ok(())
     }
 
@@ -470,13 +525,14 @@ impl Index for EmbeddedIndex {
             Some(vector) => {
                 self.check_vector(vector)?;
                 let side = candidates_per_side(query.limit);
-                let keyword: Vec<i64> = self
-                    .keyword_ids(brain, &query.text, side)
-                    .await?
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect();
-                let nearest = self.vector_ids(brain, vector, side).await?;
+                // Both sides at once: the keyword query runs on a SQLite worker thread while
+                // the Hamming scan runs on a blocking thread.
+                let (keyword, nearest) = tokio::join!(
+                    self.keyword_ids(brain, &query.text, side),
+                    self.vector_ids(brain, vector, side)
+                );
+                let keyword: Vec<i64> = keyword?.into_iter().map(|(id, _)| id).collect();
+                let nearest = nearest?;
                 let mut fused = reciprocal_rank_fusion(&keyword, &nearest);
                 fused.truncate(query.limit);
                 fused
@@ -532,6 +588,25 @@ fn binary_code(vector: &[f32]) -> Vec<u8> {
         }
     }
     code
+}
+
+/// Cosine distance between `vector` and a little-endian f32 blob (1 when either is zero or
+/// the blob has another width), as sqlite-vec's `vec_distance_cosine` computes it.
+fn cosine_distance(vector: &[f32], blob: &[u8]) -> f64 {
+    if blob.len() != vector.len() * 4 {
+        return 1.0;
+    }
+    let (mut dot, mut a, mut b) = (0f64, 0f64, 0f64);
+    for (x, bytes) in vector.iter().zip(blob.chunks_exact(4)) {
+        let y = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        dot += f64::from(*x) * f64::from(y);
+        a += f64::from(*x) * f64::from(*x);
+        b += f64::from(y) * f64::from(y);
+    }
+    if a == 0.0 || b == 0.0 {
+        return 1.0;
+    }
+    1.0 - dot / (a.sqrt() * b.sqrt())
 }
 
 /// `vector` as little-endian f32 bytes, sqlite-vec's float32 blob format.

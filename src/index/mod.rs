@@ -2,6 +2,7 @@
 //! brain) and its embedded implementation on SQLite (FTS5 + sqlite-vec). The only module that
 //! knows FTS5, sqlite-vec or Qdrant.
 
+mod cache;
 pub mod embedded;
 
 use async_trait::async_trait;

@@ -615,3 +615,55 @@ async fn embedded_index_refuses_another_dimension() {
         "{error:?}"
     );
 }
+
+/// The vector side of a search sees this process's writes at once, even after a search has
+/// loaded the brain's vectors (the embedded index caches them in memory).
+async fn vector_search_follows_writes(fx: &Fixture) {
+    let brain = fx.brain("vector-writes").await;
+    let first = fx.document(brain, "first.md").await;
+    index(&fx.index, brain, first, &handbook())
+        .await
+        .expect("first");
+    // Stopwords only: no keyword side, so every hit comes from the vector side.
+    let query = SearchQuery {
+        text: "the of".to_string(),
+        vector: Some(embed("Hire two zeppelin pilots.")),
+        limit: 50,
+    };
+    let before = search(&fx.index, brain, &query).await;
+    assert!(!before.is_empty());
+    assert!(
+        before.iter().all(|h| h.document_id == first.0),
+        "{before:#?}"
+    );
+
+    let second = fx.document(brain, "second.md").await;
+    index(
+        &fx.index,
+        brain,
+        second,
+        &[chunk(0, None, "Hire two zeppelin pilots.")],
+    )
+    .await
+    .expect("second");
+    let after = search(&fx.index, brain, &query).await;
+    assert_eq!(
+        after.first().map(|h| h.document_id),
+        Some(second.0),
+        "{after:#?}"
+    );
+    assert_eq!(after.first().and_then(|h| h.vector_rank), Some(1));
+
+    fx.index
+        .forget_document(brain, second)
+        .await
+        .expect("forget");
+    let gone = search(&fx.index, brain, &query).await;
+    assert!(gone.iter().all(|h| h.document_id == first.0), "{gone:#?}");
+    assert_eq!(gone.len(), before.len());
+}
+
+#[tokio::test]
+async fn embedded_vector_search_follows_writes() {
+    vector_search_follows_writes(&Fixture::embedded().await).await;
+}
