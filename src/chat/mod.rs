@@ -1,8 +1,9 @@
 //! The platform-agnostic chat core: the `ChatPlatform` port the Discord and Slack adapters
-//! implement, the per-channel rate budget they feed, and the edit streamer that grows an answer
-//! in place.
+//! implement, the per-channel rate budget they feed, the edit streamer that grows an answer in
+//! place, and admission to the bounded, tenant-fair answer pool.
 
 pub mod budget;
+pub mod pool;
 pub mod streamer;
 
 use std::fmt;
