@@ -95,13 +95,10 @@ impl IndexError {
 
 impl From<sqlx::Error> for IndexError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => IndexError::Unavailable(error.to_string()),
-            other => IndexError::Database(other),
+        if crate::store::is_unreachable(&error) {
+            IndexError::Unavailable(error.to_string())
+        } else {
+            IndexError::Database(error)
         }
     }
 }
