@@ -67,6 +67,26 @@ impl From<OpenAIError> for LlmError {
     }
 }
 
+/// An async-openai client for an OpenAI-compatible endpoint, with connect (and optionally
+/// whole-request) timeouts.
+fn client(
+    base_url: &str,
+    api_key: &crate::config::Secret,
+    request_timeout: Option<Duration>,
+) -> Result<Client<OpenAIConfig>, LlmError> {
+    let mut http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+    if let Some(timeout) = request_timeout {
+        http = http.timeout(timeout);
+    }
+    let http = http
+        .build()
+        .map_err(|error| LlmError::Rejected(format!("cannot build an HTTP client: {error}")))?;
+    let openai = OpenAIConfig::new()
+        .with_api_base(base_url.trim_end_matches('/'))
+        .with_api_key(api_key.expose());
+    Ok(Client::build(http, openai))
+}
+
 /// Turns texts into vectors with the configured model.
 #[derive(Debug, Clone)]
 pub struct Embedder {
@@ -81,16 +101,8 @@ impl Embedder {
         if config.base_url.is_empty() {
             return Ok(None);
         }
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|error| LlmError::Rejected(format!("cannot build an HTTP client: {error}")))?;
-        let openai = OpenAIConfig::new()
-            .with_api_base(config.base_url.trim_end_matches('/'))
-            .with_api_key(config.api_key.expose());
         Ok(Some(Self {
-            client: Client::build(http, openai),
+            client: client(&config.base_url, &config.api_key, Some(REQUEST_TIMEOUT))?,
             model: config.model.clone(),
             dimensions: config.dimensions,
         }))
@@ -230,15 +242,9 @@ impl ChatModel {
         if config.base_url.is_empty() {
             return Ok(None);
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|error| LlmError::Rejected(format!("cannot build an HTTP client: {error}")))?;
-        let openai = OpenAIConfig::new()
-            .with_api_base(config.base_url.trim_end_matches('/'))
-            .with_api_key(config.api_key.expose());
+        // No whole-request timeout: a stream is bounded by the first-token and total timeouts.
         Ok(Some(Self {
-            client: Client::build(http, openai),
+            client: client(&config.base_url, &config.api_key, None)?,
             model: config.model.clone(),
             first_token_timeout: Duration::from_millis(config.first_token_timeout_ms),
             total_timeout: Duration::from_millis(config.total_timeout_ms),
