@@ -510,45 +510,57 @@ async fn empty_queries_find_nothing(fx: &Fixture) {
     assert!(search(&fx.index, brain, &zero).await.is_empty());
 }
 
-#[tokio::test]
-async fn embedded_keyword_search_ranks_the_matching_chunk_first() {
-    keyword_search_ranks_the_matching_chunk_first(&Fixture::embedded().await).await;
+/// Runs the contract against one implementation: `index_contract!(module, fixture)` makes one
+/// test per contract function in `mod module`. A Qdrant fixture joins with one more line.
+macro_rules! index_contract {
+    ($module:ident, $fixture:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test]
+            async fn keyword_search_ranks_the_matching_chunk_first() {
+                super::keyword_search_ranks_the_matching_chunk_first(&$fixture).await;
+            }
+
+            #[tokio::test]
+            async fn hybrid_search_ranks_the_semantic_match_first() {
+                super::hybrid_search_ranks_the_semantic_match_first(&$fixture).await;
+            }
+
+            #[tokio::test]
+            async fn brains_are_isolated() {
+                super::brains_are_isolated(&$fixture).await;
+            }
+
+            #[tokio::test]
+            async fn reindexing_replaces_the_chunks() {
+                super::reindexing_replaces_the_chunks(&$fixture).await;
+            }
+
+            #[tokio::test]
+            async fn forgetting_removes_everything() {
+                super::forgetting_removes_everything(&$fixture).await;
+            }
+
+            #[tokio::test]
+            async fn bad_vectors_change_nothing() {
+                super::bad_vectors_change_nothing(&$fixture).await;
+            }
+
+            #[tokio::test]
+            async fn query_syntax_is_harmless() {
+                super::query_syntax_is_harmless(&$fixture).await;
+            }
+
+            #[tokio::test]
+            async fn empty_queries_find_nothing() {
+                super::empty_queries_find_nothing(&$fixture).await;
+            }
+        }
+    };
 }
 
-#[tokio::test]
-async fn embedded_hybrid_search_ranks_the_semantic_match_first() {
-    hybrid_search_ranks_the_semantic_match_first(&Fixture::embedded().await).await;
-}
-
-#[tokio::test]
-async fn embedded_brains_are_isolated() {
-    brains_are_isolated(&Fixture::embedded().await).await;
-}
-
-#[tokio::test]
-async fn embedded_reindexing_replaces_the_chunks() {
-    reindexing_replaces_the_chunks(&Fixture::embedded().await).await;
-}
-
-#[tokio::test]
-async fn embedded_forgetting_removes_everything() {
-    forgetting_removes_everything(&Fixture::embedded().await).await;
-}
-
-#[tokio::test]
-async fn embedded_bad_vectors_change_nothing() {
-    bad_vectors_change_nothing(&Fixture::embedded().await).await;
-}
-
-#[tokio::test]
-async fn embedded_query_syntax_is_harmless() {
-    query_syntax_is_harmless(&Fixture::embedded().await).await;
-}
-
-#[tokio::test]
-async fn embedded_empty_queries_find_nothing() {
-    empty_queries_find_nothing(&Fixture::embedded().await).await;
-}
+index_contract!(embedded, Fixture::embedded().await);
 
 /// Deleting a brain through the store (a cascade the index does not see) leaves nothing
 /// searchable, and the index reopens cleanly afterwards.
