@@ -272,6 +272,23 @@ mod tests {
         receiver
     }
 
+    /// Streams `text` into `start` with a 1 s edit interval.
+    async fn run(
+        platform: &Recorder,
+        budget: &RateBudget,
+        start: MessageRef,
+        text: watch::Receiver<String>,
+    ) -> Result<Vec<MessageRef>, PlatformError> {
+        stream_answer(
+            platform,
+            budget,
+            start,
+            text,
+            StreamOptions::new(Duration::from_millis(1000)),
+        )
+        .await
+    }
+
     fn words(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("word{i} ")).collect()
     }
@@ -285,15 +302,9 @@ mod tests {
             Duration::from_millis(50),
             "\n\nSources: [1] a.pdf",
         );
-        let messages = stream_answer(
-            &platform,
-            &budget,
-            placeholder("c"),
-            text,
-            StreamOptions::new(Duration::from_millis(1000)),
-        )
-        .await
-        .unwrap();
+        let messages = run(&platform, &budget, placeholder("c"), text)
+            .await
+            .unwrap();
         assert_eq!(messages.len(), 1);
         let expected: String = words(100).concat() + "\n\nSources: [1] a.pdf";
         assert_eq!(platform.texts(), [expected]);
@@ -322,15 +333,9 @@ mod tests {
         ]);
         let budget = RateBudget::new(5, Duration::from_secs(5));
         let text = produce(words(60), Duration::from_millis(50), " [done]");
-        stream_answer(
-            &platform,
-            &budget,
-            placeholder("c"),
-            text,
-            StreamOptions::new(Duration::from_millis(1000)),
-        )
-        .await
-        .unwrap();
+        run(&platform, &budget, placeholder("c"), text)
+            .await
+            .unwrap();
         let ops = platform.ops();
         assert!(
             ops[1].0 - ops[0].0 >= Duration::from_secs(4),
@@ -356,15 +361,9 @@ mod tests {
             }),
             Some(PlatformError::Other("502".into())),
         ]);
-        stream_answer(
-            &platform,
-            &budget,
-            placeholder("c"),
-            receiver,
-            StreamOptions::new(Duration::from_millis(1000)),
-        )
-        .await
-        .unwrap();
+        run(&platform, &budget, placeholder("c"), receiver)
+            .await
+            .unwrap();
         assert_eq!(platform.texts(), ["All done."]);
     }
 
@@ -413,15 +412,9 @@ mod tests {
         let mut long: Vec<String> = (0..900).map(|i| format!("w{i} ")).collect();
         long.push("@everyone ".into());
         let text = produce(long.clone(), Duration::from_millis(5), "");
-        let messages = stream_answer(
-            &platform,
-            &budget,
-            placeholder("c"),
-            text,
-            StreamOptions::new(Duration::from_millis(1000)),
-        )
-        .await
-        .unwrap();
+        let messages = run(&platform, &budget, placeholder("c"), text)
+            .await
+            .unwrap();
         assert!(messages.len() >= 3, "{} messages", messages.len());
         let texts = platform.texts();
         assert!(texts.iter().all(|t| t.chars().count() <= 2000));

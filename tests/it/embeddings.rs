@@ -14,12 +14,18 @@ fn config(base_url: String, dimensions: u32) -> EmbeddingsConfig {
     }
 }
 
-#[tokio::test]
-async fn vectors_come_back_in_order_in_batches() {
-    let fake = fake_openai::start(Behaviour::default()).await;
+/// A fake endpoint behaving as told, and an embedder (64 dimensions) pointed at it.
+async fn embedder_against(behaviour: Behaviour) -> (fake_openai::FakeOpenAi, Embedder) {
+    let fake = fake_openai::start(behaviour).await;
     let embedder = Embedder::from_config(&config(fake.base_url(), 64))
         .unwrap()
         .unwrap();
+    (fake, embedder)
+}
+
+#[tokio::test]
+async fn vectors_come_back_in_order_in_batches() {
+    let (fake, embedder) = embedder_against(Behaviour::default()).await;
     let texts: Vec<String> = (0..150)
         .map(|n| format!("chunk number {n} about apples"))
         .collect();
@@ -36,14 +42,11 @@ async fn vectors_come_back_in_order_in_batches() {
 
 #[tokio::test]
 async fn server_errors_are_retried() {
-    let fake = fake_openai::start(Behaviour {
+    let (fake, embedder) = embedder_against(Behaviour {
         fail_first: 2,
         ..Behaviour::default()
     })
     .await;
-    let embedder = Embedder::from_config(&config(fake.base_url(), 64))
-        .unwrap()
-        .unwrap();
     let vectors = embedder.embed(&["hello world".to_string()]).await.unwrap();
     assert_eq!(vectors.len(), 1);
     assert_eq!(fake.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -51,14 +54,11 @@ async fn server_errors_are_retried() {
 
 #[tokio::test]
 async fn a_refused_key_is_not_retried_and_not_shown() {
-    let fake = fake_openai::start(Behaviour {
+    let (fake, embedder) = embedder_against(Behaviour {
         always_status: Some(401),
         ..Behaviour::default()
     })
     .await;
-    let embedder = Embedder::from_config(&config(fake.base_url(), 64))
-        .unwrap()
-        .unwrap();
     let error = embedder.embed(&["hello".to_string()]).await.unwrap_err();
     assert!(matches!(error, LlmError::Rejected(_)), "{error:?}");
     assert!(!error.is_transient());
@@ -68,14 +68,11 @@ async fn a_refused_key_is_not_retried_and_not_shown() {
 
 #[tokio::test]
 async fn a_wrong_dimension_is_reported() {
-    let fake = fake_openai::start(Behaviour {
+    let (_fake, embedder) = embedder_against(Behaviour {
         dimensions: Some(32),
         ..Behaviour::default()
     })
     .await;
-    let embedder = Embedder::from_config(&config(fake.base_url(), 64))
-        .unwrap()
-        .unwrap();
     let error = embedder.embed(&["hello".to_string()]).await.unwrap_err();
     assert!(
         matches!(error, LlmError::Malformed(ref m) if m.contains("32")),
