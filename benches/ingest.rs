@@ -10,16 +10,26 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// This package's folder, read when the program runs (cargo sets it for tests and benches)
+/// rather than baked in at compile time, so a build shared between checkouts never reads
+/// another checkout's files.
+fn crate_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run under cargo: CARGO_MANIFEST_DIR is not set"),
+    )
+}
+
 fn release_binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .unwrap_or_else(|| crate_dir().join("target"));
     let path = target.join("release").join(name);
     assert!(
         path.is_file(),
@@ -30,7 +40,7 @@ fn release_binary(name: &str) -> PathBuf {
 }
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+    crate_dir().join("../shared/corpus")
 }
 
 /// Resident set size of `pid` and all its descendants, in KiB.

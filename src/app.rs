@@ -2,15 +2,19 @@
 //! stops them gracefully on SIGTERM / Ctrl-C.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use async_trait::async_trait;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
+use crate::answer::{Answerer, RetrievalOptions};
+use crate::chat::pool::{AnswerPool, UserRateLimit};
+use crate::chat::service::{AnswerService, Outlets};
+use crate::chat::streamer::StreamOptions;
 use crate::config::{Config, IndexKind, StoreBackend};
 use crate::http::{self, ApiState};
 use crate::index::embedded::EmbeddedIndex;
@@ -18,11 +22,11 @@ use crate::index::Index;
 use crate::ingest::chunk::ChunkOptions;
 use crate::ingest::sandbox::Sandbox;
 use crate::ingest::Pipeline;
-use crate::jobs::{Job, JobKind, RetryPolicy};
-use crate::llm::Embedder;
+use crate::jobs::{JobKind, RetryPolicy};
+use crate::llm::{ChatModel, Embedder};
 use crate::store::{self, Store};
 use crate::telemetry::Metrics;
-use crate::worker::{self, JobFailure, JobHandler, Shutdown, WorkerOptions};
+use crate::worker::{self, JobHandler, Shutdown, WorkerOptions};
 
 /// How long idle workers sleep at most without a wake-up.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
@@ -72,6 +76,37 @@ impl FromStr for Role {
 
 /// Runs the given roles until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub fn serve(config: Config, roles: &[Role]) -> anyhow::Result<()> {
+    let running = start(&config, roles, Outlets::default())?;
+    tracing::info!("engram is running; stop with SIGTERM or Ctrl-C");
+    let signal = running.control.block_on(wait_for_signal());
+    let stopped = running.stop();
+    signal?;
+    stopped
+}
+
+/// A running engram: the roles' tasks and the runtimes they run on.
+pub struct Running {
+    control: Runtime,
+    worker_runtimes: Vec<Runtime>,
+    worker_tasks: Vec<JoinHandle<()>>,
+    api: Option<JoinHandle<std::io::Result<()>>>,
+    api_addr: Option<SocketAddr>,
+    store: Arc<dyn Store>,
+    shutdown: Shutdown,
+    grace: Duration,
+}
+
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("api_addr", &self.api_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the given roles. `outlets` are the chat platforms answers are delivered through
+/// (the adapters' connections).
+pub fn start(config: &Config, roles: &[Role], outlets: Outlets) -> anyhow::Result<Running> {
     let has = |role: Role| roles.contains(&role);
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let control = runtime("engram-control", 2)?;
@@ -91,13 +126,9 @@ pub fn serve(config: Config, roles: &[Role]) -> anyhow::Result<()> {
     // made on that runtime, so no role can starve another of threads or connections.
     let mut worker_runtimes: Vec<Runtime> = Vec::new();
     let mut worker_tasks: Vec<JoinHandle<()>> = Vec::new();
+    let answers_held = config.chat.max_concurrent_answers + config.chat.max_waiting_answers;
     let worker_roles = [
-        (
-            Role::Chat,
-            JobKind::Answer,
-            config.chat.max_concurrent_answers,
-            cores.max(2),
-        ),
+        (Role::Chat, JobKind::Answer, answers_held, cores.max(2)),
         (Role::Ingest, JobKind::Ingest, config.ingest.workers, 2),
     ];
     for (role, kind, concurrency, threads) in worker_roles {
@@ -122,10 +153,14 @@ pub fn serve(config: Config, roles: &[Role]) -> anyhow::Result<()> {
         let handler: Arc<dyn JobHandler> = match kind {
             JobKind::Ingest => Arc::new(
                 runtime
-                    .block_on(ingest_pipeline(&config, role_store.clone()))
+                    .block_on(ingest_pipeline(config, role_store.clone()))
                     .context("cannot start the ingest role")?,
             ),
-            JobKind::Answer => Arc::new(NotInThisBuild { kind }),
+            JobKind::Answer => Arc::new(
+                runtime
+                    .block_on(answer_service(config, role_store.clone(), outlets.clone()))
+                    .context("cannot start the chat role")?,
+            ),
         };
         worker_tasks.push(runtime.spawn(worker::run(
             role_store,
@@ -137,68 +172,97 @@ pub fn serve(config: Config, roles: &[Role]) -> anyhow::Result<()> {
         worker_runtimes.push(runtime);
     }
 
-    let result = control.block_on(async {
-        let api = if has(Role::Api) {
-            let listener = tokio::net::TcpListener::bind(config.http.listen)
-                .await
-                .with_context(|| {
-                    format!("cannot listen on {} (http.listen)", config.http.listen)
-                })?;
-            let addr = listener.local_addr()?;
-            tracing::info!(%addr, "HTTP API listening");
-            let state = ApiState {
-                store: store.clone(),
-                metrics: metrics.clone(),
-            };
-            Some(tokio::spawn(http::serve(
-                listener,
-                state,
-                shutdown.stop_claiming.clone(),
-            )))
-        } else {
-            None
+    let (api, api_addr) = if has(Role::Api) {
+        let listener = control
+            .block_on(tokio::net::TcpListener::bind(config.http.listen))
+            .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "HTTP API listening");
+        let state = ApiState {
+            store: store.clone(),
+            metrics: metrics.clone(),
         };
-        if has(Role::Gateway) {
-            log_gateway_state(&config);
-        }
-        tracing::info!("engram is running; stop with SIGTERM or Ctrl-C");
+        let api = control.spawn(http::serve(listener, state, shutdown.stop_claiming.clone()));
+        (Some(api), Some(addr))
+    } else {
+        (None, None)
+    };
+    if has(Role::Gateway) {
+        log_gateway_state(config);
+    }
+    Ok(Running {
+        control,
+        worker_runtimes,
+        worker_tasks,
+        api,
+        api_addr,
+        store,
+        shutdown,
+        grace: config.jobs.shutdown_grace(),
+    })
+}
 
-        wait_for_signal().await?;
-        tracing::info!(
-            grace_ms = config.jobs.shutdown_grace_ms,
-            "shutting down: no new work; jobs in flight may finish"
-        );
-        shutdown.stop_claiming.cancel();
-        let abandon = shutdown.abandon.clone();
-        let grace = config.jobs.shutdown_grace();
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            abandon.cancel();
+impl Running {
+    /// Where the HTTP API listens, when this process runs the `api` role.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// The control runtime (adapters, HTTP): for work that must not run on a role's runtime.
+    pub fn control(&self) -> &tokio::runtime::Handle {
+        self.control.handle()
+    }
+
+    /// Stops gracefully: no new work; jobs in flight may finish within `jobs.shutdown_grace_ms`,
+    /// then they are released for another process.
+    pub fn stop(self) -> anyhow::Result<()> {
+        let Running {
+            control,
+            worker_runtimes,
+            worker_tasks,
+            api,
+            store,
+            shutdown,
+            grace,
+            ..
+        } = self;
+        control.block_on(async {
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "shutting down: no new work; jobs in flight may finish"
+            );
+            shutdown.stop_claiming.cancel();
+            let abandon = shutdown.abandon.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                abandon.cancel();
+            });
+            for task in worker_tasks {
+                if let Err(error) = task.await {
+                    tracing::error!(%error, "a worker pool ended abnormally");
+                }
+            }
+            if let Some(api) = api {
+                match tokio::time::timeout(Duration::from_secs(5), api).await {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(error))) => tracing::error!(%error, "the HTTP API failed"),
+                    Ok(Err(error)) => tracing::error!(%error, "the HTTP API task ended abnormally"),
+                    Err(_) => tracing::warn!("HTTP requests still open after 5 s; closing them"),
+                }
+            }
+            store.close().await;
         });
-        for task in worker_tasks {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "a worker pool ended abnormally");
-            }
+        for runtime in worker_runtimes {
+            runtime.shutdown_timeout(Duration::from_secs(2));
         }
-        if let Some(api) = api {
-            match tokio::time::timeout(Duration::from_secs(5), api).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(error))) => tracing::error!(%error, "the HTTP API failed"),
-                Ok(Err(error)) => tracing::error!(%error, "the HTTP API task ended abnormally"),
-                Err(_) => tracing::warn!("HTTP requests still open after 5 s; closing them"),
-            }
-        }
-        store.close().await;
-        anyhow::Ok(())
-    });
-    for runtime in worker_runtimes {
-        runtime.shutdown_timeout(Duration::from_secs(2));
-    }
-    control.shutdown_timeout(Duration::from_secs(2));
-    if result.is_ok() {
+        control.shutdown_timeout(Duration::from_secs(2));
         tracing::info!("engram stopped");
+        Ok(())
     }
-    result
 }
 
 fn runtime(name: &str, threads: usize) -> anyhow::Result<Runtime> {
@@ -239,23 +303,6 @@ fn log_gateway_state(config: &Config) {
     }
 }
 
-/// Handles a job kind whose pipeline this build does not have yet: the job is dead-lettered
-/// with a reason that says so, rather than left to sit in the queue unexplained.
-#[derive(Debug)]
-struct NotInThisBuild {
-    kind: JobKind,
-}
-
-#[async_trait]
-impl JobHandler for NotInThisBuild {
-    async fn run(&self, _job: &Job) -> Result<(), JobFailure> {
-        Err(JobFailure::permanent(format!(
-            "this engram build cannot run `{}` jobs yet",
-            self.kind
-        )))
-    }
-}
-
 /// The search index the config names.
 pub async fn open_index(
     config: &Config,
@@ -290,6 +337,43 @@ pub async fn ingest_pipeline(config: &Config, store: Arc<dyn Store>) -> anyhow::
             max_tokens: config.ingest.chunk_tokens as usize,
             overlap_tokens: config.ingest.chunk_overlap_tokens as usize,
         },
+    })
+}
+
+/// What answers questions: the store, the index, and the configured models.
+pub async fn answerer(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Answerer> {
+    let embedder = Embedder::from_config(&config.embeddings)?;
+    let index = open_index(config, embedder.as_ref().map(Embedder::dimensions)).await?;
+    Ok(Answerer {
+        store,
+        index,
+        embedder,
+        chat: ChatModel::from_config(&config.llm)?,
+        llm: config.llm.clone(),
+        retrieval: RetrievalOptions::default(),
+    })
+}
+
+/// The chat role's handler: answers delivered through `outlets`.
+pub async fn answer_service(
+    config: &Config,
+    store: Arc<dyn Store>,
+    outlets: Outlets,
+) -> anyhow::Result<AnswerService> {
+    if outlets.is_empty() {
+        tracing::info!(
+            "chat: no chat platform is connected in this process; answer jobs will be \
+             dead-lettered with a reason until one is configured"
+        );
+    }
+    let per_minute = config.chat.user_questions_per_minute;
+    Ok(AnswerService {
+        answerer: answerer(config, store).await?,
+        outlets,
+        pool: AnswerPool::new(config.chat.max_concurrent_answers as usize),
+        rate_limit: (per_minute > 0)
+            .then(|| UserRateLimit::new(per_minute, Duration::from_secs(60))),
+        stream: StreamOptions::new(config.chat.edit_interval()),
     })
 }
 

@@ -252,7 +252,15 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields)]
 pub struct ChatConfig {
     pub max_concurrent_answers: u32,
+    pub max_waiting_answers: u32,
     pub edit_interval_ms: u64,
+    pub user_questions_per_minute: u32,
+}
+
+impl ChatConfig {
+    pub fn edit_interval(&self) -> Duration {
+        Duration::from_millis(self.edit_interval_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -418,6 +426,9 @@ impl Config {
             if value == 0 {
                 return invalid(key, "must be at least 1");
             }
+        }
+        if self.chat.edit_interval_ms < 100 {
+            return invalid("chat.edit_interval_ms", "must be at least 100");
         }
         for (key, value) in [
             (

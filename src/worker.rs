@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -70,8 +71,11 @@ pub struct Shutdown {
     pub abandon: CancellationToken,
 }
 
-/// Runs `options.concurrency` workers until `shutdown.stop_claiming` and every job in flight
-/// has ended.
+/// Runs up to `options.concurrency` jobs at once until `shutdown.stop_claiming`, then waits
+/// for every job in flight to end.
+///
+/// One claimer takes jobs while there is room and hands each to its own task, so a large
+/// pool (the chat role's, hundreds of answers) costs one idle loop, not hundreds.
 pub async fn run(
     store: Arc<dyn Store>,
     handler: Arc<dyn JobHandler>,
@@ -79,60 +83,53 @@ pub async fn run(
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
 ) {
-    let mut workers = JoinSet::new();
-    for slot in 0..options.concurrency.max(1) {
-        workers.spawn(worker_loop(
-            store.clone(),
-            handler.clone(),
-            options.clone(),
-            format!("{}-{slot}", options.name),
-            shutdown.clone(),
-            metrics.clone(),
-        ));
-    }
-    while let Some(result) = workers.join_next().await {
-        if let Err(error) = result {
-            tracing::error!(%error, kind = %options.kind, "a job worker panicked");
-        }
-    }
-}
-
-/// A unique-enough worker name prefix for this process: host, pid and role.
-pub fn worker_name(role: &str) -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "engram".to_string());
-    format!("{host}:{}:{role}", std::process::id())
-}
-
-async fn worker_loop(
-    store: Arc<dyn Store>,
-    handler: Arc<dyn JobHandler>,
-    options: WorkerOptions,
-    worker: String,
-    shutdown: Shutdown,
-    metrics: Arc<Metrics>,
-) {
+    let room = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut running = JoinSet::new();
     let wakeups = store.wakeups();
-    loop {
-        if shutdown.stop_claiming.is_cancelled() {
-            return;
+    let mut next_slot = 0usize;
+    'claiming: loop {
+        let slot = tokio::select! {
+            slot = room.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = shutdown.stop_claiming.cancelled() => break 'claiming,
+        };
+        // Reap finished jobs so the set does not grow with every job ever run.
+        while let Some(result) = running.try_join_next() {
+            report_panic(result, options.kind);
         }
         // Registered before looking, so a job enqueued between the look and the sleep still
-        // wakes this worker.
+        // wakes the claimer.
         let notified = wakeups.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
 
+        let worker = format!(
+            "{}-{}",
+            options.name,
+            next_slot % options.concurrency.max(1)
+        );
         match store.claim(options.kind, &worker, options.lease).await {
             Ok(Some(job)) => {
-                run_one(&store, &handler, &options, job, &shutdown, &metrics).await;
+                next_slot += 1;
+                let (store, handler, options, shutdown, metrics) = (
+                    store.clone(),
+                    handler.clone(),
+                    options.clone(),
+                    shutdown.clone(),
+                    metrics.clone(),
+                );
+                running.spawn(async move {
+                    run_one(&store, &handler, &options, job, &shutdown, &metrics).await;
+                    drop(slot);
+                });
                 continue;
             }
-            Ok(None) => {}
+            Ok(None) => drop(slot),
             Err(error) => {
+                drop(slot);
                 tracing::warn!(%error, kind = %options.kind, "cannot claim jobs; retrying in 1 s");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = shutdown.stop_claiming.cancelled() => return,
+                    () = shutdown.stop_claiming.cancelled() => break 'claiming,
                 }
                 continue;
             }
@@ -147,9 +144,24 @@ async fn worker_loop(
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep(wait) => {}
-            () = shutdown.stop_claiming.cancelled() => return,
+            () = shutdown.stop_claiming.cancelled() => break 'claiming,
         }
     }
+    while let Some(result) = running.join_next().await {
+        report_panic(result, options.kind);
+    }
+}
+
+fn report_panic(result: Result<(), tokio::task::JoinError>, kind: JobKind) {
+    if let Err(error) = result {
+        tracing::error!(%error, %kind, "a job task panicked");
+    }
+}
+
+/// A unique-enough worker name prefix for this process: host, pid and role.
+pub fn worker_name(role: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "engram".to_string());
+    format!("{host}:{}:{role}", std::process::id())
 }
 
 async fn run_one(
@@ -163,17 +175,18 @@ async fn run_one(
     let started = Instant::now();
     let lease = job.lease();
     let lease_lost = CancellationToken::new();
-    let heartbeat = tokio::spawn(renew_lease(
+    // Aborted when this attempt ends in any way, including its future being dropped.
+    let heartbeat = AbortOnDrop(tokio::spawn(renew_lease(
         store.clone(),
         lease.clone(),
         options.lease,
         lease_lost.clone(),
-    ));
+    )));
     let result = tokio::select! {
         result = handler.run(&job) => Some(result),
         () = lease_lost.cancelled() => None,
         () = shutdown.abandon.cancelled() => {
-            heartbeat.abort();
+            heartbeat.0.abort();
             let outcome = match store.release(&lease).await {
                 Ok(_) => JobOutcome::Released,
                 Err(error) => {
@@ -186,7 +199,7 @@ async fn run_one(
             return;
         }
     };
-    heartbeat.abort();
+    drop(heartbeat);
     let outcome = match result {
         None => {
             tracing::warn!(job = job.id, kind = %job.kind, "lease lost; another worker has the job");
@@ -217,6 +230,15 @@ async fn run_one(
         }
     };
     metrics.record_job(job.kind, outcome, started.elapsed());
+}
+
+/// A task that lives no longer than its handle.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Turns the store's answer to a final update into the outcome to count.

@@ -1,6 +1,7 @@
 //! Answers: retrieve a brain's best passages for a question — diverse across documents and
-//! above a relevance floor — and, when no LLM is configured, answer by quoting them.
+//! above a relevance floor — and answer from them (`Answerer`), by the LLM or by quoting them.
 
+pub mod answerer;
 pub mod extractive;
 pub mod prompt;
 
@@ -10,6 +11,7 @@ use crate::brain::BrainId;
 use crate::index::{Index, IndexError, SearchQuery};
 use crate::llm::Embedder;
 
+pub use answerer::{AnswerError, Answered, Answerer, Provenance, Question};
 pub use extractive::{content_terms, extractive_answer};
 
 /// A numbered source an answer may cite.

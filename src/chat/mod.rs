@@ -1,20 +1,23 @@
 //! The platform-agnostic chat core: the `ChatPlatform` port the Discord and Slack adapters
 //! implement, the per-channel rate budget they feed, the edit streamer that grows an answer in
-//! place, and admission to the bounded, tenant-fair answer pool.
+//! place, admission to the bounded, tenant-fair answer pool, and answers as queued jobs.
 
 pub mod budget;
 pub mod pool;
+pub mod service;
 pub mod streamer;
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::render::Limits;
 
 /// A channel, platform-qualified (`discord:<channel id>`, `slack:<team>:<channel>`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ChannelKey(pub String);
 
 impl fmt::Display for ChannelKey {

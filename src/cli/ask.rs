@@ -10,12 +10,10 @@ use serde_json::json;
 
 use std::io::Write as _;
 
-use crate::answer::{self, extractive_answer, prompt, RetrievalOptions, Source};
+use crate::answer::{self, Question, Source};
 use crate::app;
 use crate::brain::{BrainName, TenantKey};
 use crate::config::{Config, StoreUrl};
-use crate::llm::{ChatModel, Embedder, LlmError, Role};
-use crate::store::{StoredTurn, UsageRecord};
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
@@ -39,24 +37,20 @@ pub struct AskArgs {
     pub conversation: Option<String>,
 }
 
-/// Earlier turns the prompt may include, at most.
-const HISTORY_TURNS: u32 = 20;
-
 pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
     let store = app::open_store(config).await?;
     let brain = super::find_brain(store.as_ref(), &args.tenant, &args.brain).await?;
-    let embedder = Embedder::from_config(&config.embeddings)?;
-    let index = app::open_index(config, embedder.as_ref().map(Embedder::dimensions)).await?;
-    let sources = answer::retrieve(
-        index.as_ref(),
-        embedder.as_ref(),
-        brain.id,
-        &args.question,
-        RetrievalOptions::default(),
-    )
-    .await
-    .context("cannot search the brain")?;
+    let answerer = app::answerer(config, store).await?;
     if args.sources_only {
+        let sources = answer::retrieve(
+            answerer.index.as_ref(),
+            answerer.embedder.as_ref(),
+            brain.id,
+            &args.question,
+            answerer.retrieval,
+        )
+        .await
+        .context("cannot search the brain")?;
         if args.json {
             println!("{}", json!({ "sources": sources }));
         } else {
@@ -64,116 +58,32 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let chat = ChatModel::from_config(&config.llm)?;
-    let (answer, usage) = match chat {
-        // Nothing relevant: say so rather than let a model invent an answer.
-        Some(chat) if !sources.is_empty() => {
-            let system_prompt = brain
-                .system_prompt
-                .as_deref()
-                .unwrap_or(&config.llm.system_prompt);
-            let history = match &args.conversation {
-                Some(key) => store
-                    .recent_turns(brain.tenant, key, HISTORY_TURNS)
-                    .await?
-                    .into_iter()
-                    .map(|turn| prompt::Turn {
-                        role: if turn.role == "assistant" {
-                            Role::Assistant
-                        } else {
-                            Role::User
-                        },
-                        text: turn.text,
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            let messages = prompt::build(
-                system_prompt,
-                &sources,
-                &history,
-                &args.question,
-                config.llm.context_tokens as usize,
-            );
-            let json = args.json;
-            let streamed = chat
-                .stream(&messages, brain.model.as_deref(), |piece| {
-                    if !json {
-                        print!("{piece}");
-                        let _ = std::io::stdout().flush();
-                    }
-                })
-                .await;
-            match streamed {
-                Ok(completion) => {
-                    if let Some(usage) = completion.usage {
-                        store
-                            .record_usage(&UsageRecord {
-                                tenant: brain.tenant,
-                                brain: Some(brain.id),
-                                user: "local".into(),
-                                model: completion.model.clone(),
-                                prompt_tokens: usage.prompt_tokens,
-                                completion_tokens: usage.completion_tokens,
-                                cost_micros: config.llm.cost_micros(
-                                    &completion.model,
-                                    usage.prompt_tokens,
-                                    usage.completion_tokens,
-                                ),
-                            })
-                            .await?;
-                    }
-                    (completion.text, completion.usage)
+    let json = args.json;
+    let answered = answerer
+        .answer(
+            Question {
+                brain: &brain,
+                user: "local",
+                text: &args.question,
+                conversation: args.conversation.as_deref(),
+            },
+            |piece| {
+                if !json {
+                    print!("{piece}");
+                    let _ = std::io::stdout().flush();
                 }
-                Err(LlmError::Interrupted { partial, reason }) => {
-                    let notice = format!("\n\n[The answer was cut off: {reason}.]");
-                    if !json {
-                        print!("{notice}");
-                    }
-                    (format!("{partial}{notice}"), None)
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "the LLM is unavailable; quoting the best passages");
-                    let text = extractive_answer(&args.question, &sources);
-                    if !json {
-                        print!("{text}");
-                    }
-                    (text, None)
-                }
-            }
-        }
-        _ => {
-            let text = extractive_answer(&args.question, &sources);
-            if !args.json {
-                print!("{text}");
-            }
-            (text, None)
-        }
-    };
-    if let Some(key) = &args.conversation {
-        for (role, text) in [
-            ("user", args.question.as_str()),
-            ("assistant", answer.as_str()),
-        ] {
-            let turn = StoredTurn {
-                role: role.into(),
-                user: (role == "user").then(|| "local".to_string()),
-                text: text.to_string(),
-            };
-            store
-                .append_turn(brain.tenant, brain.id, key, &turn)
-                .await?;
-        }
-    }
-    if args.json {
+            },
+        )
+        .await?;
+    if json {
         println!(
             "{}",
-            json!({ "answer": answer, "sources": sources, "usage": usage })
+            json!({ "answer": answered.text, "sources": answered.sources, "usage": answered.usage })
         );
         return Ok(());
     }
     println!("\n");
-    print_sources(&sources);
+    print_sources(&answered.sources);
     Ok(())
 }
 

@@ -133,6 +133,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn brains(&self, tenant: TenantId) -> StoreResult<Vec<Brain>>;
     async fn brain_by_name(&self, tenant: TenantId, name: &BrainName)
         -> StoreResult<Option<Brain>>;
+    /// The brain with this id, only if it belongs to `tenant`.
+    async fn brain(&self, tenant: TenantId, id: BrainId) -> StoreResult<Option<Brain>>;
     async fn brain_stats(&self, brain: BrainId) -> StoreResult<BrainStats>;
     /// Deletes a brain with its bindings, documents and chunks.
     async fn delete_brain(&self, brain: BrainId) -> StoreResult<bool>;

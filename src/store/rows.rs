@@ -217,6 +217,16 @@ macro_rules! impl_store {
                 row.as_ref().map(brain_from_row).transpose()
             }
 
+            async fn brain(&self, tenant: TenantId, id: BrainId) -> StoreResult<Option<Brain>> {
+                let sql = format!("SELECT {BRAIN_COLUMNS} FROM brains WHERE tenant_id = $1 AND id = $2");
+                let row = sqlx::query(&sql)
+                    .bind(tenant.0)
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(brain_from_row).transpose()
+            }
+
             async fn brain_stats(&self, brain: BrainId) -> StoreResult<BrainStats> {
                 let (documents, failed, chunks): (i64, i64, i64) = sqlx::query_as(
                     "SELECT COUNT(*), \

@@ -18,7 +18,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn repo_defaults() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml")
+    crate::support::crate_dir().join("config/default.toml")
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// The shared corpus beside the repository (CI lays `shared/` next to the clone).
 pub fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+    crate::support::crate_dir().join("../shared/corpus")
 }
 
 /// A DOCX whose document.xml inflates to 256 MiB (4× the extractor's limit; 2 GiB behaves the

@@ -356,7 +356,7 @@ fn extract_shows_what_ocr_read_and_why_a_file_is_refused() {
 }
 
 fn demo_file(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::support::crate_dir()
         .join("demo")
         .join(name)
         .display()

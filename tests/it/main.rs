@@ -1,6 +1,7 @@
 //! engram's integration tests: one binary, real SQLite and PostgreSQL, the real `engram`
 //! executable.
 
+mod answers;
 mod chat_llm;
 mod cli;
 mod config;

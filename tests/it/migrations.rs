@@ -1,12 +1,9 @@
 //! The two SQL dialects carry the same migration versions, so both stores have the same data.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 fn versions(dialect: &str) -> BTreeSet<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(dialect);
+    let dir = crate::support::crate_dir().join("migrations").join(dialect);
     std::fs::read_dir(&dir)
         .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

@@ -511,6 +511,14 @@ async fn brains_belong_to_one_tenant(store: Arc<dyn Store>) {
     assert_eq!(store.brains(acme).await.unwrap().len(), 1);
     let found = store.brain_by_name(globex, &name).await.unwrap().unwrap();
     assert_eq!(found.id, theirs.id);
+    assert_eq!(
+        store.brain(globex, theirs.id).await.unwrap().map(|b| b.id),
+        Some(theirs.id)
+    );
+    assert!(
+        store.brain(acme, theirs.id).await.unwrap().is_none(),
+        "a brain is found by id only within its own tenant"
+    );
     assert_eq!(store.brain_stats(mine.id).await.unwrap().documents, 0);
     assert!(store.delete_brain(mine.id).await.unwrap());
     assert!(store.brain_by_name(acme, &name).await.unwrap().is_none());

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -12,6 +12,16 @@ use std::time::{Duration, Instant};
 
 use engram::config::{StoreConfig, StoreUrl};
 use engram::store::{self, Store};
+
+/// This package's folder, read when the program runs (cargo sets it for tests and benches)
+/// rather than baked in at compile time, so a build shared between checkouts never reads
+/// another checkout's files.
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run under cargo: CARGO_MANIFEST_DIR is not set"),
+    )
+}
 
 /// A store that exists for one test.
 pub struct TestDb {

@@ -9,9 +9,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// This package's folder, read when the program runs (cargo sets it for tests and benches)
+/// rather than baked in at compile time, so a build shared between checkouts never reads
+/// another checkout's files.
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run under cargo: CARGO_MANIFEST_DIR is not set"),
+    )
+}
+
 /// The shared corpus (beside the repository clone in CI and on dev machines).
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
+    crate_dir().join("../../../shared/corpus")
 }
 
 /// What one run of the extractor produced.

@@ -1,0 +1,650 @@
+//! The 1,000-answer benchmark: the failure engram exists to avoid. engram's chat, ingest and
+//! API roles run in this process (`app::start`, the code `engram serve` runs) on a SQLite
+//! store. 1,000 questions arrive over 4 s, each in its own channel, through the gateway path
+//! (`chat::service::ask`: placeholder, then an `answer` job). A fake OpenAI-compatible server
+//! in a child process streams every answer for about 12 s (first token after 300 ms, then 20
+//! tokens/s). A fake platform in this process enforces Discord-like per-channel limits (5
+//! writes per 5 s) with 30 ms per call. Meanwhile `/healthz` is polled every 10 ms and one
+//! OCR ingest job runs (compared with the same job on an idle process).
+//!
+//! Reports: `/healthz` latency, ingest duration idle vs loaded, this process's RSS idle and
+//! with 1,000 answers in flight, question-to-first-edit overhead beyond the LLM's first token,
+//! 429s caused, edit spacing, and whether every answer arrived complete.
+//!
+//! ```text
+//! cargo build --release --workspace && cargo bench --bench answers
+//! ```
+//! Results are recorded in `benches/RESULTS.md`.
+#![allow(clippy::print_stdout)]
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use engram::app::{self, Role};
+use engram::brain::{AddedDocument, BrainName, NewDocument, TenantKey};
+use engram::chat::budget::RateBudget;
+use engram::chat::service::{ask, NewQuestion, Outlet, Outlets, THINKING};
+use engram::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
+use engram::config::{Config, StoreUrl};
+use engram::index::{EmbeddedIndex, Index, IndexedDocument};
+use engram::ingest::chunk::{count_tokens, ChunkDraft};
+use engram::ingest::{self, Submitted};
+use engram::jobs::{JobId, JobState};
+use engram::render::Limits;
+use engram::store::{self, Store};
+use tokio::time::Instant;
+
+/// This package's folder, read when the program runs (cargo sets it for tests and benches)
+/// rather than baked in at compile time, so a build shared between checkouts never reads
+/// another checkout's files.
+fn crate_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run under cargo: CARGO_MANIFEST_DIR is not set"),
+    )
+}
+
+const QUESTIONS: usize = 1000;
+const TENANTS: usize = 100;
+const RAMP: Duration = Duration::from_secs(4);
+const FIRST_TOKEN: Duration = Duration::from_millis(300);
+const TOKEN_INTERVAL: Duration = Duration::from_millis(50);
+const TOKENS: usize = 240;
+const EDIT_INTERVAL_MS: u64 = 1000;
+/// Discord: about 5 message writes per 5 s per channel.
+const CHANNEL_WRITES: usize = 5;
+const CHANNEL_WINDOW: Duration = Duration::from_secs(5);
+const PLATFORM_LATENCY: Duration = Duration::from_millis(30);
+const FAKE_LLM_ENV: &str = "ENGRAM_BENCH_FAKE_LLM";
+
+const HANDBOOK: &str = "Vacation requests go through the HR portal at least two weeks \
+                        ahead. Your manager approves them within three working days.";
+
+/// The answer every question gets: TOKENS words, the last citing the source.
+fn reply_tokens() -> Vec<String> {
+    let words = [
+        "Vacation", "requests", "go", "through", "the", "HR", "portal", "and", "need", "two",
+        "weeks", "notice", "before", "your", "manager", "approves", "them",
+    ];
+    let mut tokens: Vec<String> = (0..TOKENS - 1)
+        .map(|i| format!("{} ", words[i % words.len()]))
+        .collect();
+    tokens.push("[1].".into());
+    tokens
+}
+
+fn main() {
+    if std::env::var_os(FAKE_LLM_ENV).is_some() {
+        fake_llm();
+        return;
+    }
+    let (mut llm_child, llm_addr) = spawn_fake_llm();
+    let result = std::panic::catch_unwind(|| run(llm_addr));
+    let _ = llm_child.kill();
+    let _ = llm_child.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn release_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate_dir().join("target"));
+    let path = target.join("release").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release --workspace` first",
+        path.display()
+    );
+    path
+}
+
+fn run(llm_addr: SocketAddr) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::defaults();
+    config.store.url = StoreUrl::new(format!("sqlite://{}/bench.db", dir.path().display()));
+    config.llm.base_url = format!("http://{llm_addr}/v1");
+    config.llm.model = "bench-model".into();
+    config.chat.max_concurrent_answers = QUESTIONS as u32;
+    config.chat.max_waiting_answers = 100;
+    config.chat.edit_interval_ms = EDIT_INTERVAL_MS;
+    config.chat.user_questions_per_minute = 0;
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.ingest.workers = 1;
+    config.ingest.extractor = release_binary("engram-extract").display().to_string();
+
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let brains = setup.block_on(prepare(&config));
+    drop(setup);
+
+    let platform = Arc::new(FakePlatform::default());
+    let outlet = Outlet {
+        platform: platform.clone(),
+        budget: Arc::new(RateBudget::new(CHANNEL_WRITES as u32, CHANNEL_WINDOW)),
+    };
+    let mut outlets = Outlets::default();
+    outlets.insert("discord", outlet.clone());
+    let engram = app::start(&config, &[Role::Chat, Role::Ingest, Role::Api], outlets)
+        .expect("engram starts");
+    let api = engram.api_addr().expect("the API role listens");
+    let store = engram.store();
+    // The benchmark's own "gateway" and bookkeeping run here, off engram's runtimes.
+    let gateway = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_rss = rss_kib();
+    let scan = std::fs::read(crate_dir().join("demo/oncall-scan.png")).expect("the demo scan");
+    let idle_ingest = gateway.block_on(ingest_once(&store, &config, brains.idle, &scan));
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss_after_ingest = rss_kib();
+
+    // Probes for the whole loaded phase.
+    let stop = Arc::new(AtomicBool::new(false));
+    let health = spawn_health_poller(api, stop.clone());
+    let peak_rss = Arc::new(AtomicU64::new(0));
+    let peak_rss_all_in_flight = Arc::new(AtomicU64::new(0));
+    let max_in_flight = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, platform) = (stop.clone(), platform.clone());
+        let (peak, peak_full, max_in_flight) = (
+            peak_rss.clone(),
+            peak_rss_all_in_flight.clone(),
+            max_in_flight.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let rss = rss_kib();
+                let in_flight = platform.in_flight();
+                peak.fetch_max(rss, Ordering::Relaxed);
+                max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
+                if in_flight >= QUESTIONS {
+                    peak_full.fetch_max(rss, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let load_started = std::time::Instant::now();
+    let asked: Vec<(JobId, String, Instant)> = gateway.block_on(async {
+        let mut tasks = Vec::new();
+        for n in 0..QUESTIONS {
+            let at = RAMP * n as u32 / QUESTIONS as u32;
+            let (store, outlet, brains) = (store.clone(), outlet.clone(), brains.tenants.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(at).await;
+                let (tenant, brain) = brains[n % TENANTS];
+                let channel = ChannelKey(format!("discord:channel-{n}"));
+                let question = NewQuestion {
+                    platform: "discord".into(),
+                    tenant,
+                    brain,
+                    channel: channel.clone(),
+                    reply_to: Some(MessageRef {
+                        channel,
+                        id: format!("question-{n}"),
+                    }),
+                    conversation: None,
+                    user: format!("user-{n}"),
+                    text: "How do I request vacation?".into(),
+                };
+                let asked = ask(store.as_ref(), &outlet, question, 3)
+                    .await
+                    .expect("question queued");
+                (asked.job, asked.placeholder.id, Instant::now())
+            }));
+        }
+        let mut asked = Vec::new();
+        for task in tasks {
+            asked.push(task.await.unwrap());
+        }
+        asked
+    });
+    // All questions are in; the ingest job runs while every answer streams.
+    let loaded_ingest = gateway.block_on(ingest_once(&store, &config, brains.loaded, &scan));
+    let all_done = gateway.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if platform.finished() >= QUESTIONS {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let health = health.join().unwrap();
+    sampler.join().unwrap();
+    let answer_states = gateway.block_on(async {
+        let mut states: HashMap<JobState, usize> = HashMap::new();
+        for (job, _, _) in &asked {
+            let state = store.job(*job).await.unwrap().unwrap().state;
+            *states.entry(state).or_default() += 1;
+        }
+        states
+    });
+    engram.stop().expect("engram stops");
+
+    // What the platform saw.
+    let expected = format!(
+        "{}\n\n**Sources**\n[1] handbook.md — Time off",
+        reply_tokens().concat()
+    );
+    let messages = platform.messages.lock().unwrap();
+    let mut overheads = Vec::new();
+    let mut complete = 0;
+    let mut min_gap = Duration::MAX;
+    for (_, placeholder, enqueued) in &asked {
+        let message = &messages[placeholder];
+        if message.text == expected {
+            complete += 1;
+        }
+        if let Some(first) = message.first_text_edit {
+            overheads.push(first.saturating_duration_since(*enqueued + FIRST_TOKEN));
+        }
+        for pair in message.edits.windows(2) {
+            min_gap = min_gap.min(pair[1] - pair[0]);
+        }
+    }
+    drop(messages);
+    overheads.sort();
+    let mut health = health;
+    health.sort();
+
+    println!("## 1,000 concurrent answers\n");
+    println!("| figure | result |");
+    println!("|---|---|");
+    println!(
+        "| answers complete and exact | {complete} / {QUESTIONS} (job states: {answer_states:?}; all finished: {all_done}) |"
+    );
+    println!(
+        "| most answers in flight at once | {} |",
+        max_in_flight.load(Ordering::Relaxed)
+    );
+    println!("| load phase | {load_seconds:.1} s |");
+    println!(
+        "| /healthz p50 / p99 / max ({} polls) | {:.2} / {:.2} / {:.2} ms |",
+        health.len(),
+        ms(percentile(&health, 0.50)),
+        ms(percentile(&health, 0.99)),
+        ms(*health.last().unwrap_or(&Duration::ZERO)),
+    );
+    println!(
+        "| ingest job (OCR of demo/oncall-scan.png) idle / loaded | {:.2} / {:.2} s ({:+.1}%) |",
+        idle_ingest.as_secs_f64(),
+        loaded_ingest.as_secs_f64(),
+        (loaded_ingest.as_secs_f64() / idle_ingest.as_secs_f64() - 1.0) * 100.0
+    );
+    println!(
+        "| RSS idle / idle after one ingest | {:.1} / {:.1} MiB |",
+        mib(idle_rss),
+        mib(idle_rss_after_ingest)
+    );
+    println!(
+        "| RSS peak with {QUESTIONS} answers in flight / whole load phase | {:.1} / {:.1} MiB |",
+        mib(peak_rss_all_in_flight.load(Ordering::Relaxed)),
+        mib(peak_rss.load(Ordering::Relaxed))
+    );
+    println!(
+        "| question → first edit, beyond the LLM's first token: p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |",
+        ms(percentile(&overheads, 0.50)),
+        ms(percentile(&overheads, 0.99)),
+        ms(*overheads.last().unwrap_or(&Duration::ZERO)),
+    );
+    println!(
+        "| 429s caused | {} |",
+        platform.rate_limited.load(Ordering::Relaxed)
+    );
+    println!(
+        "| least time between two edits of one message | {:.0} ms (edit_interval_ms = {EDIT_INTERVAL_MS}) |",
+        ms(min_gap)
+    );
+}
+
+/// Brains: one per tenant holding the handbook, and two for the ingest job.
+struct Brains {
+    tenants: Arc<Vec<(engram::brain::TenantId, engram::brain::BrainId)>>,
+    idle: engram::brain::BrainId,
+    loaded: engram::brain::BrainId,
+}
+
+async fn prepare(config: &Config) -> Brains {
+    let store = store::open(&config.store).await.expect("store");
+    let index = EmbeddedIndex::open(&config.store, None)
+        .await
+        .expect("index");
+    let mut tenants = Vec::new();
+    for t in 0..TENANTS {
+        let tenant = store
+            .ensure_tenant(&TenantKey::parse(&format!("discord:{}", 1000 + t)).unwrap())
+            .await
+            .unwrap();
+        let brain = store
+            .create_brain(tenant, &BrainName::parse("handbook").unwrap())
+            .await
+            .unwrap();
+        let (AddedDocument::Pending(document) | AddedDocument::Known(document)) = store
+            .add_document(&NewDocument {
+                brain: brain.id,
+                sha256: format!("handbook-{t}"),
+                file_name: "handbook.md".into(),
+                source_link: None,
+            })
+            .await
+            .unwrap();
+        let chunk = ChunkDraft {
+            ordinal: 0,
+            page: None,
+            heading: Some("Time off".into()),
+            text: HANDBOOK.into(),
+            tokens: count_tokens(HANDBOOK) as u32,
+        };
+        index
+            .index_document(IndexedDocument {
+                brain: brain.id,
+                document: document.id,
+                pages: 1,
+                ocr_pages: 0,
+                chunks: &[chunk],
+                vectors: None,
+            })
+            .await
+            .unwrap();
+        tenants.push((tenant, brain.id));
+    }
+    let local = store.ensure_tenant(&TenantKey::local()).await.unwrap();
+    let idle = store
+        .create_brain(local, &BrainName::parse("idle").unwrap())
+        .await
+        .unwrap()
+        .id;
+    let loaded = store
+        .create_brain(local, &BrainName::parse("loaded").unwrap())
+        .await
+        .unwrap()
+        .id;
+    store.close().await;
+    Brains {
+        tenants: Arc::new(tenants),
+        idle,
+        loaded,
+    }
+}
+
+/// Queues the scan for ingestion into `brain` and waits for the job; returns how long it took
+/// from queueing to done.
+async fn ingest_once(
+    store: &Arc<dyn Store>,
+    config: &Config,
+    brain: engram::brain::BrainId,
+    bytes: &[u8],
+) -> Duration {
+    let started = Instant::now();
+    let submitted = ingest::submit(
+        store.as_ref(),
+        &config.ingest,
+        3,
+        brain,
+        "oncall-scan.png",
+        None,
+        bytes,
+    )
+    .await
+    .expect("submitted");
+    let Submitted::Queued { job, .. } = submitted else {
+        panic!("the scan was already known")
+    };
+    loop {
+        let state = store.job(job).await.unwrap().unwrap().state;
+        match state {
+            JobState::Done => return started.elapsed(),
+            JobState::Dead => panic!("the ingest job failed"),
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// One message as the platform holds it.
+#[derive(Debug, Default)]
+struct Message {
+    text: String,
+    edits: Vec<Instant>,
+    /// The first edit showing answer text (not the placeholder or a status line).
+    first_text_edit: Option<Instant>,
+    finished: bool,
+}
+
+/// A chat platform with per-channel write limits (sliding window), a fixed latency per call,
+/// and a count of the writes it had to refuse.
+#[derive(Debug, Default)]
+struct FakePlatform {
+    messages: Mutex<HashMap<String, Message>>,
+    channels: Mutex<HashMap<ChannelKey, VecDeque<Instant>>>,
+    rate_limited: AtomicUsize,
+    next_id: AtomicUsize,
+    started: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+impl FakePlatform {
+    fn in_flight(&self) -> usize {
+        self.started.load(Ordering::Relaxed) - self.finished.load(Ordering::Relaxed)
+    }
+
+    fn finished(&self) -> usize {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    /// Admits a write to `channel`, or says how long until it would be admitted.
+    fn admit(&self, channel: &ChannelKey) -> Result<(), PlatformError> {
+        let now = Instant::now();
+        let mut channels = self.channels.lock().unwrap();
+        let writes = channels.entry(channel.clone()).or_default();
+        while writes.front().is_some_and(|&at| now - at >= CHANNEL_WINDOW) {
+            writes.pop_front();
+        }
+        if writes.len() >= CHANNEL_WRITES {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let retry_after = CHANNEL_WINDOW - (now - writes[0]);
+            return Err(PlatformError::RateLimited { retry_after });
+        }
+        writes.push_back(now);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChatPlatform for FakePlatform {
+    fn limits(&self) -> Limits {
+        Limits::DISCORD
+    }
+
+    async fn post(
+        &self,
+        channel: &ChannelKey,
+        text: &str,
+        _reply_to: Option<&MessageRef>,
+    ) -> Result<MessageRef, PlatformError> {
+        // Creating messages is its own bucket on Discord; only edits are limited here.
+        tokio::time::sleep(PLATFORM_LATENCY).await;
+        let id = format!("m{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.messages.lock().unwrap().insert(
+            id.clone(),
+            Message {
+                text: text.into(),
+                ..Message::default()
+            },
+        );
+        Ok(MessageRef {
+            channel: channel.clone(),
+            id,
+        })
+    }
+
+    async fn edit(&self, message: &MessageRef, text: &str) -> Result<(), PlatformError> {
+        let at = Instant::now();
+        self.admit(&message.channel)?;
+        {
+            let mut messages = self.messages.lock().unwrap();
+            let stored = messages.entry(message.id.clone()).or_default();
+            stored.text = text.into();
+            stored.edits.push(at);
+            let is_answer_text = text != THINKING && !text.starts_with('⏳');
+            if is_answer_text && stored.first_text_edit.is_none() {
+                stored.first_text_edit = Some(at);
+                self.started.fetch_add(1, Ordering::Relaxed);
+            }
+            if text.contains("**Sources**") && !stored.finished {
+                stored.finished = true;
+                self.finished.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tokio::time::sleep(PLATFORM_LATENCY).await;
+        Ok(())
+    }
+}
+
+/// Polls `GET /healthz` every 10 ms on its own thread until `stop`; returns every latency.
+fn spawn_health_poller(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Duration>> {
+    std::thread::spawn(move || {
+        let mut latencies = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let started = std::time::Instant::now();
+            let mut stream = TcpStream::connect(addr).expect("connect to the API");
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            latencies.push(started.elapsed());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        latencies
+    })
+}
+
+/// This process's resident set size, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+/// Starts this benchmark again as the fake LLM server; returns it and its address.
+fn spawn_fake_llm() -> (Child, SocketAddr) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(FAKE_LLM_ENV, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the fake LLM");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("the fake LLM's address");
+    let addr = line.trim().parse().expect("an address");
+    (child, addr)
+}
+
+/// The fake OpenAI-compatible server: every chat completion streams `reply_tokens()`, the
+/// first after FIRST_TOKEN, the rest every TOKEN_INTERVAL, then the usage.
+fn fake_llm() {
+    use axum::body::{Body, Bytes};
+    use axum::routing::post;
+    use axum::Router;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tokens = Arc::new(reply_tokens());
+        let app = Router::new().route(
+            "/v1/chat/completions",
+            post(move || {
+                let tokens = tokens.clone();
+                async move {
+                    let stream = futures_util::stream::unfold(0usize, move |i| {
+                        let tokens = tokens.clone();
+                        async move {
+                            let delay = if i == 0 { FIRST_TOKEN } else { TOKEN_INTERVAL };
+                            let event = if i < tokens.len() {
+                                tokio::time::sleep(delay).await;
+                                serde_json::json!({
+                                    "id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                                    "created": 0, "model": "bench-model",
+                                    "choices": [{"index": 0, "delta": {"content": tokens[i]},
+                                                 "finish_reason": null}]
+                                })
+                                .to_string()
+                            } else if i == tokens.len() {
+                                serde_json::json!({
+                                    "id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                                    "created": 0, "model": "bench-model", "choices": [],
+                                    "usage": {"prompt_tokens": 200, "completion_tokens": TOKENS,
+                                              "total_tokens": 200 + TOKENS}
+                                })
+                                .to_string()
+                            } else if i == tokens.len() + 1 {
+                                "[DONE]".to_string()
+                            } else {
+                                return None;
+                            };
+                            let bytes = Bytes::from(format!("data: {event}\n\n"));
+                            Some((Ok::<_, std::io::Error>(bytes), i + 1))
+                        }
+                    });
+                    axum::response::Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(Body::from_stream(stream))
+                        .unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        std::io::stdout().flush().unwrap();
+        axum::serve(listener, app).await.unwrap();
+    });
+}

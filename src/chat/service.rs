@@ -1,0 +1,298 @@
+//! Answers as jobs. The gateway's side (`ask`) posts a placeholder reply and queues an
+//! `answer` job through the store; the chat role's side (`AnswerService`) checks the asker's
+//! rate limit, waits for a fair slot in the pool (telling the asker their place in line),
+//! then streams the answer into the placeholder with its sources. A chat process that dies
+//! mid-answer loses its lease, and another attempt rewrites the same placeholder.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::budget::RateBudget;
+use super::pool::{Admission, AnswerPool, UserRateLimit};
+use super::streamer::{stream_answer, StreamOptions};
+use super::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
+use crate::answer::{Answerer, Question, Source};
+use crate::brain::{BrainId, TenantId};
+use crate::jobs::{Job, JobId, JobKind, NewJob};
+use crate::render::{sources_footer, FooterSource};
+use crate::store::{Store, StoreError};
+use crate::worker::{JobFailure, JobHandler};
+
+/// What a placeholder says until the answer's first words arrive.
+pub const THINKING: &str = "💭 Thinking…";
+
+/// A platform this process can write to, with the write budget its channels share.
+#[derive(Debug, Clone)]
+pub struct Outlet {
+    pub platform: Arc<dyn ChatPlatform>,
+    pub budget: Arc<RateBudget>,
+}
+
+/// The platforms this process can deliver answers to, by name (`discord`, `slack`).
+#[derive(Debug, Clone, Default)]
+pub struct Outlets(HashMap<String, Outlet>);
+
+impl Outlets {
+    pub fn insert(&mut self, name: impl Into<String>, outlet: Outlet) {
+        self.0.insert(name.into(), outlet);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Outlet> {
+        self.0.get(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The payload of an `answer` job: everything the chat role needs, nothing it must look up on
+/// the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerRequest {
+    /// The outlet to write to (`discord`, `slack`).
+    pub platform: String,
+    pub tenant: TenantId,
+    pub brain: BrainId,
+    pub channel: ChannelKey,
+    /// The message the answer grows in.
+    pub placeholder: String,
+    /// The conversation (thread or reply chain) the question continues, if any.
+    pub conversation: Option<String>,
+    /// The platform user who asked.
+    pub user: String,
+    pub question: String,
+}
+
+/// A question as the gateway hands it over.
+#[derive(Debug, Clone)]
+pub struct NewQuestion {
+    pub platform: String,
+    pub tenant: TenantId,
+    pub brain: BrainId,
+    pub channel: ChannelKey,
+    /// The asker's message; the placeholder replies to it.
+    pub reply_to: Option<MessageRef>,
+    pub conversation: Option<String>,
+    pub user: String,
+    pub text: String,
+}
+
+/// A queued question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub job: JobId,
+    pub placeholder: MessageRef,
+}
+
+/// Why a question could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("cannot post the placeholder: {0}")]
+    Platform(#[from] PlatformError),
+    #[error("cannot queue the question: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The gateway's side: replies with a placeholder at once, then queues the answer job. The
+/// placeholder goes out without waiting on the edit budget, so an asker sees it immediately.
+pub async fn ask(
+    store: &dyn Store,
+    outlet: &Outlet,
+    question: NewQuestion,
+    max_attempts: u32,
+) -> Result<Asked, AskError> {
+    let placeholder = outlet
+        .platform
+        .post(&question.channel, THINKING, question.reply_to.as_ref())
+        .await?;
+    let request = AnswerRequest {
+        platform: question.platform,
+        tenant: question.tenant,
+        brain: question.brain,
+        channel: question.channel,
+        placeholder: placeholder.id.clone(),
+        conversation: question.conversation,
+        user: question.user,
+        question: question.text,
+    };
+    let payload = serde_json::to_value(&request).expect("an answer request serializes");
+    let job = store
+        .enqueue(&NewJob::new(JobKind::Answer, payload, max_attempts))
+        .await?
+        .id();
+    Ok(Asked { job, placeholder })
+}
+
+/// Runs `answer` jobs on the chat runtime.
+#[derive(Debug)]
+pub struct AnswerService {
+    pub answerer: Answerer,
+    pub outlets: Outlets,
+    pub pool: Arc<AnswerPool>,
+    /// `None`: no per-user limit.
+    pub rate_limit: Option<UserRateLimit>,
+    pub stream: StreamOptions,
+}
+
+#[async_trait]
+impl JobHandler for AnswerService {
+    async fn run(&self, job: &Job) -> Result<(), JobFailure> {
+        let request: AnswerRequest = serde_json::from_value(job.payload.clone())
+            .map_err(|error| JobFailure::permanent(format!("malformed answer job: {error}")))?;
+        let outlet = self.outlets.get(&request.platform).ok_or_else(|| {
+            JobFailure::permanent(format!(
+                "this chat process has no `{}` connection to deliver the answer through \
+                 (configure the platform for every process running the chat role)",
+                request.platform
+            ))
+        })?;
+        let placeholder = MessageRef {
+            channel: request.channel.clone(),
+            id: request.placeholder.clone(),
+        };
+        // Counted once per question: a retried attempt is not a new question.
+        if job.attempts == 1 {
+            if let Some(limit) = &self.rate_limit {
+                let asker = format!("{}:{}", request.platform, request.user);
+                if let Err(wait) = limit.check(&asker) {
+                    let text = format!(
+                        "⏳ You're asking faster than this server allows. Please try again in \
+                         {} s.",
+                        wait.as_secs().max(1)
+                    );
+                    self.tell(outlet, &placeholder, &text).await;
+                    return Ok(());
+                }
+            }
+        }
+        let _permit = match self.pool.admit(request.tenant) {
+            Admission::Now(permit) => permit,
+            Admission::Queued(waiting) => {
+                let text = match waiting.position() {
+                    0 => "⏳ Your question is next in line.".to_string(),
+                    1 => "⏳ Your question is in line: 1 question ahead of it.".to_string(),
+                    ahead => format!("⏳ Your question is in line: {ahead} questions ahead of it."),
+                };
+                self.tell(outlet, &placeholder, &text).await;
+                waiting.ready().await
+            }
+        };
+        self.answer(job, &request, outlet, placeholder).await
+    }
+}
+
+impl AnswerService {
+    async fn answer(
+        &self,
+        job: &Job,
+        request: &AnswerRequest,
+        outlet: &Outlet,
+        placeholder: MessageRef,
+    ) -> Result<(), JobFailure> {
+        let store = &self.answerer.store;
+        let brain = match store.brain(request.tenant, request.brain).await {
+            Ok(Some(brain)) => brain,
+            Ok(None) => {
+                let text = "This channel's brain no longer exists. Ask an admin to link the \
+                            channel to another brain with `/brain link`.";
+                self.tell(outlet, &placeholder, text).await;
+                return Err(JobFailure::permanent("the brain no longer exists"));
+            }
+            Err(error) => return Err(self.unanswered(job, outlet, &placeholder, error).await),
+        };
+        let platform = outlet.platform.limits().platform;
+        let (sender, receiver) = watch::channel(String::new());
+        let produce = async move {
+            let answered = self
+                .answerer
+                .answer(
+                    Question {
+                        brain: &brain,
+                        user: &request.user,
+                        text: &request.question,
+                        conversation: request.conversation.as_deref(),
+                    },
+                    |piece| sender.send_modify(|text| text.push_str(piece)),
+                )
+                .await?;
+            let footer = sources_footer(&footer_sources(&answered.sources), platform);
+            if !footer.is_empty() {
+                sender.send_modify(|text| {
+                    text.push_str("\n\n");
+                    text.push_str(&footer);
+                });
+            }
+            // Dropping the sender tells the streamer this is the final text.
+            Ok::<_, crate::answer::AnswerError>(answered)
+        };
+        let deliver = stream_answer(
+            outlet.platform.as_ref(),
+            &outlet.budget,
+            placeholder.clone(),
+            receiver,
+            self.stream,
+        );
+        let (answered, delivered) = tokio::join!(produce, deliver);
+        if let Err(error) = answered {
+            return Err(self.unanswered(job, outlet, &placeholder, error).await);
+        }
+        match delivered {
+            Ok(_) => Ok(()),
+            Err(PlatformError::Gone(reason)) => {
+                tracing::info!(job = job.id, %reason, "the answer's message is gone; answer dropped");
+                Ok(())
+            }
+            Err(error) => Err(JobFailure::permanent(format!(
+                "the answer was written but could not be delivered: {error}"
+            ))),
+        }
+    }
+
+    /// No answer could be made (the store or index failed before any text): another attempt
+    /// may succeed; on the last one, the asker is told why.
+    async fn unanswered(
+        &self,
+        job: &Job,
+        outlet: &Outlet,
+        placeholder: &MessageRef,
+        error: impl std::fmt::Display,
+    ) -> JobFailure {
+        let reason = error.to_string();
+        if job.attempts >= job.max_attempts {
+            let text = format!("⚠️ I couldn't answer this time: {reason}. Please ask again later.");
+            self.tell(outlet, placeholder, &text).await;
+        }
+        JobFailure::transient(reason)
+    }
+
+    /// Replaces the placeholder's text with a short status, within the channel's budget.
+    async fn tell(&self, outlet: &Outlet, placeholder: &MessageRef, text: &str) {
+        outlet.budget.acquire(&placeholder.channel).await;
+        if let Err(error) = outlet.platform.edit(placeholder, text).await {
+            if let PlatformError::RateLimited { retry_after } = error {
+                outlet
+                    .budget
+                    .rate_limited(&placeholder.channel, retry_after);
+            }
+            tracing::debug!(%error, "cannot update the placeholder");
+        }
+    }
+}
+
+fn footer_sources(sources: &[Source]) -> Vec<FooterSource> {
+    sources
+        .iter()
+        .map(|source| FooterSource {
+            n: source.n,
+            file: source.file.clone(),
+            page: source.page,
+            heading: source.heading.clone(),
+            link: source.link.clone(),
+        })
+        .collect()
+}
