@@ -520,6 +520,18 @@ impl ChatPlatform for FakePlatform {
         tokio::time::sleep(PLATFORM_LATENCY).await;
         Ok(())
     }
+
+    async fn react(&self, _message: &MessageRef, _emoji: &str) -> Result<(), PlatformError> {
+        Ok(())
+    }
+
+    async fn unreact(&self, _message: &MessageRef, _emoji: &str) -> Result<(), PlatformError> {
+        Ok(())
+    }
+
+    async fn download(&self, _url: &str, _max_bytes: u64) -> Result<Vec<u8>, PlatformError> {
+        Err(PlatformError::Other("the benchmark posts no files".into()))
+    }
 }
 
 /// Polls `GET /healthz` every 10 ms on its own thread until `stop`; returns every latency.

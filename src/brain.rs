@@ -177,6 +177,59 @@ pub enum AddedDocument {
     Known(Document),
 }
 
+/// What a channel bound to a brain is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindingMode {
+    /// Questions are answered from the brain.
+    Ask,
+    /// Files posted there are ingested into the brain.
+    Knowledge,
+    /// Both.
+    Both,
+}
+
+impl BindingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingMode::Ask => "ask",
+            BindingMode::Knowledge => "knowledge",
+            BindingMode::Both => "both",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "ask" => Ok(BindingMode::Ask),
+            "knowledge" => Ok(BindingMode::Knowledge),
+            "both" => Ok(BindingMode::Both),
+            other => Err(format!(
+                "unknown channel mode `{other}` (modes: ask, knowledge, both)"
+            )),
+        }
+    }
+
+    /// Questions asked here are answered.
+    pub fn answers(self) -> bool {
+        matches!(self, BindingMode::Ask | BindingMode::Both)
+    }
+
+    /// Files posted here are ingested.
+    pub fn learns(self) -> bool {
+        matches!(self, BindingMode::Knowledge | BindingMode::Both)
+    }
+}
+
+/// A channel's brain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Binding {
+    pub tenant: TenantId,
+    /// The platform-qualified channel key.
+    pub channel: String,
+    pub brain: BrainId,
+    pub mode: BindingMode,
+}
+
 /// What a brain holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct BrainStats {

@@ -71,11 +71,15 @@ pub struct Shutdown {
     pub abandon: CancellationToken,
 }
 
+/// Claimers per pool at most: claims are round trips to the store, so a few in parallel keep a
+/// busy pool fed on PostgreSQL, while an idle pool costs a few sleeping loops, not hundreds.
+const MAX_CLAIMERS: usize = 4;
+
 /// Runs up to `options.concurrency` jobs at once until `shutdown.stop_claiming`, then waits
 /// for every job in flight to end.
 ///
-/// One claimer takes jobs while there is room and hands each to its own task, so a large
-/// pool (the chat role's, hundreds of answers) costs one idle loop, not hundreds.
+/// A few claimers take jobs while there is room (a shared semaphore) and hand each to its own
+/// task, so a large pool (the chat role's, hundreds of answers) costs a few idle loops.
 pub async fn run(
     store: Arc<dyn Store>,
     handler: Arc<dyn JobHandler>,
@@ -83,10 +87,38 @@ pub async fn run(
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
 ) {
-    let room = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let concurrency = options.concurrency.max(1);
+    let room = Arc::new(Semaphore::new(concurrency));
+    let mut claimers = JoinSet::new();
+    for claimer_number in 0..concurrency.min(MAX_CLAIMERS) {
+        claimers.spawn(claimer(
+            claimer_number,
+            store.clone(),
+            handler.clone(),
+            options.clone(),
+            room.clone(),
+            shutdown.clone(),
+            metrics.clone(),
+        ));
+    }
+    while let Some(result) = claimers.join_next().await {
+        report_panic(result, options.kind);
+    }
+}
+
+/// Claims jobs while the pool has room, each run in its own task; when told to stop, waits
+/// for the jobs it started.
+async fn claimer(
+    claimer_number: usize,
+    store: Arc<dyn Store>,
+    handler: Arc<dyn JobHandler>,
+    options: WorkerOptions,
+    room: Arc<Semaphore>,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+) {
     let mut running = JoinSet::new();
     let wakeups = store.wakeups();
-    let mut next_slot = 0usize;
     'claiming: loop {
         let slot = tokio::select! {
             slot = room.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -102,14 +134,9 @@ pub async fn run(
         tokio::pin!(notified);
         notified.as_mut().enable();
 
-        let worker = format!(
-            "{}-{}",
-            options.name,
-            next_slot % options.concurrency.max(1)
-        );
+        let worker = format!("{}-{claimer_number}", options.name);
         match store.claim(options.kind, &worker, options.lease).await {
             Ok(Some(job)) => {
-                next_slot += 1;
                 let (store, handler, options, shutdown, metrics) = (
                     store.clone(),
                     handler.clone(),

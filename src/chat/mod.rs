@@ -3,6 +3,7 @@
 //! place, admission to the bounded, tenant-fair answer pool, and answers as queued jobs.
 
 pub mod budget;
+pub mod gateway;
 pub mod pool;
 pub mod service;
 pub mod streamer;
@@ -60,4 +61,11 @@ pub trait ChatPlatform: Send + Sync + fmt::Debug {
     ) -> Result<MessageRef, PlatformError>;
     /// Replaces a message's text.
     async fn edit(&self, message: &MessageRef, text: &str) -> Result<(), PlatformError>;
+    /// Adds the bot's reaction (an emoji) to a message.
+    async fn react(&self, message: &MessageRef, emoji: &str) -> Result<(), PlatformError>;
+    /// Removes the bot's reaction from a message.
+    async fn unreact(&self, message: &MessageRef, emoji: &str) -> Result<(), PlatformError>;
+    /// Downloads a posted file (with the bot's credentials where the platform needs them),
+    /// refusing more than `max_bytes`.
+    async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, PlatformError>;
 }

@@ -243,6 +243,18 @@ mod tests {
             ));
             Ok(())
         }
+
+        async fn react(&self, _message: &MessageRef, _emoji: &str) -> Result<(), PlatformError> {
+            Ok(())
+        }
+
+        async fn unreact(&self, _message: &MessageRef, _emoji: &str) -> Result<(), PlatformError> {
+            Ok(())
+        }
+
+        async fn download(&self, _url: &str, _max_bytes: u64) -> Result<Vec<u8>, PlatformError> {
+            Err(PlatformError::Other("no files here".into()))
+        }
     }
 
     fn placeholder(channel: &str) -> MessageRef {

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::brain::{
-    AddedDocument, Brain, BrainId, BrainName, BrainStats, Document, DocumentId, NewDocument,
-    TenantId, TenantKey,
+    AddedDocument, Binding, BindingMode, Brain, BrainId, BrainName, BrainStats, Document,
+    DocumentId, NewDocument, TenantId, TenantKey,
 };
 use crate::config::{StoreBackend, StoreConfig};
 use crate::jobs::{
@@ -34,6 +34,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not what engram expects: {0}")]
@@ -136,8 +138,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The brain with this id, only if it belongs to `tenant`.
     async fn brain(&self, tenant: TenantId, id: BrainId) -> StoreResult<Option<Brain>>;
     async fn brain_stats(&self, brain: BrainId) -> StoreResult<BrainStats>;
+    /// Sets (or, with `None`, clears) a brain's own system prompt.
+    async fn set_system_prompt(&self, brain: BrainId, prompt: Option<&str>) -> StoreResult<()>;
     /// Deletes a brain with its bindings, documents and chunks.
     async fn delete_brain(&self, brain: BrainId) -> StoreResult<bool>;
+
+    /// Binds `channel` (of `tenant`) to `brain`, replacing its earlier binding. `NotFound` if
+    /// the brain is not the tenant's: a channel is only ever bound to its own tenant's brains.
+    async fn bind_channel(
+        &self,
+        tenant: TenantId,
+        channel: &str,
+        brain: BrainId,
+        mode: BindingMode,
+    ) -> StoreResult<Binding>;
+    /// Removes the channel's binding; `false` if it had none.
+    async fn unbind_channel(&self, tenant: TenantId, channel: &str) -> StoreResult<bool>;
+    async fn binding(&self, tenant: TenantId, channel: &str) -> StoreResult<Option<Binding>>;
+    /// Records a platform event as handled; `false` if it was already (a replay or a retry),
+    /// so every event is acted on once even across gateway replicas.
+    async fn first_sighting(&self, platform: &str, event_id: &str) -> StoreResult<bool>;
 
     /// Adds a file to a brain as a pending document, or finds the document with the same bytes.
     /// A previously failed document becomes pending again.

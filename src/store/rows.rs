@@ -227,6 +227,88 @@ macro_rules! impl_store {
                 row.as_ref().map(brain_from_row).transpose()
             }
 
+            async fn set_system_prompt(&self, brain: BrainId, prompt: Option<&str>) -> StoreResult<()> {
+                sqlx::query("UPDATE brains SET system_prompt = $1 WHERE id = $2")
+                    .bind(prompt)
+                    .bind(brain.0)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn bind_channel(
+                &self,
+                tenant: TenantId,
+                channel: &str,
+                brain: BrainId,
+                mode: crate::brain::BindingMode,
+            ) -> StoreResult<crate::brain::Binding> {
+                // The brain must be the tenant's: checked in the same statement that binds.
+                let bound = sqlx::query(
+                    "INSERT INTO bindings (tenant_id, channel, brain_id, mode, created_at) \
+                     SELECT $1, $2, id, $4, $5 FROM brains WHERE id = $3 AND tenant_id = $1 \
+                     ON CONFLICT (tenant_id, channel) DO UPDATE \
+                     SET brain_id = excluded.brain_id, mode = excluded.mode",
+                )
+                .bind(tenant.0)
+                .bind(channel)
+                .bind(brain.0)
+                .bind(mode.as_str())
+                .bind(now_ms())
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                if bound == 0 {
+                    return Err(StoreError::NotFound(format!(
+                        "brain {brain} does not exist in this server or workspace"
+                    )));
+                }
+                Ok(crate::brain::Binding { tenant, channel: channel.to_string(), brain, mode })
+            }
+
+            async fn unbind_channel(&self, tenant: TenantId, channel: &str) -> StoreResult<bool> {
+                let removed = sqlx::query("DELETE FROM bindings WHERE tenant_id = $1 AND channel = $2")
+                    .bind(tenant.0)
+                    .bind(channel)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                Ok(removed > 0)
+            }
+
+            async fn binding(&self, tenant: TenantId, channel: &str) -> StoreResult<Option<crate::brain::Binding>> {
+                let row: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT brain_id, mode FROM bindings WHERE tenant_id = $1 AND channel = $2",
+                )
+                .bind(tenant.0)
+                .bind(channel)
+                .fetch_optional(self.reader())
+                .await?;
+                row.map(|(brain, mode)| {
+                    Ok(crate::brain::Binding {
+                        tenant,
+                        channel: channel.to_string(),
+                        brain: BrainId(brain),
+                        mode: crate::brain::BindingMode::parse(&mode).map_err(StoreError::Corrupt)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn first_sighting(&self, platform: &str, event_id: &str) -> StoreResult<bool> {
+                let inserted = sqlx::query(
+                    "INSERT INTO seen_events (platform, event_id, seen_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (platform, event_id) DO NOTHING",
+                )
+                .bind(platform)
+                .bind(event_id)
+                .bind(now_ms())
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                Ok(inserted == 1)
+            }
+
             async fn brain_stats(&self, brain: BrainId) -> StoreResult<BrainStats> {
                 let (documents, failed, chunks): (i64, i64, i64) = sqlx::query_as(
                     "SELECT COUNT(*), \

@@ -5,6 +5,7 @@
 //! usage, conversations, fairness and positions, the per-user limit, a cut-off stream and a
 //! chat process that dies mid-answer.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use crate::support::{eventually, store_config};
 
 /// A write the platform received.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Write {
+pub enum Write {
     Post {
         id: String,
         text: String,
@@ -44,16 +45,21 @@ enum Write {
     },
 }
 
-/// A chat platform that records every write with its time.
+/// A chat platform that records every write with its time, and serves posted files from
+/// memory.
 #[derive(Debug, Default)]
-struct Recorder {
+pub struct Recorder {
     writes: Mutex<Vec<(Instant, Write)>>,
     next_id: Mutex<u32>,
+    /// Reactions now on each message, in the order added.
+    pub reactions: Mutex<HashMap<String, Vec<String>>>,
+    /// Downloadable files by URL.
+    pub files: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl Recorder {
     /// The text a message shows now.
-    fn text_of(&self, id: &str) -> Option<String> {
+    pub fn text_of(&self, id: &str) -> Option<String> {
         let writes = self.writes.lock().unwrap();
         writes.iter().rev().find_map(|(_, write)| match write {
             Write::Post { id: i, text, .. } | Write::Edit { id: i, text } if i == id => {
@@ -89,7 +95,7 @@ impl Recorder {
             .collect()
     }
 
-    fn posts(&self) -> Vec<Write> {
+    pub fn posts(&self) -> Vec<Write> {
         let writes = self.writes.lock().unwrap();
         writes
             .iter()
@@ -140,24 +146,55 @@ impl ChatPlatform for Recorder {
         ));
         Ok(())
     }
+
+    async fn react(&self, message: &MessageRef, emoji: &str) -> Result<(), PlatformError> {
+        let mut reactions = self.reactions.lock().unwrap();
+        reactions
+            .entry(message.id.clone())
+            .or_default()
+            .push(emoji.into());
+        Ok(())
+    }
+
+    async fn unreact(&self, message: &MessageRef, emoji: &str) -> Result<(), PlatformError> {
+        let mut reactions = self.reactions.lock().unwrap();
+        if let Some(on) = reactions.get_mut(&message.id) {
+            on.retain(|e| e != emoji);
+        }
+        Ok(())
+    }
+
+    async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, PlatformError> {
+        let files = self.files.lock().unwrap();
+        let bytes = files
+            .get(url)
+            .ok_or_else(|| PlatformError::Gone(format!("{url}: 404")))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(PlatformError::Other("larger than allowed".into()));
+        }
+        Ok(bytes.clone())
+    }
 }
 
 const HANDBOOK: &str = "Vacation requests go through the HR portal at least two weeks \
                         ahead. Your manager approves them within three working days.";
 
 /// A SQLite store and embedded index holding one brain per tenant with the handbook.
-struct World {
-    store: Arc<dyn Store>,
-    index: Arc<dyn Index>,
-    platform: Arc<Recorder>,
-    outlet: Outlet,
+pub struct World {
+    pub store: Arc<dyn Store>,
+    pub index: Arc<dyn Index>,
+    pub platform: Arc<Recorder>,
+    pub outlet: Outlet,
+    /// The store's URL, for opening more of engram on the same file.
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
 impl World {
-    async fn new() -> Self {
+    pub async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = store_config(&format!("sqlite://{}/engram.db", dir.path().display()));
+        let url = format!("sqlite://{}/engram.db", dir.path().display());
+        let config = store_config(&url);
         let store = store::open(&config).await.unwrap();
         let index: Arc<dyn Index> = Arc::new(EmbeddedIndex::open(&config, None).await.unwrap());
         let platform = Arc::new(Recorder::default());
@@ -171,12 +208,13 @@ impl World {
             index,
             platform,
             outlet,
+            url,
             _dir: dir,
         }
     }
 
     /// A tenant with a `handbook` brain that knows the handbook.
-    async fn tenant(&self, key: &str) -> (TenantId, BrainId) {
+    pub async fn tenant(&self, key: &str) -> (TenantId, BrainId) {
         let tenant = self
             .store
             .ensure_tenant(&TenantKey::parse(key).unwrap())
@@ -218,7 +256,7 @@ impl World {
         (tenant, brain.id)
     }
 
-    fn service(&self, llm: &FakeOpenAi, max_in_flight: usize) -> AnswerService {
+    pub fn service(&self, llm: &FakeOpenAi, max_in_flight: usize) -> AnswerService {
         let llm = LlmConfig {
             base_url: llm.base_url(),
             api_key: Secret::new("sk-never-shown"),
@@ -279,11 +317,11 @@ impl World {
         }
     }
 
-    async fn state(&self, job: JobId) -> JobState {
+    pub async fn state(&self, job: JobId) -> JobState {
         self.store.job(job).await.unwrap().unwrap().state
     }
 
-    async fn wait_done(&self, jobs: &[JobId], limit: Duration) {
+    pub async fn wait_done(&self, jobs: &[JobId], limit: Duration) {
         let all_done = eventually(limit, || async {
             for job in jobs {
                 if self.state(*job).await != JobState::Done {
@@ -321,7 +359,7 @@ fn options(name: &str, concurrency: usize, lease: Duration) -> WorkerOptions {
 }
 
 /// Runs the chat role's worker pool with `service` until the returned shutdown is cancelled.
-fn chat_role(world: &World, service: AnswerService, concurrency: usize) -> Shutdown {
+pub fn chat_role(world: &World, service: AnswerService, concurrency: usize) -> Shutdown {
     let shutdown = Shutdown::default();
     tokio::spawn(worker::run(
         world.store.clone(),
@@ -333,7 +371,7 @@ fn chat_role(world: &World, service: AnswerService, concurrency: usize) -> Shutd
     shutdown
 }
 
-fn llm_reply(reply: &str, token_interval: Duration) -> Behaviour {
+pub fn llm_reply(reply: &str, token_interval: Duration) -> Behaviour {
     Behaviour {
         reply: reply.into(),
         token_interval,

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::hostile;
 
 /// The extractor built beside the `engram` binary (`cargo test --workspace` builds it).
-fn extractor() -> PathBuf {
+pub fn extractor() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_engram"))
         .parent()
         .unwrap()

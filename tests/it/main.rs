@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod embeddings;
 mod fake_openai;
+mod gateway;
 mod hostile;
 mod index;
 mod ingest;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use engram::brain::{BrainName, TenantKey};
+use engram::brain::{BindingMode, BrainName, TenantKey};
 use engram::clock::now_ms;
 use engram::jobs::{Enqueued, Job, JobId, JobKind, JobState, NewJob, RetryOutcome, RetryPolicy};
 use engram::store::{Store, StoreError};
@@ -53,6 +53,8 @@ contract_tests!(
     brains_belong_to_one_tenant,
     usage_is_totalled_per_tenant_and_model,
     conversations_keep_their_turns_per_tenant,
+    channels_bind_only_to_their_own_tenants_brains,
+    a_platform_event_is_acted_on_once,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -639,4 +641,86 @@ async fn conversations_keep_their_turns_per_tenant(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn channels_bind_only_to_their_own_tenants_brains(store: Arc<dyn Store>) {
+    let acme = store
+        .ensure_tenant(&TenantKey::parse("discord:1").unwrap())
+        .await
+        .unwrap();
+    let globex = store
+        .ensure_tenant(&TenantKey::parse("discord:2").unwrap())
+        .await
+        .unwrap();
+    let handbook = BrainName::parse("handbook").unwrap();
+    let ours = store.create_brain(acme, &handbook).await.unwrap();
+    let theirs = store.create_brain(globex, &handbook).await.unwrap();
+    let other = store
+        .create_brain(acme, &BrainName::parse("other").unwrap())
+        .await
+        .unwrap();
+
+    let bound = store
+        .bind_channel(acme, "discord:10", ours.id, BindingMode::Ask)
+        .await
+        .unwrap();
+    assert_eq!((bound.brain, bound.mode), (ours.id, BindingMode::Ask));
+    let refused = store
+        .bind_channel(acme, "discord:10", theirs.id, BindingMode::Both)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::NotFound(_)), "{refused:?}");
+    let kept = store.binding(acme, "discord:10").await.unwrap().unwrap();
+    assert_eq!(
+        kept.brain, ours.id,
+        "a refused bind leaves the binding as it was"
+    );
+
+    store
+        .bind_channel(acme, "discord:10", other.id, BindingMode::Knowledge)
+        .await
+        .unwrap();
+    let rebound = store.binding(acme, "discord:10").await.unwrap().unwrap();
+    assert_eq!(
+        (rebound.brain, rebound.mode),
+        (other.id, BindingMode::Knowledge)
+    );
+    assert!(
+        store.binding(globex, "discord:10").await.unwrap().is_none(),
+        "bindings are per tenant"
+    );
+    assert!(store.unbind_channel(acme, "discord:10").await.unwrap());
+    assert!(!store.unbind_channel(acme, "discord:10").await.unwrap());
+    assert!(store.binding(acme, "discord:10").await.unwrap().is_none());
+
+    store
+        .bind_channel(acme, "discord:11", ours.id, BindingMode::Both)
+        .await
+        .unwrap();
+    assert!(store.delete_brain(ours.id).await.unwrap());
+    assert!(
+        store.binding(acme, "discord:11").await.unwrap().is_none(),
+        "deleting a brain unbinds its channels"
+    );
+}
+
+async fn a_platform_event_is_acted_on_once(store: Arc<dyn Store>) {
+    assert!(store.first_sighting("discord", "message:1").await.unwrap());
+    assert!(!store.first_sighting("discord", "message:1").await.unwrap());
+    assert!(
+        store.first_sighting("slack", "message:1").await.unwrap(),
+        "event ids are per platform"
+    );
+    let firsts: Vec<bool> = futures_util::future::join_all(
+        (0..8).map(|_| store.first_sighting("discord", "message:2")),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    assert_eq!(
+        firsts.iter().filter(|first| **first).count(),
+        1,
+        "of racing replicas, exactly one acts: {firsts:?}"
+    );
 }

@@ -1,0 +1,559 @@
+//! The gateway's core, shared by the Discord and Slack adapters: platform events arrive as a
+//! closed `ChatEvent`, are acted on once (`seen_events`), and become store and platform calls —
+//! a question becomes a placeholder and an `answer` job, posted files become ingest jobs with
+//! ⏳ / ✅ / ❌ and a one-line summary, `/brain` commands become replies. Adapters translate
+//! events and commands; they never touch the store, the index or the LLM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::service::{ask, NewQuestion, Outlet};
+use super::{ChannelKey, MessageRef, PlatformError};
+use crate::brain::{BindingMode, BrainName, Document, DocumentStatus, TenantId, TenantKey};
+use crate::clock::now_ms;
+use crate::config::IngestConfig;
+use crate::index::Index;
+use crate::ingest::{self, SubmitError, Submitted};
+use crate::jobs::{JobId, JobState};
+use crate::store::{Store, StoreError};
+
+/// Reactions that show a file's progress.
+pub const WORKING: &str = "⏳";
+pub const DONE: &str = "✅";
+pub const FAILED: &str = "❌";
+
+/// Said when a question arrives in a channel no brain is linked to.
+pub const UNBOUND_HINT: &str = "This channel isn't linked to a brain yet. Someone who manages \
+    this server can link one with `/brain link`, after `/brain create` if there is none.";
+
+/// Where an event came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The platform (`discord`, `slack`); also the outlet answers go through.
+    pub platform: String,
+    /// Unique per platform, the same when the platform replays or retries the event.
+    pub event_id: String,
+    pub tenant: TenantKey,
+    pub channel: ChannelKey,
+    /// The message that carried the event, if any (a slash command has none).
+    pub message: Option<MessageRef>,
+    pub user: String,
+}
+
+/// A file posted in a channel.
+#[derive(Debug, Clone)]
+pub struct PostedFile {
+    pub name: String,
+    /// As the platform declared it; checked again while downloading.
+    pub size: u64,
+    pub url: String,
+    /// A link to the message the file was posted in, for citing it.
+    pub link: Option<String>,
+}
+
+/// What the adapters hand to the core.
+#[derive(Debug, Clone)]
+pub enum ChatEvent {
+    /// Someone asked: a mention, a reply to the bot, a message in the bot's thread.
+    Question {
+        origin: Origin,
+        text: String,
+        /// The thread or reply chain the question continues, if any.
+        conversation: Option<String>,
+    },
+    /// Files were posted in a channel.
+    Files {
+        origin: Origin,
+        files: Vec<PostedFile>,
+    },
+}
+
+/// What the core did with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Queued as an `answer` job behind this placeholder.
+    Asked { job: JobId, placeholder: MessageRef },
+    /// The channel has no brain for this (told the asker, or nothing to do for files).
+    Unbound,
+    /// Files queued for ingestion (or already known): how many.
+    Files(usize),
+    /// Seen before (a replay, a retry, another gateway replica): nothing done.
+    Duplicate,
+}
+
+/// Why an event could not be handled (the platform may retry it).
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error("the knowledge store is unavailable: {0}")]
+    Index(String),
+}
+
+/// The gateway core for one platform.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub store: Arc<dyn Store>,
+    /// For `/brain forget`.
+    pub index: Arc<dyn Index>,
+    pub outlet: Outlet,
+    pub ingest: IngestConfig,
+    /// Attempts of the jobs it queues (`jobs.max_attempts`).
+    pub max_attempts: u32,
+}
+
+impl Gateway {
+    /// Acts on an event once, however often the platform delivers it.
+    pub async fn handle(&self, event: ChatEvent) -> Result<Handled, GatewayError> {
+        let origin = match &event {
+            ChatEvent::Question { origin, .. } | ChatEvent::Files { origin, .. } => origin,
+        };
+        if !self
+            .store
+            .first_sighting(&origin.platform, &origin.event_id)
+            .await?
+        {
+            return Ok(Handled::Duplicate);
+        }
+        match event {
+            ChatEvent::Question {
+                origin,
+                text,
+                conversation,
+            } => self.question(origin, text, conversation).await,
+            ChatEvent::Files { origin, files } => self.files(origin, files).await,
+        }
+    }
+
+    async fn question(
+        &self,
+        origin: Origin,
+        text: String,
+        conversation: Option<String>,
+    ) -> Result<Handled, GatewayError> {
+        let tenant = self.store.ensure_tenant(&origin.tenant).await?;
+        let binding = self.store.binding(tenant, &origin.channel.0).await?;
+        let Some(binding) = binding.filter(|binding| binding.mode.answers()) else {
+            self.outlet
+                .platform
+                .post(&origin.channel, UNBOUND_HINT, origin.message.as_ref())
+                .await?;
+            return Ok(Handled::Unbound);
+        };
+        let question = NewQuestion {
+            platform: origin.platform,
+            tenant,
+            brain: binding.brain,
+            channel: origin.channel,
+            reply_to: origin.message,
+            conversation,
+            user: origin.user,
+            text,
+        };
+        match ask(
+            self.store.as_ref(),
+            &self.outlet,
+            question,
+            self.max_attempts,
+        )
+        .await
+        {
+            Ok(asked) => Ok(Handled::Asked {
+                job: asked.job,
+                placeholder: asked.placeholder,
+            }),
+            Err(super::service::AskError::Platform(error)) => Err(error.into()),
+            Err(super::service::AskError::Store(error)) => Err(error.into()),
+        }
+    }
+
+    async fn files(&self, origin: Origin, files: Vec<PostedFile>) -> Result<Handled, GatewayError> {
+        let tenant = self.store.ensure_tenant(&origin.tenant).await?;
+        let binding = self.store.binding(tenant, &origin.channel.0).await?;
+        let (Some(binding), Some(message)) = (
+            binding.filter(|binding| binding.mode.learns()),
+            origin.message.clone(),
+        ) else {
+            // Files in other channels are ordinary conversation.
+            return Ok(Handled::Unbound);
+        };
+        self.react(&message, WORKING).await;
+        let count = files.len();
+        for file in files {
+            let this = self.clone();
+            let message = message.clone();
+            let brain = binding.brain;
+            // Downloaded promptly (links expire), then watched until the job ends.
+            tokio::spawn(async move {
+                let outcome = this.learn(brain, &file).await;
+                this.report(&message, &file.name, outcome).await;
+            });
+        }
+        Ok(Handled::Files(count))
+    }
+
+    /// Downloads one file, queues it, and waits for its ingest job to end.
+    async fn learn(&self, brain: crate::brain::BrainId, file: &PostedFile) -> Learned {
+        let limit = self.ingest.max_file_bytes;
+        if file.size > limit {
+            return Learned::Failed(
+                SubmitError::TooLarge {
+                    size: file.size,
+                    limit,
+                }
+                .to_string(),
+            );
+        }
+        let bytes = match self.outlet.platform.download(&file.url, limit).await {
+            Ok(bytes) => bytes,
+            Err(error) => return Learned::Failed(format!("cannot download it: {error}")),
+        };
+        let submitted = ingest::submit(
+            self.store.as_ref(),
+            &self.ingest,
+            self.max_attempts,
+            brain,
+            &file.name,
+            file.link.as_deref(),
+            &bytes,
+        )
+        .await;
+        drop(bytes);
+        match submitted {
+            Ok(Submitted::Known(document)) => Learned::Known(document),
+            Ok(Submitted::Queued { job, document }) => self.wait_for(job, document).await,
+            Err(error) => Learned::Failed(error.to_string()),
+        }
+    }
+
+    /// Follows an ingest job until it is done or dead.
+    async fn wait_for(&self, job: JobId, document: Document) -> Learned {
+        let deadline = now_ms() + INGEST_WATCH.as_millis() as i64;
+        loop {
+            match self.store.job(job).await {
+                Ok(Some(found)) if found.state == JobState::Done => break,
+                Ok(Some(found)) if found.state == JobState::Dead => break,
+                Ok(None) => break,
+                _ => {}
+            }
+            if now_ms() > deadline {
+                return Learned::Failed(format!(
+                    "still not ingested after {} minutes; `engram jobs` shows job {job}",
+                    INGEST_WATCH.as_secs() / 60
+                ));
+            }
+            tokio::time::sleep(WATCH_INTERVAL).await;
+        }
+        match self.store.document(document.id).await {
+            Ok(Some(document)) if document.status == DocumentStatus::Indexed => {
+                Learned::Indexed(document)
+            }
+            Ok(Some(document)) => Learned::Failed(
+                document
+                    .error
+                    .unwrap_or_else(|| "ingestion failed; `engram jobs` says why".into()),
+            ),
+            Ok(None) => Learned::Failed("the brain was deleted meanwhile".into()),
+            Err(error) => Learned::Failed(error.to_string()),
+        }
+    }
+
+    /// ✅ and a summary, "already known", or ❌ and the reason, in reply to the file's message.
+    async fn report(&self, message: &MessageRef, name: &str, outcome: Learned) {
+        let (emoji, text) = match outcome {
+            Learned::Indexed(document) => (DONE, format!("📚 {}", summary(name, &document))),
+            Learned::Known(document) => (
+                DONE,
+                format!("📚 {name} is already known ({} chunks).", document.chunks),
+            ),
+            Learned::Failed(reason) => (FAILED, format!("❌ I couldn't learn {name}: {reason}")),
+        };
+        if let Err(error) = self.outlet.platform.unreact(message, WORKING).await {
+            tracing::debug!(%error, "cannot remove the ⏳ reaction");
+        }
+        self.react(message, emoji).await;
+        if let Err(error) = self
+            .outlet
+            .platform
+            .post(&message.channel, &text, Some(message))
+            .await
+        {
+            tracing::warn!(%error, "cannot post the ingestion summary");
+        }
+    }
+
+    async fn react(&self, message: &MessageRef, emoji: &str) {
+        if let Err(error) = self.outlet.platform.react(message, emoji).await {
+            tracing::debug!(%error, emoji, "cannot react");
+        }
+    }
+
+    /// Runs a `/brain` (or `/usage`) command from `origin`. `can_manage`: the platform says the
+    /// user may manage the server or workspace; changes need it, reading does not.
+    pub async fn command(
+        &self,
+        origin: &Origin,
+        can_manage: bool,
+        command: BrainCommand,
+    ) -> Result<Reply, GatewayError> {
+        if command.changes_something() && !can_manage {
+            return Ok(Reply::private(
+                "Only people who can manage this server or workspace can change its brains.",
+            ));
+        }
+        let tenant = self.store.ensure_tenant(&origin.tenant).await?;
+        let channel = &origin.channel.0;
+        let reply = match command {
+            BrainCommand::Create { name } => match self.store.create_brain(tenant, &name).await {
+                Ok(brain) => Reply::public(format!(
+                    "Created the brain `{}`. Link a channel to it with `/brain link`.",
+                    brain.name
+                )),
+                Err(StoreError::Conflict(reason)) => Reply::private(reason),
+                Err(error) => return Err(error.into()),
+            },
+            BrainCommand::Link { name, mode } => {
+                let Some(brain) = self.store.brain_by_name(tenant, &name).await? else {
+                    return Ok(no_such_brain(&name));
+                };
+                self.store
+                    .bind_channel(tenant, channel, brain.id, mode)
+                    .await?;
+                Reply::public(format!(
+                    "This channel now uses the brain `{}` ({}).",
+                    brain.name,
+                    match mode {
+                        BindingMode::Ask => "questions are answered from it",
+                        BindingMode::Knowledge => "files posted here are learned",
+                        BindingMode::Both => "questions are answered and files are learned",
+                    }
+                ))
+            }
+            BrainCommand::Unlink => {
+                if self.store.unbind_channel(tenant, channel).await? {
+                    Reply::public("This channel is no longer linked to a brain.")
+                } else {
+                    Reply::private("This channel isn't linked to a brain.")
+                }
+            }
+            BrainCommand::List => {
+                let brains = self.store.brains(tenant).await?;
+                if brains.is_empty() {
+                    Reply::private("No brains yet: create one with `/brain create`.")
+                } else {
+                    let names: Vec<String> =
+                        brains.iter().map(|b| format!("`{}`", b.name)).collect();
+                    Reply::private(format!("Brains: {}", names.join(", ")))
+                }
+            }
+            BrainCommand::Info => self.info(tenant, channel).await?,
+            BrainCommand::Forget { file } => {
+                let Some(binding) = self.store.binding(tenant, channel).await? else {
+                    return Ok(Reply::private(UNBOUND_HINT));
+                };
+                let documents = self.store.documents(binding.brain).await?;
+                match documents.iter().find(|document| document.file_name == file) {
+                    Some(document) => {
+                        self.index
+                            .forget_document(binding.brain, document.id)
+                            .await
+                            .map_err(|error| GatewayError::Index(error.to_string()))?;
+                        Reply::public(format!("Forgot {file}."))
+                    }
+                    None => Reply::private(format!("This channel's brain has no file `{file}`.")),
+                }
+            }
+            BrainCommand::Prompt { text } => {
+                let Some(binding) = self.store.binding(tenant, channel).await? else {
+                    return Ok(Reply::private(UNBOUND_HINT));
+                };
+                let text = text.trim();
+                self.store
+                    .set_system_prompt(binding.brain, (!text.is_empty()).then_some(text))
+                    .await?;
+                Reply::public(if text.is_empty() {
+                    "The brain uses the default instructions again.".to_string()
+                } else {
+                    "The brain's instructions are updated.".to_string()
+                })
+            }
+            BrainCommand::Usage => {
+                let since = month_start_ms();
+                let totals = self.store.usage_totals(tenant, since).await?;
+                if totals.is_empty() {
+                    Reply::private("No LLM usage this month.")
+                } else {
+                    let lines: Vec<String> = totals
+                        .iter()
+                        .map(|total| {
+                            format!(
+                                "{}: {} answers, {} + {} tokens, ${:.4}",
+                                total.model,
+                                total.calls,
+                                total.prompt_tokens,
+                                total.completion_tokens,
+                                total.cost_micros as f64 / 1e6
+                            )
+                        })
+                        .collect();
+                    Reply::private(format!("This month:\n{}", lines.join("\n")))
+                }
+            }
+        };
+        Ok(reply)
+    }
+
+    async fn info(&self, tenant: TenantId, channel: &str) -> Result<Reply, GatewayError> {
+        let Some(binding) = self.store.binding(tenant, channel).await? else {
+            return Ok(Reply::private(UNBOUND_HINT));
+        };
+        let Some(brain) = self.store.brain(tenant, binding.brain).await? else {
+            return Ok(Reply::private(UNBOUND_HINT));
+        };
+        let stats = self.store.brain_stats(brain.id).await?;
+        Ok(Reply::private(format!(
+            "Brain `{}` ({} here): {} documents ({} failed), {} chunks; model: {}.",
+            brain.name,
+            binding.mode.as_str(),
+            stats.documents,
+            stats.failed_documents,
+            stats.chunks,
+            brain.model.as_deref().unwrap_or("the default")
+        )))
+    }
+}
+
+/// How often a watched ingest job is looked at, and for how long at most.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+const INGEST_WATCH: Duration = Duration::from_secs(30 * 60);
+
+/// How learning one file ended.
+#[derive(Debug)]
+enum Learned {
+    Indexed(Document),
+    Known(Document),
+    Failed(String),
+}
+
+/// "handbook.pdf: 12 pages, 30 chunks, 2 read with OCR."
+fn summary(name: &str, document: &Document) -> String {
+    let plural = |n: u32, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut text = format!(
+        "Learned {name}: {}, {}",
+        plural(document.pages, "page"),
+        plural(document.chunks, "chunk")
+    );
+    if document.ocr_pages > 0 {
+        text.push_str(&format!(", {} read with OCR", document.ocr_pages));
+    }
+    text.push('.');
+    text
+}
+
+fn no_such_brain(name: &BrainName) -> Reply {
+    Reply::private(format!(
+        "There is no brain `{name}` here. `/brain list` shows them; `/brain create` makes one."
+    ))
+}
+
+/// The first millisecond of this month (UTC).
+fn month_start_ms() -> i64 {
+    let days = now_ms().div_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day_of_month = doy - (153 * mp + 2) / 5; // 0-based
+    (days - day_of_month) * 86_400_000
+}
+
+/// A `/brain` command, parsed by the adapter from its platform's syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrainCommand {
+    Create { name: BrainName },
+    Link { name: BrainName, mode: BindingMode },
+    Unlink,
+    List,
+    Info,
+    Forget { file: String },
+    Prompt { text: String },
+    Usage,
+}
+
+impl BrainCommand {
+    fn changes_something(&self) -> bool {
+        matches!(
+            self,
+            BrainCommand::Create { .. }
+                | BrainCommand::Link { .. }
+                | BrainCommand::Unlink
+                | BrainCommand::Forget { .. }
+                | BrainCommand::Prompt { .. }
+        )
+    }
+}
+
+/// A command's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    /// Only the person who ran the command sees it.
+    pub private: bool,
+}
+
+impl Reply {
+    pub fn public(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            private: false,
+        }
+    }
+
+    pub fn private(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            private: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_count_what_was_learned() {
+        let document = Document {
+            id: crate::brain::DocumentId(1),
+            brain: crate::brain::BrainId(1),
+            sha256: String::new(),
+            file_name: "scan.pdf".into(),
+            source_link: None,
+            status: DocumentStatus::Indexed,
+            error: None,
+            pages: 2,
+            chunks: 1,
+            ocr_pages: 2,
+            job_id: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(
+            summary("scan.pdf", &document),
+            "Learned scan.pdf: 2 pages, 1 chunk, 2 read with OCR."
+        );
+    }
+
+    #[test]
+    fn the_month_starts_on_its_first_day() {
+        let start = month_start_ms();
+        assert!(start <= now_ms());
+        assert!(now_ms() - start < 31 * 86_400_000);
+        assert_eq!(start % 86_400_000, 0);
+    }
+}
