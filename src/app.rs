@@ -12,6 +12,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use crate::answer::{Answerer, RetrievalOptions};
+use crate::chat::gateway::Gateway;
 use crate::chat::pool::{AnswerPool, UserRateLimit};
 use crate::chat::service::{AnswerService, Outlets};
 use crate::chat::streamer::StreamOptions;
@@ -24,6 +25,7 @@ use crate::ingest::sandbox::Sandbox;
 use crate::ingest::Pipeline;
 use crate::jobs::{JobKind, RetryPolicy};
 use crate::llm::{ChatModel, Embedder};
+use crate::platform::discord;
 use crate::store::{self, Store};
 use crate::telemetry::Metrics;
 use crate::worker::{self, JobHandler, Shutdown, WorkerOptions};
@@ -91,6 +93,8 @@ pub struct Running {
     worker_tasks: Vec<JoinHandle<()>>,
     api: Option<JoinHandle<std::io::Result<()>>>,
     api_addr: Option<SocketAddr>,
+    /// Chat platform connections (the gateway role).
+    adapters: Vec<JoinHandle<()>>,
     store: Arc<dyn Store>,
     shutdown: Shutdown,
     grace: Duration,
@@ -106,8 +110,15 @@ impl fmt::Debug for Running {
 
 /// Starts the given roles. `outlets` are the chat platforms answers are delivered through
 /// (the adapters' connections).
-pub fn start(config: &Config, roles: &[Role], outlets: Outlets) -> anyhow::Result<Running> {
+pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::Result<Running> {
     let has = |role: Role| roles.contains(&role);
+    let discord_outlet = if config.discord.token.is_set() {
+        let outlet = discord::outlet(&config.discord)?;
+        outlets.insert(discord::PLATFORM, outlet.clone());
+        Some(outlet)
+    } else {
+        None
+    };
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let control = runtime("engram-control", 2)?;
     let store = control
@@ -187,8 +198,33 @@ pub fn start(config: &Config, roles: &[Role], outlets: Outlets) -> anyhow::Resul
     } else {
         (None, None)
     };
+    let mut adapters = Vec::new();
     if has(Role::Gateway) {
         log_gateway_state(config);
+        if let Some(outlet) = discord_outlet {
+            let index = control
+                .block_on(open_index(config, None))
+                .context("cannot start the gateway role")?;
+            let gateway = Gateway {
+                store: store.clone(),
+                index,
+                outlet,
+                ingest: config.ingest.clone(),
+                max_attempts: config.jobs.max_attempts,
+            };
+            let discord_config = config.discord.clone();
+            let stop = shutdown.stop_claiming.clone();
+            adapters.push(control.spawn(async move {
+                tokio::select! {
+                    result = discord::run(discord_config, gateway) => {
+                        if let Err(error) = result {
+                            tracing::error!("Discord: {error:#}");
+                        }
+                    }
+                    () = stop.cancelled() => {}
+                }
+            }));
+        }
     }
     Ok(Running {
         control,
@@ -196,6 +232,7 @@ pub fn start(config: &Config, roles: &[Role], outlets: Outlets) -> anyhow::Resul
         worker_tasks,
         api,
         api_addr,
+        adapters,
         store,
         shutdown,
         grace: config.jobs.shutdown_grace(),
@@ -225,6 +262,7 @@ impl Running {
             worker_runtimes,
             worker_tasks,
             api,
+            adapters,
             store,
             shutdown,
             grace,
@@ -236,6 +274,9 @@ impl Running {
                 "shutting down: no new work; jobs in flight may finish"
             );
             shutdown.stop_claiming.cancel();
+            for adapter in adapters {
+                let _ = adapter.await;
+            }
             let abandon = shutdown.abandon.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
@@ -294,9 +335,6 @@ fn log_gateway_state(config: &Config) {
         tracing::info!(
             "gateway: no chat platform configured (discord.token and slack.bot_token are empty)"
         );
-    }
-    if discord {
-        tracing::warn!("gateway: discord.token is set, but this build has no Discord adapter yet");
     }
     if slack {
         tracing::warn!("gateway: slack.bot_token is set, but this build has no Slack adapter yet");

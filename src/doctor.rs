@@ -99,21 +99,61 @@ pub async fn run(config: &Config) -> Report {
     )
     .await;
     check_tool(&mut report, "pdftotext", &["-v"], "poppler-utils").await;
-    for (name, set) in [
-        ("discord", config.discord.token.is_set()),
-        ("slack", config.slack.bot_token.is_set()),
-    ] {
-        if set {
-            report.add(
-                name,
-                Status::Warn,
-                "a token is set, but this build has no adapter for this platform yet",
-            );
-        } else {
-            report.add(name, Status::Ok, "off (no token configured)");
-        }
+    if config.discord.token.is_set() {
+        check_discord(config, &mut report).await;
+    } else {
+        report.add("discord", Status::Ok, "off (no token configured)");
+    }
+    if config.slack.bot_token.is_set() {
+        report.add(
+            "slack",
+            Status::Warn,
+            "a token is set, but this build has no Slack adapter yet",
+        );
+    } else {
+        report.add("slack", Status::Ok, "off (no token configured)");
     }
     report
+}
+
+async fn check_discord(config: &Config, report: &mut Report) {
+    let diagnosis = match crate::platform::discord::rest(&config.discord) {
+        Ok(rest) => rest.diagnose().await,
+        Err(error) => {
+            report.add("discord", Status::Fail, format!("{error:#}"));
+            return;
+        }
+    };
+    match diagnosis {
+        Ok(diagnosis) if diagnosis.message_content => report.add(
+            "discord",
+            Status::Ok,
+            format!(
+                "token works (bot `{}`); Message Content intent enabled",
+                diagnosis.bot_name
+            ),
+        ),
+        Ok(diagnosis) => report.add(
+            "discord",
+            Status::Fail,
+            format!(
+                "token works (bot `{}`), but the Message Content intent is off: enable it under \
+                 Bot → Privileged Gateway Intents in the Discord developer portal, or mentions \
+                 arrive without their text",
+                diagnosis.bot_name
+            ),
+        ),
+        Err(crate::chat::PlatformError::Gone(reason)) => report.add(
+            "discord",
+            Status::Fail,
+            format!("Discord refused the token ({reason}): check discord.token"),
+        ),
+        Err(error) => report.add(
+            "discord",
+            Status::Fail,
+            format!("cannot reach Discord: {error}"),
+        ),
+    }
 }
 
 async fn check_store(config: &Config, report: &mut Report) {

@@ -14,6 +14,7 @@ pub mod index;
 pub mod ingest;
 pub mod jobs;
 pub mod llm;
+pub mod platform;
 pub mod render;
 pub mod store;
 pub mod telemetry;

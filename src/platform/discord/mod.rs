@@ -1,0 +1,387 @@
+//! engram on Discord: the serenity gateway client turns Discord events into `ChatEvent`s and
+//! slash commands into `BrainCommand`s for the gateway core; `rest` is the `ChatPlatform`
+//! answers and reports are written through. The only module (with `rest`) that knows Discord.
+
+pub mod rest;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serenity::all::{
+    Command, CommandDataOptionValue, CommandInteraction, CommandOptionType, Context,
+    CreateAllowedMentions, CreateCommand, CreateCommandOption, CreateInteractionResponse,
+    CreateInteractionResponseMessage, EventHandler, GatewayIntents, Interaction, Message,
+    Permissions, Ready, UserId,
+};
+use serenity::client::ClientBuilder;
+use serenity::http::HttpBuilder;
+use tokio::sync::OnceCell;
+
+use crate::brain::{BindingMode, BrainName, TenantKey};
+use crate::chat::budget::RateBudget;
+use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Origin, PostedFile, Reply};
+use crate::chat::service::Outlet;
+use crate::config::DiscordConfig;
+pub use rest::{channel_key, DiscordRest};
+
+/// The outlet name answers for Discord are delivered through.
+pub const PLATFORM: &str = "discord";
+
+/// What engram needs from the gateway: servers and their channels, messages, and their text
+/// (a privileged intent the application must have enabled).
+pub fn intents() -> GatewayIntents {
+    GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGES | GatewayIntents::MESSAGE_CONTENT
+}
+
+/// Where REST calls go: `discord.proxy_url`, or Discord itself.
+fn rest_base(config: &DiscordConfig) -> &str {
+    if config.proxy_url.is_empty() {
+        "https://discord.com"
+    } else {
+        &config.proxy_url
+    }
+}
+
+/// The `ChatPlatform` for Discord, with the per-channel write budget all answers share
+/// (Discord allows about 5 message writes per 5 s per channel).
+pub fn outlet(config: &DiscordConfig) -> anyhow::Result<Outlet> {
+    let rest = rest(config)?;
+    let budget = rest.budget();
+    Ok(Outlet {
+        platform: Arc::new(rest),
+        budget,
+    })
+}
+
+/// Discord's REST API as configured, with a fresh per-channel budget.
+pub fn rest(config: &DiscordConfig) -> anyhow::Result<DiscordRest> {
+    let budget = Arc::new(RateBudget::new(5, Duration::from_secs(5)));
+    DiscordRest::new(rest_base(config), config.token.clone(), budget)
+        .context("cannot set up Discord's REST client")
+}
+
+/// Connects to Discord's gateway and hands events to `gateway` until the connection ends for
+/// good (a bad token, missing intents) or the task is aborted.
+pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> {
+    let token = config.token.expose().to_string();
+    let mut http = HttpBuilder::new(&token);
+    if !config.proxy_url.is_empty() {
+        // The proxy (e.g. twilight-http-proxy) rate-limits; engram's budget obeys its headers.
+        http = http
+            .proxy(config.proxy_url.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
+    }
+    let handler = Handler {
+        gateway,
+        bot: OnceCell::new(),
+    };
+    let mut client = ClientBuilder::new_with_http(http.build(), intents())
+        .event_handler(handler)
+        .await
+        .context("cannot start the Discord client (is discord.token right?)")?;
+    if !config.gateway_url.is_empty() {
+        *client.ws_url.lock().await = config.gateway_url.clone();
+    }
+    client
+        .start()
+        .await
+        .context("the Discord gateway connection ended")
+}
+
+struct Handler {
+    gateway: Gateway,
+    /// The bot's own user id, known from READY.
+    bot: OnceCell<UserId>,
+}
+
+#[serenity::async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        let _ = self.bot.set(ready.user.id);
+        tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "Discord: connected");
+        if let Err(error) = Command::set_global_commands(&ctx.http, commands()).await {
+            tracing::warn!(%error, "Discord: cannot register the slash commands");
+        }
+    }
+
+    async fn message(&self, _ctx: Context, message: Message) {
+        let Some(bot) = self.bot.get().copied() else {
+            return;
+        };
+        if message.author.bot {
+            return;
+        }
+        let Some(guild) = message.guild_id else {
+            return; // Direct messages have no brain.
+        };
+        let channel = channel_key(message.channel_id.get());
+        let message_ref = crate::chat::MessageRef {
+            channel: channel.clone(),
+            id: message.id.get().to_string(),
+        };
+        let origin = |suffix: &str| Origin {
+            platform: PLATFORM.into(),
+            event_id: format!("message:{}{suffix}", message.id.get()),
+            tenant: tenant(guild.get()),
+            channel: channel.clone(),
+            message: Some(message_ref.clone()),
+            user: message.author.id.get().to_string(),
+        };
+        if !message.attachments.is_empty() {
+            let link = format!(
+                "https://discord.com/channels/{}/{}/{}",
+                guild.get(),
+                message.channel_id.get(),
+                message.id.get()
+            );
+            let files = message
+                .attachments
+                .iter()
+                .map(|attachment| PostedFile {
+                    name: attachment.filename.clone(),
+                    size: u64::from(attachment.size),
+                    url: attachment.url.clone(),
+                    link: Some(link.clone()),
+                })
+                .collect();
+            self.handle(ChatEvent::Files {
+                origin: origin(":files"),
+                files,
+            })
+            .await;
+        }
+        let replied_to_bot = message
+            .referenced_message
+            .as_ref()
+            .is_some_and(|replied| replied.author.id == bot);
+        let mentioned = message.mentions.iter().any(|user| user.id == bot);
+        if !(mentioned || replied_to_bot) {
+            return;
+        }
+        let text = strip_mention(&message.content, bot);
+        if text.is_empty() {
+            return;
+        }
+        // A reply continues the conversation of the question the bot's message answered.
+        let conversation = message
+            .referenced_message
+            .as_ref()
+            .filter(|replied| replied.author.id == bot)
+            .and_then(|replied| replied.message_reference.as_ref())
+            .and_then(|reference| reference.message_id)
+            .map(|root| format!("discord:{}:{}", message.channel_id.get(), root.get()))
+            .or_else(|| {
+                Some(format!(
+                    "discord:{}:{}",
+                    message.channel_id.get(),
+                    message.id.get()
+                ))
+            });
+        self.handle(ChatEvent::Question {
+            origin: origin(""),
+            text,
+            conversation,
+        })
+        .await;
+    }
+
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        let Interaction::Command(command) = interaction else {
+            return;
+        };
+        let reply = match self.command(&command).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::warn!(%error, "Discord: a command failed");
+                Reply::private(format!("Something went wrong: {error}. Please try again."))
+            }
+        };
+        let response = CreateInteractionResponse::Message(
+            CreateInteractionResponseMessage::new()
+                .content(reply.text)
+                .ephemeral(reply.private)
+                .allowed_mentions(CreateAllowedMentions::new()),
+        );
+        if let Err(error) = command.create_response(&ctx.http, response).await {
+            tracing::warn!(%error, "Discord: cannot answer a command");
+        }
+    }
+}
+
+impl Handler {
+    async fn handle(&self, event: ChatEvent) {
+        if let Err(error) = self.gateway.handle(event).await {
+            tracing::warn!(%error, "Discord: cannot handle an event");
+        }
+    }
+
+    /// Runs a slash command; `/ask` queues a question and acknowledges it.
+    async fn command(&self, command: &CommandInteraction) -> anyhow::Result<Reply> {
+        let Some(guild) = command.guild_id else {
+            return Ok(Reply::private(
+                "engram works in servers, not direct messages.",
+            ));
+        };
+        let origin = Origin {
+            platform: PLATFORM.into(),
+            event_id: format!("interaction:{}", command.id.get()),
+            tenant: tenant(guild.get()),
+            channel: channel_key(command.channel_id.get()),
+            message: None,
+            user: command.user.id.get().to_string(),
+        };
+        let can_manage = command
+            .member
+            .as_ref()
+            .and_then(|member| member.permissions)
+            .is_some_and(|permissions| {
+                permissions.contains(Permissions::MANAGE_GUILD)
+                    || permissions.contains(Permissions::ADMINISTRATOR)
+            });
+        let options = &command.data.options;
+        let string = |options: &[serenity::all::CommandDataOption], name: &str| {
+            options.iter().find_map(|option| match &option.value {
+                CommandDataOptionValue::String(value) if option.name == name => Some(value.clone()),
+                _ => None,
+            })
+        };
+        match command.data.name.as_str() {
+            "ask" => {
+                let question = string(options, "question").unwrap_or_default();
+                if question.trim().is_empty() {
+                    return Ok(Reply::private("Ask a question: `/ask question:<text>`."));
+                }
+                let text = format!("❓ <@{}> asked: {question}", command.user.id.get());
+                self.gateway
+                    .handle(ChatEvent::Question {
+                        origin,
+                        text: question,
+                        conversation: None,
+                    })
+                    .await?;
+                Ok(Reply::public(text))
+            }
+            "usage" => Ok(self
+                .gateway
+                .command(&origin, can_manage, BrainCommand::Usage)
+                .await?),
+            "brain" => {
+                let Some(sub) = options.first() else {
+                    return Ok(Reply::private("Use a `/brain` subcommand."));
+                };
+                let CommandDataOptionValue::SubCommand(args) = &sub.value else {
+                    return Ok(Reply::private("Use a `/brain` subcommand."));
+                };
+                let name = || -> Result<BrainName, String> {
+                    BrainName::parse(&string(args, "name").unwrap_or_default())
+                };
+                let parsed = match sub.name.as_str() {
+                    "create" => name().map(|name| BrainCommand::Create { name }),
+                    "link" => name().and_then(|name| {
+                        let mode = string(args, "mode").unwrap_or_else(|| "both".into());
+                        BindingMode::parse(&mode).map(|mode| BrainCommand::Link { name, mode })
+                    }),
+                    "unlink" => Ok(BrainCommand::Unlink),
+                    "list" => Ok(BrainCommand::List),
+                    "info" => Ok(BrainCommand::Info),
+                    "forget" => Ok(BrainCommand::Forget {
+                        file: string(args, "document").unwrap_or_default(),
+                    }),
+                    "prompt" => Ok(BrainCommand::Prompt {
+                        text: string(args, "text").unwrap_or_default(),
+                    }),
+                    other => Err(format!("unknown subcommand `{other}`")),
+                };
+                match parsed {
+                    Ok(parsed) => Ok(self.gateway.command(&origin, can_manage, parsed).await?),
+                    Err(reason) => Ok(Reply::private(reason)),
+                }
+            }
+            other => Ok(Reply::private(format!("Unknown command `/{other}`."))),
+        }
+    }
+}
+
+/// A guild is a tenant.
+fn tenant(guild: u64) -> TenantKey {
+    TenantKey::parse(&format!("discord:{guild}")).expect("a guild id makes a valid tenant key")
+}
+
+/// The question without the bot's mention (`<@id>` or `<@!id>`).
+fn strip_mention(content: &str, bot: UserId) -> String {
+    content
+        .replace(&format!("<@{}>", bot.get()), "")
+        .replace(&format!("<@!{}>", bot.get()), "")
+        .trim()
+        .to_string()
+}
+
+/// The slash commands engram registers.
+pub fn commands() -> Vec<CreateCommand> {
+    let name = || {
+        CreateCommandOption::new(CommandOptionType::String, "name", "The brain's name")
+            .required(true)
+    };
+    let sub = |name: &str, description: &str| {
+        CreateCommandOption::new(CommandOptionType::SubCommand, name, description)
+    };
+    let mode =
+        CreateCommandOption::new(CommandOptionType::String, "mode", "What the channel is for")
+            .add_string_choice("ask: questions are answered", "ask")
+            .add_string_choice("knowledge: files are learned", "knowledge")
+            .add_string_choice("both", "both");
+    vec![
+        CreateCommand::new("brain")
+            .description("Manage this server's brains")
+            .add_option(sub("create", "Create a brain").add_sub_option(name()))
+            .add_option(
+                sub("link", "Link this channel to a brain")
+                    .add_sub_option(name())
+                    .add_sub_option(mode),
+            )
+            .add_option(sub("unlink", "Unlink this channel"))
+            .add_option(sub("list", "List the brains"))
+            .add_option(sub("info", "This channel's brain"))
+            .add_option(
+                sub("forget", "Forget a document").add_sub_option(
+                    CreateCommandOption::new(
+                        CommandOptionType::String,
+                        "document",
+                        "The file name",
+                    )
+                    .required(true),
+                ),
+            )
+            .add_option(
+                sub("prompt", "Set the brain's instructions").add_sub_option(
+                    CreateCommandOption::new(
+                        CommandOptionType::String,
+                        "text",
+                        "Instructions (empty: the default)",
+                    )
+                    .required(true),
+                ),
+            ),
+        CreateCommand::new("ask")
+            .description("Ask this channel's brain")
+            .add_option(
+                CreateCommandOption::new(CommandOptionType::String, "question", "Your question")
+                    .required(true),
+            ),
+        CreateCommand::new("usage").description("Tokens and cost this month"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_stripped_from_questions() {
+        let bot = UserId::new(42);
+        assert_eq!(strip_mention("<@42> how do I?", bot), "how do I?");
+        assert_eq!(strip_mention("hey <@!42>  ", bot), "hey");
+        assert_eq!(strip_mention("<@7> hi", bot), "<@7> hi");
+    }
+}

@@ -1,0 +1,311 @@
+//! Discord's REST API for what answers and file reports write — messages, edits, reactions,
+//! downloads — as engram's `ChatPlatform`. engram makes these calls itself (not through
+//! serenity's `Http`) so it sees every response's rate-limit headers: they feed the channel's
+//! `RateBudget`, and a 429 comes back as `RateLimited` with Discord's `retry_after`. Every
+//! message sets `allowed_mentions` to parse nothing, so bot output never pings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::chat::budget::RateBudget;
+use crate::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
+use crate::config::Secret;
+use crate::render::Limits;
+
+/// Discord's API version.
+const API: &str = "/api/v10";
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `discord:<channel id>` ↔ the channel id.
+pub fn channel_key(channel_id: u64) -> ChannelKey {
+    ChannelKey(format!("discord:{channel_id}"))
+}
+
+fn channel_id(channel: &ChannelKey) -> Result<&str, PlatformError> {
+    channel
+        .0
+        .strip_prefix("discord:")
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| PlatformError::Other(format!("`{channel}` is not a Discord channel")))
+}
+
+/// Discord's REST API with the bot's token.
+#[derive(Clone)]
+pub struct DiscordRest {
+    client: reqwest::Client,
+    /// `https://discord.com`, or `discord.proxy_url`.
+    base: String,
+    token: Secret,
+    budget: Arc<RateBudget>,
+}
+
+impl std::fmt::Debug for DiscordRest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordRest")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiscordRest {
+    pub fn new(base: &str, token: Secret, budget: Arc<RateBudget>) -> Result<Self, PlatformError> {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|error| {
+                PlatformError::Other(format!("cannot build the HTTP client: {error}"))
+            })?;
+        Ok(Self {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            budget,
+        })
+    }
+
+    /// The per-channel budget this client's responses feed.
+    pub fn budget(&self) -> Arc<RateBudget> {
+        self.budget.clone()
+    }
+
+    /// Sends one request; feeds the channel's budget from the rate-limit headers.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        channel: Option<&ChannelKey>,
+        body: Option<Value>,
+    ) -> Result<Option<Value>, PlatformError> {
+        let mut request = self
+            .client
+            .request(method, format!("{}{API}{path}", self.base))
+            .header("Authorization", format!("Bot {}", self.token.expose()))
+            .header("User-Agent", "DiscordBot (https://github.com/engram, 0.1)");
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.map_err(|error| {
+            PlatformError::Other(format!("Discord is unreachable: {}", error.without_url()))
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<f64>().ok())
+        };
+        if let (Some(channel), Some(remaining), Some(reset_after)) = (
+            channel,
+            header("x-ratelimit-remaining"),
+            header("x-ratelimit-reset-after"),
+        ) {
+            self.budget.observe(
+                channel,
+                remaining as u32,
+                Duration::from_secs_f64(reset_after.max(0.0)),
+            );
+        }
+        let text = response.text().await.unwrap_or_default();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let seconds = body["retry_after"]
+                .as_f64()
+                .or_else(|| header("retry-after"))
+                .unwrap_or(1.0);
+            return Err(PlatformError::RateLimited {
+                retry_after: Duration::from_secs_f64(seconds.clamp(0.0, 3600.0)),
+            });
+        }
+        if matches!(
+            status,
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED
+        ) {
+            return Err(PlatformError::Gone(format!(
+                "Discord answered {status}: {}",
+                discord_message(&text)
+            )));
+        }
+        if !status.is_success() {
+            return Err(PlatformError::Other(format!(
+                "Discord answered {status}: {}",
+                discord_message(&text)
+            )));
+        }
+        Ok(serde_json::from_str(&text).ok())
+    }
+}
+
+/// What `engram doctor` learns from Discord.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnosis {
+    pub bot_name: String,
+    /// The application may receive message text (the privileged Message Content intent).
+    pub message_content: bool,
+}
+
+/// Application flags that allow the Message Content intent (verified apps get the first).
+const GATEWAY_MESSAGE_CONTENT: u64 = 1 << 18;
+const GATEWAY_MESSAGE_CONTENT_LIMITED: u64 = 1 << 19;
+
+impl DiscordRest {
+    /// Checks the token (who is the bot?) and the application's intents.
+    pub async fn diagnose(&self) -> Result<Diagnosis, PlatformError> {
+        let me = self
+            .call(Method::GET, "/users/@me", None, None)
+            .await?
+            .unwrap_or(Value::Null);
+        let application = self
+            .call(Method::GET, "/oauth2/applications/@me", None, None)
+            .await?
+            .unwrap_or(Value::Null);
+        let flags = application["flags"].as_u64().unwrap_or(0);
+        Ok(Diagnosis {
+            bot_name: me["username"].as_str().unwrap_or("?").to_string(),
+            message_content: flags & (GATEWAY_MESSAGE_CONTENT | GATEWAY_MESSAGE_CONTENT_LIMITED)
+                != 0,
+        })
+    }
+}
+
+/// The `message` of a Discord error body, or the body's start.
+fn discord_message(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|value| value["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+/// Emoji in a reaction path: percent-encoded UTF-8.
+fn encode_emoji(emoji: &str) -> String {
+    emoji.bytes().map(|byte| format!("%{byte:02X}")).collect()
+}
+
+#[async_trait]
+impl ChatPlatform for DiscordRest {
+    fn limits(&self) -> Limits {
+        Limits::DISCORD
+    }
+
+    async fn post(
+        &self,
+        channel: &ChannelKey,
+        text: &str,
+        reply_to: Option<&MessageRef>,
+    ) -> Result<MessageRef, PlatformError> {
+        let id = channel_id(channel)?;
+        let mut body = json!({"content": text, "allowed_mentions": {"parse": []}});
+        if let Some(reply_to) = reply_to {
+            body["message_reference"] =
+                json!({"message_id": reply_to.id, "fail_if_not_exists": false});
+        }
+        let created = self
+            .call(
+                Method::POST,
+                &format!("/channels/{id}/messages"),
+                Some(channel),
+                Some(body),
+            )
+            .await?
+            .unwrap_or(Value::Null);
+        let message_id = created["id"]
+            .as_str()
+            .ok_or_else(|| PlatformError::Other("Discord returned no message id".into()))?;
+        Ok(MessageRef {
+            channel: channel.clone(),
+            id: message_id.to_string(),
+        })
+    }
+
+    async fn edit(&self, message: &MessageRef, text: &str) -> Result<(), PlatformError> {
+        let id = channel_id(&message.channel)?;
+        self.call(
+            Method::PATCH,
+            &format!("/channels/{id}/messages/{}", message.id),
+            Some(&message.channel),
+            Some(json!({"content": text, "allowed_mentions": {"parse": []}})),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn react(&self, message: &MessageRef, emoji: &str) -> Result<(), PlatformError> {
+        let id = channel_id(&message.channel)?;
+        let path = format!(
+            "/channels/{id}/messages/{}/reactions/{}/@me",
+            message.id,
+            encode_emoji(emoji)
+        );
+        self.call(Method::PUT, &path, Some(&message.channel), None)
+            .await
+            .map(drop)
+    }
+
+    async fn unreact(&self, message: &MessageRef, emoji: &str) -> Result<(), PlatformError> {
+        let id = channel_id(&message.channel)?;
+        let path = format!(
+            "/channels/{id}/messages/{}/reactions/{}/@me",
+            message.id,
+            encode_emoji(emoji)
+        );
+        self.call(Method::DELETE, &path, Some(&message.channel), None)
+            .await
+            .map(drop)
+    }
+
+    async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, PlatformError> {
+        // Attachment links are public and signed; the bot token never goes to the CDN.
+        let mut response = self
+            .client
+            .get(url)
+            .timeout(DOWNLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(|error| PlatformError::Other(error.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(PlatformError::Gone(format!(
+                "the file's link answered {} (links expire; post the file again)",
+                response.status()
+            )));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| PlatformError::Other(error.without_url().to_string()))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Err(PlatformError::Other(format!(
+                    "the file is larger than {max_bytes} bytes (ingest.max_file_bytes)"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_keys_round_trip() {
+        assert_eq!(channel_id(&channel_key(42)).unwrap(), "42");
+        assert!(channel_id(&ChannelKey("slack:T1:C1".into())).is_err());
+        assert!(channel_id(&ChannelKey("discord:../x".into())).is_err());
+    }
+
+    #[test]
+    fn emoji_are_percent_encoded() {
+        assert_eq!(encode_emoji("✅"), "%E2%9C%85");
+    }
+}
