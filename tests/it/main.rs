@@ -4,7 +4,9 @@
 mod chat_llm;
 mod cli;
 mod config;
+mod discord_fake;
 mod embeddings;
+mod fake_discord;
 mod fake_openai;
 mod hostile;
 mod index;
