@@ -5,6 +5,7 @@ mod answers;
 mod chat_llm;
 mod cli;
 mod config;
+mod discord;
 mod discord_fake;
 mod embeddings;
 mod fake_discord;

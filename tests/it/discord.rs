@@ -1,0 +1,403 @@
+//! engram on Discord, end to end: `app::start` (what `engram serve` runs) with the gateway,
+//! chat and ingest roles, its real serenity client and REST calls against the local fake
+//! Discord (REST + gateway), answers from the fake OpenAI server, files read by the real
+//! extractor.
+
+use std::time::Duration;
+
+use engram::app::{self, Role, Running};
+use engram::chat::service::Outlets;
+use engram::config::{Config, Secret, StoreUrl};
+use serde_json::json;
+
+use crate::fake_discord::{
+    self, FakeDiscord, Options, SlashCommand, UserMessage, ALICE_ID, BOB_ID, BOT_ID, GENERAL_ID,
+    GUILD_ID, THREAD_ID,
+};
+use crate::fake_openai::{self, Behaviour, FakeOpenAi};
+
+const REPLY: &str = "Visitors park on level two [1].";
+
+/// The fakes run on their own runtime; engram runs on its own, as in production.
+struct Harness {
+    /// Runs the fakes' servers; dropped last.
+    _fakes: tokio::runtime::Runtime,
+    discord: FakeDiscord,
+    llm: FakeOpenAi,
+    engram: Option<Running>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn start(options: Options, behaviour: Behaviour) -> Self {
+        let fakes = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let discord = fakes.block_on(FakeDiscord::start(options));
+        let llm = fakes.block_on(fake_openai::start(behaviour));
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults();
+        config.store.url = StoreUrl::new(format!("sqlite://{}/engram.db", dir.path().display()));
+        config.discord.token = Secret::new(discord.token());
+        config.discord.proxy_url = discord.rest_url();
+        config.llm.base_url = llm.base_url();
+        config.llm.model = "fake-model".into();
+        config.chat.edit_interval_ms = 200;
+        config.ingest.extractor = crate::ingest::extractor().display().to_string();
+        let engram = app::start(
+            &config,
+            &[Role::Gateway, Role::Chat, Role::Ingest],
+            Outlets::default(),
+        )
+        .expect("engram starts");
+        let harness = Self {
+            _fakes: fakes,
+            discord,
+            llm,
+            engram: Some(engram),
+            _dir: dir,
+        };
+        // READY handled: the slash commands are registered.
+        harness.wait(
+            "the slash commands registered",
+            Duration::from_secs(20),
+            |h| (!h.discord.commands(None).is_empty()).then_some(()),
+        );
+        harness
+    }
+
+    fn wait<T>(&self, what: &str, limit: Duration, mut check: impl FnMut(&Self) -> Option<T>) -> T {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(found) = check(self) {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; requests: {:#?}",
+                self.discord
+                    .requests()
+                    .iter()
+                    .map(|r| format!("{} {} → {}", r.method, r.path, r.status))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a slash command; returns the content of the response engram gave.
+    fn command(&self, command: SlashCommand) -> (String, bool) {
+        let event = self.discord.interaction_create(&command);
+        let id: u64 = event["id"].as_str().unwrap().parse().unwrap();
+        self.discord.dispatch("INTERACTION_CREATE", event);
+        self.wait("the command's response", Duration::from_secs(10), |h| {
+            let record = h.discord.interaction(id)?;
+            let (_, callback) = record.callbacks.first()?;
+            let content = callback["data"]["content"].as_str()?.to_string();
+            let ephemeral = callback["data"]["flags"].as_u64().unwrap_or(0) & 64 != 0;
+            Some((content, ephemeral))
+        })
+    }
+
+    /// Dispatches a user message; returns its id.
+    fn say(&self, message: &UserMessage) -> u64 {
+        let event = self.discord.message_create(message);
+        let id = event["id"].as_str().unwrap().parse().unwrap();
+        self.discord.dispatch("MESSAGE_CREATE", event);
+        id
+    }
+
+    /// The bot's messages replying to `message`.
+    fn replies_to(&self, channel: u64, message: u64) -> Vec<fake_discord::StoredMessage> {
+        self.discord
+            .messages(channel)
+            .into_iter()
+            .filter(|m| {
+                m.author_id == BOT_ID
+                    && m.json["message_reference"]["message_id"].as_str()
+                        == Some(&message.to_string())
+            })
+            .collect()
+    }
+
+    fn link_general(&self) {
+        let (created, _) = self.command(
+            SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
+                .subcommand("create")
+                .option("name", "handbook"),
+        );
+        assert!(
+            created.contains("Created the brain `handbook`"),
+            "{created}"
+        );
+        let (linked, _) = self.command(
+            SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
+                .subcommand("link")
+                .option("name", "handbook")
+                .option("mode", "both"),
+        );
+        assert!(linked.contains("now uses the brain `handbook`"), "{linked}");
+    }
+
+    /// Posts the parking notes and waits for ✅.
+    fn teach_parking(&self) -> u64 {
+        let (attachment, _) = self.discord.add_attachment(
+            "parking.md",
+            b"# Parking\n\nVisitors park on level two of the garage.\n",
+        );
+        let posted = self.say(
+            &UserMessage::new(GENERAL_ID, ALICE_ID, "our parking rules")
+                .with_attachment(attachment),
+        );
+        self.wait("✅ on the file", Duration::from_secs(30), |h| {
+            h.discord
+                .reactions(posted)
+                .contains(&"✅".to_string())
+                .then_some(())
+        });
+        posted
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(engram) = self.engram.take() {
+            let _ = engram.stop();
+        }
+    }
+}
+
+/// Every version of the message was sent with `allowed_mentions` allowing nothing.
+fn no_pings(message: &fake_discord::StoredMessage) -> bool {
+    let empty = |value: &serde_json::Value, key: &str| {
+        value
+            .get(key)
+            .is_none_or(|list| list.as_array().is_some_and(Vec::is_empty))
+    };
+    message.versions.iter().all(|version| {
+        version.allowed_mentions.as_ref().is_some_and(|allowed| {
+            allowed.get("parse") == Some(&json!([]))
+                && empty(allowed, "users")
+                && empty(allowed, "roles")
+                && allowed.get("replied_user") != Some(&json!(true))
+        })
+    })
+}
+
+fn quick_llm() -> Behaviour {
+    Behaviour {
+        reply: REPLY.into(),
+        token_interval: Duration::from_millis(20),
+        ..Behaviour::default()
+    }
+}
+
+#[test]
+fn files_commands_and_a_mention_end_to_end() {
+    let h = Harness::start(Options::default(), quick_llm());
+
+    // Management needs Manage Server.
+    let (refused, ephemeral) = h.command(
+        SlashCommand::new(GENERAL_ID, BOB_ID, "brain")
+            .subcommand("create")
+            .option("name", "handbook"),
+    );
+    assert!(ephemeral && refused.contains("manage"), "{refused}");
+    h.link_general();
+
+    // A file: ⏳ at once, then ✅ and a one-line summary.
+    let posted = h.teach_parking();
+    let summary = h.wait("the summary", Duration::from_secs(10), |h| {
+        h.replies_to(GENERAL_ID, posted)
+            .first()
+            .map(|m| m.content().to_string())
+    });
+    assert_eq!(summary, "📚 Learned parking.md: 1 page, 1 chunk.");
+    // The same file again: already known. An unsupported file: ❌ with the reason.
+    let (same, _) = h.discord.add_attachment(
+        "parking-copy.md",
+        b"# Parking\n\nVisitors park on level two of the garage.\n",
+    );
+    let again = h.say(&UserMessage::new(GENERAL_ID, ALICE_ID, "again").with_attachment(same));
+    let (blob, _) = h
+        .discord
+        .add_attachment("data.bin", &[0, 0x9f, 0x13, 0x37, 0, 0xff]);
+    let refused_file = h.say(&UserMessage::new(GENERAL_ID, ALICE_ID, "blob").with_attachment(blob));
+    let known = h.wait("already known", Duration::from_secs(20), |h| {
+        h.replies_to(GENERAL_ID, again)
+            .first()
+            .map(|m| m.content().to_string())
+    });
+    assert!(known.contains("already known"), "{known}");
+    let reason = h.wait("the refusal", Duration::from_secs(20), |h| {
+        h.replies_to(GENERAL_ID, refused_file)
+            .first()
+            .map(|m| m.content().to_string())
+    });
+    assert!(
+        reason.starts_with("❌ I couldn't learn data.bin"),
+        "{reason}"
+    );
+    h.wait("❌ on the refused file", Duration::from_secs(5), |h| {
+        h.discord
+            .reactions(refused_file)
+            .contains(&"❌".to_string())
+            .then_some(())
+    });
+
+    // A mention: a placeholder reply at once, grown by edits into the answer with sources.
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.wait("the answer", Duration::from_secs(20), |h| {
+        h.replies_to(GENERAL_ID, question)
+            .into_iter()
+            .find(|m| m.content().contains("**Sources**"))
+    });
+    let link = format!("https://discord.com/channels/{GUILD_ID}/{GENERAL_ID}/{posted}");
+    assert_eq!(
+        answer.content(),
+        format!("{REPLY}\n\n**Sources**\n[1] [parking.md](<{link}>) — Parking")
+    );
+    assert_eq!(answer.versions[0].content, "💭 Thinking…");
+    assert!(answer.versions.len() >= 2, "grown by edits");
+    for pair in answer.edit_times().windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(190));
+    }
+    // A reply to the answer continues the conversation, without a mention.
+    let follow_up = h.say(
+        &UserMessage::new(
+            GENERAL_ID,
+            BOB_ID,
+            "and do visitors park there on weekends?",
+        )
+        .replying_to(answer.id),
+    );
+    h.wait("the follow-up's answer", Duration::from_secs(20), |h| {
+        h.replies_to(GENERAL_ID, follow_up)
+            .into_iter()
+            .find(|m| m.content().contains("**Sources**"))
+    });
+    let inputs = h.llm.inputs.lock().unwrap().clone();
+    assert!(
+        inputs
+            .iter()
+            .any(|input| input == "where do visitors park?"),
+        "the follow-up's prompt has the first question: {inputs:#?}"
+    );
+
+    // A mention where no brain is linked gets the hint.
+    let elsewhere = h.say(&UserMessage::new(THREAD_ID, BOB_ID, "hello?").mentioning(BOT_ID));
+    let hint = h.wait("the hint", Duration::from_secs(10), |h| {
+        h.replies_to(THREAD_ID, elsewhere)
+            .first()
+            .map(|m| m.content().to_string())
+    });
+    assert!(hint.contains("/brain link"), "{hint}");
+
+    // Nothing the bot wrote could ping anyone, and nothing unexpected was called.
+    for channel in [GENERAL_ID, THREAD_ID] {
+        for message in h.discord.messages(channel) {
+            if message.author_id == BOT_ID {
+                assert!(no_pings(&message), "{:#?}", message.versions);
+            }
+        }
+    }
+    assert!(
+        h.discord.unexpected_requests().is_empty(),
+        "{:#?}",
+        h.discord.unexpected_requests()
+    );
+    assert_eq!(h.discord.rate_limited(GENERAL_ID), 0, "no 429 caused");
+}
+
+#[test]
+fn a_dropped_gateway_mid_answer_still_answers_exactly_once() {
+    let h = Harness::start(
+        Options::default(),
+        Behaviour {
+            reply: "Visitors park on level two of the garage, next to the lifts [1].".into(),
+            token_interval: Duration::from_millis(120),
+            ..Behaviour::default()
+        },
+    );
+    h.link_general();
+    h.teach_parking();
+    let message =
+        UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID);
+    let event = h.discord.message_create(&message);
+    let question: u64 = event["id"].as_str().unwrap().parse().unwrap();
+    h.discord.dispatch("MESSAGE_CREATE", event.clone());
+    h.wait("the first edit", Duration::from_secs(20), |h| {
+        h.replies_to(GENERAL_ID, question)
+            .first()
+            .filter(|m| m.versions.len() >= 2)
+            .map(|_| ())
+    });
+    assert!(h.discord.drop_connections() >= 1);
+    h.wait("a resumed session", Duration::from_secs(20), |h| {
+        (h.discord.resumes() >= 1 && h.discord.live_connections() >= 1).then_some(())
+    });
+    // The same event delivered again (a replay) is not answered twice.
+    h.discord.dispatch("MESSAGE_CREATE", event);
+    let answer = h.wait("the answer", Duration::from_secs(30), |h| {
+        h.replies_to(GENERAL_ID, question)
+            .into_iter()
+            .find(|m| m.content().contains("**Sources**"))
+    });
+    assert!(answer.content().starts_with("Visitors park on level two"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        h.replies_to(GENERAL_ID, question).len(),
+        1,
+        "one answer, however often the question arrived"
+    );
+}
+
+#[test]
+fn rate_limited_edits_back_off_and_the_final_text_lands() {
+    let options = Options {
+        edit_limit: Some(fake_discord::RateLimit {
+            requests: 2,
+            per: Duration::from_secs(2),
+        }),
+        ..Options::default()
+    };
+    let h = Harness::start(
+        options,
+        Behaviour {
+            reply: "Visitors park on level two of the garage, next to the lifts, all day [1]."
+                .into(),
+            token_interval: Duration::from_millis(60),
+            ..Behaviour::default()
+        },
+    );
+    h.link_general();
+    h.teach_parking();
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.wait("the answer", Duration::from_secs(40), |h| {
+        h.replies_to(GENERAL_ID, question)
+            .into_iter()
+            .find(|m| m.content().contains("**Sources**"))
+    });
+    assert!(answer
+        .content()
+        .starts_with("Visitors park on level two of the garage, next to the lifts, all day [1]."));
+    // The fake allows 2 edits per 2 s, looser than nothing and tighter than engram's own
+    // budget (5 per 5 s): only the rate-limit headers can keep engram within it.
+    assert_eq!(
+        h.discord.rate_limited(GENERAL_ID),
+        0,
+        "the headers were obeyed: no 429 caused"
+    );
+    let edits = answer.edit_times();
+    assert!(edits.len() >= 3, "{edits:?}");
+    for window in edits.windows(3) {
+        assert!(
+            window[2] - window[0] >= Duration::from_millis(1_000),
+            "never 3 edits within one 2 s window: {edits:?}"
+        );
+    }
+}
