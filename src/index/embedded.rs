@@ -1,11 +1,15 @@
-//! The embedded index: FTS5 (BM25) and sqlite-vec in the store's SQLite file. Keyword search
-//! matches a per-brain token, so a brain's search never returns other brains' chunks; vector
-//! search is a brute-force Hamming scan, in Rust, over the brain's binary-quantised embeddings
-//! (kept in sqlite-vec's partition and cached in memory, see `cache`), whose best candidates are
-//! rescored by exact cosine distance.
+//! The embedded index: FTS5 and sqlite-vec in the store's SQLite file. Keyword search scores
+//! every query term by BM25 over an in-memory inverted index of the brain (`keyword`, cached in
+//! `cache`, loaded from `chunks` in the background the first time a brain is searched); until it
+//! is loaded, or when the brain is too large for the cache, FTS5 answers instead, matching a
+//! per-brain token so a brain's search never touches other brains' chunks. Vector search is a
+//! brute-force Hamming scan, in Rust, over the brain's binary-quantised embeddings (kept in
+//! sqlite-vec's partition and cached in memory), whose best candidates are rescored by exact
+//! cosine distance. Every result is re-read from `chunks` filtered by the brain.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +19,10 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use super::cache::{pack, BrainCodes, TermCache, VectorCache};
+use super::cache::{
+    pack, BrainCodes, Claim, KeywordCache, KeywordLoad, TermCache, VectorCache, KEYWORD_BUDGET,
+};
+use super::keyword::{query_terms, BrainTerms};
 use super::{
     candidates_per_side, reciprocal_rank_fusion, DocumentId, Index, IndexError, IndexedDocument,
     SearchHit, SearchQuery,
@@ -34,16 +41,19 @@ const BM25: &str = "bm25(chunks_fts, 0.0, 2.0, 1.0)";
 /// magnitude, so a few times oversampling restores most of the exact ranking.
 const OVERSAMPLE: usize = 4;
 
-/// How many postings (summed document frequencies over all brains) a keyword query may walk;
-/// see `selective_terms`.
+/// How many postings (summed document frequencies over all brains) an FTS5 keyword query may
+/// walk; see `selective_terms`.
 const POSTINGS_BUDGET: i64 = 3_000;
 
-/// How many matches a keyword query scores with `bm25()` at most, newest chunks first; see
-/// `keyword_ids`. FTS5's `bm25()` costs a few microseconds per row.
+/// How many matches an FTS5 keyword query scores with `bm25()` at most, newest chunks first;
+/// see `fts_keyword_ids`. FTS5's `bm25()` costs a few microseconds per row.
 const SCORED_MATCHES: usize = 1_000;
 
 /// The most Hamming candidates a vector search rescores (sqlite-vec's own KNN limit).
 const VEC_MAX_K: usize = 4096;
+
+/// Chunks read per query while loading a brain's keyword index (a few MB of text at a time).
+const LOAD_PAGE: i64 = 2_000;
 
 /// Registers sqlite-vec's functions and `vec0` module on one connection.
 ///
@@ -82,7 +92,9 @@ pub struct EmbeddedIndex {
     dimensions: Option<usize>,
     /// Each brain's binary codes, for the Hamming scan.
     vectors: VectorCache,
-    /// Document frequencies of keyword terms.
+    /// Each searched brain's keyword index; shared with the tasks that load them.
+    keywords: Arc<KeywordCache>,
+    /// Document frequencies of keyword terms, for brains searched through FTS5.
     terms: TermCache,
 }
 
@@ -124,12 +136,35 @@ impl EmbeddedIndex {
             readers,
             dimensions,
             vectors: VectorCache::default(),
+            keywords: Arc::default(),
             terms: TermCache::default(),
         };
         if let Some(dimensions) = dimensions {
             index.prepare_vectors(dimensions).await?;
         }
         Ok(index)
+    }
+
+    /// Loads the brain's keyword index (and its vector codes, when embeddings are on) into
+    /// memory now, if they are not already, and returns when they are. Searches never wait for
+    /// a load: until a brain is loaded they use FTS5. A server can call this for the brains it
+    /// expects to search; the retrieval benchmark calls it to measure the steady state.
+    pub async fn warm(&self, brain: BrainId) -> Result<(), IndexError> {
+        loop {
+            match self.keywords.claim(brain.0) {
+                Claim::Ready => break,
+                // Returns when that load ends, successful or not; then look again.
+                Claim::Wait(mut done) => while done.changed().await.is_ok() {},
+                Claim::Load(load) => {
+                    load_keywords(self.readers.clone(), load).await?;
+                    break;
+                }
+            }
+        }
+        if self.dimensions.is_some() {
+            self.brain_codes(brain).await?;
+        }
+        Ok(())
     }
 
     /// Closes the pools.
@@ -195,8 +230,45 @@ impl EmbeddedIndex {
         Ok(expected)
     }
 
-    /// Chunk ids of the brain's best keyword matches, best first.
+    /// Chunk ids of the brain's best keyword matches, best first, with their BM25 scores: from
+    /// the brain's in-memory keyword index when it is loaded, else from FTS5 (and a load of the
+    /// index starts in the background).
     async fn keyword_ids(
+        &self,
+        brain: BrainId,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, f32)>, IndexError> {
+        let (cached, load) = self.keywords.lookup(brain.0);
+        if let Some(load) = load {
+            let readers = self.readers.clone();
+            tokio::spawn(async move {
+                if let Err(error) = load_keywords(readers, load).await {
+                    tracing::warn!(
+                        brain = brain.0,
+                        %error,
+                        "cannot load the brain's keyword index; FTS5 answers meanwhile"
+                    );
+                }
+            });
+        }
+        let Some(cached) = cached else {
+            return self.fts_keyword_ids(brain, text, limit).await;
+        };
+        let terms = query_terms(text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        tokio::task::spawn_blocking(move || {
+            let cached = cached.read().unwrap_or_else(|e| e.into_inner());
+            cached.search(&terms, limit)
+        })
+        .await
+        .map_err(|error| IndexError::Unavailable(format!("keyword search: {error}")))
+    }
+
+    /// `keyword_ids` through FTS5, for a brain whose keyword index is not in memory.
+    async fn fts_keyword_ids(
         &self,
         brain: BrainId,
         text: &str,
@@ -286,22 +358,7 @@ impl EmbeddedIndex {
         let dimensions = self.check_vector(vector)?;
         let k = (limit * OVERSAMPLE).min(VEC_MAX_K);
         let words = code_bytes(dimensions).div_ceil(8);
-        let codes = match self.vectors.get(brain.0) {
-            Some(codes) => codes,
-            None => {
-                let seen = self.vectors.generation(brain.0);
-                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-                    "SELECT chunk_id, embedding FROM chunks_vec WHERE brain_id = $1",
-                )
-                .bind(brain.0)
-                .fetch_all(&self.readers)
-                .await?;
-                let codes = std::sync::Arc::new(BrainCodes::new(rows, words));
-                self.vectors
-                    .insert(brain.0, std::sync::Arc::clone(&codes), seen);
-                codes
-            }
-        };
+        let codes = self.brain_codes(brain).await?;
         let query = pack(&binary_code(vector), words);
         let candidates = tokio::task::spawn_blocking(move || codes.nearest(&query, k))
             .await
@@ -325,6 +382,23 @@ impl EmbeddedIndex {
         scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         scored.truncate(limit);
         Ok(scored.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// The brain's binary codes: cached, or loaded from its `chunks_vec` partition (and cached).
+    async fn brain_codes(&self, brain: BrainId) -> Result<Arc<BrainCodes>, IndexError> {
+        if let Some(codes) = self.vectors.get(brain.0) {
+            return Ok(codes);
+        }
+        let dimensions = self.dimensions.ok_or(IndexError::VectorsDisabled)?;
+        let seen = self.vectors.generation(brain.0);
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT chunk_id, embedding FROM chunks_vec WHERE brain_id = $1")
+                .bind(brain.0)
+                .fetch_all(&self.readers)
+                .await?;
+        let codes = Arc::new(BrainCodes::new(rows, code_bytes(dimensions).div_ceil(8)));
+        self.vectors.insert(brain.0, Arc::clone(&codes), seen);
+        Ok(codes)
     }
 
     /// The rows behind `ids`, only those of `brain`.
@@ -367,24 +441,22 @@ impl EmbeddedIndex {
     }
 
     /// Deletes the chunks of a document and their vectors inside `tx`; returns the ids of the
-    /// deleted vectors.
+    /// deleted chunks.
     async fn delete_chunks(
         tx: &mut SqliteConnection,
         document: DocumentId,
         vectors: bool,
     ) -> Result<Vec<i64>, IndexError> {
-        let mut removed = Vec::new();
+        let removed: Vec<i64> = sqlx::query_scalar("SELECT id FROM chunks WHERE document_id = $1")
+            .bind(document.0)
+            .fetch_all(&mut *tx)
+            .await?;
         if vectors {
-            let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM chunks WHERE document_id = $1")
-                .bind(document.0)
-                .fetch_all(&mut *tx)
-                .await?;
-            for id in ids {
+            for id in &removed {
                 sqlx::query("DELETE FROM chunks_vec WHERE chunk_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                removed.push(id);
             }
         }
         // Full-text rows and exact vectors go with the chunks (trigger, cascade).
@@ -435,6 +507,7 @@ impl Index for EmbeddedIndex {
         }
         let removed =
             Self::delete_chunks(&mut tx, document.document, self.dimensions.is_some()).await?;
+        let mut ids = Vec::with_capacity(document.chunks.len());
         let mut added = Vec::new();
         for (i, chunk) in document.chunks.iter().enumerate() {
             let id: i64 = sqlx::query_scalar(
@@ -449,6 +522,7 @@ impl Index for EmbeddedIndex {
             .bind(&chunk.text)
             .fetch_one(&mut *tx)
             .await?;
+            ids.push(id);
             if let Some(vector) = document.vectors.and_then(|v| v.get(i)) {
                 sqlx::query("INSERT INTO chunk_vectors (chunk_id, embedding) VALUES ($1, $2)")
                     .bind(id)
@@ -482,6 +556,12 @@ impl Index for EmbeddedIndex {
         .await?;
         tx.commit().await?;
         self.vectors.patch(document.brain.0, &removed, &added);
+        let chunks: Vec<_> = ids
+            .iter()
+            .zip(document.chunks)
+            .map(|(id, chunk)| (*id, chunk.heading.as_deref(), chunk.text.as_str()))
+            .collect();
+        self.keywords.patch(document.brain.0, &removed, &chunks);
         Ok(())
     }
 
@@ -503,6 +583,7 @@ impl Index for EmbeddedIndex {
             .await?;
         tx.commit().await?;
         self.vectors.patch(brain.0, &removed, &[]);
+        self.keywords.patch(brain.0, &removed, &[]);
         Ok(())
     }
 
@@ -540,6 +621,14 @@ impl Index for EmbeddedIndex {
         };
         let ids: Vec<i64> = ranked.iter().map(|r| r.0).collect();
         let mut rows = self.hits(brain, &ids).await?;
+        if ranked
+            .iter()
+            .any(|(id, _, keyword_rank, _)| keyword_rank.is_some() && !rows.contains_key(id))
+        {
+            // A keyword result is gone from `chunks`: deleted by another process (or with its
+            // brain) since the brain's keyword index was loaded.
+            self.keywords.mark_stale(brain.0);
+        }
         Ok(ranked
             .into_iter()
             .filter_map(|(id, score, keyword_rank, vector_rank)| {
@@ -551,6 +640,60 @@ impl Index for EmbeddedIndex {
                 })
             })
             .collect())
+    }
+}
+
+/// Reads a brain's chunks, in one read transaction, into a keyword index and caches it (or
+/// records that it is too large for the cache); when the brain's documents have not changed
+/// since its cached index was loaded, keeps that one instead. Tokenising runs on a blocking
+/// thread, a page at a time, while the next page is read.
+async fn load_keywords(readers: SqlitePool, load: KeywordLoad) -> Result<(), IndexError> {
+    let _turn = load.turn().await;
+    let mut tx = readers.begin().await?;
+    let fingerprint: (i64, i64) = sqlx::query_as(
+        // Modulo 2^31 so that the sum cannot overflow; a change of `updated_at` still changes it.
+        "SELECT count(*), coalesce(sum(updated_at % 2147483648), 0) FROM documents \
+         WHERE brain_id = $1",
+    )
+    .bind(load.brain())
+    .fetch_one(&mut *tx)
+    .await?;
+    if load.unchanged(fingerprint) {
+        load.renew();
+        return Ok(());
+    }
+    let mut after = i64::MIN;
+    let mut work = tokio::task::spawn_blocking(|| (BrainTerms::default(), true));
+    loop {
+        let rows: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, heading, text FROM chunks WHERE brain_id = $1 AND id > $2 \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(load.brain())
+        .bind(after)
+        .bind(LOAD_PAGE)
+        .fetch_all(&mut *tx)
+        .await?;
+        let (mut terms, fits) = work
+            .await
+            .map_err(|error| IndexError::Unavailable(format!("keyword index load: {error}")))?;
+        let Some(last) = rows.last().filter(|_| fits) else {
+            tx.rollback().await?;
+            let terms = fits.then(|| {
+                terms.shrink();
+                terms
+            });
+            load.finish(terms, fingerprint);
+            return Ok(());
+        };
+        after = last.0;
+        work = tokio::task::spawn_blocking(move || {
+            let fits = rows
+                .iter()
+                .all(|(id, heading, text)| terms.add(*id, heading.as_deref(), text))
+                && terms.bytes() <= KEYWORD_BUDGET;
+            (terms, fits)
+        });
     }
 }
 
@@ -628,6 +771,222 @@ fn to_i64(value: usize) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::brain::{BrainName, TenantKey};
+    use crate::config::StoreUrl;
+    use crate::ingest::chunk::ChunkDraft;
+    use crate::store::Store;
+
+    /// A migrated store in a temp dir, and an index on it without embeddings.
+    struct Fixture {
+        config: StoreConfig,
+        store: Arc<dyn Store>,
+        index: EmbeddedIndex,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let config = StoreConfig {
+                url: StoreUrl::new(format!("sqlite://{}/engram.db", dir.path().display())),
+                max_connections: 4,
+                busy_timeout_ms: 5_000,
+            };
+            let store = crate::store::open(&config).await.expect("store");
+            let index = EmbeddedIndex::open(&config, None).await.expect("index");
+            Self {
+                config,
+                store,
+                index,
+                _dir: dir,
+            }
+        }
+
+        async fn brain(&self, name: &str) -> BrainId {
+            let tenant = self.store.ensure_tenant(&TenantKey::local()).await.unwrap();
+            let name = BrainName::parse(name).unwrap();
+            self.store.create_brain(tenant, &name).await.unwrap().id
+        }
+
+        /// A document row with `texts` indexed as its chunks, through `index`.
+        async fn document(
+            &self,
+            index: &EmbeddedIndex,
+            brain: BrainId,
+            texts: &[&str],
+        ) -> DocumentId {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO documents (brain_id, sha256, file_name, status, created_at, \
+                 updated_at) VALUES ($1, hex(randomblob(16)), 'doc.md', 'pending', 0, 0) \
+                 RETURNING id",
+            )
+            .bind(brain.0)
+            .fetch_one(&index.writer)
+            .await
+            .unwrap();
+            let chunks: Vec<ChunkDraft> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| ChunkDraft {
+                    ordinal: u32::try_from(i).unwrap(),
+                    page: None,
+                    heading: (i == 0).then(|| "Overview".to_string()),
+                    text: (*text).to_string(),
+                    tokens: 0,
+                })
+                .collect();
+            index
+                .index_document(IndexedDocument {
+                    brain,
+                    document: DocumentId(id),
+                    pages: 1,
+                    ocr_pages: 0,
+                    chunks: &chunks,
+                    vectors: None,
+                })
+                .await
+                .unwrap();
+            DocumentId(id)
+        }
+    }
+
+    fn keyword(text: &str) -> SearchQuery {
+        SearchQuery {
+            text: text.to_string(),
+            vector: None,
+            limit: 10,
+        }
+    }
+
+    async fn texts(index: &EmbeddedIndex, brain: BrainId, text: &str) -> Vec<String> {
+        let hits = index.search(brain, &keyword(text)).await.unwrap();
+        hits.into_iter().map(|hit| hit.text).collect()
+    }
+
+    const HANDBOOK: &[&str] = &[
+        "Employees get 25 days of paid holiday each year.",
+        "Report sick leave to your manager before 10 am.",
+        "Submit receipts within 30 days to get a refund.",
+        "Rotate your password every 90 days; use a password manager.",
+        "Holiday requests go to your manager two weeks ahead.",
+    ];
+
+    /// The in-memory index and FTS5 rank the same chunks first on a small brain.
+    #[tokio::test]
+    async fn memory_and_fts5_agree_on_the_best_chunk() {
+        let fx = Fixture::new().await;
+        let brain = fx.brain("handbook").await;
+        fx.document(&fx.index, brain, HANDBOOK).await;
+        let questions = [
+            "sick leave",
+            "password manager",
+            "holiday days",
+            "receipts refund",
+            "manager",
+            "Overview of holidays",
+        ];
+        let mut fts = Vec::new();
+        for question in questions {
+            let ids = fx.index.fts_keyword_ids(brain, question, 3).await.unwrap();
+            fts.push(ids.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
+        }
+        fx.index.warm(brain).await.unwrap();
+        for (question, fts) in questions.iter().zip(fts) {
+            let memory: Vec<i64> = fx
+                .index
+                .keyword_ids(brain, question, 3)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            assert_eq!(
+                memory.first(),
+                fts.first(),
+                "{question}: {memory:?} vs {fts:?}"
+            );
+            assert_eq!(memory.len(), fts.len(), "{question}");
+        }
+    }
+
+    /// Two brains with the same text: a warm brain's search returns only its own chunks, and
+    /// an empty brain none.
+    #[tokio::test]
+    async fn loaded_brains_stay_apart() {
+        let fx = Fixture::new().await;
+        let x = fx.brain("x").await;
+        let y = fx.brain("y").await;
+        let empty = fx.brain("empty").await;
+        let in_x = fx.document(&fx.index, x, HANDBOOK).await;
+        let in_y = fx.document(&fx.index, y, HANDBOOK).await;
+        for brain in [x, y, empty] {
+            fx.index.warm(brain).await.unwrap();
+        }
+        let from_x = fx.index.search(x, &keyword("manager")).await.unwrap();
+        let from_y = fx.index.search(y, &keyword("manager")).await.unwrap();
+        assert_eq!(from_x.len(), 3);
+        assert!(from_x.iter().all(|hit| hit.document_id == in_x.0));
+        assert!(from_y.iter().all(|hit| hit.document_id == in_y.0));
+        assert!(fx
+            .index
+            .search(empty, &keyword("manager"))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    /// This process's writes show at once in a loaded brain: new chunks, re-indexed and
+    /// forgotten documents.
+    #[tokio::test]
+    async fn a_loaded_brain_follows_this_process_writes() {
+        let fx = Fixture::new().await;
+        let brain = fx.brain("writes").await;
+        let handbook = fx.document(&fx.index, brain, HANDBOOK).await;
+        fx.index.warm(brain).await.unwrap();
+        assert_eq!(texts(&fx.index, brain, "zeppelin").await.len(), 0);
+
+        let airships = fx
+            .document(&fx.index, brain, &["Zeppelin pilots fly airships."])
+            .await;
+        assert_eq!(
+            texts(&fx.index, brain, "zeppelin").await,
+            vec!["Zeppelin pilots fly airships."]
+        );
+        fx.index.forget_document(brain, handbook).await.unwrap();
+        assert!(texts(&fx.index, brain, "manager receipts").await.is_empty());
+        fx.index.forget_document(brain, airships).await.unwrap();
+        assert!(texts(&fx.index, brain, "zeppelin").await.is_empty());
+        // Everything above was served from memory, not FTS5.
+        assert!(fx.index.keywords.lookup(brain.0).0.is_some());
+    }
+
+    /// Another process's writes: a deleted chunk is never returned, and the brain is reloaded
+    /// once a search finds one of its results gone, which brings in the other process's new
+    /// chunks too.
+    #[tokio::test]
+    async fn another_process_writes_show_after_a_reload() {
+        let fx = Fixture::new().await;
+        let brain = fx.brain("shared").await;
+        let handbook = fx.document(&fx.index, brain, HANDBOOK).await;
+        fx.index.warm(brain).await.unwrap();
+
+        let other = EmbeddedIndex::open(&fx.config, None).await.unwrap();
+        other.forget_document(brain, handbook).await.unwrap();
+        fx.document(&other, brain, &["Zeppelin pilots report to the manager."])
+            .await;
+        // Not loaded yet, but the forgotten chunks are filtered out of the results.
+        assert!(texts(&fx.index, brain, "manager")
+            .await
+            .iter()
+            .all(|text| !HANDBOOK.contains(&text.as_str())));
+        // That search found a result gone: the next load sees the other process's chunks.
+        fx.index.warm(brain).await.unwrap();
+        assert_eq!(
+            texts(&fx.index, brain, "zeppelin manager").await,
+            vec!["Zeppelin pilots report to the manager."]
+        );
+        other.close().await;
+    }
 
     #[test]
     fn match_expression_quotes_every_term() {

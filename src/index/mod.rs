@@ -1,9 +1,10 @@
 //! The search index: the `Index` trait (write a document's chunks, forget them, search one
-//! brain) and its embedded implementation on SQLite (FTS5 + sqlite-vec). The only module that
-//! knows FTS5, sqlite-vec or Qdrant.
+//! brain) and its embedded implementation on SQLite (FTS5 + sqlite-vec, with in-memory keyword
+//! and vector caches). The only module that knows FTS5, sqlite-vec or Qdrant.
 
 mod cache;
 pub mod embedded;
+mod keyword;
 
 use async_trait::async_trait;
 
