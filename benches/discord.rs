@@ -190,7 +190,9 @@ fn main() {
 /// One guild's brain with the parking notes, bound to every channel.
 async fn prepare(config: &Config) {
     let store = store::open(&config.store).await.expect("store");
-    let index = EmbeddedIndex::open(&config.store, None).await.expect("index");
+    let index = EmbeddedIndex::open(&config.store, None)
+        .await
+        .expect("index");
     let tenant = store
         .ensure_tenant(&TenantKey::parse(&format!("discord:{GUILD_ID}")).unwrap())
         .await

@@ -81,7 +81,8 @@ pub fn sources_footer(sources: &[FooterSource], platform: Platform) -> String {
 }
 
 /// Splits `text` into messages of at most `limits.max_chars` characters. Cuts fall at a
-/// paragraph break if one is in reach, else at a sentence end, else at a space, else anywhere
+/// paragraph break if one is in reach, else at a line break, else at a sentence end, else at a
+/// space, else anywhere
 /// (a very long word). A cut inside a code fence closes the fence in that message and reopens
 /// it (with its language) in the next. Nothing is lost: removing the added fence lines and
 /// joining the messages gives the text back.
@@ -157,8 +158,9 @@ fn fence_state(
     open
 }
 
-/// How many characters of `window` to take: after the last paragraph break, else the last
-/// sentence end, else the last space, else all of it.
+/// How many characters of `window` to take: after the last paragraph break, else the last line
+/// break (list items, code lines), else the last sentence end, else the last space, else all
+/// of it.
 fn best_cut(window: &[char], whole_rest_fits: bool) -> usize {
     if whole_rest_fits {
         return window.len();
@@ -168,6 +170,12 @@ fn best_cut(window: &[char], whole_rest_fits: bool) -> usize {
         .rev()
         .find(|&i| window[i] == '\n' && window[i + 1] == '\n')
         .map(|i| i + 2);
+    let line = || {
+        (min..window.len())
+            .rev()
+            .find(|&i| window[i] == '\n')
+            .map(|i| i + 1)
+    };
     let sentence = || {
         (min..window.len().saturating_sub(1))
             .rev()
@@ -181,6 +189,7 @@ fn best_cut(window: &[char], whole_rest_fits: bool) -> usize {
             .map(|i| i + 1)
     };
     paragraph
+        .or_else(line)
         .or_else(sentence)
         .or_else(space)
         .unwrap_or(window.len())
@@ -342,5 +351,28 @@ mod tests {
         );
         let slack = sources_footer(&sources, Platform::Slack);
         assert!(slack.contains("<https://discord.com/channels/1/2/3|handbook.pdf>"));
+    }
+
+    #[test]
+    fn code_is_cut_between_lines() {
+        let code: String = (0..80)
+            .map(|n| format!("let visitor_{n} = park(two);\n"))
+            .collect();
+        let text = format!("Here:\n\n```rust\n{code}```\n");
+        let parts = split_message(
+            &text,
+            Limits {
+                max_chars: 300,
+                platform: Platform::Discord,
+            },
+        );
+        assert!(parts.len() > 3);
+        for n in 0..80 {
+            let line = format!("let visitor_{n} = park(two);");
+            assert!(
+                parts.iter().any(|part| part.contains(&line)),
+                "line {n} is whole in some message: {parts:#?}"
+            );
+        }
     }
 }

@@ -295,6 +295,10 @@ fn files_commands_and_a_mention_end_to_end() {
             .map(|m| m.content().to_string())
     });
     assert!(hint.contains("/brain link"), "{hint}");
+    assert!(
+        h.discord.typing(GENERAL_ID) >= 1,
+        "typing shown while answering"
+    );
 
     // Nothing the bot wrote could ping anyone, and nothing unexpected was called.
     for channel in [GENERAL_ID, THREAD_ID] {
@@ -400,4 +404,58 @@ fn rate_limited_edits_back_off_and_the_final_text_lands() {
             "never 3 edits within one 2 s window: {edits:?}"
         );
     }
+}
+
+#[test]
+fn a_long_answer_continues_in_a_new_message_with_fences_balanced() {
+    let code: String = (0..60)
+        .map(|n| format!("let visitor_{n} = park(level_two);\n"))
+        .collect();
+    let reply = format!(
+        "Visitors park on level two [1]. {}\n\n```rust\n{code}```\nThat is all.",
+        "The garage has many levels and the lifts are by bay twelve. ".repeat(8)
+    );
+    let h = Harness::start(
+        Options::default(),
+        Behaviour {
+            reply: reply.clone(),
+            token_interval: Duration::from_millis(1),
+            ..Behaviour::default()
+        },
+    );
+    h.link_general();
+    h.teach_parking();
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let first = h.wait("the answer's first message", Duration::from_secs(30), |h| {
+        h.replies_to(GENERAL_ID, question).into_iter().next()
+    });
+    let continuation = h.wait("the continuation", Duration::from_secs(30), |h| {
+        h.replies_to(GENERAL_ID, first.id)
+            .into_iter()
+            .find(|m| m.content().contains("**Sources**"))
+    });
+    let first = h.discord.message(first.id).unwrap();
+    for message in [&first, &continuation] {
+        let text = message.content();
+        assert!(
+            text.chars().count() <= 2000,
+            "{} characters",
+            text.chars().count()
+        );
+        assert_eq!(
+            text.matches("```").count() % 2,
+            0,
+            "fences balanced: {text}"
+        );
+        assert!(no_pings(message));
+    }
+    let joined = format!("{}{}", first.content(), continuation.content());
+    for n in 0..60 {
+        assert!(
+            joined.contains(&format!("let visitor_{n} = park(level_two);")),
+            "line {n} kept"
+        );
+    }
+    assert!(joined.contains("That is all."));
 }

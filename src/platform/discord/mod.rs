@@ -74,6 +74,7 @@ pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> 
     }
     let handler = Handler {
         gateway,
+        rest: rest(&config)?,
         bot: OnceCell::new(),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents())
@@ -91,6 +92,8 @@ pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> 
 
 struct Handler {
     gateway: Gateway,
+    /// For the typing indicator while an answer is queued.
+    rest: DiscordRest,
     /// The bot's own user id, known from READY.
     bot: OnceCell<UserId>,
 }
@@ -178,6 +181,12 @@ impl EventHandler for Handler {
                     message.id.get()
                 ))
             });
+        let (typing, typing_in) = (self.rest.clone(), channel.clone());
+        tokio::spawn(async move {
+            if let Err(error) = typing.typing(&typing_in).await {
+                tracing::debug!(%error, "Discord: cannot show typing");
+            }
+        });
         self.handle(ChatEvent::Question {
             origin: origin(""),
             text,

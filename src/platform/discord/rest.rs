@@ -69,6 +69,14 @@ impl DiscordRest {
         })
     }
 
+    /// Shows "engram is typing…" in a channel for a few seconds.
+    pub async fn typing(&self, channel: &ChannelKey) -> Result<(), PlatformError> {
+        let id = channel_id(channel)?;
+        self.call(Method::POST, &format!("/channels/{id}/typing"), None, None)
+            .await
+            .map(drop)
+    }
+
     /// The per-channel budget this client's responses feed.
     pub fn budget(&self) -> Arc<RateBudget> {
         self.budget.clone()
