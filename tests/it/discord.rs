@@ -459,3 +459,51 @@ fn a_long_answer_continues_in_a_new_message_with_fences_balanced() {
     }
     assert!(joined.contains("That is all."));
 }
+
+#[test]
+fn two_guilds_never_see_each_others_brains_or_knowledge() {
+    const OTHER_GUILD: u64 = 1_210_000_000_000_000_900;
+    const OTHER_CHANNEL: u64 = 1_210_000_000_000_000_901;
+    let mut options = Options::default();
+    let mut other = options.guilds[0].clone();
+    other.id = OTHER_GUILD;
+    other.name = "Other Guild".into();
+    other.channels = vec![fake_discord::FakeChannel::text(OTHER_CHANNEL, "general")];
+    options.guilds.push(other);
+    let h = Harness::start(options, quick_llm());
+    h.link_general();
+    h.teach_parking();
+
+    let link = |channel| {
+        SlashCommand::new(channel, ALICE_ID, "brain")
+            .subcommand("link")
+            .option("name", "handbook")
+    };
+    let (refused, _) = h.command(link(OTHER_CHANNEL));
+    assert!(
+        refused.contains("There is no brain `handbook` here"),
+        "another guild's brain cannot be linked: {refused}"
+    );
+    let (created, _) = h.command(
+        SlashCommand::new(OTHER_CHANNEL, ALICE_ID, "brain")
+            .subcommand("create")
+            .option("name", "handbook"),
+    );
+    assert!(created.contains("Created"), "{created}");
+    let (linked, _) = h.command(link(OTHER_CHANNEL));
+    assert!(linked.contains("now uses the brain `handbook`"), "{linked}");
+
+    let question = h.say(
+        &UserMessage::new(OTHER_CHANNEL, BOB_ID, "where do visitors park?").mentioning(BOT_ID),
+    );
+    let answer = h.wait("the other guild's answer", Duration::from_secs(20), |h| {
+        h.replies_to(OTHER_CHANNEL, question)
+            .into_iter()
+            .find(|m| m.versions.len() >= 2)
+    });
+    assert!(
+        answer.content().contains("found nothing") && !answer.content().contains("parking.md"),
+        "the other guild's documents are never cited: {}",
+        answer.content()
+    );
+}
