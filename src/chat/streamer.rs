@@ -71,6 +71,7 @@ struct Answer<'a> {
     messages: Vec<MessageRef>,
     /// What each message shows now.
     shown: Vec<String>,
+    /// When the platform last answered a write of this answer.
     last_write: Option<Instant>,
     options: StreamOptions,
 }
@@ -112,7 +113,6 @@ impl Answer<'_> {
         let mut attempt = 1;
         loop {
             self.budget.acquire(&channel).await;
-            self.last_write = Some(Instant::now());
             let result = match self.messages.get(i) {
                 Some(message) => self.platform.edit(message, part).await,
                 None => {
@@ -126,6 +126,9 @@ impl Answer<'_> {
                         })
                 }
             };
+            // Counted from when the platform answered: it saw this write before answering, so
+            // the next write reaches it at least `edit_interval` later, whatever the latency.
+            self.last_write = Some(Instant::now());
             match result {
                 Ok(()) => {
                     self.shown[i] = part.to_string();
