@@ -284,7 +284,7 @@ async fn read_capped(
 async fn kill_group(pid: Option<u32>) {
     let Some(pid) = pid else { return };
     let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{pid}")])
+        .args(kill_group_args(pid))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -292,9 +292,20 @@ async fn kill_group(pid: Option<u32>) {
         .await;
 }
 
+/// `kill` arguments that signal process group `pgid`. The `--` matters: procps-ng's `kill`
+/// reads `-KILL -12345` as `kill(-1, SIGKILL)`, every process the caller may signal.
+fn kill_group_args(pgid: u32) -> [String; 4] {
+    ["-s".into(), "KILL".into(), "--".into(), format!("-{pgid}")]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_group_kill_names_the_group_after_the_options() {
+        assert_eq!(kill_group_args(12345), ["-s", "KILL", "--", "-12345"]);
+    }
 
     fn sandbox() -> Sandbox {
         Sandbox {
