@@ -17,10 +17,11 @@
 //! Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
 
+mod support;
+
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,28 +29,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use engram::app::{self, Role};
-use engram::brain::{AddedDocument, BrainName, NewDocument, TenantKey};
+use engram::brain::{BrainName, TenantKey};
 use engram::chat::budget::RateBudget;
 use engram::chat::service::{ask, NewQuestion, Outlet, Outlets, THINKING};
 use engram::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
 use engram::config::{Config, StoreUrl};
-use engram::index::{EmbeddedIndex, Index, IndexedDocument};
-use engram::ingest::chunk::{count_tokens, ChunkDraft};
+use engram::index::EmbeddedIndex;
 use engram::ingest::{self, Submitted};
 use engram::jobs::{JobId, JobState};
 use engram::render::Limits;
 use engram::store::{self, Store};
 use tokio::time::Instant;
-
-/// This package's folder, read when the program runs (cargo sets it for tests and benches)
-/// rather than baked in at compile time, so a build shared between checkouts never reads
-/// another checkout's files.
-fn crate_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR")
-            .expect("run under cargo: CARGO_MANIFEST_DIR is not set"),
-    )
-}
 
 const QUESTIONS: usize = 1000;
 const TENANTS: usize = 100;
@@ -95,19 +85,6 @@ fn main() {
     }
 }
 
-fn release_binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_dir().join("target"));
-    let path = target.join("release").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --release --workspace` first",
-        path.display()
-    );
-    path
-}
-
 /// CPU time (user + system) a process has used so far, from /proc/PID/stat.
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -138,7 +115,9 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
     config.chat.user_questions_per_minute = 0;
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.workers = 1;
-    config.ingest.extractor = release_binary("engram-extract").display().to_string();
+    config.ingest.extractor = support::release_binary("engram-extract")
+        .display()
+        .to_string();
 
     let setup = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -167,7 +146,8 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
 
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = rss_kib();
-    let scan = std::fs::read(crate_dir().join("demo/oncall-scan.png")).expect("the demo scan");
+    let scan =
+        std::fs::read(support::crate_dir().join("demo/oncall-scan.png")).expect("the demo scan");
     let idle_ingest = gateway.block_on(ingest_runs(&store, &config, &brains.idle, &scan));
     std::thread::sleep(Duration::from_secs(1));
     let idle_rss_after_ingest = rss_kib();
@@ -367,38 +347,17 @@ async fn prepare(config: &Config) -> Brains {
             .ensure_tenant(&TenantKey::parse(&format!("discord:{}", 1000 + t)).unwrap())
             .await
             .unwrap();
-        let brain = store
-            .create_brain(tenant, &BrainName::parse("handbook").unwrap())
-            .await
-            .unwrap();
-        let (AddedDocument::Pending(document) | AddedDocument::Known(document)) = store
-            .add_document(&NewDocument {
-                brain: brain.id,
-                sha256: format!("handbook-{t}"),
-                file_name: "handbook.md".into(),
-                source_link: None,
-            })
-            .await
-            .unwrap();
-        let chunk = ChunkDraft {
-            ordinal: 0,
-            page: None,
-            heading: Some("Time off".into()),
-            text: HANDBOOK.into(),
-            tokens: count_tokens(HANDBOOK) as u32,
-        };
-        index
-            .index_document(IndexedDocument {
-                brain: brain.id,
-                document: document.id,
-                pages: 1,
-                ocr_pages: 0,
-                chunks: &[chunk],
-                vectors: None,
-            })
-            .await
-            .unwrap();
-        tenants.push((tenant, brain.id));
+        let brain = support::brain_knowing(
+            store.as_ref(),
+            &index,
+            tenant,
+            "handbook",
+            "handbook.md",
+            "Time off",
+            HANDBOOK,
+        )
+        .await;
+        tenants.push((tenant, brain));
     }
     let local = store.ensure_tenant(&TenantKey::local()).await.unwrap();
     let mut idle = Vec::new();

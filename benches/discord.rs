@@ -12,6 +12,9 @@
 //! Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
 
+#[allow(dead_code)] // the binary helpers are for the other benchmarks.
+mod support;
+
 #[allow(dead_code)]
 #[path = "../tests/it/fake_discord.rs"]
 mod fake_discord;
@@ -23,11 +26,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use engram::app::{self, Role};
-use engram::brain::{AddedDocument, BindingMode, BrainName, NewDocument, TenantKey};
+use engram::brain::{BindingMode, TenantKey};
 use engram::chat::service::Outlets;
 use engram::config::{Config, Secret, StoreUrl};
-use engram::index::{EmbeddedIndex, Index, IndexedDocument};
-use engram::ingest::chunk::{count_tokens, ChunkDraft};
+use engram::index::EmbeddedIndex;
 use engram::store;
 
 use fake_discord::{
@@ -197,43 +199,22 @@ async fn prepare(config: &Config) {
         .ensure_tenant(&TenantKey::parse(&format!("discord:{GUILD_ID}")).unwrap())
         .await
         .unwrap();
-    let brain = store
-        .create_brain(tenant, &BrainName::parse("handbook").unwrap())
-        .await
-        .unwrap();
-    let (AddedDocument::Pending(document) | AddedDocument::Known(document)) = store
-        .add_document(&NewDocument {
-            brain: brain.id,
-            sha256: "notes".into(),
-            file_name: "notes.md".into(),
-            source_link: None,
-        })
-        .await
-        .unwrap();
-    let chunk = ChunkDraft {
-        ordinal: 0,
-        page: None,
-        heading: Some("Parking".into()),
-        text: NOTES.into(),
-        tokens: count_tokens(NOTES) as u32,
-    };
-    index
-        .index_document(IndexedDocument {
-            brain: brain.id,
-            document: document.id,
-            pages: 1,
-            ocr_pages: 0,
-            chunks: &[chunk],
-            vectors: None,
-        })
-        .await
-        .unwrap();
+    let brain = support::brain_knowing(
+        store.as_ref(),
+        &index,
+        tenant,
+        "handbook",
+        "notes.md",
+        "Parking",
+        NOTES,
+    )
+    .await;
     for n in 0..CHANNELS {
         store
             .bind_channel(
                 tenant,
                 &format!("discord:{}", channel_id(n)),
-                brain.id,
+                brain,
                 BindingMode::Ask,
             )
             .await

@@ -9,6 +9,9 @@
 //! Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
 
+#[allow(dead_code)] // `brain_knowing` is for the answer benchmarks.
+mod support;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -16,31 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// This package's folder, read when the program runs (cargo sets it for tests and benches)
-/// rather than baked in at compile time, so a build shared between checkouts never reads
-/// another checkout's files.
-fn crate_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR")
-            .expect("run under cargo: CARGO_MANIFEST_DIR is not set"),
-    )
-}
-
-fn release_binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_dir().join("target"));
-    let path = target.join("release").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --release --workspace` first",
-        path.display()
-    );
-    path
-}
-
 fn corpus() -> PathBuf {
-    crate_dir().join("../shared/corpus")
+    support::crate_dir().join("../shared/corpus")
 }
 
 /// Resident set size of `pid` and all its descendants, in KiB.
@@ -112,8 +92,8 @@ fn normalise(text: &str) -> Vec<char> {
 }
 
 fn main() {
-    let engram = release_binary("engram");
-    let extractor = release_binary("engram-extract");
+    let engram = support::release_binary("engram");
+    let extractor = support::release_binary("engram-extract");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("engram.toml");
     std::fs::write(

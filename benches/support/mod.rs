@@ -1,0 +1,77 @@
+//! Helpers shared by the benchmarks: where the package and the release binaries are, and a
+//! brain that knows one short note.
+
+use std::path::PathBuf;
+
+use engram::brain::{AddedDocument, BrainId, BrainName, NewDocument, TenantId};
+use engram::index::{Index, IndexedDocument};
+use engram::ingest::chunk::{count_tokens, ChunkDraft};
+use engram::store::Store;
+
+/// This package's folder, read when the program runs (cargo sets it for tests and benches)
+/// rather than baked in at compile time, so a build shared between checkouts never reads
+/// another checkout's files.
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run under cargo: CARGO_MANIFEST_DIR is not set"),
+    )
+}
+
+/// A binary of the release build (`cargo build --release --workspace`).
+pub fn release_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate_dir().join("target"));
+    let path = target.join("release").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// Creates brain `name` in `tenant` holding one document `file` of one chunk under `heading`.
+pub async fn brain_knowing(
+    store: &dyn Store,
+    index: &dyn Index,
+    tenant: TenantId,
+    name: &str,
+    file: &str,
+    heading: &str,
+    text: &str,
+) -> BrainId {
+    let brain = store
+        .create_brain(tenant, &BrainName::parse(name).unwrap())
+        .await
+        .unwrap();
+    let (AddedDocument::Pending(document) | AddedDocument::Known(document)) = store
+        .add_document(&NewDocument {
+            brain: brain.id,
+            sha256: format!("{}-{file}", brain.id),
+            file_name: file.into(),
+            source_link: None,
+        })
+        .await
+        .unwrap();
+    let chunk = ChunkDraft {
+        ordinal: 0,
+        page: None,
+        heading: Some(heading.into()),
+        text: text.into(),
+        tokens: count_tokens(text) as u32,
+    };
+    index
+        .index_document(IndexedDocument {
+            brain: brain.id,
+            document: document.id,
+            pages: 1,
+            ocr_pages: 0,
+            chunks: &[chunk],
+            vectors: None,
+        })
+        .await
+        .unwrap();
+    brain.id
+}
