@@ -78,12 +78,17 @@ impl FromStr for Role {
 
 /// Runs the given roles until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub fn serve(config: Config, roles: &[Role]) -> anyhow::Result<()> {
+    // The handlers are installed before any role starts, so a SIGTERM that arrives while the
+    // roles are starting (say, once the API answers) still stops engram gracefully.
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?;
+    let stop_signals = signals.block_on(async { StopSignals::listen() })?;
     let running = start(&config, roles, Outlets::default())?;
     tracing::info!("engram is running; stop with SIGTERM or Ctrl-C");
-    let signal = running.control.block_on(wait_for_signal());
-    let stopped = running.stop();
-    signal?;
-    stopped
+    signals.block_on(stop_signals.recv());
+    running.stop()
 }
 
 /// A running engram: the roles' tasks and the runtimes they run on.
@@ -315,17 +320,29 @@ fn runtime(name: &str, threads: usize) -> anyhow::Result<Runtime> {
         .with_context(|| format!("cannot start the {name} runtime"))
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        result = tokio::signal::ctrl_c() => {
-            result.context("cannot listen for Ctrl-C")?;
-            tracing::info!("Ctrl-C received");
+/// SIGTERM and SIGINT (Ctrl-C), listened for from the moment of [`StopSignals::listen`].
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers; must run inside a runtime.
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
+        })
+    }
+
+    /// Waits for the first stop signal, including one received before this call.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = self.interrupt.recv() => tracing::info!("Ctrl-C received"),
         }
     }
-    Ok(())
 }
 
 fn log_gateway_state(config: &Config) {
