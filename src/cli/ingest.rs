@@ -115,7 +115,10 @@ fn plural(n: u32) -> &'static str {
     }
 }
 
-/// Regular files under the given paths, folders searched recursively, in a stable order.
+/// Regular files under the given paths, folders searched recursively, largest first (then by
+/// path). Jobs are claimed in the order they are queued, and the large files (scans) are the
+/// slow ones: started first, they do not leave one worker finishing a long file while the
+/// others have nothing left to do.
 fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
@@ -143,6 +146,9 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     }
     files.sort();
     files.dedup();
+    files.sort_by_cached_key(|path| {
+        std::cmp::Reverse(std::fs::metadata(path).map_or(0, |metadata| metadata.len()))
+    });
     Ok(files)
 }
 
@@ -316,4 +322,29 @@ pub async fn extract_command(config: &Config, args: ExtractArgs) -> anyhow::Resu
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_collected_largest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        for (name, size) in [
+            ("a.txt", 10),
+            ("b.txt", 30),
+            ("sub/c.txt", 20),
+            ("d.txt", 10),
+        ] {
+            std::fs::write(dir.path().join(name), vec![b'x'; size]).unwrap();
+        }
+        let found = collect_files(&[dir.path().to_path_buf(), dir.path().join("a.txt")]).unwrap();
+        let names: Vec<String> = found
+            .iter()
+            .map(|path| path.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["b.txt", "sub/c.txt", "a.txt", "d.txt"]);
+    }
 }

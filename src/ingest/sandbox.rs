@@ -1,15 +1,21 @@
-//! Runs `engram-extract` on one file in a child process — its own process group, a clean
-//! environment, memory and CPU limits (applied by the child to itself), a wall-clock timeout and
-//! a cap on its output — and turns whatever happens into pages or a reason a person can act on.
+//! Runs `engram-extract` on one file in child processes — each in its own process group, with a
+//! clean environment, memory and CPU limits (applied by the child to itself) and a cap on its
+//! output, the file as a whole under a wall-clock timeout — and turns whatever happens into
+//! pages or a reason a person can act on. At most one child per ingest worker runs at a time;
+//! the scanned pages of a PDF spread over free ones.
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::IngestConfig;
 
@@ -28,6 +34,10 @@ pub struct Sandbox {
     pub max_file_bytes: u64,
     /// Text beyond this is refused (a file cannot make engram hold unbounded text).
     pub max_output_bytes: usize,
+    /// Extractor runs allowed at once among all users of this sandbox: one per ingest worker,
+    /// so CPU and memory stay what `ingest.workers` says while a scanned PDF's pages spread
+    /// over the slots other files leave free.
+    pub slots: Arc<Semaphore>,
 }
 
 impl Sandbox {
@@ -39,6 +49,9 @@ impl Sandbox {
             max_pages: config.max_pages,
             max_file_bytes: config.max_file_bytes,
             max_output_bytes: 64 * 1024 * 1024,
+            slots: Arc::new(Semaphore::new(
+                usize::try_from(config.workers).unwrap_or(1).max(1),
+            )),
         }
     }
 }
@@ -101,14 +114,101 @@ impl ExtractError {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Line {
-    Document { kind: String },
+    Document {
+        kind: String,
+        /// Pages left for runs of their own (`--page N`).
+        #[serde(default)]
+        deferred: Vec<u32>,
+    },
     Page(ExtractedPage),
     Done {},
-    Error { kind: String, message: String },
+    Error {
+        kind: String,
+        message: String,
+    },
 }
 
-/// Extracts one file.
+/// Which part of a file one extractor run reads.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// The whole file, except the scanned pages of a PDF after its first: those are listed in
+    /// the `document` line as deferred.
+    Document,
+    /// One page of a PDF.
+    Page(u32),
+}
+
+/// Extracts one file. The first run reads the whole file but the scanned pages of a PDF after
+/// the first; each of those gets a run of its own, started as soon as the first run names it
+/// and a slot is free. The whole file must be read within `sandbox.timeout`.
 pub async fn extract(sandbox: &Sandbox, path: &Path) -> Result<Extracted, ExtractError> {
+    let deadline = Instant::now() + sandbox.timeout;
+    // Dropping the set (on any error) aborts the page runs, which kills their children.
+    let mut page_runs = JoinSet::new();
+    let mut extracted = run(sandbox, path, Scope::Document, deadline, |deferred| {
+        for &page in deferred {
+            let (sandbox, path) = (sandbox.clone(), path.to_path_buf());
+            page_runs.spawn(async move {
+                run(&sandbox, &path, Scope::Page(page), deadline, |_| {}).await
+            });
+        }
+    })
+    .await?;
+    if page_runs.is_empty() {
+        return Ok(extracted);
+    }
+    let mut text_bytes: usize = extracted.pages.iter().map(|page| page.text.len()).sum();
+    while let Some(joined) = page_runs.join_next().await {
+        let pages = joined
+            .map_err(|error| ExtractError::Interrupted(format!("a page run stopped: {error}")))??
+            .pages;
+        text_bytes += pages.iter().map(|page| page.text.len()).sum::<usize>();
+        if text_bytes > sandbox.max_output_bytes {
+            return Err(too_much_text(sandbox));
+        }
+        extracted.pages.extend(pages);
+    }
+    extracted.pages.sort_by_key(|page| page.page);
+    // The runs that read part of a PDF leave this check to us.
+    if extracted.pages.iter().all(|page| page.text.is_empty()) {
+        return Err(ExtractError::Refused {
+            kind: "no_text".into(),
+            message: "no text could be extracted from the document".into(),
+        });
+    }
+    Ok(extracted)
+}
+
+fn too_much_text(sandbox: &Sandbox) -> ExtractError {
+    ExtractError::Refused {
+        kind: "too_large".into(),
+        message: format!(
+            "the file holds more than {} MiB of text; split it into smaller files",
+            sandbox.max_output_bytes / (1024 * 1024)
+        ),
+    }
+}
+
+fn timed_out(sandbox: &Sandbox) -> ExtractError {
+    ExtractError::Crashed(format!(
+        "reading the file took longer than {} s (ingest.extract_timeout_ms); it was stopped",
+        sandbox.timeout.as_secs()
+    ))
+}
+
+/// One extractor run, in a slot. `on_deferred` hears the pages the run leaves for runs of
+/// their own as soon as the run names them (before it OCRs anything).
+async fn run(
+    sandbox: &Sandbox,
+    path: &Path,
+    scope: Scope,
+    deadline: Instant,
+    mut on_deferred: impl FnMut(&[u32]),
+) -> Result<Extracted, ExtractError> {
+    let _slot = tokio::time::timeout_at(deadline, sandbox.slots.acquire())
+        .await
+        .map_err(|_| timed_out(sandbox))?
+        .map_err(|_| ExtractError::Interrupted("the extractor slots were closed".into()))?;
     let mut command = Command::new(&sandbox.program);
     command
         .arg("--memory-bytes")
@@ -118,7 +218,12 @@ pub async fn extract(sandbox: &Sandbox, path: &Path) -> Result<Extracted, Extrac
         .arg("--max-pages")
         .arg(sandbox.max_pages.to_string())
         .arg("--max-file-bytes")
-        .arg(sandbox.max_file_bytes.to_string())
+        .arg(sandbox.max_file_bytes.to_string());
+    match scope {
+        Scope::Document => command.arg("--defer-ocr"),
+        Scope::Page(page) => command.arg("--page").arg(page.to_string()),
+    };
+    command
         .arg(path)
         // Nothing of engram's environment (tokens, keys) reaches the parser.
         .env_clear()
@@ -142,22 +247,24 @@ pub async fn extract(sandbox: &Sandbox, path: &Path) -> Result<Extracted, Extrac
     let pid = child.id();
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
+    let on_first_line = |line: &[u8]| {
+        if let Ok(Line::Document { deferred, .. }) = serde_json::from_slice::<Line>(line) {
+            on_deferred(&deferred);
+        }
+    };
     let run = async {
         let (output, error_output, status) = tokio::join!(
-            read_capped(stdout, sandbox.max_output_bytes),
-            read_capped(stderr, STDERR_CAP),
+            read_capped(stdout, sandbox.max_output_bytes, on_first_line),
+            read_capped(stderr, STDERR_CAP, |_| {}),
             child.wait()
         );
         (output, error_output, status)
     };
-    let (output, error_output, status) = match tokio::time::timeout(sandbox.timeout, run).await {
+    let (output, error_output, status) = match tokio::time::timeout_at(deadline, run).await {
         Ok(finished) => finished,
         Err(_) => {
             kill_group(pid).await;
-            return Err(ExtractError::Crashed(format!(
-                "reading the file took longer than {} s (ingest.extract_timeout_ms); it was stopped",
-                sandbox.timeout.as_secs()
-            )));
+            return Err(timed_out(sandbox));
         }
     };
     let status = status.map_err(|error| ExtractError::Interrupted(error.to_string()))?;
@@ -168,13 +275,7 @@ pub async fn extract(sandbox: &Sandbox, path: &Path) -> Result<Extracted, Extrac
         .unwrap_or_default();
     if overflowed {
         kill_group(pid).await;
-        return Err(ExtractError::Refused {
-            kind: "too_large".into(),
-            message: format!(
-                "the file holds more than {} MiB of text; split it into smaller files",
-                sandbox.max_output_bytes / (1024 * 1024)
-            ),
-        });
+        return Err(too_much_text(sandbox));
     }
     parse_output(&output, status, &stderr_text, sandbox)
 }
@@ -193,7 +294,7 @@ fn parse_output(
         .filter(|line| !line.is_empty())
     {
         match serde_json::from_slice::<Line>(line) {
-            Ok(Line::Document { kind: detected }) => kind = detected,
+            Ok(Line::Document { kind: detected, .. }) => kind = detected,
             Ok(Line::Page(page)) => pages.push(page),
             Ok(Line::Done {}) => done = true,
             Ok(Line::Error { kind, message }) => {
@@ -261,13 +362,16 @@ fn last_line(text: &str) -> String {
     line.chars().take(300).collect()
 }
 
-/// Reads at most `cap` bytes; returns them and whether there was more.
+/// Reads at most `cap` bytes; returns them and whether there was more. `on_first_line` gets
+/// the first line (without its newline) as soon as it is complete.
 async fn read_capped(
     mut reader: impl AsyncRead + Unpin,
     cap: usize,
+    mut on_first_line: impl FnMut(&[u8]),
 ) -> std::io::Result<(Vec<u8>, bool)> {
     let mut kept = Vec::new();
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut first_line_seen = false;
     loop {
         let n = reader.read(&mut buffer).await?;
         if n == 0 {
@@ -276,7 +380,14 @@ async fn read_capped(
         if kept.len() + n > cap {
             return Ok((kept, true));
         }
+        let start = kept.len();
         kept.extend_from_slice(&buffer[..n]);
+        if !first_line_seen {
+            if let Some(end) = buffer[..n].iter().position(|&byte| byte == b'\n') {
+                first_line_seen = true;
+                on_first_line(&kept[..start + end]);
+            }
+        }
     }
 }
 
@@ -315,6 +426,7 @@ mod tests {
             max_pages: 2000,
             max_file_bytes: 1 << 20,
             max_output_bytes: 1 << 20,
+            slots: Arc::new(Semaphore::new(1)),
         }
     }
 
@@ -365,5 +477,121 @@ mod tests {
         let truncated = r#"{"type":"document","kind":"pdf","pages":2}"#;
         let no_done = parse_output(truncated.as_bytes(), status(1, 0), "boom\n", &sandbox());
         assert!(no_done.unwrap_err().to_string().contains("boom"));
+    }
+
+    /// A stand-in extractor: a PDF of three pages whose pages 2 and 3 are deferred scans. Each
+    /// run logs its scope and when it started and ended; `blank.pdf` has no text at all.
+    fn fake_extractor(dir: &Path) -> Sandbox {
+        let program = dir.join("fake-extract");
+        std::fs::write(
+            &program,
+            r#"#!/bin/sh
+for last in "$@"; do :; done
+log="$(dirname "$0")/runs.log"
+case " $* " in
+  *" --defer-ocr "*) scope=document; page=1
+    echo '{"type":"document","kind":"pdf","pages":3,"deferred":[2,3]}' ;;
+  *" --page "*) scope=page; page=$(echo "$*" | sed 's/.*--page \([0-9]*\).*/\1/')
+    echo '{"type":"document","kind":"pdf","pages":3}' ;;
+esac
+echo "start $scope $page" >> "$log"
+text=$([ "$(basename "$last")" = blank.pdf ] || echo "found$page")
+sleep 0.2
+echo "{\"type\":\"page\",\"page\":$page,\"text\":\"$text\",\"ocr\":true,\"warning\":null}"
+echo "end $scope $page" >> "$log"
+echo '{"type":"done","pages":1,"ocr_pages":1,"chars":1}'
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        Sandbox {
+            program,
+            slots: Arc::new(Semaphore::new(2)),
+            ..sandbox()
+        }
+    }
+
+    #[tokio::test]
+    async fn deferred_pages_run_in_free_slots_and_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = fake_extractor(dir.path());
+        let extracted = extract(&sandbox, &dir.path().join("scan.pdf"))
+            .await
+            .unwrap();
+        let pages: Vec<(u32, &str)> = extracted
+            .pages
+            .iter()
+            .map(|page| (page.page, page.text.as_str()))
+            .collect();
+        assert_eq!(pages, [(1, "found1"), (2, "found2"), (3, "found3")]);
+        assert_eq!(extracted.ocr_pages(), 3);
+        // Two slots: page 2 starts while the first run still reads page 1; page 3 waits.
+        let log = std::fs::read_to_string(dir.path().join("runs.log")).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 6, "{log}");
+        let position = |line: &str| lines.iter().position(|l| *l == line).unwrap();
+        assert!(
+            position("start page 2") < position("end document 1"),
+            "{log}"
+        );
+        let first_end = position("end document 1").min(position("end page 2"));
+        assert!(position("start page 3") > first_end, "{log}");
+    }
+
+    #[tokio::test]
+    async fn one_slot_runs_the_pages_one_after_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox {
+            slots: Arc::new(Semaphore::new(1)),
+            ..fake_extractor(dir.path())
+        };
+        let extracted = extract(&sandbox, &dir.path().join("scan.pdf"))
+            .await
+            .unwrap();
+        assert_eq!(extracted.pages.len(), 3);
+        let log = std::fs::read_to_string(dir.path().join("runs.log")).unwrap();
+        for pair in log.lines().collect::<Vec<_>>().chunks(2) {
+            assert_eq!(pair[0].replace("start", "end"), pair[1], "{log}");
+        }
+    }
+
+    #[tokio::test]
+    async fn split_runs_share_one_deadline_and_the_no_text_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let blank = extract(&fake_extractor(dir.path()), &dir.path().join("blank.pdf")).await;
+        assert!(
+            matches!(&blank, Err(ExtractError::Refused { kind, .. }) if kind == "no_text"),
+            "{blank:?}"
+        );
+        // One slot and 0.2 s a run: the third run cannot start within 0.5 s.
+        let sandbox = Sandbox {
+            slots: Arc::new(Semaphore::new(1)),
+            timeout: Duration::from_millis(500),
+            ..fake_extractor(dir.path())
+        };
+        let late = extract(&sandbox, &dir.path().join("scan.pdf")).await;
+        assert!(
+            matches!(&late, Err(ExtractError::Crashed(reason)) if reason.contains("longer than")),
+            "{late:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_line_is_seen_before_the_output_ends() {
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let mut first = Vec::new();
+        let reading = read_capped(reader, 1024, |line| first = line.to_vec());
+        let writing = async move {
+            tokio::io::AsyncWriteExt::write_all(&mut writer, b"one\ntwo\n")
+                .await
+                .unwrap();
+        };
+        let ((kept, overflowed), ()) = tokio::join!(async { reading.await.unwrap() }, writing);
+        assert_eq!((kept.as_slice(), overflowed), (&b"one\ntwo\n"[..], false));
+        assert_eq!(first, b"one");
     }
 }

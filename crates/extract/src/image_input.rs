@@ -1,12 +1,11 @@
-//! Raster images (PNG, JPEG, TIFF, WebP, GIF): header-first size checks, bounded decoding with
-//! the `image` crate, then OCR of the 8-bit grayscale pixels.
+//! Raster images (PNG, JPEG, TIFF, WebP, GIF): header-first size checks and bounded decoding
+//! to 8-bit grayscale with the `image` crate (the pixels OCR reads).
 
 use std::io::Cursor;
 
 use image::{GrayImage, ImageError, ImageReader, Limits};
 
 use crate::error::ExtractError;
-use crate::ocr::{Ocr, PageText};
 use crate::sniff::ImageFormat;
 
 /// Largest width or height we decode.
@@ -48,7 +47,7 @@ fn decode_error(format: ImageFormat, e: ImageError) -> ExtractError {
 }
 
 /// Decode `bytes` to 8-bit grayscale, checking the declared dimensions before any pixel
-/// buffer is allocated.
+/// buffer is allocated (the first frame of animations and multi-page TIFFs).
 pub fn decode_gray(bytes: &[u8], format: ImageFormat) -> Result<GrayImage, ExtractError> {
     let (width, height) = reader(bytes, format)
         .into_dimensions()
@@ -76,12 +75,6 @@ pub fn check_dimensions(width: u32, height: u32) -> Result<(), ExtractError> {
         )));
     }
     Ok(())
-}
-
-/// Decode and OCR a single-page image (the first frame of animations / multi-page TIFFs).
-pub fn extract(bytes: &[u8], format: ImageFormat, ocr: &mut Ocr) -> Result<PageText, ExtractError> {
-    let gray = decode_gray(bytes, format)?;
-    ocr.recognize(gray, None, 1)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 
 use error::ExtractError;
 use ocr::Ocr;
+use pdf::Pages;
 use protocol::Emitter;
 use sniff::Sniffed;
 
@@ -36,6 +37,9 @@ options:
   --max-file-bytes N   refuse larger files (default 52428800)
   --lang LANG          tesseract language(s), e.g. eng or eng+deu (default eng)
   --tessdata DIR       tesseract data directory (default: tesseract's own)
+  --defer-ocr          PDFs: OCR only the first page that needs it and list the others as
+                       `deferred` in the document line, to be run one by one with --page
+  --page N             PDFs: read only page N
   --help               print this help
 
 exit status: 0 on success, 2 on a per-file error (reported as a JSON `error` line)";
@@ -49,6 +53,7 @@ struct Args {
     max_file_bytes: u64,
     lang: String,
     tessdata: Option<String>,
+    pages: Pages,
     path: PathBuf,
 }
 
@@ -66,6 +71,7 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
     let mut max_file_bytes = 52_428_800;
     let mut lang = "eng".to_owned();
     let mut tessdata = None;
+    let mut pages = Pages::All;
     let mut path = None;
 
     fn value(name: &str, argv: &mut impl Iterator<Item = OsString>) -> Result<String, String> {
@@ -91,6 +97,13 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
             Some("--max-file-bytes") => max_file_bytes = number("--max-file-bytes", &mut argv)?,
             Some("--lang") => lang = value("--lang", &mut argv)?,
             Some("--tessdata") => tessdata = Some(value("--tessdata", &mut argv)?),
+            Some("--defer-ocr") if pages == Pages::All => pages = Pages::DeferOcr,
+            Some("--page") if pages == Pages::All => {
+                pages = Pages::Only(number("--page", &mut argv)?)
+            }
+            Some("--defer-ocr" | "--page") => {
+                return Err("--defer-ocr and --page may be given once, and not together".into())
+            }
             Some("--") => {
                 let rest = argv.next().ok_or("-- must be followed by PATH")?;
                 if path.replace(PathBuf::from(rest)).is_some() {
@@ -115,6 +128,7 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
         max_file_bytes,
         lang,
         tessdata,
+        pages,
         path,
     }))
 }
@@ -190,22 +204,30 @@ fn run(args: &Args, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
     let bytes = read_input(&args.path, args.max_file_bytes)?;
     let sniffed = sniff::sniff(&bytes)?;
     let mut ocr = Ocr::new(&args.lang, args.tessdata.as_deref());
+    if matches!(args.pages, Pages::Only(_)) && !matches!(sniffed, Sniffed::Pdf) {
+        return Err(ExtractError::internal("--page applies to PDFs only"));
+    }
 
+    // Whether this run read the whole document (else an empty result is not the last word).
+    let mut whole = !matches!(args.pages, Pages::Only(_));
     match sniffed {
         Sniffed::Pdf => {
             drop(bytes);
-            pdf::extract(&args.path, args.max_pages, &mut ocr, out)?;
+            let deferred = pdf::extract(&args.path, args.max_pages, args.pages, &mut ocr, out)?;
+            whole &= deferred == 0;
         }
         Sniffed::Image(format) => {
-            let page = image_input::extract(&bytes, format, &mut ocr)?;
+            let gray = image_input::decode_gray(&bytes, format)?;
+            // The file's bytes are not needed while tesseract holds its model and the page.
             drop(bytes);
-            out.document(format.kind(), 1).map_err(write_failed)?;
+            let page = ocr.recognize(gray, None, 1)?;
+            out.document(format.kind(), 1, &[]).map_err(write_failed)?;
             out.page(1, &page.text, true, page.warning.as_deref())
                 .map_err(write_failed)?;
         }
         Sniffed::Zip => {
             let text = docx::extract(&bytes)?;
-            out.document("docx", 1).map_err(write_failed)?;
+            out.document("docx", 1, &[]).map_err(write_failed)?;
             out.page(1, &text, false, None).map_err(write_failed)?;
         }
         Sniffed::Text => {
@@ -221,12 +243,12 @@ fn run(args: &Args, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
                 };
                 (kind, text::normalize(&decoded))
             };
-            out.document(kind, 1).map_err(write_failed)?;
+            out.document(kind, 1, &[]).map_err(write_failed)?;
             out.page(1, &text, false, None).map_err(write_failed)?;
         }
     }
 
-    if out.chars() == 0 {
+    if whole && out.chars() == 0 {
         return Err(ExtractError::NoText(
             "no text could be extracted from the document".into(),
         ));
@@ -285,6 +307,7 @@ mod tests {
             (1_073_741_824, 300, 2000, 52_428_800)
         );
         assert_eq!(a.lang, "eng");
+        assert_eq!(a.pages, Pages::All);
         let Ok(Command::Extract(a)) = parse(&["--max-pages", "5", "--lang", "deu", "x"]) else {
             panic!("expected extract")
         };
@@ -294,5 +317,15 @@ mod tests {
         assert!(parse(&["--cpu-seconds", "x", "f"]).is_err());
         assert!(parse(&["--bogus", "f"]).is_err());
         assert!(parse(&["a", "b"]).is_err());
+        let Ok(Command::Extract(a)) = parse(&["--defer-ocr", "x.pdf"]) else {
+            panic!("expected extract")
+        };
+        assert_eq!(a.pages, Pages::DeferOcr);
+        let Ok(Command::Extract(a)) = parse(&["--page", "3", "x.pdf"]) else {
+            panic!("expected extract")
+        };
+        assert_eq!(a.pages, Pages::Only(3));
+        assert!(parse(&["--page", "0", "x.pdf"]).is_err());
+        assert!(parse(&["--page", "2", "--defer-ocr", "x.pdf"]).is_err());
     }
 }

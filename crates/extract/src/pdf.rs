@@ -187,15 +187,25 @@ fn declared_page_count(stderr: &str) -> Option<u64> {
     rest[..rest.find(')')?].trim().parse().ok()
 }
 
-/// The text layer of every page (`pdftotext -layout`), split at form feeds.
-fn text_layer(path: &Path) -> Result<Vec<String>, ExtractError> {
-    let args = [
+/// The text layer of every page, or of page `only` (`pdftotext -layout`), split at form feeds.
+fn text_layer(path: &Path, only: Option<u64>) -> Result<Vec<String>, ExtractError> {
+    let page = only.map(|p| p.to_string()).unwrap_or_default();
+    let mut args: Vec<&OsStr> = Vec::new();
+    if only.is_some() {
+        args.extend([
+            OsStr::new("-f"),
+            OsStr::new(&page),
+            OsStr::new("-l"),
+            OsStr::new(&page),
+        ]);
+    }
+    args.extend([
         OsStr::new("-layout"),
         OsStr::new("-enc"),
         OsStr::new("UTF-8"),
         path.as_os_str(),
         OsStr::new("-"),
-    ];
+    ]);
     let output = run_capped("pdftotext", &args, MAX_TEXT_BYTES)?.ok_or_else(|| {
         ExtractError::too_large(format_args!(
             "the PDF's text is over {} MiB",
@@ -328,33 +338,75 @@ fn visible_chars(s: &str) -> usize {
     s.chars().filter(|c| !c.is_whitespace()).count()
 }
 
-/// Extract a PDF page by page, streaming `document` and `page` events to `out`.
+/// Which pages of a PDF one run reads. OCR is the slow part, so the parent can spread a
+/// scanned PDF over several runs (one page each) and keep every core it has busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pages {
+    /// Every page, OCR included.
+    All,
+    /// Every page, but only the first page that needs OCR is OCR'd here: the others are listed
+    /// as `deferred` in the `document` line and left out, for runs with [`Pages::Only`].
+    DeferOcr,
+    /// Only this page (1-based).
+    Only(u64),
+}
+
+/// Extract a PDF page by page, streaming `document` and `page` events to `out`. Returns how
+/// many pages were deferred.
 pub fn extract(
     path: &Path,
     max_pages: u64,
+    pages: Pages,
     ocr: &mut Ocr,
     out: &mut Emitter<impl Write>,
-) -> Result<(), ExtractError> {
-    let pages = pdfinfo(path, None, max_pages)?.pages.ok_or_else(|| {
+) -> Result<usize, ExtractError> {
+    let count = pdfinfo(path, None, max_pages)?.pages.ok_or_else(|| {
         ExtractError::corrupt("the PDF is damaged: it has no readable page count")
     })?;
-    if pages > max_pages {
+    if count > max_pages {
         return Err(ExtractError::TooManyPages {
-            declared: pages,
+            declared: count,
             limit: max_pages,
         });
     }
-    if pages == 0 {
+    if count == 0 {
         return Err(ExtractError::NoText("the PDF has no pages".into()));
     }
-    let layer = text_layer(path)?;
+    let (range, only) = match pages {
+        Pages::Only(page) if page == 0 || page > count => {
+            return Err(ExtractError::internal(format_args!(
+                "page {page} was asked for; the PDF has {count} pages"
+            )))
+        }
+        Pages::Only(page) => (page..=page, Some(page)),
+        Pages::All | Pages::DeferOcr => (1..=count, None),
+    };
+    let layer = text_layer(path, only)?;
+    let text_of = |page: u64| {
+        let index = (page - range.start()) as usize;
+        layer.get(index).map_or("", String::as_str)
+    };
+    let needs_ocr = |page: &u64| visible_chars(text_of(*page)) < MIN_TEXT_CHARS;
+    let deferred: Vec<u32> = match pages {
+        Pages::DeferOcr => range
+            .clone()
+            .filter(needs_ocr)
+            .skip(1)
+            .map(|page| page as u32)
+            .collect(),
+        Pages::All | Pages::Only(_) => Vec::new(),
+    };
     let write_failed =
         |e: io::Error| ExtractError::internal(format_args!("cannot write output: {e}"));
-    out.document("pdf", pages as u32).map_err(write_failed)?;
+    out.document("pdf", count as u32, &deferred)
+        .map_err(write_failed)?;
 
-    for page in 1..=pages {
-        let text = layer.get(page as usize - 1).map_or("", String::as_str);
-        if visible_chars(text) >= MIN_TEXT_CHARS {
+    for page in range.clone() {
+        if deferred.contains(&(page as u32)) {
+            continue;
+        }
+        let text = text_of(page);
+        if !needs_ocr(&page) {
             out.page(page as u32, text, false, None)
                 .map_err(write_failed)?;
             continue;
@@ -375,7 +427,7 @@ pub fn extract(
             }
         }
     }
-    Ok(())
+    Ok(deferred.len())
 }
 
 #[cfg(test)]

@@ -10,8 +10,14 @@ use crate::error::ExtractError;
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event<'a> {
-    /// Sent once after sniffing.
-    Document { kind: &'a str, pages: u32 },
+    /// Sent once after sniffing. `deferred`: pages this run leaves for the caller to OCR in
+    /// runs of their own (`--defer-ocr`, then `--page N`); omitted when there are none.
+    Document {
+        kind: &'a str,
+        pages: u32,
+        #[serde(skip_serializing_if = "<[u32]>::is_empty")]
+        deferred: &'a [u32],
+    },
     /// One per page, in order, 1-based.
     Page {
         page: u32,
@@ -55,8 +61,12 @@ impl<W: Write> Emitter<W> {
         self.out.flush()
     }
 
-    pub fn document(&mut self, kind: &str, pages: u32) -> io::Result<()> {
-        self.emit(&Event::Document { kind, pages })
+    pub fn document(&mut self, kind: &str, pages: u32, deferred: &[u32]) -> io::Result<()> {
+        self.emit(&Event::Document {
+            kind,
+            pages,
+            deferred,
+        })
     }
 
     pub fn page(
@@ -109,7 +119,7 @@ mod tests {
     #[test]
     fn lines_are_exact() {
         let mut e = Emitter::new(Vec::new());
-        e.document("pdf", 2).unwrap();
+        e.document("pdf", 2, &[]).unwrap();
         e.page(1, "héllo", false, None).unwrap();
         e.page(2, "", true, Some("page 2: no text")).unwrap();
         e.done().unwrap();
@@ -132,6 +142,16 @@ mod tests {
         assert_eq!(
             lines[4],
             r#"{"type":"error","kind":"empty","message":"the file is empty"}"#
+        );
+    }
+
+    #[test]
+    fn deferred_pages_are_listed() {
+        let mut e = Emitter::new(Vec::new());
+        e.document("pdf", 3, &[2, 3]).unwrap();
+        assert_eq!(
+            String::from_utf8(e.out).unwrap().trim_end(),
+            r#"{"type":"document","kind":"pdf","pages":3,"deferred":[2,3]}"#
         );
     }
 }

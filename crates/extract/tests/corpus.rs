@@ -89,29 +89,24 @@ fn docx_markdown_and_text() {
 /// Per-page CER ceilings: a little above what engram measures (in brackets), and never
 /// looser than the tesseract 5.3 CLI figure for the same page (in braces).
 const PAGES: &[(&str, u64, &str, f64)] = &[
-    // [2.14%] {10.56%}
-    (
-        "05_scanned_gpl2.pdf",
-        1,
-        "05_scanned_gpl2.pdf.p1.txt",
-        0.035,
-    ),
-    // [2.49%] {6.23%}
+    // [2.36%] {10.56%}
+    ("05_scanned_gpl2.pdf", 1, "05_scanned_gpl2.pdf.p1.txt", 0.03),
+    // [3.00%] {6.23%}
     (
         "05_scanned_gpl2.pdf",
         2,
         "05_scanned_gpl2.pdf.p2.txt",
         0.035,
     ),
-    // [0.04%] {0.04%}; one character of slack
-    ("06_scan_gpl3_p1.png", 1, "06_scan_gpl3_p1.png.txt", 0.005),
-    // [2.50%] {3.33%}
-    ("07_scan_gpl3_p2.png", 1, "07_scan_gpl3_p2.png.txt", 0.0333),
-    // [4.74%] {19.09%; project target 15%}
-    ("08_scan_gpl3_p3.png", 1, "08_scan_gpl3_p3.png.txt", 0.07),
+    // [0.04%] {0.04%}: one character of 2,280, as the CLI
+    ("06_scan_gpl3_p1.png", 1, "06_scan_gpl3_p1.png.txt", 0.00044),
+    // [2.04%] {3.33%}
+    ("07_scan_gpl3_p2.png", 1, "07_scan_gpl3_p2.png.txt", 0.026),
+    // [4.98%] {19.09%; project target 15%}
+    ("08_scan_gpl3_p3.png", 1, "08_scan_gpl3_p3.png.txt", 0.06),
 ];
-/// Overall ceiling (sum of distances / sum of reference lengths): [2.58%] {8.21%}.
-const OVERALL_MAX_CER: f64 = 0.04;
+/// Overall ceiling (sum of distances / sum of reference lengths): [2.67%] {8.21%}.
+const OVERALL_MAX_CER: f64 = 0.032;
 
 #[test]
 fn ocr_pages_meet_cer_targets() {
