@@ -507,3 +507,67 @@ fn two_guilds_never_see_each_others_brains_or_knowledge() {
         answer.content()
     );
 }
+
+/// A slash command that outlasts Discord's 3 s (here another process holds the store's write
+/// lock) is acknowledged as deferred in time, then its reply is edited in.
+#[test]
+fn a_slow_command_is_deferred_in_time_then_answered() {
+    let h = Harness::start(Options::default(), Behaviour::default());
+    let db = h._dir.path().join("engram.db");
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let locker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection as _;
+            let url = format!("sqlite://{}", db.display());
+            let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut other)
+                .await
+                .unwrap();
+            locked.send(()).unwrap();
+            tokio::time::sleep(Duration::from_millis(3_500)).await;
+            sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        });
+    });
+    is_locked.recv().unwrap();
+
+    let event = h.discord.interaction_create(
+        &SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
+            .subcommand("create")
+            .option("name", "slow"),
+    );
+    let id: u64 = event["id"].as_str().unwrap().parse().unwrap();
+    h.discord.dispatch("INTERACTION_CREATE", event);
+    let original = h.wait("the edited reply", Duration::from_secs(15), |h| {
+        let record = h.discord.interaction(id)?;
+        let message = h.discord.message(record.original_message?)?;
+        message
+            .content()
+            .contains("Created the brain `slow`")
+            .then_some((record, message))
+    });
+    locker.join().unwrap();
+
+    let (record, message) = original;
+    assert_eq!(record.callbacks.len(), 1, "{:?}", record.callbacks);
+    let (answered_at, callback) = &record.callbacks[0];
+    assert_eq!(
+        callback["type"], 5,
+        "a deferred acknowledgement: {callback}"
+    );
+    assert_ne!(
+        callback["data"]["flags"].as_u64().unwrap_or(0) & 64,
+        0,
+        "only the caller sees the placeholder: {callback}"
+    );
+    assert!(
+        *answered_at - record.created < fake_discord::INTERACTION_ACK_LIMIT,
+        "acknowledged after {:?}",
+        *answered_at - record.created
+    );
+    assert!(message.versions.len() >= 2, "the reply was edited in");
+}

@@ -270,6 +270,8 @@ pub struct InteractionRecord {
     pub guild_id: u64,
     pub channel_id: u64,
     pub user_id: u64,
+    /// When the interaction was made: Discord refuses a first response after 3 s.
+    pub created: Instant,
     /// Bodies of `POST /interactions/{id}/{token}/callback`, in order.
     pub callbacks: Vec<(Instant, Value)>,
     /// The message the callback created (deferred or not); its edits are in its versions.
@@ -753,6 +755,7 @@ impl FakeDiscord {
             guild_id,
             channel_id: command.channel_id,
             user_id: command.user_id,
+            created: Instant::now(),
             callbacks: Vec::new(),
             original_message: None,
             followups: Vec::new(),
@@ -2229,6 +2232,9 @@ fn register_commands(st: &mut St, guild: Option<u64>, body: &Value) -> Vec<Value
     commands
 }
 
+/// How long Discord waits for an interaction's first response.
+pub const INTERACTION_ACK_LIMIT: Duration = Duration::from_secs(3);
+
 fn interaction_callback(st: &mut St, id: u64, token: &str, body: &Value) -> Result<Reply, Reply> {
     let index = st
         .interactions
@@ -2241,6 +2247,10 @@ fn interaction_callback(st: &mut St, id: u64, token: &str, body: &Value) -> Resu
             40060,
             "Interaction has already been acknowledged.",
         ));
+    }
+    if st.interactions[index].created.elapsed() > INTERACTION_ACK_LIMIT {
+        // Too late: the user saw "The application did not respond".
+        return Err(Reply::error(404, 10062, "Unknown interaction"));
     }
     let channel = st.interactions[index].channel_id;
     let data = body.get("data").cloned().unwrap_or(json!({}));

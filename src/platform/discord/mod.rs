@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use serenity::all::{
     Command, CommandDataOptionValue, CommandInteraction, CommandOptionType, Context,
     CreateAllowedMentions, CreateCommand, CreateCommandOption, CreateInteractionResponse,
-    CreateInteractionResponseMessage, EventHandler, GatewayIntents, Interaction, Message,
-    Permissions, Ready, UserId,
+    CreateInteractionResponseMessage, EditInteractionResponse, EventHandler, GatewayIntents,
+    Interaction, Message, Permissions, Ready, UserId,
 };
 use serenity::client::ClientBuilder;
 use serenity::http::HttpBuilder;
@@ -27,6 +27,10 @@ pub use rest::{channel_key, DiscordRest};
 
 /// The outlet name answers for Discord are delivered through.
 pub const PLATFORM: &str = "discord";
+
+/// How long a slash command may run before it is acknowledged as deferred (Discord allows 3 s
+/// for the first response, and the network takes some of it).
+const ACK_WITHIN: Duration = Duration::from_millis(2_000);
 
 /// What engram needs from the gateway: servers and their channels, messages, and their text
 /// (a privileged intent the application must have enabled).
@@ -200,20 +204,41 @@ impl EventHandler for Handler {
         let Interaction::Command(command) = interaction else {
             return;
         };
-        let reply = match self.command(&command).await {
-            Ok(reply) => reply,
-            Err(error) => {
+        let work = async {
+            self.command(&command).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, "Discord: a command failed");
                 Reply::private(format!("Something went wrong: {error}. Please try again."))
+            })
+        };
+        tokio::pin!(work);
+        // Discord drops an interaction not acknowledged within 3 s: a command still running
+        // after ACK_WITHIN is acknowledged as "thinking…" and its reply edited in later.
+        let (reply, deferred) = match tokio::time::timeout(ACK_WITHIN, &mut work).await {
+            Ok(reply) => (reply, false),
+            Err(_) => {
+                // Whether the reply will be private is not known yet; errors are, so the
+                // placeholder is too (only the person who asked sees it).
+                if let Err(error) = command.defer_ephemeral(&ctx.http).await {
+                    tracing::warn!(%error, "Discord: cannot acknowledge a slow command");
+                }
+                (work.await, true)
             }
         };
-        let response = CreateInteractionResponse::Message(
-            CreateInteractionResponseMessage::new()
+        let sent = if deferred {
+            let edit = EditInteractionResponse::new()
                 .content(reply.text)
-                .ephemeral(reply.private)
-                .allowed_mentions(CreateAllowedMentions::new()),
-        );
-        if let Err(error) = command.create_response(&ctx.http, response).await {
+                .allowed_mentions(CreateAllowedMentions::new());
+            command.edit_response(&ctx.http, edit).await.map(drop)
+        } else {
+            let response = CreateInteractionResponse::Message(
+                CreateInteractionResponseMessage::new()
+                    .content(reply.text)
+                    .ephemeral(reply.private)
+                    .allowed_mentions(CreateAllowedMentions::new()),
+            );
+            command.create_response(&ctx.http, response).await
+        };
+        if let Err(error) = sent {
             tracing::warn!(%error, "Discord: cannot answer a command");
         }
     }
