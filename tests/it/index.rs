@@ -514,48 +514,28 @@ async fn empty_queries_find_nothing(fx: &Fixture) {
 /// test per contract function in `mod module`. A Qdrant fixture joins with one more line.
 macro_rules! index_contract {
     ($module:ident, $fixture:expr) => {
+        index_contract!(
+            $module,
+            $fixture,
+            keyword_search_ranks_the_matching_chunk_first,
+            hybrid_search_ranks_the_semantic_match_first,
+            brains_are_isolated,
+            reindexing_replaces_the_chunks,
+            forgetting_removes_everything,
+            bad_vectors_change_nothing,
+            query_syntax_is_harmless,
+            empty_queries_find_nothing,
+        );
+    };
+    ($module:ident, $fixture:expr, $($test:ident),+ $(,)?) => {
         mod $module {
             use super::*;
-
-            #[tokio::test]
-            async fn keyword_search_ranks_the_matching_chunk_first() {
-                super::keyword_search_ranks_the_matching_chunk_first(&$fixture).await;
-            }
-
-            #[tokio::test]
-            async fn hybrid_search_ranks_the_semantic_match_first() {
-                super::hybrid_search_ranks_the_semantic_match_first(&$fixture).await;
-            }
-
-            #[tokio::test]
-            async fn brains_are_isolated() {
-                super::brains_are_isolated(&$fixture).await;
-            }
-
-            #[tokio::test]
-            async fn reindexing_replaces_the_chunks() {
-                super::reindexing_replaces_the_chunks(&$fixture).await;
-            }
-
-            #[tokio::test]
-            async fn forgetting_removes_everything() {
-                super::forgetting_removes_everything(&$fixture).await;
-            }
-
-            #[tokio::test]
-            async fn bad_vectors_change_nothing() {
-                super::bad_vectors_change_nothing(&$fixture).await;
-            }
-
-            #[tokio::test]
-            async fn query_syntax_is_harmless() {
-                super::query_syntax_is_harmless(&$fixture).await;
-            }
-
-            #[tokio::test]
-            async fn empty_queries_find_nothing() {
-                super::empty_queries_find_nothing(&$fixture).await;
-            }
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(&$fixture).await;
+                }
+            )+
         }
     };
 }
