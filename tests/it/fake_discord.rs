@@ -35,12 +35,15 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
-/// The default world's ids: one guild with a text channel, a thread in it, and two members.
+/// The default world's ids: one guild with two text channels, a thread in the first, and two
+/// members.
 pub const BOT_ID: u64 = 1_210_000_000_000_000_001;
 pub const APPLICATION_ID: u64 = 1_210_000_000_000_000_001;
 pub const GUILD_ID: u64 = 1_210_000_000_000_000_100;
 pub const GENERAL_ID: u64 = 1_210_000_000_000_000_200;
 pub const THREAD_ID: u64 = 1_210_000_000_000_000_201;
+/// A second text channel, which tests leave unbound.
+pub const RANDOM_ID: u64 = 1_210_000_000_000_000_202;
 /// A member with MANAGE_GUILD.
 pub const ALICE_ID: u64 = 1_210_000_000_000_000_301;
 /// A member without it.
@@ -173,7 +176,7 @@ pub fn member_permissions() -> u64 {
 }
 
 impl Default for Options {
-    /// The standard world: the bot in one guild with `#general` and a thread in it; Alice can
+    /// The standard world: the bot in one guild with `#general`, a thread in it and `#random`; Alice can
     /// manage the guild, Bob cannot; the message-content intent is enabled.
     fn default() -> Self {
         let everyone = member_permissions();
@@ -191,6 +194,7 @@ impl Default for Options {
                 channels: vec![
                     FakeChannel::text(GENERAL_ID, "general"),
                     FakeChannel::thread(THREAD_ID, "notes", GENERAL_ID),
+                    FakeChannel::text(RANDOM_ID, "random"),
                 ],
                 members: vec![
                     FakeMember {
@@ -642,6 +646,33 @@ impl FakeDiscord {
 
     pub fn live_connections(&self) -> usize {
         self.lock().connections.len()
+    }
+
+    /// A user opens a public thread on message `message_id` (Discord: the thread gets the
+    /// message's id, its parent is the message's channel, and the message gets the `HAS_THREAD`
+    /// flag and a `thread` field). The thread exists from now on (REST, messages in it); the
+    /// returned `THREAD_CREATE` payload is for [`Self::dispatch`] — a test may also withhold
+    /// it, as when the bot misses the event.
+    pub fn open_thread(&self, message_id: u64, owner: u64, name: &str) -> Value {
+        let mut st = self.lock();
+        let parent = st.message(message_id).expect("a known message").channel_id;
+        let guild_id = st.channel(parent).expect("a known channel").0.id;
+        let thread = FakeChannel::thread(message_id, name, parent);
+        let mut json = st.channel_json(guild_id, &thread);
+        json["owner_id"] = id_string(owner);
+        st.options
+            .guilds
+            .iter_mut()
+            .find(|g| g.id == guild_id)
+            .expect("the guild")
+            .channels
+            .push(thread);
+        let starter = st.message_mut(message_id).expect("checked above");
+        let flags = starter.json["flags"].as_u64().unwrap_or(0) | 1 << 5;
+        starter.json["flags"] = json!(flags);
+        starter.json["thread"] = json.clone();
+        json["newly_created"] = json!(true);
+        json
     }
 
     /// A `MESSAGE_CREATE` payload from a guild member, with a fresh id; pass it to

@@ -41,6 +41,7 @@ fn origin(event: &str, tenant: &str, channel: &str, user: &str) -> Origin {
         event_id: event.into(),
         tenant: TenantKey::parse(tenant).unwrap(),
         channel: channel.clone(),
+        parent: None,
         message: Some(MessageRef {
             channel,
             id: format!("msg-{event}"),
@@ -98,6 +99,7 @@ async fn a_question_is_answered_once_however_often_it_is_delivered() {
         origin: origin("e1", "discord:1", "discord:10", "ann"),
         text: "How do I request vacation?".into(),
         conversation: None,
+        continues: None,
     };
 
     let first = gateway.handle(event.clone()).await.unwrap();
@@ -144,6 +146,7 @@ async fn a_question_in_an_unbound_channel_gets_a_hint_and_no_job() {
                 origin: origin(event, "discord:1", channel, "ann"),
                 text: "How do I request vacation?".into(),
                 conversation: None,
+                continues: None,
             })
             .await
             .unwrap();

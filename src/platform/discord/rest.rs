@@ -77,6 +77,16 @@ impl DiscordRest {
             .map(drop)
     }
 
+    /// The channel a thread belongs to (`GET /channels/{id}`); `None` when `channel_id` is not
+    /// a thread.
+    pub async fn thread_parent(&self, channel_id: u64) -> Result<Option<u64>, PlatformError> {
+        let channel = self
+            .call(Method::GET, &format!("/channels/{channel_id}"), None, None)
+            .await?
+            .unwrap_or(Value::Null);
+        Ok(thread_parent(&channel))
+    }
+
     /// The per-channel budget this client's responses feed.
     pub fn budget(&self) -> Arc<RateBudget> {
         self.budget.clone()
@@ -182,6 +192,19 @@ impl DiscordRest {
                 != 0,
         })
     }
+}
+
+/// Discord's thread channel types: announcement, public and private threads.
+const THREAD_TYPES: [u64; 3] = [10, 11, 12];
+
+/// A channel object's parent when it is a thread (a text channel's `parent_id` is its
+/// category, not a channel whose binding applies).
+fn thread_parent(channel: &Value) -> Option<u64> {
+    let kind = channel["type"].as_u64()?;
+    if !THREAD_TYPES.contains(&kind) {
+        return None;
+    }
+    channel["parent_id"].as_str()?.parse().ok()
 }
 
 /// The `message` of a Discord error body, or the body's start.
@@ -310,6 +333,19 @@ mod tests {
         assert_eq!(channel_id(&channel_key(42)).unwrap(), "42");
         assert!(channel_id(&ChannelKey("slack:T1:C1".into())).is_err());
         assert!(channel_id(&ChannelKey("discord:../x".into())).is_err());
+    }
+
+    #[test]
+    fn only_threads_have_a_parent_whose_binding_applies() {
+        let thread = json!({"id": "5", "type": 11, "parent_id": "4"});
+        let text = json!({"id": "4", "type": 0, "parent_id": "3"});
+        assert_eq!(thread_parent(&thread), Some(4));
+        assert_eq!(
+            thread_parent(&text),
+            None,
+            "a category is no binding's channel"
+        );
+        assert_eq!(thread_parent(&Value::Null), None);
     }
 
     #[test]
