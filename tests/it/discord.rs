@@ -711,3 +711,102 @@ fn a_thread_opened_on_an_answer_continues_its_conversation_without_a_mention() {
         h.discord.unexpected_requests()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_what_the_bot_lacks_in_each_guild_and_how_to_grant_it() {
+    use serenity::model::Permissions;
+    let mut options = Options::default();
+    let base = options.guilds[0].clone();
+    let guild =
+        |id: u64, name: &str, everyone: Permissions, bot: Permissions| fake_discord::FakeGuild {
+            id,
+            name: name.into(),
+            everyone_permissions: everyone.bits(),
+            bot_permissions: bot.bits(),
+            channels: vec![fake_discord::FakeChannel::text(id + 1, "general")],
+            ..base.clone()
+        };
+    let talk =
+        Permissions::VIEW_CHANNEL | Permissions::SEND_MESSAGES | Permissions::READ_MESSAGE_HISTORY;
+    options.guilds.extend([
+        guild(
+            1_210_000_000_000_000_900,
+            "No Threads",
+            talk,
+            Permissions::empty(),
+        ),
+        guild(
+            1_210_000_000_000_000_910,
+            "Muted",
+            Permissions::VIEW_CHANNEL,
+            Permissions::ADD_REACTIONS,
+        ),
+        guild(
+            1_210_000_000_000_000_920,
+            "Admins",
+            Permissions::empty(),
+            Permissions::ADMINISTRATOR,
+        ),
+    ]);
+    let discord = FakeDiscord::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::defaults();
+    config.store.url = StoreUrl::new(format!("sqlite://{}/engram.db", dir.path().display()));
+    config.discord.token = Secret::new(discord.token());
+    config.discord.proxy_url = discord.rest_url();
+
+    let report = engram::doctor::run(&config).await;
+    let text = report.render();
+    let line = |server: &str| {
+        text.lines()
+            .find(|line| line.contains(&format!("server `{server}`")))
+            .unwrap_or_else(|| panic!("no line for {server}: {text}"))
+            .to_string()
+    };
+    assert!(
+        text.contains("[ok  ] discord     token works (bot `engram`); Message Content intent"),
+        "{text}"
+    );
+    for server in ["Test Guild", "Admins"] {
+        let line = line(server);
+        assert!(
+            line.starts_with("[ok  ]") && line.contains("every permission engram uses"),
+            "{line}"
+        );
+    }
+    let no_threads = line("No Threads");
+    assert!(no_threads.starts_with("[WARN]"), "{no_threads}");
+    assert!(
+        no_threads.contains("lacks Send Messages in Threads (")
+            && no_threads.contains("Add Reactions (")
+            && !no_threads.contains("Read Message History"),
+        "{no_threads}"
+    );
+    let muted = line("Muted");
+    assert!(muted.starts_with("[FAIL]"), "{muted}");
+    for lacking in [
+        "Send Messages (to answer)",
+        "Read Message History (",
+        "Send Messages in Threads (",
+    ] {
+        assert!(muted.contains(lacking), "{lacking}: {muted}");
+    }
+    assert!(
+        !muted.contains("Add Reactions") && !muted.contains("View Channels"),
+        "{muted}"
+    );
+    let needed = (talk | Permissions::SEND_MESSAGES_IN_THREADS | Permissions::ADD_REACTIONS).bits();
+    let invite = format!(
+        "https://discord.com/oauth2/authorize?client_id={}&scope=bot%20applications.commands\
+         &permissions={needed}",
+        fake_discord::APPLICATION_ID
+    );
+    assert!(muted.contains(&invite), "{muted}");
+    assert!(report.has_failures());
+    assert!(!text.contains(&discord.token()), "{text}");
+    assert!(
+        discord.unexpected_requests().is_empty(),
+        "{:#?}",
+        discord.unexpected_requests()
+    );
+}

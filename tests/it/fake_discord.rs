@@ -1173,6 +1173,43 @@ impl St {
         json
     }
 
+    /// `GET /users/@me/guilds`: the bot's guilds as partial guilds, ordered by id, paged by
+    /// `after` and `limit` (default 200) as Discord does.
+    fn my_guilds_json(&self, query: Option<&str>) -> Value {
+        let param = |name: &str| {
+            query?
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|value| value.parse::<u64>().ok())
+        };
+        let after = param("after").unwrap_or(0);
+        let limit = param("limit").unwrap_or(200).clamp(1, 200) as usize;
+        let mut guilds: Vec<&FakeGuild> = self
+            .options
+            .guilds
+            .iter()
+            .filter(|g| g.id > after)
+            .collect();
+        guilds.sort_by_key(|g| g.id);
+        let bot = self.options.bot.id;
+        let listed: Vec<Value> = guilds
+            .into_iter()
+            .take(limit)
+            .map(|g| {
+                json!({
+                    "id": g.id.to_string(),
+                    "name": g.name,
+                    "icon": null,
+                    "banner": null,
+                    "owner": g.owner_id == bot,
+                    "permissions": self.permissions(g.id, bot, 0).to_string(),
+                    "features": [],
+                })
+            })
+            .collect();
+        json!(listed)
+    }
+
     /// `GET /guilds/{id}`: the guild without the GUILD_CREATE extras.
     fn guild_json(&self, guild: &FakeGuild) -> Value {
         json!({
@@ -1784,7 +1821,15 @@ async fn rest(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == expected);
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let reply = route(&inner, &mut st, &method, &segments, body.as_ref(), bot_auth);
+    let reply = route(
+        &inner,
+        &mut st,
+        &method,
+        &segments,
+        uri.query(),
+        body.as_ref(),
+        bot_auth,
+    );
     st.requests.push(RecordedRequest {
         at: Instant::now(),
         method: method.to_string(),
@@ -1828,6 +1873,7 @@ fn route(
     st: &mut St,
     method: &Method,
     segments: &[&str],
+    query: Option<&str>,
     body: Option<&Value>,
     bot_auth: bool,
 ) -> Reply {
@@ -1870,6 +1916,7 @@ fn route(
             ("GET", ["oauth2", "applications", "@me"] | ["applications", "@me"]) => {
                 Ok(Reply::json(200, st.application_json()))
             }
+            ("GET", ["users", "@me", "guilds"]) => Ok(Reply::json(200, st.my_guilds_json(query))),
             ("GET", ["guilds", guild]) => {
                 let guild = st.guild(parse_id(guild)?).ok_or_else(unknown_guild)?;
                 Ok(Reply::json(200, st.guild_json(guild)))
@@ -2054,7 +2101,7 @@ fn route(
 fn route_known(method: &Method, rest: &[&str]) -> bool {
     matches!(
         (method.as_str(), rest),
-        ("GET", ["users", "@me"])
+        ("GET", ["users", "@me"] | ["users", "@me", "guilds"])
             | (
                 "GET",
                 ["oauth2", "applications", "@me"] | ["applications", "@me"]

@@ -2,6 +2,7 @@
 //! slash commands into `BrainCommand`s for the gateway core; `rest` is the `ChatPlatform`
 //! answers and reports are written through. The only module (with `rest`) that knows Discord.
 
+pub mod diagnose;
 pub mod rest;
 pub mod threads;
 

@@ -93,7 +93,7 @@ impl DiscordRest {
     }
 
     /// Sends one request; feeds the channel's budget from the rate-limit headers.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -159,38 +159,6 @@ impl DiscordRest {
             )));
         }
         Ok(serde_json::from_str(&text).ok())
-    }
-}
-
-/// What `engram doctor` learns from Discord.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnosis {
-    pub bot_name: String,
-    /// The application may receive message text (the privileged Message Content intent).
-    pub message_content: bool,
-}
-
-/// Application flags that allow the Message Content intent (verified apps get the first).
-const GATEWAY_MESSAGE_CONTENT: u64 = 1 << 18;
-const GATEWAY_MESSAGE_CONTENT_LIMITED: u64 = 1 << 19;
-
-impl DiscordRest {
-    /// Checks the token (who is the bot?) and the application's intents.
-    pub async fn diagnose(&self) -> Result<Diagnosis, PlatformError> {
-        let me = self
-            .call(Method::GET, "/users/@me", None, None)
-            .await?
-            .unwrap_or(Value::Null);
-        let application = self
-            .call(Method::GET, "/oauth2/applications/@me", None, None)
-            .await?
-            .unwrap_or(Value::Null);
-        let flags = application["flags"].as_u64().unwrap_or(0);
-        Ok(Diagnosis {
-            bot_name: me["username"].as_str().unwrap_or("?").to_string(),
-            message_content: flags & (GATEWAY_MESSAGE_CONTENT | GATEWAY_MESSAGE_CONTENT_LIMITED)
-                != 0,
-        })
     }
 }
 
