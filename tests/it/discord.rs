@@ -810,3 +810,62 @@ async fn doctor_reports_what_the_bot_lacks_in_each_guild_and_how_to_grant_it() {
         discord.unexpected_requests()
     );
 }
+
+#[test]
+fn a_429_on_edits_is_waited_out_and_the_final_text_with_sources_lands() {
+    let reply = "Visitors park on level two of the garage, next to the lifts, all day [1].";
+    let h = Harness::start(
+        Options::default(),
+        Behaviour {
+            reply: reply.into(),
+            token_interval: Duration::from_millis(60),
+            ..Behaviour::default()
+        },
+    );
+    h.link_general();
+    let posted = h.teach_parking();
+    // Two edits in a row are refused, as when something else used up the channel's budget.
+    let retry_after = Duration::from_millis(1_200);
+    h.discord.refuse_edits(GENERAL_ID, 2, retry_after);
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.answer_to(GENERAL_ID, question);
+    let link = format!("https://discord.com/channels/{GUILD_ID}/{GENERAL_ID}/{posted}");
+    assert_eq!(
+        answer.content(),
+        format!("{reply}\n\n**Sources**\n[1] [parking.md](<{link}>) — Parking")
+    );
+    assert_eq!(
+        h.discord.refusals(GENERAL_ID).len(),
+        2,
+        "both 429s were met"
+    );
+    // After each 429, nothing is written to the channel before its retry_after has passed.
+    let messages = format!("/api/v10/channels/{GENERAL_ID}/messages");
+    let writes: Vec<_> = h
+        .discord
+        .requests()
+        .into_iter()
+        .filter(|r| matches!(r.method.as_str(), "PATCH" | "POST") && r.path.starts_with(&messages))
+        .collect();
+    let refused: Vec<usize> = (0..writes.len())
+        .filter(|&i| writes[i].status == 429)
+        .collect();
+    assert_eq!(refused.len(), 2);
+    for i in refused {
+        let next = writes.get(i + 1).expect("written again after the 429");
+        let waited = next.at - writes[i].at;
+        assert!(
+            waited >= retry_after,
+            "{} {} came {waited:?} after a 429 saying retry after {retry_after:?}",
+            next.method,
+            next.path
+        );
+    }
+    assert_eq!(
+        h.discord.rate_limited(GENERAL_ID),
+        0,
+        "no further 429 was caused"
+    );
+    assert!(no_pings(&answer));
+}

@@ -403,6 +403,10 @@ struct St {
     files: HashMap<u64, CdnFile>,
     buckets: HashMap<(&'static str, u64), Bucket>,
     rate_limited: HashMap<u64, usize>,
+    /// Per channel: how many more message edits to refuse with a 429, and its `retry_after`.
+    refused_edits: HashMap<u64, (usize, Duration)>,
+    /// The 429s served because of `refused_edits`: channel and when.
+    refusals: Vec<(u64, Instant)>,
     typing: HashMap<u64, usize>,
     sessions: Vec<Session>,
     connections: HashMap<u64, CancellationToken>,
@@ -479,6 +483,8 @@ impl FakeDiscord {
             files: HashMap::new(),
             buckets: HashMap::new(),
             rate_limited: HashMap::new(),
+            refused_edits: HashMap::new(),
+            refusals: Vec::new(),
             typing: HashMap::new(),
             sessions: Vec::new(),
             connections: HashMap::new(),
@@ -876,6 +882,26 @@ impl FakeDiscord {
             .get(&channel_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Answers the next `count` message edits in `channel_id` with a 429 as Discord sends it
+    /// (`Retry-After`, `X-RateLimit-*` with nothing remaining until `retry_after`, and the JSON
+    /// body's `retry_after`), whatever the bucket says — as when another bot or a moderator
+    /// used up the channel's budget.
+    pub fn refuse_edits(&self, channel_id: u64, count: usize, retry_after: Duration) {
+        self.lock()
+            .refused_edits
+            .insert(channel_id, (count, retry_after));
+    }
+
+    /// When the 429s of [`Self::refuse_edits`] were served, per channel.
+    pub fn refusals(&self, channel_id: u64) -> Vec<Instant> {
+        self.lock()
+            .refusals
+            .iter()
+            .filter(|(channel, _)| *channel == channel_id)
+            .map(|(_, at)| *at)
+            .collect()
     }
 
     /// `POST /channels/{id}/typing` calls.
@@ -1407,6 +1433,36 @@ impl St {
             allowed_mentions: body.get("allowed_mentions").cloned(),
         });
         message.json.clone()
+    }
+
+    /// The 429 for an edit in `channel` while [`FakeDiscord::refuse_edits`] asks for one.
+    fn refuse_edit(&mut self, channel: u64) -> Result<(), Reply> {
+        let Some((left, retry_after)) = self.refused_edits.get_mut(&channel) else {
+            return Ok(());
+        };
+        if *left == 0 {
+            return Ok(());
+        }
+        *left -= 1;
+        let retry_after = retry_after.as_secs_f64();
+        self.refusals.push((channel, Instant::now()));
+        let reset_at = unix_ms() as f64 / 1000.0 + retry_after;
+        let headers = vec![
+            ("retry-after", (retry_after.ceil() as u64).to_string()),
+            ("x-ratelimit-limit", "5".to_string()),
+            ("x-ratelimit-remaining", "0".to_string()),
+            ("x-ratelimit-reset", format!("{reset_at:.3}")),
+            ("x-ratelimit-reset-after", format!("{retry_after:.3}")),
+            ("x-ratelimit-bucket", bucket_hash("message-edit")),
+            ("x-ratelimit-scope", "shared".to_string()),
+        ];
+        let body = json!({
+            "message": "You are being rate limited.",
+            "retry_after": retry_after,
+            "global": false,
+            "code": 0,
+        });
+        Err(Reply::json(429, body).with_headers(headers))
     }
 
     /// Counts a request against a bucket; `Err` is the 429 to answer.
@@ -1962,6 +2018,7 @@ fn route(
             }
             ("PATCH", ["channels", channel, "messages", message]) => {
                 let (channel, message) = (parse_id(channel)?, parse_id(message)?);
+                st.refuse_edit(channel)?;
                 let limit = st.options.edit_limit;
                 let headers = st.take("message-edit", channel, channel, limit)?;
                 match st.message(message) {
