@@ -14,7 +14,8 @@ use serenity::all::{
     Command, CommandDataOptionValue, CommandInteraction, CommandOptionType, Context,
     CreateAllowedMentions, CreateCommand, CreateCommandOption, CreateInteractionResponse,
     CreateInteractionResponseMessage, EventHandler, GatewayIntents, Guild, GuildChannel,
-    Interaction, Message, PartialGuildChannel, Permissions, Ready, ThreadListSyncEvent, UserId,
+    Interaction, Message, MessageType, PartialGuildChannel, Permissions, Ready,
+    ThreadListSyncEvent, UserId,
 };
 use serenity::client::ClientBuilder;
 use serenity::http::HttpBuilder;
@@ -158,14 +159,21 @@ impl EventHandler for Handler {
         let Some(bot) = self.bot.get().copied() else {
             return;
         };
-        if message.author.bot {
+        // People's messages and replies only: not bots, not system messages (a thread's
+        // starter message, "thread created", pins, joins).
+        if message.author.bot
+            || !matches!(
+                message.kind,
+                MessageType::Regular | MessageType::InlineReply
+            )
+        {
             return;
         }
         let Some(guild) = message.guild_id else {
             return; // Direct messages have no brain.
         };
         let channel = channel_key(message.channel_id.get());
-        // In a thread, the thread's channel decides the binding.
+        // In a thread, the channel the thread belongs to decides the binding.
         let parent = self
             .threads
             .parent_of(message.channel_id.get(), &self.rest)

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use serenity::all::{ChannelType, GuildChannel};
 
 use super::rest::DiscordRest;
+use crate::chat::PlatformError;
 
 /// Beyond this many channels the map starts over (re-learnt from events and REST): a bound on
 /// memory for a bot in very many busy guilds.
@@ -45,8 +46,8 @@ impl Threads {
     }
 
     /// The channel `channel_id` belongs to if it is a thread; asks Discord when the channel
-    /// was never announced. A failed lookup counts as "not a thread" and is tried again next
-    /// time.
+    /// was never announced. A failed lookup counts as "not a thread"; it is tried again next
+    /// time unless Discord refused it (the bot may not see the channel).
     pub async fn parent_of(&self, channel_id: u64, rest: &DiscordRest) -> Option<u64> {
         if let Some(known) = self.lock().get(&channel_id) {
             return *known;
@@ -55,6 +56,11 @@ impl Threads {
             Ok(parent) => {
                 self.insert(channel_id, parent);
                 parent
+            }
+            Err(error @ PlatformError::Gone(_)) => {
+                tracing::debug!(%error, channel = channel_id, "Discord: cannot see a channel");
+                self.insert(channel_id, None);
+                None
             }
             Err(error) => {
                 tracing::debug!(%error, channel = channel_id, "Discord: cannot look a channel up");
