@@ -664,6 +664,22 @@ fn a_thread_opened_on_an_answer_continues_its_conversation_without_a_mention() {
             .any(|input| input == "do visitors park there on weekends?"),
         "every message in the thread is a turn of it: {inputs:#?}"
     );
+    // `/ask` in the thread continues it too.
+    let asked_before = |h: &Harness| {
+        h.llm_inputs()
+            .iter()
+            .filter(|input| *input == "where do visitors park?")
+            .count()
+    };
+    let before = asked_before(&h);
+    let (acknowledged, _) = h.command(
+        SlashCommand::new(thread, BOB_ID, "ask")
+            .option("question", "do visitors park there at night?"),
+    );
+    assert!(acknowledged.contains("asked"), "{acknowledged}");
+    h.wait("the /ask answer's prompt", Duration::from_secs(30), |h| {
+        (asked_before(h) > before).then_some(())
+    });
 
     // A thread opened on someone's message, which the bot was never told of (it asks Discord
     // what the channel is): talk there is not for the bot, a mention is answered from the

@@ -370,12 +370,17 @@ impl Handler {
                     return Ok(Reply::private("Ask a question: `/ask question:<text>`."));
                 }
                 let text = format!("❓ <@{}> asked: {question}", command.user.id.get());
+                // In a thread opened on an answer, `/ask` continues it, as a mention would.
+                let continues = parent.map(|parent| MessageRef {
+                    channel: channel_key(parent),
+                    id: command.channel_id.get().to_string(),
+                });
                 self.gateway
                     .handle(ChatEvent::Question {
                         origin,
                         text: question,
                         conversation: None,
-                        continues: None,
+                        continues,
                     })
                     .await?;
                 Ok(Reply::public(text))
