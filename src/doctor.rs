@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::config::{Config, IndexKind};
+use crate::platform::discord::diagnose as discord;
 use crate::store::{self, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// How long a reachability check may take.
@@ -125,24 +126,30 @@ async fn check_discord(config: &Config, report: &mut Report) {
         }
     };
     match diagnosis {
-        Ok(diagnosis) if diagnosis.message_content => report.add(
-            "discord",
-            Status::Ok,
-            format!(
-                "token works (bot `{}`); Message Content intent enabled",
-                diagnosis.bot_name
-            ),
-        ),
-        Ok(diagnosis) => report.add(
-            "discord",
-            Status::Fail,
-            format!(
-                "token works (bot `{}`), but the Message Content intent is off: enable it under \
-                 Bot → Privileged Gateway Intents in the Discord developer portal, or mentions \
-                 arrive without their text",
-                diagnosis.bot_name
-            ),
-        ),
+        Ok(diagnosis) => {
+            if diagnosis.message_content {
+                report.add(
+                    "discord",
+                    Status::Ok,
+                    format!(
+                        "token works (bot `{}`); Message Content intent enabled",
+                        printable(&diagnosis.bot_name)
+                    ),
+                );
+            } else {
+                report.add(
+                    "discord",
+                    Status::Fail,
+                    format!(
+                        "token works (bot `{}`), but the Message Content intent is off: enable \
+                         it under Bot → Privileged Gateway Intents in the Discord developer \
+                         portal, or mentions arrive without their text",
+                        printable(&diagnosis.bot_name)
+                    ),
+                );
+            }
+            check_discord_guilds(&diagnosis, report);
+        }
         Err(crate::chat::PlatformError::Gone(reason)) => report.add(
             "discord",
             Status::Fail,
@@ -154,6 +161,71 @@ async fn check_discord(config: &Config, report: &mut Report) {
             format!("cannot reach Discord: {error}"),
         ),
     }
+}
+
+/// One line per server the bot is in: the permissions engram uses that the bot's roles lack
+/// there, and how to grant them.
+fn check_discord_guilds(diagnosis: &discord::Diagnosis, report: &mut Report) {
+    let invite = format!(
+        "https://discord.com/oauth2/authorize?client_id={}&scope=bot%20applications.commands\
+         &permissions={}",
+        diagnosis.application_id,
+        discord::needed_bits()
+    );
+    if diagnosis.guilds.is_empty() {
+        report.add(
+            "discord",
+            Status::Warn,
+            format!("the bot is in no server yet: invite it with {invite}"),
+        );
+    }
+    for guild in &diagnosis.guilds {
+        let server = format!("server `{}` ({})", printable(&guild.name), guild.id);
+        if guild.missing.is_empty() {
+            report.add(
+                "discord",
+                Status::Ok,
+                format!("{server}: the bot has every permission engram uses"),
+            );
+            continue;
+        }
+        let missing: Vec<String> = guild
+            .missing
+            .iter()
+            .map(|needed| format!("{} ({})", needed.name, needed.used_for))
+            .collect();
+        let status = if guild.missing.iter().any(|needed| needed.essential) {
+            Status::Fail
+        } else {
+            Status::Warn
+        };
+        report.add(
+            "discord",
+            status,
+            format!(
+                "{server}: the bot lacks {}. Grant them to its role under Server Settings → \
+                 Roles (channel overrides can still take them away in single channels), or \
+                 invite it again with {invite}",
+                missing.join(", ")
+            ),
+        );
+    }
+    if diagnosis.unchecked_guilds > 0 {
+        report.add(
+            "discord",
+            Status::Ok,
+            format!(
+                "{} more servers not checked (the first {} were)",
+                diagnosis.unchecked_guilds,
+                diagnosis.guilds.len()
+            ),
+        );
+    }
+}
+
+/// A name from a chat platform without control characters (it goes to a terminal).
+fn printable(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).collect()
 }
 
 async fn check_store(config: &Config, report: &mut Report) {

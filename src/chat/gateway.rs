@@ -35,9 +35,19 @@ pub struct Origin {
     pub event_id: String,
     pub tenant: TenantKey,
     pub channel: ChannelKey,
+    /// When the event happened in a thread that is a channel of its own (Discord): the channel
+    /// the thread belongs to, whose binding applies. `None` everywhere else.
+    pub parent: Option<ChannelKey>,
     /// The message that carried the event, if any (a slash command has none).
     pub message: Option<MessageRef>,
     pub user: String,
+}
+
+impl Origin {
+    /// The channel whose binding applies: a thread's parent, else the channel itself.
+    pub fn bound_channel(&self) -> &ChannelKey {
+        self.parent.as_ref().unwrap_or(&self.channel)
+    }
 }
 
 /// A file posted in a channel.
@@ -60,6 +70,19 @@ pub enum ChatEvent {
         text: String,
         /// The thread or reply chain the question continues, if any.
         conversation: Option<String>,
+        /// The bot's message the question replies to, or the answer message its thread was
+        /// opened on: when that message belongs to an answer, the question continues that
+        /// answer's conversation rather than `conversation`, however deep the chain.
+        continues: Option<MessageRef>,
+    },
+    /// A message not addressed to the bot in a thread opened on the message `opened_on` (on
+    /// Discord a thread started from a message has that message's id): a question in that
+    /// answer's conversation if `opened_on` is one of the bot's answer messages, no mention
+    /// needed; ignored otherwise.
+    InThread {
+        origin: Origin,
+        text: String,
+        opened_on: MessageRef,
     },
     /// Files were posted in a channel.
     Files {
@@ -79,6 +102,8 @@ pub enum Handled {
     Files(usize),
     /// Seen before (a replay, a retry, another gateway replica): nothing done.
     Duplicate,
+    /// Not for the bot: a message in a thread that was not opened on one of its answers.
+    Ignored,
 }
 
 /// Why an event could not be handled (the platform may retry it).
@@ -107,8 +132,28 @@ pub struct Gateway {
 impl Gateway {
     /// Acts on an event once, however often the platform delivers it.
     pub async fn handle(&self, event: ChatEvent) -> Result<Handled, GatewayError> {
+        let event = match event {
+            // Ordinary talk in threads is looked at, never recorded: only a thread opened on an
+            // answer makes a message a question.
+            ChatEvent::InThread {
+                origin,
+                text,
+                opened_on,
+            } => match self.thread_conversation(&origin, &opened_on).await? {
+                Some(conversation) => ChatEvent::Question {
+                    origin,
+                    text,
+                    conversation: Some(conversation),
+                    continues: None,
+                },
+                None => return Ok(Handled::Ignored),
+            },
+            other => other,
+        };
         let origin = match &event {
-            ChatEvent::Question { origin, .. } | ChatEvent::Files { origin, .. } => origin,
+            ChatEvent::Question { origin, .. }
+            | ChatEvent::Files { origin, .. }
+            | ChatEvent::InThread { origin, .. } => origin,
         };
         if !self
             .store
@@ -122,9 +167,31 @@ impl Gateway {
                 origin,
                 text,
                 conversation,
-            } => self.question(origin, text, conversation).await,
+                continues,
+            } => self.question(origin, text, conversation, continues).await,
             ChatEvent::Files { origin, files } => self.files(origin, files).await,
+            // Turned into a question above when it is one.
+            ChatEvent::InThread { .. } => Ok(Handled::Ignored),
         }
+    }
+
+    /// The conversation of the answer a thread was opened on, if it was opened on one (in the
+    /// thread's own tenant and parent channel).
+    async fn thread_conversation(
+        &self,
+        origin: &Origin,
+        opened_on: &MessageRef,
+    ) -> Result<Option<String>, GatewayError> {
+        if origin.parent.as_ref() != Some(&opened_on.channel) {
+            return Ok(None);
+        }
+        let Some(tenant) = self.store.find_tenant(&origin.tenant).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .answer_conversation(tenant, &opened_on.channel.0, &opened_on.id)
+            .await?)
     }
 
     async fn question(
@@ -132,9 +199,21 @@ impl Gateway {
         origin: Origin,
         text: String,
         conversation: Option<String>,
+        continues: Option<MessageRef>,
     ) -> Result<Handled, GatewayError> {
         let tenant = self.store.ensure_tenant(&origin.tenant).await?;
-        let binding = self.store.binding(tenant, &origin.channel.0).await?;
+        let conversation = match &continues {
+            Some(answer) => self
+                .store
+                .answer_conversation(tenant, &answer.channel.0, &answer.id)
+                .await?
+                .or(conversation),
+            None => conversation,
+        };
+        let binding = self
+            .store
+            .binding(tenant, &origin.bound_channel().0)
+            .await?;
         let Some(binding) = binding.filter(|binding| binding.mode.answers()) else {
             self.outlet
                 .platform
@@ -171,7 +250,10 @@ impl Gateway {
 
     async fn files(&self, origin: Origin, files: Vec<PostedFile>) -> Result<Handled, GatewayError> {
         let tenant = self.store.ensure_tenant(&origin.tenant).await?;
-        let binding = self.store.binding(tenant, &origin.channel.0).await?;
+        let binding = self
+            .store
+            .binding(tenant, &origin.bound_channel().0)
+            .await?;
         let (Some(binding), Some(message)) = (
             binding.filter(|binding| binding.mode.learns()),
             origin.message.clone(),
@@ -304,7 +386,8 @@ impl Gateway {
             ));
         }
         let tenant = self.store.ensure_tenant(&origin.tenant).await?;
-        let channel = &origin.channel.0;
+        // In a thread, the commands are about the channel it belongs to.
+        let channel = &origin.bound_channel().0;
         let reply = match command {
             BrainCommand::Create { name } => match self.store.create_brain(tenant, &name).await {
                 Ok(brain) => Reply::public(format!(

@@ -98,17 +98,30 @@ pub enum AskError {
     Store(#[from] StoreError),
 }
 
-/// The gateway's side: replies with a placeholder at once, then queues the answer job. The
-/// placeholder goes out without waiting on the edit budget, so an asker sees it immediately.
+/// The gateway's side: replies with a placeholder at once, records it as a message of the
+/// question's conversation (a question that starts none starts one keyed by the placeholder,
+/// so a reply to any answer continues it), then queues the answer job. The placeholder goes
+/// out without waiting on the edit budget, so an asker sees it immediately.
 pub async fn ask(
     store: &dyn Store,
     outlet: &Outlet,
-    question: NewQuestion,
+    mut question: NewQuestion,
     max_attempts: u32,
 ) -> Result<Asked, AskError> {
     let placeholder = outlet
         .platform
         .post(&question.channel, THINKING, question.reply_to.as_ref())
+        .await?;
+    let conversation = question
+        .conversation
+        .get_or_insert_with(|| format!("{}:{}", question.channel, placeholder.id));
+    store
+        .record_answer_message(
+            question.tenant,
+            &question.channel.0,
+            &placeholder.id,
+            conversation,
+        )
         .await?;
     let request = AnswerRequest {
         platform: question.platform,
@@ -242,7 +255,11 @@ impl AnswerService {
             return Err(self.unanswered(job, outlet, &placeholder, error).await);
         }
         match delivered {
-            Ok(_) => Ok(()),
+            Ok(messages) => {
+                self.record_continuations(request, messages.get(1..).unwrap_or_default())
+                    .await;
+                Ok(())
+            }
             Err(PlatformError::Gone(reason)) => {
                 tracing::info!(job = job.id, %reason, "the answer's message is gone; answer dropped");
                 Ok(())
@@ -250,6 +267,29 @@ impl AnswerService {
             Err(error) => Err(JobFailure::permanent(format!(
                 "the answer was written but could not be delivered: {error}"
             ))),
+        }
+    }
+
+    /// Records the messages an answer continued in past the platform's limit as messages of
+    /// its conversation, so replying to any of them continues it too.
+    async fn record_continuations(&self, request: &AnswerRequest, messages: &[MessageRef]) {
+        let Some(conversation) = request.conversation.as_deref() else {
+            return;
+        };
+        for message in messages {
+            if let Err(error) = self
+                .answerer
+                .store
+                .record_answer_message(
+                    request.tenant,
+                    &message.channel.0,
+                    &message.id,
+                    conversation,
+                )
+                .await
+            {
+                tracing::warn!(%error, "cannot record an answer's continuation message");
+            }
         }
     }
 

@@ -191,6 +191,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> StoreResult<Vec<StoredTurn>>;
 
+    /// Records that the bot's message `message` in `channel` (of `tenant`) is part of the
+    /// answer in conversation `conversation`: a placeholder or a continuation message.
+    /// Recording it again replaces the conversation.
+    async fn record_answer_message(
+        &self,
+        tenant: TenantId,
+        channel: &str,
+        message: &str,
+        conversation: &str,
+    ) -> StoreResult<()>;
+    /// The conversation the bot's message `message` in `channel` (of `tenant`) answered in, if
+    /// it is an answer message; a reply to it, or a thread opened on it, continues there.
+    async fn answer_conversation(
+        &self,
+        tenant: TenantId,
+        channel: &str,
+        message: &str,
+    ) -> StoreResult<Option<String>>;
+
     /// Records the tokens of one LLM call.
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()>;
     /// A tenant's usage per model since `since` (Unix ms).

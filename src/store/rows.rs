@@ -509,6 +509,46 @@ macro_rules! impl_store {
                     .collect())
             }
 
+            async fn record_answer_message(
+                &self,
+                tenant: TenantId,
+                channel: &str,
+                message: &str,
+                conversation: &str,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO answer_messages (tenant_id, channel, message_id, conversation, \
+                     created_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (tenant_id, channel, message_id) \
+                     DO UPDATE SET conversation = excluded.conversation",
+                )
+                .bind(tenant.0)
+                .bind(channel)
+                .bind(message)
+                .bind(conversation)
+                .bind(now_ms())
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn answer_conversation(
+                &self,
+                tenant: TenantId,
+                channel: &str,
+                message: &str,
+            ) -> StoreResult<Option<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT conversation FROM answer_messages \
+                     WHERE tenant_id = $1 AND channel = $2 AND message_id = $3",
+                )
+                .bind(tenant.0)
+                .bind(channel)
+                .bind(message)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
             async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO usage (tenant_id, brain_id, user_id, model, prompt_tokens, \

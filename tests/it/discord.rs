@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::fake_discord::{
     self, FakeDiscord, Options, SlashCommand, UserMessage, ALICE_ID, BOB_ID, BOT_ID, GENERAL_ID,
-    GUILD_ID, THREAD_ID,
+    GUILD_ID, RANDOM_ID, THREAD_ID,
 };
 use crate::fake_openai::{self, Behaviour, FakeOpenAi};
 
@@ -21,10 +21,12 @@ const REPLY: &str = "Visitors park on level two [1].";
 /// The fakes run on their own runtime; engram runs on its own, as in production.
 struct Harness {
     /// Runs the fakes' servers; dropped last.
-    _fakes: tokio::runtime::Runtime,
+    fakes: tokio::runtime::Runtime,
     discord: FakeDiscord,
     llm: FakeOpenAi,
     engram: Option<Running>,
+    /// engram's store, for looking at what it recorded.
+    store: engram::config::StoreConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -53,10 +55,11 @@ impl Harness {
         )
         .expect("engram starts");
         let harness = Self {
-            _fakes: fakes,
+            fakes,
             discord,
             llm,
             engram: Some(engram),
+            store: config.store.clone(),
             _dir: dir,
         };
         // READY handled: the slash commands are registered.
@@ -120,6 +123,43 @@ impl Harness {
                         == Some(&message.to_string())
             })
             .collect()
+    }
+
+    /// The bot's answer to `question` in `channel`, once it ends with its sources.
+    fn answer_to(&self, channel: u64, question: u64) -> fake_discord::StoredMessage {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let replies = self.replies_to(channel, question);
+            if let Some(answer) = replies.iter().find(|m| m.content().contains("**Sources**")) {
+                return answer.clone();
+            }
+            let shown: Vec<&str> = replies.iter().map(|m| m.content()).collect();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for the answer to {question}; replies so far: {shown:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The conversation engram recorded the bot's message `message` in `channel` as part of.
+    fn answer_conversation(&self, channel: u64, message: u64) -> Option<String> {
+        self.fakes.block_on(async {
+            let store = engram::store::connect(&self.store).await.unwrap();
+            let tenant = engram::brain::TenantKey::parse(&format!("discord:{GUILD_ID}")).unwrap();
+            let tenant = store.find_tenant(&tenant).await.unwrap()?;
+            let found = store
+                .answer_conversation(tenant, &format!("discord:{channel}"), &message.to_string())
+                .await
+                .unwrap();
+            store.close().await;
+            found
+        })
+    }
+
+    /// The prompts' messages the LLM has been sent so far, every request's in order.
+    fn llm_inputs(&self) -> Vec<String> {
+        self.llm.inputs.lock().unwrap().clone()
     }
 
     fn link_general(&self) {
@@ -288,9 +328,9 @@ fn files_commands_and_a_mention_end_to_end() {
     );
 
     // A mention where no brain is linked gets the hint.
-    let elsewhere = h.say(&UserMessage::new(THREAD_ID, BOB_ID, "hello?").mentioning(BOT_ID));
+    let elsewhere = h.say(&UserMessage::new(RANDOM_ID, BOB_ID, "hello?").mentioning(BOT_ID));
     let hint = h.wait("the hint", Duration::from_secs(10), |h| {
-        h.replies_to(THREAD_ID, elsewhere)
+        h.replies_to(RANDOM_ID, elsewhere)
             .first()
             .map(|m| m.content().to_string())
     });
@@ -301,7 +341,7 @@ fn files_commands_and_a_mention_end_to_end() {
     );
 
     // Nothing the bot wrote could ping anyone, and nothing unexpected was called.
-    for channel in [GENERAL_ID, THREAD_ID] {
+    for channel in [GENERAL_ID, RANDOM_ID] {
         for message in h.discord.messages(channel) {
             if message.author_id == BOT_ID {
                 assert!(no_pings(&message), "{:#?}", message.versions);
@@ -458,6 +498,35 @@ fn a_long_answer_continues_in_a_new_message_with_fences_balanced() {
         );
     }
     assert!(joined.contains("That is all."));
+
+    // Both messages are the answer's: a reply to the continuation continues the conversation.
+    let conversation = h.wait("the continuation recorded", Duration::from_secs(10), |h| {
+        h.answer_conversation(GENERAL_ID, continuation.id)
+    });
+    assert_eq!(
+        Some(conversation),
+        h.answer_conversation(GENERAL_ID, first.id)
+    );
+    let follow_up = h.say(
+        &UserMessage::new(GENERAL_ID, BOB_ID, "do visitors park there on weekends?")
+            .replying_to(continuation.id),
+    );
+    h.wait(
+        "the follow-up's answer growing",
+        Duration::from_secs(30),
+        |h| {
+            h.replies_to(GENERAL_ID, follow_up)
+                .into_iter()
+                .find(|m| m.versions.len() >= 2)
+        },
+    );
+    let inputs = h.llm_inputs();
+    assert!(
+        inputs
+            .iter()
+            .any(|input| input == "where do visitors park?"),
+        "the follow-up's prompt has the first question: {inputs:#?}"
+    );
 }
 
 #[test]
@@ -570,4 +639,313 @@ fn a_slow_command_is_deferred_in_time_then_answered() {
         *answered_at - record.created
     );
     assert!(message.versions.len() >= 2, "the reply was edited in");
+}
+
+/// The parking answer with its source, as the bot ends it.
+fn parking_answer(posted: u64) -> String {
+    let link = format!("https://discord.com/channels/{GUILD_ID}/{GENERAL_ID}/{posted}");
+    format!("{REPLY}\n\n**Sources**\n[1] [parking.md](<{link}>) — Parking")
+}
+
+#[test]
+fn replies_continue_the_conversation_however_deep_the_chain() {
+    let h = Harness::start(Options::default(), quick_llm());
+    h.link_general();
+    let posted = h.teach_parking();
+    let first =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.answer_to(GENERAL_ID, first);
+    let second = h.say(
+        &UserMessage::new(GENERAL_ID, BOB_ID, "do visitors park there on weekends?")
+            .replying_to(answer.id),
+    );
+    let answer = h.answer_to(GENERAL_ID, second);
+    // A reply to the second answer (which replied to a reply, not to the first question), by
+    // someone else, still continues the first question's conversation.
+    let third = h.say(
+        &UserMessage::new(
+            GENERAL_ID,
+            ALICE_ID,
+            "and do visitors with bicycles park there?",
+        )
+        .replying_to(answer.id),
+    );
+    let answer = h.answer_to(GENERAL_ID, third);
+    assert_eq!(answer.content(), parking_answer(posted));
+    // Earlier questions reach the LLM verbatim only as history turns of the conversation.
+    let inputs = h.llm_inputs();
+    let count = |text: &str| inputs.iter().filter(|input| *input == text).count();
+    assert_eq!(
+        count("where do visitors park?"),
+        2,
+        "the first question is history for the second and the third: {inputs:#?}"
+    );
+    assert_eq!(
+        count("do visitors park there on weekends?"),
+        1,
+        "the second question is history for the third: {inputs:#?}"
+    );
+}
+
+#[test]
+fn a_thread_opened_on_an_answer_continues_its_conversation_without_a_mention() {
+    let h = Harness::start(Options::default(), quick_llm());
+    h.link_general();
+    let posted = h.teach_parking();
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.answer_to(GENERAL_ID, question);
+
+    // Alice opens a thread on the answer: the thread has the answer's id.
+    let thread = answer.id;
+    let created = h.discord.open_thread(answer.id, ALICE_ID, "parking");
+    assert_eq!(h.discord.dispatch("THREAD_CREATE", created), 1);
+    let in_thread = h.say(&UserMessage::new(
+        thread,
+        ALICE_ID,
+        "do visitors park there on weekends?",
+    ));
+    let reply = h.answer_to(thread, in_thread);
+    assert_eq!(reply.channel_id, thread, "answered in the thread");
+    assert_eq!(reply.content(), parking_answer(posted));
+    let inputs = h.llm_inputs();
+    assert!(
+        inputs
+            .iter()
+            .any(|input| input == "where do visitors park?"),
+        "the thread continues the answer's conversation: {inputs:#?}"
+    );
+    let again = h.say(&UserMessage::new(
+        thread,
+        BOB_ID,
+        "and do visitors with bicycles park there?",
+    ));
+    h.answer_to(thread, again);
+    let inputs = h.llm_inputs();
+    assert!(
+        inputs
+            .iter()
+            .any(|input| input == "do visitors park there on weekends?"),
+        "every message in the thread is a turn of it: {inputs:#?}"
+    );
+    // `/ask` in the thread continues it too.
+    let asked_before = |h: &Harness| {
+        h.llm_inputs()
+            .iter()
+            .filter(|input| *input == "where do visitors park?")
+            .count()
+    };
+    let before = asked_before(&h);
+    let (acknowledged, _) = h.command(
+        SlashCommand::new(thread, BOB_ID, "ask")
+            .option("question", "do visitors park there at night?"),
+    );
+    assert!(acknowledged.contains("asked"), "{acknowledged}");
+    h.wait("the /ask answer's prompt", Duration::from_secs(30), |h| {
+        (asked_before(h) > before).then_some(())
+    });
+
+    // A thread opened on someone's message, which the bot was never told of (it asks Discord
+    // what the channel is): talk there is not for the bot, a mention is answered from the
+    // brain of the channel the thread belongs to.
+    let lunch = h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "lunch, anyone?"));
+    h.discord.open_thread(lunch, BOB_ID, "lunch");
+    let chatter = h.say(&UserMessage::new(lunch, ALICE_ID, "pizza?"));
+    let asked =
+        h.say(&UserMessage::new(lunch, ALICE_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.answer_to(lunch, asked);
+    assert_eq!(answer.content(), parking_answer(posted));
+    assert!(
+        h.replies_to(lunch, chatter).is_empty(),
+        "no mention, no answer in a thread opened on a person's message"
+    );
+    assert!(h.replies_to(GENERAL_ID, lunch).is_empty());
+    // A thread known from GUILD_CREATE: a mention there is answered from its channel's brain.
+    let known =
+        h.say(&UserMessage::new(THREAD_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    assert_eq!(
+        h.answer_to(THREAD_ID, known).content(),
+        parking_answer(posted)
+    );
+    let looked_up = |channel: u64| {
+        let path = format!("/api/v10/channels/{channel}");
+        h.discord
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == path)
+    };
+    assert!(looked_up(lunch), "the unannounced thread was looked up");
+    assert!(!looked_up(THREAD_ID), "known threads are not looked up");
+    assert!(!looked_up(GENERAL_ID), "nor are known channels");
+
+    for channel in [GENERAL_ID, thread, lunch, THREAD_ID] {
+        for message in h.discord.messages(channel) {
+            if message.author_id == BOT_ID {
+                assert!(no_pings(&message), "{:#?}", message.versions);
+            }
+        }
+    }
+    assert!(
+        h.discord.unexpected_requests().is_empty(),
+        "{:#?}",
+        h.discord.unexpected_requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_what_the_bot_lacks_in_each_guild_and_how_to_grant_it() {
+    use serenity::model::Permissions;
+    let mut options = Options::default();
+    let base = options.guilds[0].clone();
+    let guild =
+        |id: u64, name: &str, everyone: Permissions, bot: Permissions| fake_discord::FakeGuild {
+            id,
+            name: name.into(),
+            everyone_permissions: everyone.bits(),
+            bot_permissions: bot.bits(),
+            channels: vec![fake_discord::FakeChannel::text(id + 1, "general")],
+            ..base.clone()
+        };
+    let talk =
+        Permissions::VIEW_CHANNEL | Permissions::SEND_MESSAGES | Permissions::READ_MESSAGE_HISTORY;
+    options.guilds.extend([
+        guild(
+            1_210_000_000_000_000_900,
+            "No Threads",
+            talk,
+            Permissions::empty(),
+        ),
+        guild(
+            1_210_000_000_000_000_910,
+            "Muted",
+            Permissions::VIEW_CHANNEL,
+            Permissions::ADD_REACTIONS,
+        ),
+        guild(
+            1_210_000_000_000_000_920,
+            "Admins",
+            Permissions::empty(),
+            Permissions::ADMINISTRATOR,
+        ),
+    ]);
+    let discord = FakeDiscord::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::defaults();
+    config.store.url = StoreUrl::new(format!("sqlite://{}/engram.db", dir.path().display()));
+    config.discord.token = Secret::new(discord.token());
+    config.discord.proxy_url = discord.rest_url();
+
+    let report = engram::doctor::run(&config).await;
+    let text = report.render();
+    let line = |server: &str| {
+        text.lines()
+            .find(|line| line.contains(&format!("server `{server}`")))
+            .unwrap_or_else(|| panic!("no line for {server}: {text}"))
+            .to_string()
+    };
+    assert!(
+        text.contains("[ok  ] discord     token works (bot `engram`); Message Content intent"),
+        "{text}"
+    );
+    for server in ["Test Guild", "Admins"] {
+        let line = line(server);
+        assert!(
+            line.starts_with("[ok  ]") && line.contains("every permission engram uses"),
+            "{line}"
+        );
+    }
+    let no_threads = line("No Threads");
+    assert!(no_threads.starts_with("[WARN]"), "{no_threads}");
+    assert!(
+        no_threads.contains("lacks Send Messages in Threads (")
+            && no_threads.contains("Add Reactions (")
+            && !no_threads.contains("Read Message History"),
+        "{no_threads}"
+    );
+    let muted = line("Muted");
+    assert!(muted.starts_with("[FAIL]"), "{muted}");
+    for lacking in [
+        "Send Messages (to answer)",
+        "Read Message History (",
+        "Send Messages in Threads (",
+    ] {
+        assert!(muted.contains(lacking), "{lacking}: {muted}");
+    }
+    assert!(
+        !muted.contains("Add Reactions") && !muted.contains("View Channels"),
+        "{muted}"
+    );
+    let needed = (talk | Permissions::SEND_MESSAGES_IN_THREADS | Permissions::ADD_REACTIONS).bits();
+    let invite = format!(
+        "https://discord.com/oauth2/authorize?client_id={}&scope=bot%20applications.commands\
+         &permissions={needed}",
+        fake_discord::APPLICATION_ID
+    );
+    assert!(muted.contains(&invite), "{muted}");
+    assert!(report.has_failures());
+    assert!(!text.contains(&discord.token()), "{text}");
+    assert!(
+        discord.unexpected_requests().is_empty(),
+        "{:#?}",
+        discord.unexpected_requests()
+    );
+}
+
+#[test]
+fn a_429_on_edits_is_waited_out_and_the_final_text_with_sources_lands() {
+    let reply = "Visitors park on level two of the garage, next to the lifts, all day [1].";
+    let h = Harness::start(
+        Options::default(),
+        Behaviour {
+            reply: reply.into(),
+            token_interval: Duration::from_millis(60),
+            ..Behaviour::default()
+        },
+    );
+    h.link_general();
+    let posted = h.teach_parking();
+    // Two edits in a row are refused, as when something else used up the channel's budget.
+    let retry_after = Duration::from_millis(1_200);
+    h.discord.refuse_edits(GENERAL_ID, 2, retry_after);
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.answer_to(GENERAL_ID, question);
+    let link = format!("https://discord.com/channels/{GUILD_ID}/{GENERAL_ID}/{posted}");
+    assert_eq!(
+        answer.content(),
+        format!("{reply}\n\n**Sources**\n[1] [parking.md](<{link}>) — Parking")
+    );
+    assert_eq!(
+        h.discord.refusals(GENERAL_ID).len(),
+        2,
+        "both 429s were met"
+    );
+    // After each 429, nothing is written to the channel before its retry_after has passed.
+    let messages = format!("/api/v10/channels/{GENERAL_ID}/messages");
+    let writes: Vec<_> = h
+        .discord
+        .requests()
+        .into_iter()
+        .filter(|r| matches!(r.method.as_str(), "PATCH" | "POST") && r.path.starts_with(&messages))
+        .collect();
+    let refused: Vec<usize> = (0..writes.len())
+        .filter(|&i| writes[i].status == 429)
+        .collect();
+    assert_eq!(refused.len(), 2);
+    for i in refused {
+        let next = writes.get(i + 1).expect("written again after the 429");
+        let waited = next.at - writes[i].at;
+        assert!(
+            waited >= retry_after,
+            "{} {} came {waited:?} after a 429 saying retry after {retry_after:?}",
+            next.method,
+            next.path
+        );
+    }
+    assert_eq!(
+        h.discord.rate_limited(GENERAL_ID),
+        0,
+        "no further 429 was caused"
+    );
+    assert!(no_pings(&answer));
 }

@@ -35,12 +35,15 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
-/// The default world's ids: one guild with a text channel, a thread in it, and two members.
+/// The default world's ids: one guild with two text channels, a thread in the first, and two
+/// members.
 pub const BOT_ID: u64 = 1_210_000_000_000_000_001;
 pub const APPLICATION_ID: u64 = 1_210_000_000_000_000_001;
 pub const GUILD_ID: u64 = 1_210_000_000_000_000_100;
 pub const GENERAL_ID: u64 = 1_210_000_000_000_000_200;
 pub const THREAD_ID: u64 = 1_210_000_000_000_000_201;
+/// A second text channel, which tests leave unbound.
+pub const RANDOM_ID: u64 = 1_210_000_000_000_000_202;
 /// A member with MANAGE_GUILD.
 pub const ALICE_ID: u64 = 1_210_000_000_000_000_301;
 /// A member without it.
@@ -173,7 +176,7 @@ pub fn member_permissions() -> u64 {
 }
 
 impl Default for Options {
-    /// The standard world: the bot in one guild with `#general` and a thread in it; Alice can
+    /// The standard world: the bot in one guild with `#general`, a thread in it and `#random`; Alice can
     /// manage the guild, Bob cannot; the message-content intent is enabled.
     fn default() -> Self {
         let everyone = member_permissions();
@@ -191,6 +194,7 @@ impl Default for Options {
                 channels: vec![
                     FakeChannel::text(GENERAL_ID, "general"),
                     FakeChannel::thread(THREAD_ID, "notes", GENERAL_ID),
+                    FakeChannel::text(RANDOM_ID, "random"),
                 ],
                 members: vec![
                     FakeMember {
@@ -401,6 +405,10 @@ struct St {
     files: HashMap<u64, CdnFile>,
     buckets: HashMap<(&'static str, u64), Bucket>,
     rate_limited: HashMap<u64, usize>,
+    /// Per channel: how many more message edits to refuse with a 429, and its `retry_after`.
+    refused_edits: HashMap<u64, (usize, Duration)>,
+    /// The 429s served because of `refused_edits`: channel and when.
+    refusals: Vec<(u64, Instant)>,
     typing: HashMap<u64, usize>,
     sessions: Vec<Session>,
     connections: HashMap<u64, CancellationToken>,
@@ -477,6 +485,8 @@ impl FakeDiscord {
             files: HashMap::new(),
             buckets: HashMap::new(),
             rate_limited: HashMap::new(),
+            refused_edits: HashMap::new(),
+            refusals: Vec::new(),
             typing: HashMap::new(),
             sessions: Vec::new(),
             connections: HashMap::new(),
@@ -644,6 +654,33 @@ impl FakeDiscord {
 
     pub fn live_connections(&self) -> usize {
         self.lock().connections.len()
+    }
+
+    /// A user opens a public thread on message `message_id` (Discord: the thread gets the
+    /// message's id, its parent is the message's channel, and the message gets the `HAS_THREAD`
+    /// flag and a `thread` field). The thread exists from now on (REST, messages in it); the
+    /// returned `THREAD_CREATE` payload is for [`Self::dispatch`] — a test may also withhold
+    /// it, as when the bot misses the event.
+    pub fn open_thread(&self, message_id: u64, owner: u64, name: &str) -> Value {
+        let mut st = self.lock();
+        let parent = st.message(message_id).expect("a known message").channel_id;
+        let guild_id = st.channel(parent).expect("a known channel").0.id;
+        let thread = FakeChannel::thread(message_id, name, parent);
+        let mut json = st.channel_json(guild_id, &thread);
+        json["owner_id"] = id_string(owner);
+        st.options
+            .guilds
+            .iter_mut()
+            .find(|g| g.id == guild_id)
+            .expect("the guild")
+            .channels
+            .push(thread);
+        let starter = st.message_mut(message_id).expect("checked above");
+        let flags = starter.json["flags"].as_u64().unwrap_or(0) | 1 << 5;
+        starter.json["flags"] = json!(flags);
+        starter.json["thread"] = json.clone();
+        json["newly_created"] = json!(true);
+        json
     }
 
     /// A `MESSAGE_CREATE` payload from a guild member, with a fresh id; pass it to
@@ -848,6 +885,26 @@ impl FakeDiscord {
             .get(&channel_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Answers the next `count` message edits in `channel_id` with a 429 as Discord sends it
+    /// (`Retry-After`, `X-RateLimit-*` with nothing remaining until `retry_after`, and the JSON
+    /// body's `retry_after`), whatever the bucket says — as when another bot or a moderator
+    /// used up the channel's budget.
+    pub fn refuse_edits(&self, channel_id: u64, count: usize, retry_after: Duration) {
+        self.lock()
+            .refused_edits
+            .insert(channel_id, (count, retry_after));
+    }
+
+    /// When the 429s of [`Self::refuse_edits`] were served, per channel.
+    pub fn refusals(&self, channel_id: u64) -> Vec<Instant> {
+        self.lock()
+            .refusals
+            .iter()
+            .filter(|(channel, _)| *channel == channel_id)
+            .map(|(_, at)| *at)
+            .collect()
     }
 
     /// `POST /channels/{id}/typing` calls.
@@ -1145,6 +1202,43 @@ impl St {
         json
     }
 
+    /// `GET /users/@me/guilds`: the bot's guilds as partial guilds, ordered by id, paged by
+    /// `after` and `limit` (default 200) as Discord does.
+    fn my_guilds_json(&self, query: Option<&str>) -> Value {
+        let param = |name: &str| {
+            query?
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|value| value.parse::<u64>().ok())
+        };
+        let after = param("after").unwrap_or(0);
+        let limit = param("limit").unwrap_or(200).clamp(1, 200) as usize;
+        let mut guilds: Vec<&FakeGuild> = self
+            .options
+            .guilds
+            .iter()
+            .filter(|g| g.id > after)
+            .collect();
+        guilds.sort_by_key(|g| g.id);
+        let bot = self.options.bot.id;
+        let listed: Vec<Value> = guilds
+            .into_iter()
+            .take(limit)
+            .map(|g| {
+                json!({
+                    "id": g.id.to_string(),
+                    "name": g.name,
+                    "icon": null,
+                    "banner": null,
+                    "owner": g.owner_id == bot,
+                    "permissions": self.permissions(g.id, bot, 0).to_string(),
+                    "features": [],
+                })
+            })
+            .collect();
+        json!(listed)
+    }
+
     /// `GET /guilds/{id}`: the guild without the GUILD_CREATE extras.
     fn guild_json(&self, guild: &FakeGuild) -> Value {
         json!({
@@ -1342,6 +1436,36 @@ impl St {
             allowed_mentions: body.get("allowed_mentions").cloned(),
         });
         message.json.clone()
+    }
+
+    /// The 429 for an edit in `channel` while [`FakeDiscord::refuse_edits`] asks for one.
+    fn refuse_edit(&mut self, channel: u64) -> Result<(), Reply> {
+        let Some((left, retry_after)) = self.refused_edits.get_mut(&channel) else {
+            return Ok(());
+        };
+        if *left == 0 {
+            return Ok(());
+        }
+        *left -= 1;
+        let retry_after = retry_after.as_secs_f64();
+        self.refusals.push((channel, Instant::now()));
+        let reset_at = unix_ms() as f64 / 1000.0 + retry_after;
+        let headers = vec![
+            ("retry-after", (retry_after.ceil() as u64).to_string()),
+            ("x-ratelimit-limit", "5".to_string()),
+            ("x-ratelimit-remaining", "0".to_string()),
+            ("x-ratelimit-reset", format!("{reset_at:.3}")),
+            ("x-ratelimit-reset-after", format!("{retry_after:.3}")),
+            ("x-ratelimit-bucket", bucket_hash("message-edit")),
+            ("x-ratelimit-scope", "shared".to_string()),
+        ];
+        let body = json!({
+            "message": "You are being rate limited.",
+            "retry_after": retry_after,
+            "global": false,
+            "code": 0,
+        });
+        Err(Reply::json(429, body).with_headers(headers))
     }
 
     /// Counts a request against a bucket; `Err` is the 429 to answer.
@@ -1756,7 +1880,15 @@ async fn rest(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == expected);
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let reply = route(&inner, &mut st, &method, &segments, body.as_ref(), bot_auth);
+    let reply = route(
+        &inner,
+        &mut st,
+        &method,
+        &segments,
+        uri.query(),
+        body.as_ref(),
+        bot_auth,
+    );
     st.requests.push(RecordedRequest {
         at: Instant::now(),
         method: method.to_string(),
@@ -1800,6 +1932,7 @@ fn route(
     st: &mut St,
     method: &Method,
     segments: &[&str],
+    query: Option<&str>,
     body: Option<&Value>,
     bot_auth: bool,
 ) -> Reply {
@@ -1842,6 +1975,7 @@ fn route(
             ("GET", ["oauth2", "applications", "@me"] | ["applications", "@me"]) => {
                 Ok(Reply::json(200, st.application_json()))
             }
+            ("GET", ["users", "@me", "guilds"]) => Ok(Reply::json(200, st.my_guilds_json(query))),
             ("GET", ["guilds", guild]) => {
                 let guild = st.guild(parse_id(guild)?).ok_or_else(unknown_guild)?;
                 Ok(Reply::json(200, st.guild_json(guild)))
@@ -1887,6 +2021,7 @@ fn route(
             }
             ("PATCH", ["channels", channel, "messages", message]) => {
                 let (channel, message) = (parse_id(channel)?, parse_id(message)?);
+                st.refuse_edit(channel)?;
                 let limit = st.options.edit_limit;
                 let headers = st.take("message-edit", channel, channel, limit)?;
                 match st.message(message) {
@@ -2026,7 +2161,7 @@ fn route(
 fn route_known(method: &Method, rest: &[&str]) -> bool {
     matches!(
         (method.as_str(), rest),
-        ("GET", ["users", "@me"])
+        ("GET", ["users", "@me"] | ["users", "@me", "guilds"])
             | (
                 "GET",
                 ["oauth2", "applications", "@me"] | ["applications", "@me"]

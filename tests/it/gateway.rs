@@ -41,6 +41,7 @@ fn origin(event: &str, tenant: &str, channel: &str, user: &str) -> Origin {
         event_id: event.into(),
         tenant: TenantKey::parse(tenant).unwrap(),
         channel: channel.clone(),
+        parent: None,
         message: Some(MessageRef {
             channel,
             id: format!("msg-{event}"),
@@ -98,6 +99,7 @@ async fn a_question_is_answered_once_however_often_it_is_delivered() {
         origin: origin("e1", "discord:1", "discord:10", "ann"),
         text: "How do I request vacation?".into(),
         conversation: None,
+        continues: None,
     };
 
     let first = gateway.handle(event.clone()).await.unwrap();
@@ -144,6 +146,7 @@ async fn a_question_in_an_unbound_channel_gets_a_hint_and_no_job() {
                 origin: origin(event, "discord:1", channel, "ann"),
                 text: "How do I request vacation?".into(),
                 conversation: None,
+                continues: None,
             })
             .await
             .unwrap();
@@ -378,4 +381,100 @@ async fn brain_commands_check_permissions_and_stay_within_the_tenant() {
     assert!(unlinked.text.contains("no longer linked"), "{unlinked:?}");
     let usage = run(false, BrainCommand::Usage).await;
     assert_eq!(usage.text, "No LLM usage this month.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_their_conversation_into_replies_and_threads_opened_on_them() {
+    let world = World::new().await;
+    let (tenant, brain) = world.tenant("discord:1").await;
+    world.tenant("discord:2").await;
+    world
+        .store
+        .bind_channel(tenant, "discord:10", brain, BindingMode::Ask)
+        .await
+        .unwrap();
+    let gateway = gateway(&world);
+    let conversation_of = |job| {
+        let store = world.store.clone();
+        async move {
+            let job = store.job(job).await.unwrap().unwrap();
+            job.payload["conversation"].as_str().map(str::to_string)
+        }
+    };
+    let asked = |handled: Handled| match handled {
+        Handled::Asked { job, placeholder } => (job, placeholder),
+        other => panic!("expected an answer job, got {other:?}"),
+    };
+
+    // `/ask` names no conversation: the answer starts one, keyed by its placeholder.
+    let (job, first) = asked(
+        gateway
+            .handle(ChatEvent::Question {
+                origin: Origin {
+                    message: None,
+                    ..origin("e1", "discord:1", "discord:10", "ann")
+                },
+                text: "How do I request vacation?".into(),
+                conversation: None,
+                continues: None,
+            })
+            .await
+            .unwrap(),
+    );
+    let key = format!("discord:10:{}", first.id);
+    assert_eq!(conversation_of(job).await.as_deref(), Some(key.as_str()));
+
+    // A reply to the answer continues it, whatever conversation the adapter guessed.
+    let (job, second) = asked(
+        gateway
+            .handle(ChatEvent::Question {
+                origin: origin("e2", "discord:1", "discord:10", "bob"),
+                text: "And for part-time staff?".into(),
+                conversation: Some("discord:10:guess".into()),
+                continues: Some(first.clone()),
+            })
+            .await
+            .unwrap(),
+    );
+    assert_eq!(conversation_of(job).await.as_deref(), Some(key.as_str()));
+
+    // Talk in a thread opened on the second answer is a question in the same conversation,
+    // answered in the thread, its binding the parent's.
+    let in_thread =
+        |event: &str, tenant: &str, parent: &str, opened_on: &MessageRef| ChatEvent::InThread {
+            origin: Origin {
+                parent: Some(ChannelKey(parent.into())),
+                ..origin(event, tenant, &format!("discord:{}", second.id), "cy")
+            },
+            text: "How many days do I get?".into(),
+            opened_on: opened_on.clone(),
+        };
+    let (job, placeholder) = asked(
+        gateway
+            .handle(in_thread("e3", "discord:1", "discord:10", &second))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(conversation_of(job).await.as_deref(), Some(key.as_str()));
+    assert_eq!(placeholder.channel.0, format!("discord:{}", second.id));
+
+    // Not a thread on an answer, the answer of another tenant, a parent that does not match:
+    // ignored, and nothing is posted.
+    let posts = world.platform.posts().len();
+    let elsewhere = MessageRef {
+        channel: ChannelKey("discord:10".into()),
+        id: "msg-e2".into(),
+    };
+    for event in [
+        in_thread("e4", "discord:1", "discord:10", &elsewhere),
+        in_thread("e5", "discord:2", "discord:10", &second),
+        in_thread("e6", "discord:1", "discord:11", &second),
+    ] {
+        assert_eq!(gateway.handle(event).await.unwrap(), Handled::Ignored);
+    }
+    assert_eq!(world.platform.posts().len(), posts);
+    assert!(
+        world.store.first_sighting("test", "e4").await.unwrap(),
+        "ignored thread talk is not recorded as seen"
+    );
 }

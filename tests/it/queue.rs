@@ -55,6 +55,7 @@ contract_tests!(
     conversations_keep_their_turns_per_tenant,
     channels_bind_only_to_their_own_tenants_brains,
     a_platform_event_is_acted_on_once,
+    answer_messages_map_to_their_conversation_per_tenant_and_channel,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -722,5 +723,92 @@ async fn a_platform_event_is_acted_on_once(store: Arc<dyn Store>) {
         firsts.iter().filter(|first| **first).count(),
         1,
         "of racing replicas, exactly one acts: {firsts:?}"
+    );
+}
+
+async fn answer_messages_map_to_their_conversation_per_tenant_and_channel(store: Arc<dyn Store>) {
+    let acme = store
+        .ensure_tenant(&TenantKey::parse("discord:1").unwrap())
+        .await
+        .unwrap();
+    let globex = store
+        .ensure_tenant(&TenantKey::parse("discord:2").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .answer_conversation(acme, "discord:10", "100")
+            .await
+            .unwrap(),
+        None,
+        "an unknown message is no answer"
+    );
+    // A chain: the first answer, its continuation, then the answer to a reply to it.
+    for message in ["100", "101", "105"] {
+        store
+            .record_answer_message(acme, "discord:10", message, "discord:10:99")
+            .await
+            .unwrap();
+    }
+    for message in ["100", "101", "105"] {
+        assert_eq!(
+            store
+                .answer_conversation(acme, "discord:10", message)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("discord:10:99"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        store
+            .answer_conversation(acme, "discord:11", "100")
+            .await
+            .unwrap(),
+        None,
+        "scoped to the channel"
+    );
+    assert_eq!(
+        store
+            .answer_conversation(globex, "discord:10", "100")
+            .await
+            .unwrap(),
+        None,
+        "another tenant never sees it"
+    );
+    store
+        .record_answer_message(globex, "discord:10", "100", "discord:10:7")
+        .await
+        .unwrap();
+    store
+        .record_answer_message(acme, "discord:10", "105", "discord:10:104")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .answer_conversation(globex, "discord:10", "100")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("discord:10:7")
+    );
+    assert_eq!(
+        store
+            .answer_conversation(acme, "discord:10", "100")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("discord:10:99"),
+        "the same message id in another tenant is another message"
+    );
+    assert_eq!(
+        store
+            .answer_conversation(acme, "discord:10", "105")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("discord:10:104"),
+        "recording again replaces"
     );
 }

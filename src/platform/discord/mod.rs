@@ -2,7 +2,9 @@
 //! slash commands into `BrainCommand`s for the gateway core; `rest` is the `ChatPlatform`
 //! answers and reports are written through. The only module (with `rest`) that knows Discord.
 
+pub mod diagnose;
 pub mod rest;
+pub mod threads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +13,9 @@ use anyhow::Context as _;
 use serenity::all::{
     Command, CommandDataOptionValue, CommandInteraction, CommandOptionType, Context,
     CreateAllowedMentions, CreateCommand, CreateCommandOption, CreateInteractionResponse,
-    CreateInteractionResponseMessage, EditInteractionResponse, EventHandler, GatewayIntents,
-    Interaction, Message, Permissions, Ready, UserId,
+    CreateInteractionResponseMessage, EditInteractionResponse, EventHandler, GatewayIntents, Guild,
+    GuildChannel, Interaction, Message, MessageType, PartialGuildChannel, Permissions, Ready,
+    ThreadListSyncEvent, UserId,
 };
 use serenity::client::ClientBuilder;
 use serenity::http::HttpBuilder;
@@ -20,10 +23,12 @@ use tokio::sync::OnceCell;
 
 use crate::brain::{BindingMode, BrainName, TenantKey};
 use crate::chat::budget::RateBudget;
-use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Origin, PostedFile, Reply};
+use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, Reply};
 use crate::chat::service::Outlet;
+use crate::chat::MessageRef;
 use crate::config::DiscordConfig;
 pub use rest::{channel_key, DiscordRest};
+use threads::Threads;
 
 /// The outlet name answers for Discord are delivered through.
 pub const PLATFORM: &str = "discord";
@@ -32,8 +37,8 @@ pub const PLATFORM: &str = "discord";
 /// for the first response, and the network takes some of it).
 const ACK_WITHIN: Duration = Duration::from_millis(2_000);
 
-/// What engram needs from the gateway: servers and their channels, messages, and their text
-/// (a privileged intent the application must have enabled).
+/// What engram needs from the gateway: servers and their channels and threads, messages, and
+/// their text (a privileged intent the application must have enabled).
 pub fn intents() -> GatewayIntents {
     GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGES | GatewayIntents::MESSAGE_CONTENT
 }
@@ -81,6 +86,7 @@ pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> 
         gateway,
         rest: rest(&config)?,
         bot: OnceCell::new(),
+        threads: Threads::default(),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents())
         .event_handler(handler)
@@ -97,10 +103,12 @@ pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> 
 
 struct Handler {
     gateway: Gateway,
-    /// For the typing indicator while an answer is queued.
+    /// For the typing indicator while an answer is queued, and channel lookups.
     rest: DiscordRest,
     /// The bot's own user id, known from READY.
     bot: OnceCell<UserId>,
+    /// Which channels are threads, and of which channel.
+    threads: Threads,
 }
 
 #[serenity::async_trait]
@@ -113,18 +121,68 @@ impl EventHandler for Handler {
         }
     }
 
+    async fn guild_create(&self, _ctx: Context, guild: Guild, _is_new: Option<bool>) {
+        for channel in guild.channels.values().chain(&guild.threads) {
+            self.threads.learn(channel);
+        }
+    }
+
+    async fn channel_create(&self, _ctx: Context, channel: GuildChannel) {
+        self.threads.learn(&channel);
+    }
+
+    async fn channel_delete(
+        &self,
+        _ctx: Context,
+        channel: GuildChannel,
+        _messages: Option<Vec<Message>>,
+    ) {
+        self.threads.forget(channel.id.get());
+    }
+
+    async fn thread_create(&self, _ctx: Context, thread: GuildChannel) {
+        self.threads.learn(&thread);
+    }
+
+    async fn thread_delete(
+        &self,
+        _ctx: Context,
+        thread: PartialGuildChannel,
+        _full: Option<GuildChannel>,
+    ) {
+        self.threads.forget(thread.id.get());
+    }
+
+    async fn thread_list_sync(&self, _ctx: Context, sync: ThreadListSyncEvent) {
+        for thread in &sync.threads {
+            self.threads.learn(thread);
+        }
+    }
+
     async fn message(&self, _ctx: Context, message: Message) {
         let Some(bot) = self.bot.get().copied() else {
             return;
         };
-        if message.author.bot {
+        // People's messages and replies only: not bots, not system messages (a thread's
+        // starter message, "thread created", pins, joins).
+        if message.author.bot
+            || !matches!(
+                message.kind,
+                MessageType::Regular | MessageType::InlineReply
+            )
+        {
             return;
         }
         let Some(guild) = message.guild_id else {
             return; // Direct messages have no brain.
         };
         let channel = channel_key(message.channel_id.get());
-        let message_ref = crate::chat::MessageRef {
+        // In a thread, the channel the thread belongs to decides the binding.
+        let parent = self
+            .threads
+            .parent_of(message.channel_id.get(), &self.rest)
+            .await;
+        let message_ref = MessageRef {
             channel: channel.clone(),
             id: message.id.get().to_string(),
         };
@@ -133,6 +191,7 @@ impl EventHandler for Handler {
             event_id: format!("message:{}{suffix}", message.id.get()),
             tenant: tenant(guild.get()),
             channel: channel.clone(),
+            parent: parent.map(channel_key),
             message: Some(message_ref.clone()),
             user: message.author.id.get().to_string(),
         };
@@ -159,23 +218,48 @@ impl EventHandler for Handler {
             })
             .await;
         }
+        // A thread started from a message has that message's id: the message it was opened on.
+        let opened_on = parent.map(|parent| MessageRef {
+            channel: channel_key(parent),
+            id: message.channel_id.get().to_string(),
+        });
         let replied_to_bot = message
             .referenced_message
             .as_ref()
-            .is_some_and(|replied| replied.author.id == bot);
+            .filter(|replied| replied.author.id == bot);
         let mentioned = message.mentions.iter().any(|user| user.id == bot);
-        if !(mentioned || replied_to_bot) {
+        if !mentioned && replied_to_bot.is_none() {
+            // Not addressed to the bot: a question only in a thread opened on an answer.
+            let (Some(opened_on), text) = (opened_on, message.content.trim()) else {
+                return;
+            };
+            if text.is_empty() {
+                return;
+            }
+            let event = ChatEvent::InThread {
+                origin: origin(""),
+                text: text.to_string(),
+                opened_on,
+            };
+            if let Some(Handled::Asked { .. }) = self.handle(event).await {
+                self.show_typing(&channel);
+            }
             return;
         }
         let text = strip_mention(&message.content, bot);
         if text.is_empty() {
             return;
         }
-        // A reply continues the conversation of the question the bot's message answered.
-        let conversation = message
-            .referenced_message
-            .as_ref()
-            .filter(|replied| replied.author.id == bot)
+        // The answer replied to, or the one the thread was opened on, names the conversation
+        // (the gateway core looks it up); without one, a reply continues the conversation of
+        // the question the bot's message answered, and anything else starts one.
+        let continues = replied_to_bot
+            .map(|replied| MessageRef {
+                channel: channel.clone(),
+                id: replied.id.get().to_string(),
+            })
+            .or(opened_on);
+        let conversation = replied_to_bot
             .and_then(|replied| replied.message_reference.as_ref())
             .and_then(|reference| reference.message_id)
             .map(|root| format!("discord:{}:{}", message.channel_id.get(), root.get()))
@@ -186,16 +270,12 @@ impl EventHandler for Handler {
                     message.id.get()
                 ))
             });
-        let (typing, typing_in) = (self.rest.clone(), channel.clone());
-        tokio::spawn(async move {
-            if let Err(error) = typing.typing(&typing_in).await {
-                tracing::debug!(%error, "Discord: cannot show typing");
-            }
-        });
+        self.show_typing(&channel);
         self.handle(ChatEvent::Question {
             origin: origin(""),
             text,
             conversation,
+            continues,
         })
         .await;
     }
@@ -245,10 +325,24 @@ impl EventHandler for Handler {
 }
 
 impl Handler {
-    async fn handle(&self, event: ChatEvent) {
-        if let Err(error) = self.gateway.handle(event).await {
-            tracing::warn!(%error, "Discord: cannot handle an event");
+    async fn handle(&self, event: ChatEvent) -> Option<Handled> {
+        match self.gateway.handle(event).await {
+            Ok(handled) => Some(handled),
+            Err(error) => {
+                tracing::warn!(%error, "Discord: cannot handle an event");
+                None
+            }
         }
+    }
+
+    /// "engram is typing…" in the channel, without waiting for it.
+    fn show_typing(&self, channel: &crate::chat::ChannelKey) {
+        let (typing, channel) = (self.rest.clone(), channel.clone());
+        tokio::spawn(async move {
+            if let Err(error) = typing.typing(&channel).await {
+                tracing::debug!(%error, "Discord: cannot show typing");
+            }
+        });
     }
 
     /// Runs a slash command; `/ask` queues a question and acknowledges it.
@@ -258,11 +352,24 @@ impl Handler {
                 "engram works in servers, not direct messages.",
             ));
         };
+        // In a thread, commands are about the channel the thread belongs to.
+        let parent = match &command.channel {
+            Some(channel) if threads::is_thread(channel.kind) => {
+                channel.parent_id.map(|parent| parent.get())
+            }
+            Some(_) => None,
+            None => {
+                self.threads
+                    .parent_of(command.channel_id.get(), &self.rest)
+                    .await
+            }
+        };
         let origin = Origin {
             platform: PLATFORM.into(),
             event_id: format!("interaction:{}", command.id.get()),
             tenant: tenant(guild.get()),
             channel: channel_key(command.channel_id.get()),
+            parent: parent.map(channel_key),
             message: None,
             user: command.user.id.get().to_string(),
         };
@@ -288,11 +395,17 @@ impl Handler {
                     return Ok(Reply::private("Ask a question: `/ask question:<text>`."));
                 }
                 let text = format!("❓ <@{}> asked: {question}", command.user.id.get());
+                // In a thread opened on an answer, `/ask` continues it, as a mention would.
+                let continues = parent.map(|parent| MessageRef {
+                    channel: channel_key(parent),
+                    id: command.channel_id.get().to_string(),
+                });
                 self.gateway
                     .handle(ChatEvent::Question {
                         origin,
                         text: question,
                         conversation: None,
+                        continues,
                     })
                     .await?;
                 Ok(Reply::public(text))

@@ -77,13 +77,23 @@ impl DiscordRest {
             .map(drop)
     }
 
+    /// The channel a thread belongs to (`GET /channels/{id}`); `None` when `channel_id` is not
+    /// a thread.
+    pub async fn thread_parent(&self, channel_id: u64) -> Result<Option<u64>, PlatformError> {
+        let channel = self
+            .call(Method::GET, &format!("/channels/{channel_id}"), None, None)
+            .await?
+            .unwrap_or(Value::Null);
+        Ok(thread_parent(&channel))
+    }
+
     /// The per-channel budget this client's responses feed.
     pub fn budget(&self) -> Arc<RateBudget> {
         self.budget.clone()
     }
 
     /// Sends one request; feeds the channel's budget from the rate-limit headers.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -152,36 +162,17 @@ impl DiscordRest {
     }
 }
 
-/// What `engram doctor` learns from Discord.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnosis {
-    pub bot_name: String,
-    /// The application may receive message text (the privileged Message Content intent).
-    pub message_content: bool,
-}
+/// Discord's thread channel types: announcement, public and private threads.
+const THREAD_TYPES: [u64; 3] = [10, 11, 12];
 
-/// Application flags that allow the Message Content intent (verified apps get the first).
-const GATEWAY_MESSAGE_CONTENT: u64 = 1 << 18;
-const GATEWAY_MESSAGE_CONTENT_LIMITED: u64 = 1 << 19;
-
-impl DiscordRest {
-    /// Checks the token (who is the bot?) and the application's intents.
-    pub async fn diagnose(&self) -> Result<Diagnosis, PlatformError> {
-        let me = self
-            .call(Method::GET, "/users/@me", None, None)
-            .await?
-            .unwrap_or(Value::Null);
-        let application = self
-            .call(Method::GET, "/oauth2/applications/@me", None, None)
-            .await?
-            .unwrap_or(Value::Null);
-        let flags = application["flags"].as_u64().unwrap_or(0);
-        Ok(Diagnosis {
-            bot_name: me["username"].as_str().unwrap_or("?").to_string(),
-            message_content: flags & (GATEWAY_MESSAGE_CONTENT | GATEWAY_MESSAGE_CONTENT_LIMITED)
-                != 0,
-        })
+/// A channel object's parent when it is a thread (a text channel's `parent_id` is its
+/// category, not a channel whose binding applies).
+fn thread_parent(channel: &Value) -> Option<u64> {
+    let kind = channel["type"].as_u64()?;
+    if !THREAD_TYPES.contains(&kind) {
+        return None;
     }
+    channel["parent_id"].as_str()?.parse().ok()
 }
 
 /// The `message` of a Discord error body, or the body's start.
@@ -310,6 +301,19 @@ mod tests {
         assert_eq!(channel_id(&channel_key(42)).unwrap(), "42");
         assert!(channel_id(&ChannelKey("slack:T1:C1".into())).is_err());
         assert!(channel_id(&ChannelKey("discord:../x".into())).is_err());
+    }
+
+    #[test]
+    fn only_threads_have_a_parent_whose_binding_applies() {
+        let thread = json!({"id": "5", "type": 11, "parent_id": "4"});
+        let text = json!({"id": "4", "type": 0, "parent_id": "3"});
+        assert_eq!(thread_parent(&thread), Some(4));
+        assert_eq!(
+            thread_parent(&text),
+            None,
+            "a category is no binding's channel"
+        );
+        assert_eq!(thread_parent(&Value::Null), None);
     }
 
     #[test]
