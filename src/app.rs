@@ -151,7 +151,15 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         if !has(role) {
             continue;
         }
-        let runtime = runtime(&format!("engram-{role}"), threads)?;
+        let runtime = match role {
+            // Answers mostly wait on the LLM and the platform, while OCR needs whole cores: on
+            // a full CPU the chat threads yield to the extractors (which the ingest role
+            // starts at engram's own priority), so answers cannot slow ingestion down.
+            Role::Chat => runtime_with(&format!("engram-{role}"), threads, || {
+                lower_thread_priority(CHAT_NICENESS);
+            })?,
+            _ => runtime(&format!("engram-{role}"), threads)?,
+        };
         let role_store = match config.store.url.backend() {
             Some(StoreBackend::Postgres) => runtime
                 .block_on(store::connect(&config.store))
@@ -312,12 +320,38 @@ impl Running {
 }
 
 fn runtime(name: &str, threads: usize) -> anyhow::Result<Runtime> {
+    runtime_with(name, threads, || {})
+}
+
+/// A runtime whose threads each run `on_start` first.
+fn runtime_with(
+    name: &str,
+    threads: usize,
+    on_start: impl Fn() + Send + Sync + 'static,
+) -> anyhow::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name(name)
+        .on_thread_start(on_start)
         .enable_all()
         .build()
         .with_context(|| format!("cannot start the {name} runtime"))
+}
+
+/// How much lower than the rest of engram the chat role's threads run, in nice steps. It only
+/// matters when the CPU is full: a chat thread at +5 then gets a third of the share of a
+/// thread at +0 on the same core; with a core to spare nothing changes.
+const CHAT_NICENESS: i32 = 5;
+
+/// Lowers the calling thread's scheduling priority by `steps` nice values. On Linux the nice
+/// value belongs to the thread, so the rest of the process keeps its priority. Best effort.
+fn lower_thread_priority(steps: i32) {
+    use rustix::process::{getpriority_process, setpriority_process};
+    let lowered = getpriority_process(None)
+        .and_then(|nice| setpriority_process(None, (nice + steps).min(19)));
+    if let Err(error) = lowered {
+        tracing::debug!(%error, "cannot lower a chat thread's priority");
+    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), listened for from the moment of [`StopSignals::listen`].

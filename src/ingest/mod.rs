@@ -5,6 +5,7 @@ pub mod chunk;
 pub mod sandbox;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -143,6 +144,7 @@ impl Pipeline {
     }
 
     async fn ingest(&self, document: &Document) -> Result<(), JobFailure> {
+        let started = Instant::now();
         let bytes = self
             .store
             .file(&document.sha256)
@@ -167,6 +169,7 @@ impl Pipeline {
                 refused => JobFailure::permanent(refused.to_string()),
             })?;
         drop(staged);
+        let extracted_at = Instant::now();
         let pages: Vec<PageText> = extracted
             .pages
             .iter()
@@ -224,10 +227,16 @@ impl Pipeline {
             pages = extracted.pages.len(),
             ocr_pages = extracted.ocr_pages(),
             chunks = chunks.len(),
+            stage_and_extract_ms = millis(extracted_at - started),
+            index_ms = millis(extracted_at.elapsed()),
             "document indexed"
         );
         Ok(())
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn store_failure(error: StoreError) -> JobFailure {
