@@ -154,7 +154,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         let runtime = match role {
             // Answers mostly wait on the LLM and the platform, while OCR needs whole cores: on
             // a full CPU the chat threads yield to the extractors (which the ingest role
-            // starts at engram's own priority), so answers cannot slow ingestion down.
+            // starts at engram's own priority), so a flood of answers slows ingestion down less.
             Role::Chat => runtime_with(&format!("engram-{role}"), threads, || {
                 lower_thread_priority(CHAT_NICENESS);
             })?,
