@@ -162,6 +162,23 @@ impl Harness {
         self.llm.inputs.lock().unwrap().clone()
     }
 
+    /// Nothing the bot wrote in `channels` could ping anyone, and nothing unexpected was
+    /// called.
+    fn assert_no_pings_and_nothing_unexpected(&self, channels: &[u64]) {
+        for &channel in channels {
+            for message in self.discord.messages(channel) {
+                if message.author_id == BOT_ID {
+                    assert!(no_pings(&message), "{:#?}", message.versions);
+                }
+            }
+        }
+        assert!(
+            self.discord.unexpected_requests().is_empty(),
+            "{:#?}",
+            self.discord.unexpected_requests()
+        );
+    }
+
     fn link_general(&self) {
         let (created, _) = self.command(
             SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
@@ -340,19 +357,7 @@ fn files_commands_and_a_mention_end_to_end() {
         "typing shown while answering"
     );
 
-    // Nothing the bot wrote could ping anyone, and nothing unexpected was called.
-    for channel in [GENERAL_ID, RANDOM_ID] {
-        for message in h.discord.messages(channel) {
-            if message.author_id == BOT_ID {
-                assert!(no_pings(&message), "{:#?}", message.versions);
-            }
-        }
-    }
-    assert!(
-        h.discord.unexpected_requests().is_empty(),
-        "{:#?}",
-        h.discord.unexpected_requests()
-    );
+    h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID, RANDOM_ID]);
     assert_eq!(h.discord.rate_limited(GENERAL_ID), 0, "no 429 caused");
 }
 
@@ -778,18 +783,7 @@ fn a_thread_opened_on_an_answer_continues_its_conversation_without_a_mention() {
     assert!(!looked_up(THREAD_ID), "known threads are not looked up");
     assert!(!looked_up(GENERAL_ID), "nor are known channels");
 
-    for channel in [GENERAL_ID, thread, lunch, THREAD_ID] {
-        for message in h.discord.messages(channel) {
-            if message.author_id == BOT_ID {
-                assert!(no_pings(&message), "{:#?}", message.versions);
-            }
-        }
-    }
-    assert!(
-        h.discord.unexpected_requests().is_empty(),
-        "{:#?}",
-        h.discord.unexpected_requests()
-    );
+    h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID, thread, lunch, THREAD_ID]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

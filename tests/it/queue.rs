@@ -152,6 +152,13 @@ fn start(
     (shutdown, task)
 }
 
+/// The store id of tenant `key` (`discord:1`, `slack:T1`), created if new.
+async fn tenant(store: &Arc<dyn Store>, key: &str) -> engram::brain::TenantId {
+    store
+        .ensure_tenant(&TenantKey::parse(key).unwrap())
+        .await
+        .unwrap()
+}
 async fn stop(pools: Vec<(Shutdown, tokio::task::JoinHandle<()>)>) {
     for (shutdown, task) in pools {
         shutdown.stop_claiming.cancel();
@@ -482,20 +489,11 @@ async fn queue_depths_count_jobs_by_kind_and_state(store: Arc<dyn Store>) {
 }
 
 async fn brains_belong_to_one_tenant(store: Arc<dyn Store>) {
-    let acme = store
-        .ensure_tenant(&TenantKey::parse("discord:1001").unwrap())
-        .await
-        .unwrap();
-    let globex = store
-        .ensure_tenant(&TenantKey::parse("slack:T2002").unwrap())
-        .await
-        .unwrap();
+    let acme = tenant(&store, "discord:1001").await;
+    let globex = tenant(&store, "slack:T2002").await;
     assert_ne!(acme, globex);
     assert_eq!(
-        store
-            .ensure_tenant(&TenantKey::parse("discord:1001").unwrap())
-            .await
-            .unwrap(),
+        tenant(&store, "discord:1001").await,
         acme,
         "a tenant is created once"
     );
@@ -533,14 +531,8 @@ async fn brains_belong_to_one_tenant(store: Arc<dyn Store>) {
 
 async fn usage_is_totalled_per_tenant_and_model(store: Arc<dyn Store>) {
     use engram::store::UsageRecord;
-    let acme = store
-        .ensure_tenant(&TenantKey::parse("discord:1").unwrap())
-        .await
-        .unwrap();
-    let other = store
-        .ensure_tenant(&TenantKey::parse("discord:2").unwrap())
-        .await
-        .unwrap();
+    let acme = tenant(&store, "discord:1").await;
+    let other = tenant(&store, "discord:2").await;
     let record = |tenant, model: &str, prompt, completion, cost| UsageRecord {
         tenant,
         brain: None,
@@ -590,14 +582,8 @@ async fn usage_is_totalled_per_tenant_and_model(store: Arc<dyn Store>) {
 
 async fn conversations_keep_their_turns_per_tenant(store: Arc<dyn Store>) {
     use engram::store::StoredTurn;
-    let acme = store
-        .ensure_tenant(&TenantKey::parse("discord:1").unwrap())
-        .await
-        .unwrap();
-    let other = store
-        .ensure_tenant(&TenantKey::parse("discord:2").unwrap())
-        .await
-        .unwrap();
+    let acme = tenant(&store, "discord:1").await;
+    let other = tenant(&store, "discord:2").await;
     let brain = store
         .create_brain(acme, &BrainName::parse("b").unwrap())
         .await
@@ -645,14 +631,8 @@ async fn conversations_keep_their_turns_per_tenant(store: Arc<dyn Store>) {
 }
 
 async fn channels_bind_only_to_their_own_tenants_brains(store: Arc<dyn Store>) {
-    let acme = store
-        .ensure_tenant(&TenantKey::parse("discord:1").unwrap())
-        .await
-        .unwrap();
-    let globex = store
-        .ensure_tenant(&TenantKey::parse("discord:2").unwrap())
-        .await
-        .unwrap();
+    let acme = tenant(&store, "discord:1").await;
+    let globex = tenant(&store, "discord:2").await;
     let handbook = BrainName::parse("handbook").unwrap();
     let ours = store.create_brain(acme, &handbook).await.unwrap();
     let theirs = store.create_brain(globex, &handbook).await.unwrap();
@@ -727,14 +707,8 @@ async fn a_platform_event_is_acted_on_once(store: Arc<dyn Store>) {
 }
 
 async fn answer_messages_map_to_their_conversation_per_tenant_and_channel(store: Arc<dyn Store>) {
-    let acme = store
-        .ensure_tenant(&TenantKey::parse("discord:1").unwrap())
-        .await
-        .unwrap();
-    let globex = store
-        .ensure_tenant(&TenantKey::parse("discord:2").unwrap())
-        .await
-        .unwrap();
+    let acme = tenant(&store, "discord:1").await;
+    let globex = tenant(&store, "discord:2").await;
     assert_eq!(
         store
             .answer_conversation(acme, "discord:10", "100")
