@@ -17,6 +17,7 @@ use crate::chat::pool::{AnswerPool, UserRateLimit};
 use crate::chat::service::{AnswerService, Outlets};
 use crate::chat::streamer::StreamOptions;
 use crate::config::{Config, IndexKind, StoreBackend};
+use crate::housekeeping;
 use crate::http::{self, ApiState};
 use crate::index::embedded::EmbeddedIndex;
 use crate::index::Index;
@@ -26,7 +27,7 @@ use crate::ingest::Pipeline;
 use crate::jobs::{JobKind, RetryPolicy};
 use crate::llm::{ChatModel, Embedder};
 use crate::platform::discord;
-use crate::store::{self, Store};
+use crate::store::{self, Retention, Store};
 use crate::telemetry::Metrics;
 use crate::worker::{self, JobHandler, Shutdown, WorkerOptions};
 
@@ -98,7 +99,8 @@ pub struct Running {
     worker_tasks: Vec<JoinHandle<()>>,
     api: Option<JoinHandle<std::io::Result<()>>>,
     api_addr: Option<SocketAddr>,
-    /// Chat platform connections (the gateway role).
+    /// Chat platform connections (the gateway role) and housekeeping: they end once
+    /// `shutdown.stop_claiming` is cancelled.
     adapters: Vec<JoinHandle<()>>,
     store: Arc<dyn Store>,
     shutdown: Shutdown,
@@ -211,7 +213,12 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     } else {
         (None, None)
     };
-    let mut adapters = Vec::new();
+    // Every process prunes what the store no longer needs; it stops with the adapters.
+    let mut adapters = vec![control.spawn(housekeeping::run(
+        store.clone(),
+        Retention::default(),
+        shutdown.stop_claiming.clone(),
+    ))];
     if has(Role::Gateway) {
         log_gateway_state(config);
         if let Some(outlet) = discord_outlet {

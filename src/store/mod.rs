@@ -110,6 +110,45 @@ pub struct UsageTotal {
     pub cost_micros: i64,
 }
 
+/// How long engram keeps what it needs only for a while; [`Store::prune`] deletes older rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Jobs that finished (`done`). Dead jobs stay with their reasons for `engram jobs`.
+    pub done_jobs: Duration,
+    /// Platform event ids already acted on: replays and retries come within minutes (Discord
+    /// resumes) to an hour (Slack's retries).
+    pub seen_events: Duration,
+    /// Conversations (with their turns) since they were last used, and the answer messages
+    /// that lead back to them since they were posted.
+    pub conversations: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+        Self {
+            done_jobs: 7 * DAY,
+            seen_events: 2 * DAY,
+            conversations: 90 * DAY,
+        }
+    }
+}
+
+/// How many rows one [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub done_jobs: u64,
+    pub seen_events: u64,
+    pub conversations: u64,
+    pub answer_messages: u64,
+}
+
+impl Pruned {
+    pub fn total(&self) -> u64 {
+        self.done_jobs + self.seen_events + self.conversations + self.answer_messages
+    }
+}
+
 /// Everything engram keeps, behind one interface with two real implementations.
 ///
 /// Job updates after `claim` present the `Lease` they got; an update whose lease is no longer
@@ -209,6 +248,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         channel: &str,
         message: &str,
     ) -> StoreResult<Option<String>>;
+
+    /// Deletes the rows `keep` says are no longer needed, as of `now` (Unix ms). Safe to run
+    /// from several processes at once.
+    async fn prune(&self, now: i64, keep: &Retention) -> StoreResult<Pruned>;
 
     /// Records the tokens of one LLM call.
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()>;

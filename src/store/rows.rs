@@ -295,6 +295,47 @@ macro_rules! impl_store {
                 .transpose()
             }
 
+            async fn prune(
+                &self,
+                now: i64,
+                keep: &$crate::store::Retention,
+            ) -> StoreResult<$crate::store::Pruned> {
+                let before = |age: std::time::Duration| {
+                    now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+                };
+                let delete = |statement: &'static str, before: i64| async move {
+                    Ok::<u64, StoreError>(
+                        sqlx::query(statement)
+                            .bind(before)
+                            .execute(self.writer())
+                            .await?
+                            .rows_affected(),
+                    )
+                };
+                Ok($crate::store::Pruned {
+                    done_jobs: delete(
+                        "DELETE FROM jobs WHERE state = 'done' AND updated_at < $1",
+                        before(keep.done_jobs),
+                    )
+                    .await?,
+                    seen_events: delete(
+                        "DELETE FROM seen_events WHERE seen_at < $1",
+                        before(keep.seen_events),
+                    )
+                    .await?,
+                    conversations: delete(
+                        "DELETE FROM conversations WHERE updated_at < $1",
+                        before(keep.conversations),
+                    )
+                    .await?,
+                    answer_messages: delete(
+                        "DELETE FROM answer_messages WHERE created_at < $1",
+                        before(keep.conversations),
+                    )
+                    .await?,
+                })
+            }
+
             async fn first_sighting(&self, platform: &str, event_id: &str) -> StoreResult<bool> {
                 let inserted = sqlx::query(
                     "INSERT INTO seen_events (platform, event_id, seen_at) VALUES ($1, $2, $3) \

@@ -56,6 +56,7 @@ contract_tests!(
     channels_bind_only_to_their_own_tenants_brains,
     a_platform_event_is_acted_on_once,
     answer_messages_map_to_their_conversation_per_tenant_and_channel,
+    pruning_deletes_only_what_is_no_longer_needed,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -784,5 +785,110 @@ async fn answer_messages_map_to_their_conversation_per_tenant_and_channel(store:
             .as_deref(),
         Some("discord:10:104"),
         "recording again replaces"
+    );
+}
+
+async fn pruning_deletes_only_what_is_no_longer_needed(store: Arc<dyn Store>) {
+    use engram::store::{Pruned, Retention, StoredTurn};
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    let acme = tenant(&store, "discord:1").await;
+    let brain = store
+        .create_brain(acme, &BrainName::parse("b").unwrap())
+        .await
+        .unwrap();
+    // One job done, one dead, one still queued.
+    for n in 0..3 {
+        store.enqueue(&job(n)).await.unwrap();
+    }
+    let done = store
+        .claim(JobKind::Ingest, "w", LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.complete(&done.lease()).await.unwrap());
+    let dead = store
+        .claim(JobKind::Ingest, "w", LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.fail(&dead.lease(), "bad file", None).await.unwrap());
+    assert!(store.first_sighting("discord", "event-1").await.unwrap());
+    let turn = StoredTurn {
+        role: "user".into(),
+        user: Some("u1".into()),
+        text: "hello".into(),
+    };
+    store
+        .append_turn(acme, brain.id, "thread-1", &turn)
+        .await
+        .unwrap();
+    store
+        .record_answer_message(acme, "discord:10", "100", "thread-1")
+        .await
+        .unwrap();
+    let keep = Retention::default();
+
+    let now = now_ms();
+    assert_eq!(
+        store.prune(now, &keep).await.unwrap(),
+        Pruned::default(),
+        "nothing is old yet"
+    );
+
+    // Eight days on: the done job and the seen event go; the rest stays.
+    let pruned = store.prune(now + 8 * DAY, &keep).await.unwrap();
+    assert_eq!(
+        (pruned.done_jobs, pruned.seen_events, pruned.conversations),
+        (1, 1, 0)
+    );
+    assert!(store.job(done.id).await.unwrap().is_none());
+    assert_eq!(
+        state_of(&store, dead.id).await,
+        JobState::Dead,
+        "kept, with its reason"
+    );
+    assert_eq!(
+        store.jobs(Some(JobState::Queued), 10).await.unwrap().len(),
+        1,
+        "work still to do is never pruned"
+    );
+    assert!(
+        store.first_sighting("discord", "event-1").await.unwrap(),
+        "a forgotten event id counts as new"
+    );
+    assert_eq!(
+        store
+            .recent_turns(acme, "thread-1", 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Ninety-one days on: the idle conversation and its answer message go too.
+    let pruned = store.prune(now + 91 * DAY, &keep).await.unwrap();
+    assert_eq!((pruned.conversations, pruned.answer_messages), (1, 1));
+    assert!(store
+        .recent_turns(acme, "thread-1", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .answer_conversation(acme, "discord:10", "100")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .brains(acme)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.id)
+            .collect::<Vec<_>>(),
+        [brain.id],
+        "knowledge is never pruned"
     );
 }
