@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -223,6 +224,52 @@ pub struct DiscordConfig {
     pub token: Secret,
     pub proxy_url: String,
     pub gateway_url: String,
+    pub shards: DiscordShards,
+}
+
+/// Which gateway shards this process runs (`discord.shards`): `"auto"`, as many as Discord
+/// recommends, all here; or `"FIRST-LAST/TOTAL"` (`"0-3/8"`), so several gateway processes
+/// split the guilds. A single shard can be written `"2/8"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum DiscordShards {
+    Auto,
+    /// Shards `first` to `last` (inclusive) of `total`.
+    Range {
+        first: u32,
+        last: u32,
+        total: u32,
+    },
+}
+
+impl FromStr for DiscordShards {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let value = value.trim();
+        if value == "auto" {
+            return Ok(Self::Auto);
+        }
+        let usage = || format!("`{value}` is not \"auto\" or a shard range like \"0-3/8\"");
+        let (range, total) = value.split_once('/').ok_or_else(usage)?;
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        let number = |text: &str| text.trim().parse::<u32>().map_err(|_| usage());
+        let (first, last, total) = (number(first)?, number(last)?, number(total)?);
+        if total == 0 || first > last || last >= total {
+            return Err(format!(
+                "`{value}`: shards are numbered 0 to TOTAL-1, and FIRST may not come after LAST"
+            ));
+        }
+        Ok(Self::Range { first, last, total })
+    }
+}
+
+impl TryFrom<String> for DiscordShards {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -558,6 +605,30 @@ fn apply_env(base: &mut Table, name: &str, raw: &str) -> Result<(), ConfigError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discord_shards_are_auto_or_a_range_within_the_total() {
+        assert_eq!("auto".parse(), Ok(DiscordShards::Auto));
+        assert_eq!(
+            "0-3/8".parse(),
+            Ok(DiscordShards::Range {
+                first: 0,
+                last: 3,
+                total: 8
+            })
+        );
+        assert_eq!(
+            " 2/8 ".parse(),
+            Ok(DiscordShards::Range {
+                first: 2,
+                last: 2,
+                total: 8
+            })
+        );
+        for bad in ["", "4", "3-1/8", "0-8/8", "0/0", "a-b/c", "1-2-3/8"] {
+            assert!(bad.parse::<DiscordShards>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn store_url_hides_the_password() {

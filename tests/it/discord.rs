@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use engram::app::{self, Role, Running};
 use engram::chat::service::Outlets;
-use engram::config::{Config, Secret, StoreUrl};
+use engram::config::{Config, DiscordShards, Secret, StoreUrl};
 use serde_json::json;
 
 use crate::fake_discord::{
@@ -32,6 +32,15 @@ struct Harness {
 
 impl Harness {
     fn start(options: Options, behaviour: Behaviour) -> Self {
+        Self::start_with(options, behaviour, |_| {})
+    }
+
+    /// As `start`, with `configure` changing engram's configuration first.
+    fn start_with(
+        options: Options,
+        behaviour: Behaviour,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let fakes = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -48,6 +57,7 @@ impl Harness {
         config.llm.model = "fake-model".into();
         config.chat.edit_interval_ms = 200;
         config.ingest.extractor = crate::ingest::extractor().display().to_string();
+        configure(&mut config);
         let engram = app::start(
             &config,
             &[Role::Gateway, Role::Chat, Role::Ingest],
@@ -180,8 +190,13 @@ impl Harness {
     }
 
     fn link_general(&self) {
+        self.link(GENERAL_ID);
+    }
+
+    /// Creates the brain `handbook` in `channel`'s guild and links `channel` to it.
+    fn link(&self, channel: u64) {
         let (created, _) = self.command(
-            SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
+            SlashCommand::new(channel, ALICE_ID, "brain")
                 .subcommand("create")
                 .option("name", "handbook"),
         );
@@ -190,7 +205,7 @@ impl Harness {
             "{created}"
         );
         let (linked, _) = self.command(
-            SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
+            SlashCommand::new(channel, ALICE_ID, "brain")
                 .subcommand("link")
                 .option("name", "handbook")
                 .option("mode", "both"),
@@ -942,4 +957,72 @@ fn a_429_on_edits_is_waited_out_and_the_final_text_with_sources_lands() {
         "no further 429 was caused"
     );
     assert!(no_pings(&answer));
+}
+
+/// `discord.shards` splits the guilds between gateway processes: "auto" runs every shard
+/// Discord recommends here; a range runs only those shards, and Discord sends this process
+/// only their guilds' events.
+#[test]
+fn shards_split_the_guilds_between_gateway_processes() {
+    // A second guild whose id falls on shard 1 of 2 (`(id >> 22) % 2`); GUILD_ID is on shard 0.
+    const SHARD1_GUILD: u64 = GUILD_ID + (1 << 22);
+    const SHARD1_CHANNEL: u64 = SHARD1_GUILD + 1;
+    assert_eq!(((GUILD_ID >> 22) % 2, (SHARD1_GUILD >> 22) % 2), (0, 1));
+    let world = || {
+        let mut options = Options {
+            shards: 2,
+            ..Options::default()
+        };
+        let mut other = options.guilds[0].clone();
+        other.id = SHARD1_GUILD;
+        other.name = "Shard One".into();
+        other.channels = vec![fake_discord::FakeChannel::text(SHARD1_CHANNEL, "general")];
+        options.guilds.push(other);
+        options
+    };
+    let answered = |h: &Harness, channel: u64| {
+        let question =
+            h.say(&UserMessage::new(channel, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+        h.wait("an answer", Duration::from_secs(20), |h| {
+            h.replies_to(channel, question)
+                .into_iter()
+                .find(|m| m.versions.len() >= 2)
+        });
+        assert_eq!(h.replies_to(channel, question).len(), 1, "answered once");
+    };
+
+    let all = Harness::start_with(world(), quick_llm(), |config| {
+        config.discord.shards = DiscordShards::Auto;
+    });
+    // serenity starts one shard every 5 s (Discord's identify spacing).
+    let mut shards = all.wait("both shards identified", Duration::from_secs(20), |h| {
+        let shards = h.discord.identify_shards();
+        (shards.len() >= 2).then_some(shards)
+    });
+    shards.sort_unstable();
+    assert_eq!(
+        shards,
+        [(0, 2), (1, 2)],
+        "auto: both recommended shards here"
+    );
+    for channel in [GENERAL_ID, SHARD1_CHANNEL] {
+        all.link(channel);
+        answered(&all, channel);
+    }
+    drop(all);
+
+    let second = Harness::start_with(world(), quick_llm(), |config| {
+        config.discord.shards = "1/2".parse().unwrap();
+    });
+    assert_eq!(second.discord.identify_shards(), [(1, 2)]);
+    second.link(SHARD1_CHANNEL);
+    answered(&second, SHARD1_CHANNEL);
+    let elsewhere = second
+        .discord
+        .message_create(&UserMessage::new(GENERAL_ID, BOB_ID, "anyone?").mentioning(BOT_ID));
+    assert_eq!(
+        second.discord.dispatch("MESSAGE_CREATE", elsewhere),
+        0,
+        "shard 0's guild is another process's"
+    );
 }

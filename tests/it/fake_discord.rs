@@ -159,6 +159,8 @@ pub struct Options {
     pub edit_limit: Option<RateLimit>,
     /// Per channel, on `POST /channels/{c}/messages`. Default none.
     pub create_limit: Option<RateLimit>,
+    /// The shard count `GET /gateway/bot` recommends. Default 1.
+    pub shards: u64,
 }
 
 /// What a bot usually has: read, write, react, attach, use threads.
@@ -213,6 +215,7 @@ impl Default for Options {
                 per: Duration::from_secs(5),
             }),
             create_limit: None,
+            shards: 1,
         }
     }
 }
@@ -386,6 +389,8 @@ struct Bucket {
 struct Session {
     id: String,
     intents: u64,
+    /// `[shard_id, num_shards]` from IDENTIFY: the session only hears its shard's guilds.
+    shard: (u64, u64),
     seq: u64,
     events: Vec<(u64, String)>,
     live: Option<(u64, mpsc::UnboundedSender<String>)>,
@@ -415,6 +420,7 @@ struct St {
     next_connection: u64,
     identifies: usize,
     identify_intents: Vec<u64>,
+    identify_shards: Vec<(u64, u64)>,
     resumes: usize,
     invalid_sessions: usize,
     replayed_events: usize,
@@ -493,6 +499,7 @@ impl FakeDiscord {
             next_connection: 0,
             identifies: 0,
             identify_intents: Vec::new(),
+            identify_shards: Vec::new(),
             resumes: 0,
             invalid_sessions: 0,
             replayed_events: 0,
@@ -598,7 +605,11 @@ impl FakeDiscord {
         st.observe_dispatch(event, &data);
         let bot_id = st.options.bot.id;
         let mut reached = 0;
+        let guild = data["guild_id"].as_str().and_then(|id| id.parse().ok());
         for session in &mut st.sessions {
+            if !shard_owns(session.shard, guild) {
+                continue;
+            }
             if let Some(data) = for_session(event, &data, session.intents, bot_id) {
                 session.emit(event, data);
                 reached += 1;
@@ -632,6 +643,11 @@ impl FakeDiscord {
     /// The `intents` of every IDENTIFY, in order.
     pub fn identify_intents(&self) -> Vec<u64> {
         self.lock().identify_intents.clone()
+    }
+
+    /// The `[shard_id, num_shards]` of every IDENTIFY, in order.
+    pub fn identify_shards(&self) -> Vec<(u64, u64)> {
+        self.lock().identify_shards.clone()
     }
 
     /// RESUMEs received (answered with a replay or with INVALID_SESSION).
@@ -1728,6 +1744,11 @@ fn gateway_op(
             let intents = d["intents"].as_u64().unwrap_or(0);
             st.identifies += 1;
             st.identify_intents.push(intents);
+            let shard = match d["shard"].as_array().map(Vec::as_slice) {
+                Some([id, total]) => (id.as_u64().unwrap_or(0), total.as_u64().unwrap_or(1)),
+                _ => (0, 1),
+            };
+            st.identify_shards.push(shard);
             if !privileged_intents_allowed(intents, st.options.application_flags) {
                 return Some((4014, "Disallowed intent(s)."));
             }
@@ -1762,11 +1783,13 @@ fn gateway_op(
                 .options
                 .guilds
                 .iter()
+                .filter(|g| shard_owns(shard, Some(g.id)))
                 .map(|g| st.guild_create_json(g))
                 .collect();
             let mut session = Session {
                 id: session_id,
                 intents,
+                shard,
                 seq: 0,
                 events: Vec::new(),
                 live: Some((connection, tx.clone())),
@@ -1952,7 +1975,7 @@ fn route(
             ("GET", ["gateway"]) => return Ok(Reply::json(200, gateway)),
             ("GET", ["gateway", "bot"]) if bot_auth => {
                 let mut bot = gateway;
-                bot["shards"] = json!(1);
+                bot["shards"] = json!(st.options.shards);
                 bot["session_start_limit"] = json!({"total": 1000, "remaining": 999,
                                                      "reset_after": 14_400_000, "max_concurrency": 1});
                 return Ok(Reply::json(200, bot));
@@ -2369,6 +2392,15 @@ fn register_commands(st: &mut St, guild: Option<u64>, body: &Value) -> Vec<Value
 
 /// How long Discord waits for an interaction's first response.
 pub const INTERACTION_ACK_LIMIT: Duration = Duration::from_secs(3);
+
+/// Whether a session on `shard` hears events of `guild`: Discord's rule is
+/// `(guild_id >> 22) % num_shards == shard_id`; events of no guild go to shard 0.
+fn shard_owns((id, total): (u64, u64), guild: Option<u64>) -> bool {
+    match guild {
+        Some(guild) => (guild >> 22) % total.max(1) == id,
+        None => id == 0,
+    }
+}
 
 fn interaction_callback(st: &mut St, id: u64, token: &str, body: &Value) -> Result<Reply, Reply> {
     let index = st

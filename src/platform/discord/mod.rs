@@ -26,7 +26,7 @@ use crate::chat::budget::RateBudget;
 use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, Reply};
 use crate::chat::service::Outlet;
 use crate::chat::MessageRef;
-use crate::config::DiscordConfig;
+use crate::config::{DiscordConfig, DiscordShards};
 pub use rest::{channel_key, DiscordRest};
 use threads::Threads;
 
@@ -95,10 +95,20 @@ pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> 
     if !config.gateway_url.is_empty() {
         *client.ws_url.lock().await = config.gateway_url.clone();
     }
-    client
-        .start()
-        .await
-        .context("the Discord gateway connection ended")
+    let started = match config.shards {
+        DiscordShards::Auto => client.start_autosharded().await,
+        // serenity's range runs from its start to its end, both included.
+        DiscordShards::Range { first, last, total } => {
+            tracing::info!(
+                first,
+                last,
+                total,
+                "Discord: running gateway shards {first}-{last} of {total}"
+            );
+            client.start_shard_range(first..last, total).await
+        }
+    };
+    started.context("the Discord gateway connection ended")
 }
 
 struct Handler {
