@@ -334,7 +334,11 @@ fn slack_http_without_streaming_falls_back_to_chat_update() {
             streaming: false,
             ..Options::default()
         },
-        quick_llm(),
+        Behaviour {
+            reply: format!("{REPLY} <!here>"),
+            token_interval: Duration::from_millis(40),
+            ..Behaviour::default()
+        },
     );
     h.link_general();
     h.teach_parking(over_http);
@@ -350,6 +354,11 @@ fn slack_http_without_streaming_falls_back_to_chat_update() {
         assert_eq!(answer.versions[0], "💭 Thinking…");
         assert!(answer.versions.len() >= 2, "grown by chat.update");
         assert!(answer.text().starts_with(REPLY), "{}", answer.text());
+        assert!(
+            answer.versions.iter().all(|text| !text.contains("<!here")),
+            "never pings: {:?}",
+            answer.versions
+        );
         assert!(
             answer.text().contains(
                 "*Sources*\n[1] <https://engram.slack.com/files/U0ALICE/F0PARKING/parking.md|parking.md>"
@@ -471,7 +480,17 @@ fn slack_http_rate_limits_are_waited_out_and_the_answer_completes() {
 
 #[test]
 fn slack_socket_mode_answers_a_mention_end_to_end() {
-    let h = Harness::start(SlackMode::Socket, Options::default(), quick_llm());
+    // Generated text tries to ping the channel: streamed, it must not.
+    let reply = format!("{REPLY} <!channel> <!here|here> <!everyone>");
+    let h = Harness::start(
+        SlackMode::Socket,
+        Options::default(),
+        Behaviour {
+            reply: reply.clone(),
+            token_interval: Duration::from_millis(40),
+            ..Behaviour::default()
+        },
+    );
     h.wait("a Socket Mode connection", Duration::from_secs(20), |h| {
         (h.slack.live_sockets() >= 1).then_some(())
     });
@@ -511,4 +530,12 @@ fn slack_socket_mode_answers_a_mention_end_to_end() {
     assert!(answer.streamed);
     assert!(answer.text().starts_with(REPLY), "{}", answer.text());
     assert!(answer.text().contains("[parking.md]"), "{}", answer.text());
+    for mention in ["<!channel", "<!here", "<!everyone"] {
+        assert!(!answer.text().contains(mention), "{}", answer.text());
+    }
+    assert!(
+        answer.text().contains("\u{200B}!channel"),
+        "{}",
+        answer.text()
+    );
 }

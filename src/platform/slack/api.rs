@@ -19,7 +19,7 @@ use super::budget::{Budgets, Tier};
 use crate::chat::streamer::StreamOptions;
 use crate::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
 use crate::config::{Secret, SlackConfig};
-use crate::render::Limits;
+use crate::render::{neutralise_mass_mentions, Limits};
 
 /// The HTTP connector: https, or plain http where `slack.api_url` names a local server.
 pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
@@ -271,8 +271,9 @@ fn host_of(url: &str) -> Option<String> {
 }
 
 /// A message's content: the text in a section block (≤ 3,000 characters, the renderer's
-/// Slack limit) and as the notification text.
+/// Slack limit) and as the notification text, unable to ping a channel whatever it quotes.
 fn content(text: &str) -> SlackMessageContent {
+    let text = &neutralise_mass_mentions(text);
     let section = SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(
         SlackBlockMarkDownText::new(text.to_string()),
     ));

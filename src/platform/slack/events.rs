@@ -171,6 +171,7 @@ impl Adapter {
                 user: user.clone(),
             };
             self.handle(ChatEvent::Files { origin, files }).await;
+            return; // The words that came with files describe them; they are no question.
         }
         // A reply in a thread the bot answered in continues the conversation; a reply that
         // mentions the bot arrives as `app_mention` too, and is answered from there.
@@ -284,9 +285,7 @@ impl Adapter {
                     .api
                     .post_in(
                         &origin.channel,
-                        &crate::render::neutralise_mass_mentions(&format!(
-                            "❓ <@{user}> asked: {text}"
-                        )),
+                        &format!("❓ <@{user}> asked: {text}"),
                         None,
                     )
                     .await?;
