@@ -16,7 +16,7 @@ use crate::chat::gateway::Gateway;
 use crate::chat::pool::{AnswerPool, UserRateLimit};
 use crate::chat::service::{AnswerService, Outlets};
 use crate::chat::streamer::StreamOptions;
-use crate::config::{Config, IndexKind, StoreBackend};
+use crate::config::{Config, IndexKind, SlackMode, StoreBackend};
 use crate::housekeeping;
 use crate::http::{self, ApiState};
 use crate::index::embedded::EmbeddedIndex;
@@ -26,7 +26,7 @@ use crate::ingest::sandbox::Sandbox;
 use crate::ingest::Pipeline;
 use crate::jobs::{JobKind, RetryPolicy};
 use crate::llm::{ChatModel, Embedder};
-use crate::platform::discord;
+use crate::platform::{discord, slack};
 use crate::store::{self, Retention, Store};
 use crate::telemetry::Metrics;
 use crate::worker::{self, JobHandler, Shutdown, WorkerOptions};
@@ -126,6 +126,14 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     } else {
         None
     };
+    let slack_outlet = if config.slack.bot_token.is_set() {
+        check_slack(config)?;
+        let (outlet, api) = slack::outlet(&config.slack)?;
+        outlets.insert(slack::PLATFORM, outlet.clone());
+        Some((outlet, api))
+    } else {
+        None
+    };
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let control = runtime("engram-control", 2)?;
     let store = control
@@ -198,6 +206,28 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         worker_runtimes.push(runtime);
     }
 
+    // Slack's adapter: its events arrive over Socket Mode (the gateway role) or as HTTP
+    // requests (the api role).
+    let slack_transport = slack_outlet.filter(|_| match config.slack.mode {
+        SlackMode::Socket => has(Role::Gateway),
+        SlackMode::Http => has(Role::Api),
+    });
+    let slack_adapter = match slack_transport {
+        Some((outlet, api)) => {
+            let index = control
+                .block_on(open_index(config, None))
+                .context("cannot start the Slack adapter")?;
+            let gateway = Gateway {
+                store: store.clone(),
+                index,
+                outlet,
+                ingest: config.ingest.clone(),
+                max_attempts: config.jobs.max_attempts,
+            };
+            Some(slack::adapter(&config.slack, gateway, api))
+        }
+        None => None,
+    };
     let (api, api_addr) = if has(Role::Api) {
         let listener = control
             .block_on(tokio::net::TcpListener::bind(config.http.listen))
@@ -208,7 +238,21 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
             store: store.clone(),
             metrics: metrics.clone(),
         };
-        let api = control.spawn(http::serve(listener, state, shutdown.stop_claiming.clone()));
+        let mut router = http::router(state);
+        if let (Some(adapter), SlackMode::Http) = (&slack_adapter, config.slack.mode) {
+            router = router.merge(slack::http::routes(
+                adapter.clone(),
+                &config.slack.signing_secret,
+            ));
+            tracing::info!(
+                "Slack: HTTP mode; events at /slack/events, commands at /slack/commands"
+            );
+        }
+        let api = control.spawn(http::serve_router(
+            listener,
+            router,
+            shutdown.stop_claiming.clone(),
+        ));
         (Some(api), Some(addr))
     } else {
         (None, None)
@@ -245,6 +289,15 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
                 }
             }));
         }
+    }
+    if let (Some(adapter), SlackMode::Socket) = (slack_adapter, config.slack.mode) {
+        let slack_config = config.slack.clone();
+        let stop = shutdown.stop_claiming.clone();
+        adapters.push(control.spawn(async move {
+            if let Err(error) = slack::socket::run(&slack_config, adapter, stop).await {
+                tracing::error!("Slack: {error:#}");
+            }
+        }));
     }
     Ok(Running {
         control,
@@ -394,8 +447,23 @@ fn log_gateway_state(config: &Config) {
             "gateway: no chat platform configured (discord.token and slack.bot_token are empty)"
         );
     }
-    if slack {
-        tracing::warn!("gateway: slack.bot_token is set, but this build has no Slack adapter yet");
+    if slack && config.slack.mode == SlackMode::Http {
+        tracing::info!("gateway: Slack runs in HTTP mode; its events arrive at the api role");
+    }
+}
+
+/// The keys Slack's mode needs are set.
+fn check_slack(config: &Config) -> anyhow::Result<()> {
+    match config.slack.mode {
+        SlackMode::Socket if !config.slack.app_token.is_set() => bail!(
+            "slack.mode = \"socket\" needs slack.app_token (an xapp-… token with \
+             connections:write), or set slack.mode = \"http\" and slack.signing_secret"
+        ),
+        SlackMode::Http if !config.slack.signing_secret.is_set() => bail!(
+            "slack.mode = \"http\" needs slack.signing_secret (Basic Information → App \
+             Credentials in the app's settings)"
+        ),
+        _ => Ok(()),
     }
 }
 

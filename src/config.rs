@@ -287,6 +287,8 @@ pub struct SlackConfig {
     pub signing_secret: Secret,
     pub mode: SlackMode,
     pub api_url: String,
+    /// User ids (`U…`) who may manage brains besides the workspace's admins and owners.
+    pub admins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -106,11 +106,7 @@ pub async fn run(config: &Config) -> Report {
         report.add("discord", Status::Ok, "off (no token configured)");
     }
     if config.slack.bot_token.is_set() {
-        report.add(
-            "slack",
-            Status::Warn,
-            "a token is set, but this build has no Slack adapter yet",
-        );
+        check_slack(config, &mut report).await;
     } else {
         report.add("slack", Status::Ok, "off (no token configured)");
     }
@@ -226,6 +222,82 @@ fn check_discord_guilds(diagnosis: &discord::Diagnosis, report: &mut Report) {
 /// A name from a chat platform without control characters (it goes to a terminal).
 fn printable(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).collect()
+}
+
+async fn check_slack(config: &Config, report: &mut Report) {
+    use crate::config::SlackMode;
+    use crate::platform::slack::diagnose::{diagnose, NEEDED_SCOPES};
+    let diagnosis = diagnose(&config.slack).await;
+    let (bot, team) = match diagnosis.bot {
+        Ok(names) => names,
+        Err(reason) => {
+            report.add(
+                "slack",
+                Status::Fail,
+                format!("{reason}: check slack.bot_token (xoxb-…) and slack.api_url"),
+            );
+            return;
+        }
+    };
+    if !diagnosis.missing_scopes.is_empty() {
+        let needed: Vec<String> = diagnosis
+            .missing_scopes
+            .iter()
+            .map(|scope| {
+                let what = NEEDED_SCOPES
+                    .iter()
+                    .find(|(name, _)| name == scope)
+                    .map_or("", |(_, what)| what);
+                format!("{scope} ({what})")
+            })
+            .collect();
+        report.add(
+            "slack",
+            Status::Fail,
+            format!(
+                "bot `{bot}` in `{team}` lacks scopes: {}. Add them under OAuth & Permissions → \
+                 Bot Token Scopes, then reinstall the app",
+                needed.join(", ")
+            ),
+        );
+    } else if !diagnosis.scopes_listed {
+        report.add(
+            "slack",
+            Status::Warn,
+            format!("bot `{bot}` in `{team}`; Slack did not list the token's scopes"),
+        );
+    } else {
+        report.add(
+            "slack",
+            Status::Ok,
+            format!("bot `{bot}` in `{team}`; every needed scope granted"),
+        );
+    }
+    match (config.slack.mode, diagnosis.app_token) {
+        (SlackMode::Socket, Some(Ok(()))) => report.add(
+            "slack-app",
+            Status::Ok,
+            "Socket Mode: the app token opens connections",
+        ),
+        (SlackMode::Socket, Some(Err(reason))) => report.add(
+            "slack-app",
+            Status::Fail,
+            format!(
+                "Socket Mode: {reason}: set slack.app_token to an app-level token (xapp-…) \
+                 with connections:write, and enable Socket Mode in the app's settings"
+            ),
+        ),
+        (SlackMode::Http, _) if !config.slack.signing_secret.is_set() => report.add(
+            "slack-app",
+            Status::Fail,
+            "HTTP mode: slack.signing_secret is empty; every request would be refused",
+        ),
+        _ => report.add(
+            "slack-app",
+            Status::Ok,
+            "HTTP mode: requests are verified with slack.signing_secret at /slack/…",
+        ),
+    }
 }
 
 async fn check_store(config: &Config, report: &mut Report) {

@@ -1,5 +1,5 @@
-//! The HTTP API on the control runtime: `/healthz`, `/readyz`, `/metrics` (and, with the Slack
-//! adapter, Slack's endpoints under `/slack/`).
+//! The HTTP API on the control runtime: `/healthz`, `/readyz`, `/metrics` (and, in Slack's
+//! HTTP mode, the Slack adapter's endpoints under `/slack/`, merged in by `app`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,16 @@ pub async fn serve(
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// Serves `router` (the API's routes and any merged in) until `shutdown` is cancelled.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

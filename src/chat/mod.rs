@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::render::Limits;
+use streamer::StreamOptions;
 
 /// A channel, platform-qualified (`discord:<channel id>`, `slack:<team>:<channel>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -68,4 +69,16 @@ pub trait ChatPlatform: Send + Sync + fmt::Debug {
     /// Downloads a posted file (with the bot's credentials where the platform needs them),
     /// refusing more than `max_bytes`.
     async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, PlatformError>;
+    /// Grows an answer the platform's own way (Slack's streaming API) instead of by editing
+    /// `placeholder`, for the question `asker` asked. `None`: the platform has no such way
+    /// (here, now); the caller edits the placeholder with whatever `text` holds from then on.
+    async fn stream_natively(
+        &self,
+        _placeholder: &MessageRef,
+        _asker: &str,
+        _text: &mut tokio::sync::watch::Receiver<String>,
+        _options: StreamOptions,
+    ) -> Option<Result<Vec<MessageRef>, PlatformError>> {
+        None
+    }
 }

@@ -243,13 +243,26 @@ impl AnswerService {
             // Dropping the sender tells the streamer this is the final text.
             Ok::<_, crate::answer::AnswerError>(answered)
         };
-        let deliver = stream_answer(
-            outlet.platform.as_ref(),
-            &outlet.budget,
-            placeholder.clone(),
-            receiver,
-            self.stream,
-        );
+        let deliver = async {
+            let mut receiver = receiver;
+            let native = outlet
+                .platform
+                .stream_natively(&placeholder, &request.user, &mut receiver, self.stream)
+                .await;
+            match native {
+                Some(streamed) => streamed,
+                None => {
+                    stream_answer(
+                        outlet.platform.as_ref(),
+                        &outlet.budget,
+                        placeholder.clone(),
+                        receiver,
+                        self.stream,
+                    )
+                    .await
+                }
+            }
+        };
         let (answered, delivered) = tokio::join!(produce, deliver);
         if let Err(error) = answered {
             return Err(self.unanswered(job, outlet, &placeholder, error).await);

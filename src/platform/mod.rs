@@ -2,3 +2,4 @@
 //! platform events into the core's `ChatEvent`s and implement `ChatPlatform` for its writes.
 
 pub mod discord;
+pub mod slack;

@@ -200,7 +200,6 @@ fn doctor_checks_the_store_and_never_prints_secrets() {
                 "ENGRAM__STORE__URL",
                 format!("sqlite://{}/d.db", dir.path().display()),
             )
-            .env("ENGRAM__SLACK__BOT_TOKEN", "xoxb-doctor-secret")
             .output()
             .unwrap();
         let text = format!("{}{}", stdout(&output), stderr(&output));
@@ -221,7 +220,27 @@ fn doctor_checks_the_store_and_never_prints_secrets() {
     let migrated = run("doctor");
     assert!(migrated.contains("[ok  ] store"), "{migrated}");
     assert!(migrated.contains(&schema), "{migrated}");
-    assert!(migrated.contains("[WARN] slack"), "{migrated}");
+    assert!(migrated.contains("[ok  ] slack"), "{migrated}");
+
+    // A Slack token that cannot be checked fails the doctor, naming the key, never the token.
+    let slack = Command::new(env!("CARGO_BIN_EXE_engram"))
+        .arg("doctor")
+        .current_dir(dir.path())
+        .env(
+            "ENGRAM__STORE__URL",
+            format!("sqlite://{}/d.db", dir.path().display()),
+        )
+        .env("ENGRAM__SLACK__BOT_TOKEN", "xoxb-doctor-secret")
+        .env("ENGRAM__SLACK__API_URL", "http://127.0.0.1:1/api")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&slack), stderr(&slack));
+    assert_eq!(slack.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("[FAIL] slack") && text.contains("slack.bot_token"),
+        "{text}"
+    );
+    assert!(!text.contains("xoxb-doctor-secret"), "{text}");
 
     let unreachable = Command::new(env!("CARGO_BIN_EXE_engram"))
         .arg("doctor")

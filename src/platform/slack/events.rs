@@ -1,0 +1,430 @@
+//! Slack events and slash commands → the gateway core, whichever transport brought them
+//! (HTTP or Socket Mode): `app_mention`s and replies in the bot's threads become questions,
+//! files shared in a channel become `ChatEvent::Files`, `/ask` and `/brain` become questions
+//! and `BrainCommand`s. The transports acknowledge first and hand the work here on a task.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use slack_morphism::prelude::*;
+use tokio::sync::OnceCell;
+
+use super::api::{channel_key, message_id, SlackApi};
+use super::PLATFORM;
+use crate::brain::{BindingMode, BrainName, TenantKey};
+use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, Reply};
+use crate::chat::MessageRef;
+
+/// Threads remembered as the bot's (where a reply continues the conversation without a
+/// mention); the oldest are forgotten first.
+const REMEMBERED_THREADS: usize = 10_000;
+
+/// The Slack side of the gateway, shared by both transports.
+#[derive(Debug)]
+pub struct Adapter {
+    pub gateway: Gateway,
+    pub api: Arc<SlackApi>,
+    /// `slack.admins`: user ids that may manage brains besides workspace admins.
+    pub admins: Vec<String>,
+    /// The bot's own user id (`auth.test`), to strip its mention and skip its messages.
+    bot: OnceCell<String>,
+    threads: Mutex<Threads>,
+}
+
+#[derive(Debug, Default)]
+struct Threads {
+    known: HashSet<(String, String)>,
+    order: VecDeque<(String, String)>,
+}
+
+impl Adapter {
+    pub fn new(gateway: Gateway, api: Arc<SlackApi>, admins: Vec<String>) -> Self {
+        Self {
+            gateway,
+            api,
+            admins,
+            bot: OnceCell::new(),
+            threads: Mutex::new(Threads::default()),
+        }
+    }
+
+    /// The bot's user id, asked of Slack once.
+    async fn bot(&self) -> Option<&str> {
+        self.bot
+            .get_or_try_init(|| async { self.api.whoami().await.map(|(user, _)| user) })
+            .await
+            .map_err(|error| tracing::warn!(%error, "Slack: auth.test failed"))
+            .ok()
+            .map(String::as_str)
+    }
+
+    fn remember_thread(&self, channel: &str, thread: &str) {
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (channel.to_string(), thread.to_string());
+        if threads.known.insert(key.clone()) {
+            threads.order.push_back(key);
+            if threads.order.len() > REMEMBERED_THREADS {
+                if let Some(oldest) = threads.order.pop_front() {
+                    threads.known.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    fn is_bot_thread(&self, channel: &str, thread: &str) -> bool {
+        let threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        threads
+            .known
+            .contains(&(channel.to_string(), thread.to_string()))
+    }
+
+    /// One Events API event.
+    pub async fn on_event(&self, callback: SlackPushEventCallback) {
+        let team = callback.team_id.0.clone();
+        let event_id = callback.event_id.0.clone();
+        let bot = self.bot().await.map(str::to_string);
+        match callback.event {
+            SlackEventCallbackBody::AppMention(mention) => {
+                let Some(text) = question_text(mention.content.text.as_deref(), bot.as_deref())
+                else {
+                    return;
+                };
+                let channel = mention.channel.0;
+                let ts = mention.origin.ts.0;
+                let thread = mention
+                    .origin
+                    .thread_ts
+                    .map(|ts| ts.0)
+                    .unwrap_or_else(|| ts.clone());
+                self.ask(
+                    &team,
+                    &channel,
+                    &ts,
+                    &thread,
+                    &mention.user.0,
+                    &event_id,
+                    text,
+                )
+                .await;
+            }
+            SlackEventCallbackBody::Message(message) => {
+                self.on_message(&team, &event_id, bot.as_deref(), message)
+                    .await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_message(
+        &self,
+        team: &str,
+        event_id: &str,
+        bot: Option<&str>,
+        message: SlackMessageEvent,
+    ) {
+        let Some(user) = message.sender.user.map(|user| user.0) else {
+            return;
+        };
+        if message.sender.bot_id.is_some() || Some(user.as_str()) == bot {
+            return;
+        }
+        if !matches!(
+            message.subtype,
+            None | Some(SlackMessageEventType::FileShare)
+                | Some(SlackMessageEventType::ThreadBroadcast)
+        ) {
+            return; // Edits, deletions, joins…
+        }
+        let Some(channel) = message.origin.channel.map(|channel| channel.0) else {
+            return;
+        };
+        let ts = message.origin.ts.0;
+        let thread = message.origin.thread_ts.map(|ts| ts.0);
+        let content = message.content.unwrap_or_else(SlackMessageContent::new);
+        let files: Vec<PostedFile> = content
+            .files
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|file| {
+                let url = file.url_private_download.or(file.url_private)?;
+                Some(PostedFile {
+                    name: file
+                        .name
+                        .or(file.title)
+                        .unwrap_or_else(|| file.id.0.clone()),
+                    size: 0, // Slack's event does not say; the download is bounded.
+                    url: url.to_string(),
+                    link: file.permalink.map(|link| link.to_string()),
+                })
+            })
+            .collect();
+        if !files.is_empty() {
+            let origin = Origin {
+                platform: PLATFORM.into(),
+                event_id: format!("{event_id}:files"),
+                tenant: tenant(team),
+                channel: channel_key(team, &channel),
+                parent: None,
+                message: Some(MessageRef {
+                    channel: channel_key(team, &channel),
+                    id: message_id(&ts, thread.as_deref()),
+                }),
+                user: user.clone(),
+            };
+            self.handle(ChatEvent::Files { origin, files }).await;
+            return; // The words that came with files describe them; they are no question.
+        }
+        // A reply in a thread the bot answered in continues the conversation; a reply that
+        // mentions the bot arrives as `app_mention` too, and is answered from there.
+        let Some(thread) = thread else {
+            return;
+        };
+        let text = content.text.unwrap_or_default();
+        let mentions_bot = bot.is_some_and(|bot| text.contains(&format!("<@{bot}>")));
+        if mentions_bot || !self.is_bot_thread(&channel, &thread) {
+            return;
+        }
+        if let Some(text) = question_text(Some(&text), bot) {
+            self.ask(team, &channel, &ts, &thread, &user, event_id, text)
+                .await;
+        }
+    }
+
+    /// A question from message `ts` in `thread`, answered in that thread.
+    #[allow(clippy::too_many_arguments)]
+    async fn ask(
+        &self,
+        team: &str,
+        channel: &str,
+        ts: &str,
+        thread: &str,
+        user: &str,
+        event_id: &str,
+        text: String,
+    ) {
+        let key = channel_key(team, channel);
+        let origin = Origin {
+            platform: PLATFORM.into(),
+            event_id: event_id.to_string(),
+            tenant: tenant(team),
+            channel: key.clone(),
+            parent: None,
+            message: Some(MessageRef {
+                channel: key,
+                id: message_id(ts, Some(thread)),
+            }),
+            user: user.to_string(),
+        };
+        let event = ChatEvent::Question {
+            origin,
+            text,
+            conversation: Some(format!("slack:{team}:{channel}:{thread}")),
+            continues: None,
+        };
+        if let Some(Handled::Asked { .. }) = self.handle(event).await {
+            self.remember_thread(channel, thread);
+        }
+    }
+
+    async fn handle(&self, event: ChatEvent) -> Option<Handled> {
+        match self.gateway.handle(event).await {
+            Ok(handled) => Some(handled),
+            Err(error) => {
+                tracing::warn!(%error, "Slack: cannot handle an event");
+                None
+            }
+        }
+    }
+
+    /// One slash command (`/ask`, `/brain`).
+    pub async fn on_command(&self, command: SlackCommandEvent) {
+        let reply = match self.command(&command).await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "Slack: a command failed");
+                Reply::private(format!("Something went wrong: {error}. Please try again."))
+            }
+        };
+        let team = &command.team_id.0;
+        let channel = channel_key(team, &command.channel_id.0);
+        let delivered = if reply.private {
+            self.api.respond(&command.response_url, &reply.text).await
+        } else {
+            self.api
+                .post_in(&channel, &reply.text, None)
+                .await
+                .map(drop)
+        };
+        if let Err(error) = delivered {
+            tracing::warn!(%error, "Slack: cannot answer a command");
+            if !reply.private {
+                // Not in the channel, say: tell the person who asked at least.
+                let _ = self.api.respond(&command.response_url, &reply.text).await;
+            }
+        }
+    }
+
+    async fn command(&self, command: &SlackCommandEvent) -> anyhow::Result<Option<Reply>> {
+        let team = command.team_id.0.as_str();
+        let channel = command.channel_id.0.as_str();
+        let user = command.user_id.0.as_str();
+        let text = command.text.as_deref().unwrap_or("").trim();
+        let origin = Origin {
+            platform: PLATFORM.into(),
+            event_id: format!("command:{}", command.trigger_id.0),
+            tenant: tenant(team),
+            channel: channel_key(team, channel),
+            parent: None,
+            message: None,
+            user: user.to_string(),
+        };
+        match command.command.0.trim_start_matches('/') {
+            "ask" => {
+                if text.is_empty() {
+                    return Ok(Some(Reply::private("Ask a question: `/ask <question>`.")));
+                }
+                // The question is shown in the channel; the answer goes in its thread.
+                let shown = self
+                    .api
+                    .post_in(
+                        &origin.channel,
+                        &format!("❓ <@{user}> asked: {text}"),
+                        None,
+                    )
+                    .await?;
+                let thread = shown.id.clone();
+                self.remember_thread(channel, &thread);
+                let event = ChatEvent::Question {
+                    origin: Origin {
+                        message: Some(shown),
+                        ..origin
+                    },
+                    text: text.to_string(),
+                    conversation: Some(format!("slack:{team}:{channel}:{thread}")),
+                    continues: None,
+                };
+                self.gateway.handle(event).await?;
+                Ok(None)
+            }
+            "brain" => {
+                let parsed = match parse_brain(text) {
+                    Ok(parsed) => parsed,
+                    Err(help) => return Ok(Some(Reply::private(help))),
+                };
+                let can_manage = self.can_manage(team, user).await;
+                Ok(Some(
+                    self.gateway.command(&origin, can_manage, parsed).await?,
+                ))
+            }
+            other => Ok(Some(Reply::private(format!("Unknown command `/{other}`.")))),
+        }
+    }
+
+    /// Workspace admins and owners, and the users `slack.admins` names, manage brains.
+    async fn can_manage(&self, team: &str, user: &str) -> bool {
+        if self.admins.iter().any(|admin| admin == user) {
+            return true;
+        }
+        match self.api.is_admin(team, user).await {
+            Ok(admin) => admin,
+            Err(error) => {
+                tracing::warn!(%error, "Slack: cannot tell whether a user is an admin (users:read?)");
+                false
+            }
+        }
+    }
+}
+
+/// A workspace is a tenant.
+pub fn tenant(team: &str) -> TenantKey {
+    TenantKey::parse(&format!("slack:{team}")).expect("a team id makes a valid tenant key")
+}
+
+/// The question in a message: without the bot's mention; `None` when nothing is left.
+fn question_text(text: Option<&str>, bot: Option<&str>) -> Option<String> {
+    let mut text = text?.to_string();
+    match bot {
+        Some(bot) => text = text.replace(&format!("<@{bot}>"), ""),
+        None => {
+            // Not knowing the bot's id, drop a leading mention.
+            if text.trim_start().starts_with("<@") {
+                if let Some(end) = text.find('>') {
+                    text = text[end + 1..].to_string();
+                }
+            }
+        }
+    }
+    let text = text.trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+const BRAIN_HELP: &str =
+    "Usage: `/brain create <name>`, `/brain link <name> [ask|knowledge|both]`, \
+    `/brain unlink`, `/brain list`, `/brain info`, `/brain forget <file>`, `/brain prompt <text>`, \
+    `/brain usage`.";
+
+/// `/brain <verb> [args]` → a command, or the help to show.
+fn parse_brain(text: &str) -> Result<BrainCommand, String> {
+    let (verb, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let rest = rest.trim();
+    let name = |value: &str| BrainName::parse(value.split_whitespace().next().unwrap_or(""));
+    match verb.to_ascii_lowercase().as_str() {
+        "create" => name(rest).map(|name| BrainCommand::Create { name }),
+        "link" => {
+            let mut words = rest.split_whitespace();
+            let name = BrainName::parse(words.next().unwrap_or(""))?;
+            let mode = BindingMode::parse(words.next().unwrap_or("both"))?;
+            Ok(BrainCommand::Link { name, mode })
+        }
+        "unlink" => Ok(BrainCommand::Unlink),
+        "list" => Ok(BrainCommand::List),
+        "info" => Ok(BrainCommand::Info),
+        "forget" if !rest.is_empty() => Ok(BrainCommand::Forget {
+            file: rest.to_string(),
+        }),
+        "prompt" => Ok(BrainCommand::Prompt {
+            text: rest.to_string(),
+        }),
+        "usage" => Ok(BrainCommand::Usage),
+        _ => Err(BRAIN_HELP.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brain_commands_parse() {
+        assert_eq!(
+            parse_brain("link handbook knowledge"),
+            Ok(BrainCommand::Link {
+                name: BrainName::parse("handbook").unwrap(),
+                mode: BindingMode::Knowledge
+            })
+        );
+        assert_eq!(
+            parse_brain("forget the handbook.pdf"),
+            Ok(BrainCommand::Forget {
+                file: "the handbook.pdf".into()
+            })
+        );
+        assert_eq!(parse_brain("usage"), Ok(BrainCommand::Usage));
+        assert!(parse_brain("").unwrap_err().contains("/brain create"));
+        assert!(parse_brain("link").is_err());
+    }
+
+    #[test]
+    fn the_mention_is_not_part_of_the_question() {
+        assert_eq!(
+            question_text(Some("<@UBOT> where do visitors park?"), Some("UBOT")).as_deref(),
+            Some("where do visitors park?")
+        );
+        assert_eq!(
+            question_text(Some("<@UBOT> where?"), None).as_deref(),
+            Some("where?")
+        );
+        assert_eq!(question_text(Some("<@UBOT>  "), Some("UBOT")), None);
+    }
+}

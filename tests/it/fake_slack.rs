@@ -1,0 +1,591 @@
+//! A local stand-in for Slack (what sits across the network): the Web API methods engram
+//! calls (messages, streams, reactions, users, auth, Socket Mode's `apps.connections.open`),
+//! `url_private` file downloads that demand the bot token, slash commands' `response_url`,
+//! a Socket Mode WebSocket that sends `hello` and envelopes and records acks, and requests
+//! signed as Slack signs them. Rate limits can be enforced per method (429 + `Retry-After`).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+pub const TEAM: &str = "T0ENGRAM";
+pub const BOT: &str = "U0BOT";
+pub const ALICE: &str = "U0ALICE";
+pub const BOB: &str = "U0BOB";
+pub const GENERAL: &str = "C0GENERAL";
+pub const BOT_TOKEN: &str = "xoxb-fake-bot-token";
+pub const APP_TOKEN: &str = "xapp-fake-app-token";
+pub const SIGNING_SECRET: &str = "fake-signing-secret";
+
+/// How the fake behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `chat.startStream` works (else it answers `unknown_method`).
+    pub streaming: bool,
+    /// Per method: at most this many calls per window (per channel for `chat.postMessage`);
+    /// more get 429 with `Retry-After`.
+    pub limits: HashMap<&'static str, (usize, Duration)>,
+    /// Per method: the first this-many calls get 429 with `Retry-After: 1`.
+    pub force_429: HashMap<&'static str, usize>,
+    /// Users `users.info` calls admins.
+    pub admins: HashSet<&'static str>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            streaming: true,
+            limits: HashMap::new(),
+            force_429: HashMap::new(),
+            admins: [ALICE].into_iter().collect(),
+        }
+    }
+}
+
+/// A message as Slack holds it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub channel: String,
+    pub ts: String,
+    pub thread_ts: Option<String>,
+    pub user: String,
+    /// Every text it had, first to last.
+    pub versions: Vec<String>,
+    /// Made with `chat.startStream`.
+    pub streamed: bool,
+    /// A stream still open.
+    pub streaming: bool,
+    pub deleted: bool,
+}
+
+impl Message {
+    pub fn text(&self) -> &str {
+        self.versions.last().map_or("", String::as_str)
+    }
+}
+
+/// One Web API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub at: Instant,
+    pub status: u16,
+    pub body: Value,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    messages: Vec<Message>,
+    reactions: HashMap<String, Vec<String>>,
+    calls: Vec<Call>,
+    responses: Vec<Value>,
+    files: HashMap<String, Vec<u8>>,
+    next_ts: u64,
+    sockets: Vec<mpsc::UnboundedSender<String>>,
+    acks: Vec<String>,
+    forced: HashMap<String, usize>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    options: Arc<Options>,
+    addr: SocketAddr,
+    ws_addr: SocketAddr,
+}
+
+#[derive(Clone)]
+pub struct FakeSlack {
+    shared: Shared,
+}
+
+impl std::fmt::Debug for FakeSlack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeSlack")
+            .field("addr", &self.shared.addr)
+            .finish()
+    }
+}
+
+impl FakeSlack {
+    pub async fn start(options: Options) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shared = Shared {
+            inner: Arc::new(Mutex::new(Inner {
+                next_ts: 1_700_000_000,
+                ..Inner::default()
+            })),
+            options: Arc::new(options),
+            addr: listener.local_addr().unwrap(),
+            ws_addr: ws_listener.local_addr().unwrap(),
+        };
+        let router = Router::new()
+            .route("/api/{method}", any(web_api))
+            .route("/files/{name}", get(file))
+            .route("/respond/{id}", post(respond))
+            .with_state(shared.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let sockets = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = ws_listener.accept().await {
+                tokio::spawn(socket(stream, sockets.clone()));
+            }
+        });
+        Self { shared }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api", self.shared.addr)
+    }
+
+    /// Serves a file at a `url_private`; returns the URL.
+    pub fn add_file(&self, name: &str, bytes: &[u8]) -> String {
+        self.inner().files.insert(name.to_string(), bytes.to_vec());
+        format!("http://{}/files/{name}", self.shared.addr)
+    }
+
+    /// A `response_url` for a slash command.
+    pub fn response_url(&self, id: &str) -> String {
+        format!("http://{}/respond/{id}", self.shared.addr)
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.shared.inner.lock().unwrap()
+    }
+
+    pub fn messages(&self) -> Vec<Message> {
+        self.inner().messages.clone()
+    }
+
+    /// The bot's messages in a thread, oldest first.
+    pub fn thread(&self, thread_ts: &str) -> Vec<Message> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.thread_ts.as_deref() == Some(thread_ts) && m.user == BOT)
+            .collect()
+    }
+
+    pub fn reactions(&self, ts: &str) -> Vec<String> {
+        self.inner().reactions.get(ts).cloned().unwrap_or_default()
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner().calls.clone()
+    }
+
+    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|call| call.method == method)
+            .collect()
+    }
+
+    /// 429s the fake answered that it was not told to force.
+    pub fn rate_limited_unforced(&self) -> usize {
+        let inner = self.inner();
+        let forced: usize = self.shared.options.force_429.values().sum();
+        let limited = inner.calls.iter().filter(|c| c.status == 429).count();
+        limited.saturating_sub(forced)
+    }
+
+    /// Texts posted to `response_url`s.
+    pub fn responses(&self) -> Vec<Value> {
+        self.inner().responses.clone()
+    }
+
+    /// Socket Mode: sends an envelope to the first connection; returns its id.
+    pub fn send_envelope(&self, kind: &str, payload: Value) -> String {
+        let id = format!("env-{}", self.next_ts());
+        let envelope = json!({
+            "envelope_id": id,
+            "type": kind,
+            "accepts_response_payload": kind == "slash_commands",
+            "payload": payload,
+        });
+        let inner = self.inner();
+        let socket = inner
+            .sockets
+            .iter()
+            .find(|s| !s.is_closed())
+            .expect("a connection");
+        socket.send(envelope.to_string()).unwrap();
+        id
+    }
+
+    pub fn live_sockets(&self) -> usize {
+        self.inner()
+            .sockets
+            .iter()
+            .filter(|s| !s.is_closed())
+            .count()
+    }
+
+    pub fn acked(&self, envelope: &str) -> bool {
+        self.inner().acks.iter().any(|id| id == envelope)
+    }
+
+    pub fn next_ts(&self) -> String {
+        next_ts(&mut self.inner())
+    }
+}
+
+fn next_ts(inner: &mut Inner) -> String {
+    inner.next_ts += 1;
+    format!("{}.000100", inner.next_ts)
+}
+
+/// A plain HTTP/1.1 POST to engram (Slack's side of the HTTP transport); returns status, body and the time to the answer.
+pub fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).expect("connect to engram");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let took = started.elapsed();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body, took)
+}
+
+/// An `event_callback` as the Events API delivers it.
+pub fn event_callback(event_id: &str, event: Value) -> Value {
+    json!({
+        "token": "unused",
+        "team_id": TEAM,
+        "api_app_id": "A0ENGRAM",
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": 1_700_000_000,
+    })
+}
+
+/// A slash command's fields.
+pub fn command(fake: &FakeSlack, user: &str, name: &str, text: &str) -> Vec<(String, String)> {
+    let trigger = fake.next_ts();
+    vec![
+        ("token".into(), "unused".into()),
+        ("team_id".into(), TEAM.into()),
+        ("team_domain".into(), "engram".into()),
+        ("channel_id".into(), GENERAL.into()),
+        ("channel_name".into(), "general".into()),
+        ("user_id".into(), user.into()),
+        ("user_name".into(), user.to_lowercase()),
+        ("command".into(), name.into()),
+        ("text".into(), text.into()),
+        ("api_app_id".into(), "A0ENGRAM".into()),
+        ("response_url".into(), fake.response_url(&trigger)),
+        ("trigger_id".into(), format!("trigger-{trigger}")),
+    ]
+}
+
+/// `X-Slack-Signature` for `body` at `timestamp`, as Slack computes it.
+pub fn signature(secret: &str, timestamp: &str, body: &str) -> String {
+    let message = format!("v0:{timestamp}:{body}");
+    let mac = hmac_sha256(secret.as_bytes(), message.as_bytes());
+    format!(
+        "v0={}",
+        mac.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+/// The call's arguments: its query, its JSON or form body.
+fn arguments(query: Option<String>, body: &Bytes) -> Value {
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        return value;
+    }
+    let text = if body.is_empty() {
+        query.unwrap_or_default()
+    } else {
+        String::from_utf8_lossy(body).to_string()
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&text).unwrap_or_default();
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (key, Value::String(value)))
+            .collect(),
+    )
+}
+
+async fn web_api(
+    State(shared): State<Shared>,
+    Path(method): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let args = arguments(query, &body);
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut inner = shared.inner.lock().unwrap();
+    let now = Instant::now();
+    // Rate limits: forced ones first, then the window.
+    let mut limited: Option<u64> = None;
+    if let Some(&count) = shared.options.force_429.get(method.as_str()) {
+        let forced = inner.forced.entry(method.clone()).or_insert(0);
+        if *forced < count {
+            *forced += 1;
+            limited = Some(1);
+        }
+    }
+    if limited.is_none() {
+        if let Some(&(requests, per)) = shared.options.limits.get(method.as_str()) {
+            let recent: Vec<Instant> = inner
+                .calls
+                .iter()
+                .filter(|c| c.method == method && c.status != 429 && now - c.at < per)
+                // chat.postMessage is limited per channel, the other methods per workspace.
+                .filter(|c| method != "chat.postMessage" || c.body["channel"] == args["channel"])
+                .map(|c| c.at)
+                .collect();
+            if recent.len() >= requests {
+                let oldest = recent.iter().min().copied().unwrap();
+                limited = Some((per - (now - oldest)).as_secs_f64().ceil().max(1.0) as u64);
+            }
+        }
+    }
+    let record = |inner: &mut Inner, status: u16| {
+        inner.calls.push(Call {
+            method: method.clone(),
+            at: now,
+            status,
+            body: args.clone(),
+        })
+    };
+    if let Some(retry_after) = limited {
+        record(&mut inner, 429);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", retry_after.to_string())],
+            Json(json!({"ok": false, "error": "ratelimited"})),
+        )
+            .into_response();
+    }
+    record(&mut inner, 200);
+    let expected = if method == "apps.connections.open" {
+        format!("Bearer {APP_TOKEN}")
+    } else {
+        format!("Bearer {BOT_TOKEN}")
+    };
+    if token != expected {
+        return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
+    }
+    let text = |key: &str| args[key].as_str().unwrap_or("").to_string();
+    let reply = match method.as_str() {
+        "auth.test" => json!({
+            "ok": true, "url": "https://engram.slack.com/", "team": "Engram", "user": "engram",
+            "team_id": TEAM, "user_id": BOT, "bot_id": "B0BOT",
+        }),
+        "users.info" => {
+            let user = text("user");
+            json!({"ok": true, "user": {
+                "id": user, "team_id": TEAM, "name": user.to_lowercase(),
+                "is_admin": shared.options.admins.contains(user.as_str()),
+            }})
+        }
+        "apps.connections.open" => {
+            json!({"ok": true, "url": format!("ws://{}/link", shared.ws_addr)})
+        }
+        "chat.postMessage" => {
+            let ts = next_ts(&mut inner);
+            let thread = args["thread_ts"].as_str().map(str::to_string);
+            inner.messages.push(Message {
+                channel: text("channel"),
+                ts: ts.clone(),
+                thread_ts: thread,
+                user: BOT.into(),
+                versions: vec![text("text")],
+                streamed: false,
+                streaming: false,
+                deleted: false,
+            });
+            json!({"ok": true, "channel": text("channel"), "ts": ts,
+                   "message": {"type": "message", "ts": ts, "text": text("text"), "user": BOT}})
+        }
+        "chat.startStream" if !shared.options.streaming => {
+            json!({"ok": false, "error": "unknown_method"})
+        }
+        "chat.startStream" => {
+            let ts = next_ts(&mut inner);
+            inner.messages.push(Message {
+                channel: text("channel"),
+                ts: ts.clone(),
+                thread_ts: args["thread_ts"].as_str().map(str::to_string),
+                user: BOT.into(),
+                versions: vec![text("markdown_text")],
+                streamed: true,
+                streaming: true,
+                deleted: false,
+            });
+            json!({"ok": true, "channel": text("channel"), "ts": ts})
+        }
+        "chat.update" | "chat.appendStream" | "chat.stopStream" | "chat.delete" => {
+            let (channel, ts) = (text("channel"), text("ts"));
+            let Some(message) = inner
+                .messages
+                .iter_mut()
+                .find(|m| m.channel == channel && m.ts == ts && !m.deleted)
+            else {
+                return Json(json!({"ok": false, "error": "message_not_found"})).into_response();
+            };
+            match method.as_str() {
+                "chat.update" => message.versions.push(text("text")),
+                "chat.delete" => message.deleted = true,
+                "chat.appendStream" if message.streaming => {
+                    let grown = format!("{}{}", message.text(), text("markdown_text"));
+                    message.versions.push(grown);
+                }
+                "chat.stopStream" if message.streaming => message.streaming = false,
+                _ => {
+                    return Json(json!({"ok": false, "error": "message_not_in_streaming_state"}))
+                        .into_response()
+                }
+            }
+            json!({"ok": true, "channel": channel, "ts": ts})
+        }
+        "reactions.add" | "reactions.remove" => {
+            let (ts, name) = (text("timestamp"), text("name"));
+            let reactions = inner.reactions.entry(ts).or_default();
+            if method == "reactions.add" {
+                if reactions.contains(&name) {
+                    return Json(json!({"ok": false, "error": "already_reacted"})).into_response();
+                }
+                reactions.push(name);
+            } else {
+                reactions.retain(|r| *r != name);
+            }
+            json!({"ok": true})
+        }
+        _ => json!({"ok": false, "error": "unknown_method"}),
+    };
+    Json(reply).into_response()
+}
+
+async fn file(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {BOT_TOKEN}"));
+    if !authorized {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    match shared.inner.lock().unwrap().files.get(&name) {
+        Some(bytes) => bytes.clone().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn respond(State(shared): State<Shared>, body: Bytes) -> Response {
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    shared.inner.lock().unwrap().responses.push(value);
+    Json(json!({"ok": true})).into_response()
+}
+
+/// One Socket Mode connection: `hello`, then envelopes; acks are recorded.
+async fn socket(stream: tokio::net::TcpStream, shared: Shared) {
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (mut write, mut read) = ws.split();
+    let (sender, mut outgoing) = mpsc::unbounded_channel::<String>();
+    let hello = json!({
+        "type": "hello", "num_connections": 1,
+        "debug_info": {"host": "fake-slack"}, "connection_info": {"app_id": "A0ENGRAM"},
+    });
+    if write
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            hello.to_string(),
+        ))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    shared.inner.lock().unwrap().sockets.push(sender);
+    loop {
+        tokio::select! {
+            Some(text) = outgoing.recv() => {
+                if write.send(tokio_tungstenite::tungstenite::Message::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+            frame = read.next() => match frame {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                    if let Ok(ack) = serde_json::from_str::<Value>(&text) {
+                        if let Some(id) = ack["envelope_id"].as_str() {
+                            shared.inner.lock().unwrap().acks.push(id.to_string());
+                        }
+                    }
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(data))) => {
+                    let _ = write.send(tokio_tungstenite::tungstenite::Message::Pong(data)).await;
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            }
+        }
+    }
+}

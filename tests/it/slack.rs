@@ -1,0 +1,541 @@
+//! engram on Slack, end to end: `app::start` (what `engram serve` runs) with its real
+//! slack-morphism client against the local fake Slack (Web API, files, Socket Mode), answers
+//! from the fake OpenAI server, files read by the real extractor. HTTP mode requests are
+//! signed here exactly as Slack signs them.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use engram::app::{self, Role, Running};
+use engram::chat::service::Outlets;
+use engram::config::{Config, Secret, SlackMode, StoreUrl};
+use serde_json::{json, Value};
+
+use crate::fake_openai::{self, Behaviour, FakeOpenAi};
+use crate::fake_slack::{
+    self, event_callback, http_post as post, FakeSlack, Options, ALICE, APP_TOKEN, BOB, BOT,
+    BOT_TOKEN, GENERAL, SIGNING_SECRET, TEAM,
+};
+
+const REPLY: &str = "Visitors park on level two of the garage [1].";
+
+struct Harness {
+    _fakes: tokio::runtime::Runtime,
+    slack: FakeSlack,
+    llm: FakeOpenAi,
+    engram: Option<Running>,
+    addr: Option<SocketAddr>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn start(mode: SlackMode, options: Options, behaviour: Behaviour) -> Self {
+        let fakes = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let slack = fakes.block_on(FakeSlack::start(options));
+        let llm = fakes.block_on(fake_openai::start(behaviour));
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults();
+        config.store.url = StoreUrl::new(format!("sqlite://{}/engram.db", dir.path().display()));
+        config.slack.bot_token = Secret::new(BOT_TOKEN);
+        config.slack.api_url = slack.api_url();
+        config.slack.mode = mode;
+        match mode {
+            SlackMode::Http => config.slack.signing_secret = Secret::new(SIGNING_SECRET),
+            SlackMode::Socket => config.slack.app_token = Secret::new(APP_TOKEN),
+        }
+        config.http.listen = "127.0.0.1:0".parse().unwrap();
+        config.llm.base_url = llm.base_url();
+        config.llm.model = "fake-model".into();
+        config.chat.edit_interval_ms = 200;
+        config.ingest.extractor = crate::ingest::extractor().display().to_string();
+        let engram = app::start(&config, &Role::ALL, Outlets::default()).expect("engram starts");
+        let addr = engram.api_addr();
+        Self {
+            _fakes: fakes,
+            slack,
+            llm,
+            engram: Some(engram),
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn http() -> Self {
+        Self::start(SlackMode::Http, Options::default(), quick_llm())
+    }
+
+    fn wait<T>(&self, what: &str, limit: Duration, mut check: impl FnMut(&Self) -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(found) = check(self) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; calls: {:#?}",
+                self.slack
+                    .calls()
+                    .iter()
+                    .map(|c| format!("{} → {}", c.method, c.status))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// POSTs a body signed as Slack signs it; returns status, body and how long the answer took.
+    fn signed(&self, path: &str, content_type: &str, body: &str) -> (u16, String, Duration) {
+        let timestamp = unix_now().to_string();
+        let signature = fake_slack::signature(SIGNING_SECRET, &timestamp, body);
+        let headers = [
+            ("Content-Type", content_type.to_string()),
+            ("X-Slack-Request-Timestamp", timestamp),
+            ("X-Slack-Signature", signature),
+        ];
+        post(self.addr.unwrap(), path, &headers, body)
+    }
+
+    /// Delivers an event over HTTP; it must be acknowledged with 200.
+    fn event(&self, event_id: &str, event: Value) {
+        let body = event_callback(event_id, event).to_string();
+        let (status, _, _) = self.signed("/slack/events", "application/json", &body);
+        assert_eq!(status, 200);
+    }
+
+    /// Runs a slash command over HTTP; returns how long the acknowledgement took.
+    fn command(&self, user: &str, name: &str, text: &str) -> Duration {
+        let fields = fake_slack::command(&self.slack, user, name, text);
+        let body = serde_urlencoded::to_string(&fields).unwrap();
+        let (status, _, took) = self.signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            &body,
+        );
+        assert_eq!(status, 200, "the command is acknowledged");
+        took
+    }
+
+    /// The bot's top-level message with this text, once posted.
+    fn posted(&self, what: &str, contains: &str) -> fake_slack::Message {
+        self.wait(what, Duration::from_secs(20), |h| {
+            h.slack
+                .messages()
+                .into_iter()
+                .find(|m| m.thread_ts.is_none() && m.user == BOT && m.text().contains(contains))
+        })
+    }
+
+    fn link_general(&self) {
+        self.command(ALICE, "/brain", "create handbook");
+        self.posted("the brain created", "Created the brain `handbook`");
+        self.command(ALICE, "/brain", "link handbook both");
+        self.posted("the channel linked", "now uses the brain `handbook`");
+    }
+
+    /// Shares the parking notes in #general; waits for ✅; returns the message's ts.
+    fn teach_parking(&self, deliver: impl Fn(&Self, &str, Value)) -> String {
+        let url = self.slack.add_file(
+            "parking.md",
+            b"# Parking\n\nVisitors park on level two of the garage.\n",
+        );
+        let ts = self.slack.next_ts();
+        let event = json!({
+            "type": "message", "subtype": "file_share", "channel": GENERAL, "user": ALICE,
+            "text": "our parking rules", "ts": ts, "channel_type": "channel",
+            "files": [{
+                "id": "F0PARKING", "name": "parking.md", "mimetype": "text/markdown",
+                "url_private": url, "url_private_download": url,
+                "permalink": "https://engram.slack.com/files/U0ALICE/F0PARKING/parking.md",
+            }],
+        });
+        deliver(self, &format!("Ev{ts}"), event);
+        self.wait("✅ on the file", Duration::from_secs(30), |h| {
+            h.slack
+                .reactions(&ts)
+                .contains(&"white_check_mark".to_string())
+                .then_some(())
+        });
+        ts
+    }
+
+    /// The answer streamed (or edited) in `thread`, once it carries the sources.
+    fn answer_in(&self, thread: &str) -> fake_slack::Message {
+        self.wait("the answer", Duration::from_secs(30), |h| {
+            h.slack
+                .thread(thread)
+                .into_iter()
+                .find(|m| !m.deleted && !m.streaming && m.text().contains("Sources"))
+        })
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(engram) = self.engram.take() {
+            let _ = engram.stop();
+        }
+    }
+}
+
+fn quick_llm() -> Behaviour {
+    Behaviour {
+        reply: REPLY.into(),
+        token_interval: Duration::from_millis(40),
+        ..Behaviour::default()
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn over_http(h: &Harness, event_id: &str, event: Value) {
+    h.event(event_id, event);
+}
+
+fn mention(ts: &str, user: &str, text: &str) -> Value {
+    json!({
+        "type": "app_mention", "user": user, "channel": GENERAL, "ts": ts,
+        "text": format!("<@{BOT}> {text}"),
+    })
+}
+
+#[test]
+fn slack_http_commands_files_and_a_streamed_answer_with_sources() {
+    let h = Harness::http();
+    // Management needs a workspace admin (or slack.admins): told privately.
+    h.command(BOB, "/brain", "create handbook");
+    let refusal = h.wait("the refusal", Duration::from_secs(10), |h| {
+        h.slack.responses().into_iter().next()
+    });
+    assert!(
+        refusal["text"].as_str().unwrap().contains("manage"),
+        "{refusal}"
+    );
+    h.link_general();
+
+    // A file: ⏳ then ✅ and a summary in its thread.
+    let file = h.teach_parking(over_http);
+    let summary = h.wait("the summary", Duration::from_secs(10), |h| {
+        h.slack.thread(&file).into_iter().next()
+    });
+    assert_eq!(summary.text(), "📚 Learned parking.md: 1 page, 1 chunk.");
+    let reacted: Vec<String> = h
+        .slack
+        .calls_of("reactions.add")
+        .iter()
+        .map(|c| c.body["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(reacted, ["hourglass_flowing_sand", "white_check_mark"]);
+    assert!(!h
+        .slack
+        .reactions(&file)
+        .contains(&"hourglass_flowing_sand".into()));
+
+    // /ask: acknowledged at once, the question shown, the answer streamed in its thread.
+    let took = h.command(BOB, "/ask", "where do visitors park?");
+    assert!(took < Duration::from_secs(3), "acked in {took:?}");
+    let asked = h.posted("the question shown", "asked: where do visitors park?");
+    let answer = h.answer_in(&asked.ts);
+    assert!(answer.streamed, "streamed with chat.startStream");
+    assert_eq!(
+        answer.text(),
+        format!(
+            "{REPLY}\n\n*Sources*\n[1] [parking.md](https://engram.slack.com/files/U0ALICE/F0PARKING/parking.md) — Parking"
+        )
+    );
+    assert!(
+        answer.versions.len() >= 2,
+        "grown by appends: {:?}",
+        answer.versions
+    );
+    let starts = h.slack.calls_of("chat.startStream");
+    assert_eq!(starts[0].body["recipient_user_id"], BOB);
+    assert_eq!(starts[0].body["recipient_team_id"], TEAM);
+    let thread = h.slack.thread(&asked.ts);
+    assert!(
+        thread.iter().filter(|m| !m.deleted).count() == 1,
+        "the placeholder gave way to the stream: {thread:#?}"
+    );
+
+    // A reply in the answer's thread continues the conversation without a mention.
+    let follow_up = h.slack.next_ts();
+    h.event(
+        "Ev-follow-up",
+        json!({
+            "type": "message", "channel": GENERAL, "user": BOB, "ts": follow_up,
+            "thread_ts": asked.ts, "text": "and do visitors park there on weekends?", "channel_type": "channel",
+        }),
+    );
+    h.wait("the follow-up's answer", Duration::from_secs(30), |h| {
+        (h.slack
+            .thread(&asked.ts)
+            .iter()
+            .filter(|m| !m.deleted && m.text().contains("Sources"))
+            .count()
+            == 2)
+            .then_some(())
+    });
+    let inputs = h.llm.inputs.lock().unwrap().clone();
+    assert!(
+        inputs
+            .iter()
+            .any(|input| input == "where do visitors park?"),
+        "the follow-up's prompt has the first question: {inputs:#?}"
+    );
+    assert_eq!(h.slack.rate_limited_unforced(), 0, "no 429 caused");
+}
+
+#[test]
+fn slack_http_the_same_event_twice_is_answered_once() {
+    let h = Harness::http();
+    h.link_general();
+    h.teach_parking(over_http);
+    let ts = h.slack.next_ts();
+    let event = mention(&ts, BOB, "where do visitors park?");
+    h.event("Ev-twice", event.clone());
+    h.event("Ev-twice", event);
+    h.answer_in(&ts);
+    // A later question is answered too, so both deliveries have long been handled.
+    let later = h.slack.next_ts();
+    h.event(
+        "Ev-later",
+        mention(&later, BOB, "where do visitors park on weekends?"),
+    );
+    h.answer_in(&later);
+    let answers = h.slack.thread(&ts);
+    assert_eq!(
+        answers.iter().filter(|m| !m.deleted).count(),
+        1,
+        "one answer, however often the event arrived: {answers:#?}"
+    );
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|m| m.versions[0] == "💭 Thinking…")
+            .count(),
+        1,
+        "and only one placeholder was ever posted: {answers:#?}"
+    );
+}
+
+#[test]
+fn slack_http_without_streaming_falls_back_to_chat_update() {
+    let h = Harness::start(
+        SlackMode::Http,
+        Options {
+            streaming: false,
+            ..Options::default()
+        },
+        Behaviour {
+            reply: format!("{REPLY} <!here>"),
+            token_interval: Duration::from_millis(40),
+            ..Behaviour::default()
+        },
+    );
+    h.link_general();
+    h.teach_parking(over_http);
+    let questions = [
+        "where do visitors park?",
+        "where do visitors park at night?",
+    ];
+    for (n, question) in questions.iter().enumerate() {
+        let ts = h.slack.next_ts();
+        h.event(&format!("Ev-q{n}"), mention(&ts, BOB, question));
+        let answer = h.answer_in(&ts);
+        assert!(!answer.streamed);
+        assert_eq!(answer.versions[0], "💭 Thinking…");
+        assert!(answer.versions.len() >= 2, "grown by chat.update");
+        assert!(answer.text().starts_with(REPLY), "{}", answer.text());
+        assert!(
+            answer.versions.iter().all(|text| !text.contains("<!here")),
+            "never pings: {:?}",
+            answer.versions
+        );
+        assert!(
+            answer.text().contains(
+                "*Sources*\n[1] <https://engram.slack.com/files/U0ALICE/F0PARKING/parking.md|parking.md>"
+            ),
+            "{}",
+            answer.text()
+        );
+    }
+    assert_eq!(
+        h.slack.calls_of("chat.startStream").len(),
+        1,
+        "the workspace's missing streaming is remembered"
+    );
+    assert!(h.slack.calls_of("chat.update").len() >= 4);
+}
+
+#[test]
+fn slack_http_refuses_unsigned_forged_and_stale_requests_without_doing_anything() {
+    let h = Harness::http();
+    let addr = h.addr.unwrap();
+    let body =
+        event_callback("Ev-forged", mention("1.1", BOB, "where do visitors park?")).to_string();
+    let now = unix_now().to_string();
+    let stale = (unix_now() - 600).to_string();
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("no headers", vec![]),
+        (
+            "no signature",
+            vec![("X-Slack-Request-Timestamp", now.clone())],
+        ),
+        (
+            "a forged signature",
+            vec![
+                ("X-Slack-Request-Timestamp", now.clone()),
+                (
+                    "X-Slack-Signature",
+                    fake_slack::signature("not-the-secret", &now, &body),
+                ),
+            ],
+        ),
+        (
+            "a stale timestamp",
+            vec![
+                ("X-Slack-Request-Timestamp", stale.clone()),
+                (
+                    "X-Slack-Signature",
+                    fake_slack::signature(SIGNING_SECRET, &stale, &body),
+                ),
+            ],
+        ),
+    ];
+    for path in ["/slack/events", "/slack/commands", "/slack/interactions"] {
+        for (case, headers) in &cases {
+            let (status, _, _) = post(addr, path, headers, &body);
+            assert_eq!(status, 401, "{case} at {path}");
+        }
+    }
+    // The body signed for another timestamp does not pass either.
+    let (status, _, _) = post(
+        addr,
+        "/slack/events",
+        &[
+            ("X-Slack-Request-Timestamp", now.clone()),
+            (
+                "X-Slack-Signature",
+                fake_slack::signature(SIGNING_SECRET, &stale, &body),
+            ),
+        ],
+        &body,
+    );
+    assert_eq!(status, 401);
+    // A signed URL verification is answered with its challenge.
+    let challenge = json!({"type": "url_verification", "token": "x", "challenge": "c-123"});
+    let (status, answer, _) = h.signed("/slack/events", "application/json", &challenge.to_string());
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["challenge"],
+        "c-123"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        h.slack.calls().is_empty(),
+        "no work was done: {:#?}",
+        h.slack.calls()
+    );
+}
+
+#[test]
+fn slack_http_rate_limits_are_waited_out_and_the_answer_completes() {
+    let mut options = Options::default();
+    options.force_429.insert("chat.appendStream", 2);
+    options.force_429.insert("reactions.add", 1);
+    let h = Harness::start(
+        SlackMode::Http,
+        options,
+        Behaviour {
+            reply: REPLY.into(),
+            token_interval: Duration::from_millis(80),
+            ..Behaviour::default()
+        },
+    );
+    h.link_general();
+    h.teach_parking(over_http);
+    let ts = h.slack.next_ts();
+    h.event("Ev-limited", mention(&ts, BOB, "where do visitors park?"));
+    let answer = h.answer_in(&ts);
+    assert!(answer.text().starts_with(REPLY), "{}", answer.text());
+    for method in ["chat.appendStream", "reactions.add"] {
+        let calls = h.slack.calls_of(method);
+        let limited = calls.iter().position(|c| c.status == 429).unwrap();
+        let next = &calls[limited + 1];
+        assert!(
+            next.at - calls[limited].at >= Duration::from_millis(950),
+            "{method}: Retry-After waited out"
+        );
+    }
+    assert_eq!(h.slack.rate_limited_unforced(), 0, "no further 429 caused");
+}
+
+#[test]
+fn slack_socket_mode_answers_a_mention_end_to_end() {
+    // Generated text tries to ping the channel: streamed, it must not.
+    let reply = format!("{REPLY} <!channel> <!here|here> <!everyone>");
+    let h = Harness::start(
+        SlackMode::Socket,
+        Options::default(),
+        Behaviour {
+            reply: reply.clone(),
+            token_interval: Duration::from_millis(40),
+            ..Behaviour::default()
+        },
+    );
+    h.wait("a Socket Mode connection", Duration::from_secs(20), |h| {
+        (h.slack.live_sockets() >= 1).then_some(())
+    });
+    let command = |text: &str| {
+        let fields: serde_json::Map<String, Value> =
+            fake_slack::command(&h.slack, ALICE, "/brain", text)
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+        let id = h
+            .slack
+            .send_envelope("slash_commands", Value::Object(fields));
+        h.wait("the command acked", Duration::from_secs(10), |h| {
+            h.slack.acked(&id).then_some(())
+        });
+    };
+    command("create handbook");
+    h.posted("the brain created", "Created the brain `handbook`");
+    command("link handbook both");
+    h.posted("the channel linked", "now uses the brain `handbook`");
+    let over_socket = |h: &Harness, event_id: &str, event: Value| {
+        let id = h
+            .slack
+            .send_envelope("events_api", event_callback(event_id, event));
+        h.wait("the event acked", Duration::from_secs(10), |h| {
+            h.slack.acked(&id).then_some(())
+        });
+    };
+    h.teach_parking(over_socket);
+    let ts = h.slack.next_ts();
+    over_socket(
+        &h,
+        "Ev-socket",
+        mention(&ts, BOB, "where do visitors park?"),
+    );
+    let answer = h.answer_in(&ts);
+    assert!(answer.streamed);
+    assert!(answer.text().starts_with(REPLY), "{}", answer.text());
+    assert!(answer.text().contains("[parking.md]"), "{}", answer.text());
+    for mention in ["<!channel", "<!here", "<!everyone"] {
+        assert!(!answer.text().contains(mention), "{}", answer.text());
+    }
+    assert!(
+        answer.text().contains("\u{200B}!channel"),
+        "{}",
+        answer.text()
+    );
+}
