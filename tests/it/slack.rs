@@ -25,6 +25,8 @@ struct Harness {
     llm: FakeOpenAi,
     engram: Option<Running>,
     addr: Option<SocketAddr>,
+    /// engram's configuration, to start it again on the same store.
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -60,8 +62,20 @@ impl Harness {
             llm,
             engram: Some(engram),
             addr,
+            config,
             _dir: dir,
         }
+    }
+
+    /// Stops engram and starts it again on the same store: nothing is kept in memory.
+    fn restart(&mut self) {
+        if let Some(engram) = self.engram.take() {
+            engram.stop().expect("engram stops");
+        }
+        let engram =
+            app::start(&self.config, &Role::ALL, Outlets::default()).expect("engram starts again");
+        self.addr = engram.api_addr();
+        self.engram = Some(engram);
     }
 
     fn http() -> Self {
@@ -538,4 +552,68 @@ fn slack_socket_mode_answers_a_mention_end_to_end() {
         "{}",
         answer.text()
     );
+}
+
+/// A reply in a thread engram answered in is a question even after a restart: whether engram
+/// answered there comes from the store, not only from memory.
+#[test]
+fn slack_http_a_thread_reply_after_a_restart_still_continues_the_conversation() {
+    let mut h = Harness::http();
+    h.link_general();
+    h.teach_parking(over_http);
+    let asked = h.slack.next_ts();
+    h.event("Ev-ask", mention(&asked, BOB, "where do visitors park?"));
+    h.wait("the answer", Duration::from_secs(30), |h| {
+        (answers_in(h, &asked) == 1).then_some(())
+    });
+
+    h.restart();
+    let follow_up = h.slack.next_ts();
+    h.event(
+        "Ev-after-restart",
+        json!({
+            "type": "message", "channel": GENERAL, "user": BOB, "ts": follow_up,
+            "thread_ts": asked, "text": "and do visitors park there on weekends?", "channel_type": "channel",
+        }),
+    );
+    h.wait("the follow-up's answer", Duration::from_secs(30), |h| {
+        (answers_in(h, &asked) == 2).then_some(())
+    });
+    let inputs = h.llm.inputs.lock().unwrap().clone();
+    assert!(
+        inputs
+            .iter()
+            .any(|input| input == "where do visitors park?"),
+        "the follow-up's prompt has the first question: {inputs:#?}"
+    );
+
+    // A thread engram never answered in stays quiet without a mention.
+    let other = h.slack.next_ts();
+    let calls = h.slack.calls_of("chat.postMessage").len();
+    h.event(
+        "Ev-unrelated",
+        json!({
+            "type": "message", "channel": GENERAL, "user": BOB, "ts": h.slack.next_ts(),
+            "thread_ts": other, "text": "lunch?", "channel_type": "channel",
+        }),
+    );
+    let later = h.slack.next_ts();
+    h.event("Ev-later", mention(&later, BOB, "who parks where?"));
+    h.wait("the later answer", Duration::from_secs(30), |h| {
+        (answers_in(h, &later) == 1).then_some(())
+    });
+    assert_eq!(
+        h.slack.calls_of("chat.postMessage").len(),
+        calls + 1,
+        "only the mention got a placeholder"
+    );
+}
+
+/// The bot's finished answers in `thread`.
+fn answers_in(h: &Harness, thread: &str) -> usize {
+    h.slack
+        .thread(thread)
+        .iter()
+        .filter(|m| m.user == BOT && !m.deleted && !m.streaming && !m.text().contains("Thinking"))
+        .count()
 }

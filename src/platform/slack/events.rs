@@ -71,11 +71,38 @@ impl Adapter {
         }
     }
 
-    fn is_bot_thread(&self, channel: &str, thread: &str) -> bool {
-        let threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
-        threads
-            .known
-            .contains(&(channel.to_string(), thread.to_string()))
+    /// Whether engram has answered in `thread`: remembered here, or (after a restart, or on
+    /// another gateway replica) known from the conversation's turns in the store.
+    async fn is_bot_thread(&self, team: &str, channel: &str, thread: &str) -> bool {
+        let remembered = {
+            let threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+            threads
+                .known
+                .contains(&(channel.to_string(), thread.to_string()))
+        };
+        if remembered {
+            return true;
+        }
+        let store = &self.gateway.store;
+        let answered = match store.find_tenant(&tenant(team)).await {
+            Ok(Some(tenant)) => store
+                .recent_turns(tenant, &conversation_key(team, channel, thread), 1)
+                .await
+                .map(|turns| !turns.is_empty()),
+            Ok(None) => Ok(false),
+            Err(error) => Err(error),
+        };
+        match answered {
+            Ok(true) => {
+                self.remember_thread(channel, thread);
+                true
+            }
+            Ok(false) => false,
+            Err(error) => {
+                tracing::warn!(%error, "Slack: cannot tell whether engram answered in a thread");
+                false
+            }
+        }
     }
 
     /// One Events API event.
@@ -181,7 +208,7 @@ impl Adapter {
         };
         let text = content.text.unwrap_or_default();
         let mentions_bot = bot.is_some_and(|bot| text.contains(&format!("<@{bot}>")));
-        if mentions_bot || !self.is_bot_thread(&channel, &thread) {
+        if mentions_bot || !self.is_bot_thread(team, &channel, &thread).await {
             return;
         }
         if let Some(text) = question_text(Some(&text), bot) {
@@ -218,7 +245,7 @@ impl Adapter {
         let event = ChatEvent::Question {
             origin,
             text,
-            conversation: Some(format!("slack:{team}:{channel}:{thread}")),
+            conversation: Some(conversation_key(team, channel, thread)),
             continues: None,
         };
         if let Some(Handled::Asked { .. }) = self.handle(event).await {
@@ -301,7 +328,7 @@ impl Adapter {
                         ..origin
                     },
                     text: text.to_string(),
-                    conversation: Some(format!("slack:{team}:{channel}:{thread}")),
+                    conversation: Some(conversation_key(team, channel, &thread)),
                     continues: None,
                 };
                 self.gateway.handle(event).await?;
@@ -389,6 +416,11 @@ fn parse_brain(text: &str) -> Result<BrainCommand, String> {
         "usage" => Ok(BrainCommand::Usage),
         _ => Err(BRAIN_HELP.to_string()),
     }
+}
+
+/// The conversation of a Slack thread: the key its turns are stored under.
+fn conversation_key(team: &str, channel: &str, thread: &str) -> String {
+    format!("slack:{team}:{channel}:{thread}")
 }
 
 #[cfg(test)]
