@@ -30,7 +30,7 @@ impl Limits {
 }
 
 /// Room kept for closing a fence that has to be cut (`\n```` `).
-const FENCE_CLOSE: &str = "\n```";
+pub const FENCE_CLOSE: &str = "\n```";
 /// The longest fence opener (`` ```rust ``) repeated when a fence is reopened.
 const MAX_OPENER: usize = 24;
 
@@ -122,6 +122,13 @@ pub fn split_message(text: &str, limits: Limits) -> Vec<String> {
         start = end;
     }
     parts
+}
+
+/// The opener (`` ```rust ``) of the code fence still open at the end of `text`, if any: a
+/// message cut there must close it, and the next reopen it.
+pub fn open_fence(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    fence_state(&chars, 0, chars.len(), None)
 }
 
 /// The fence opener still open after `chars[start..end]`, given the one open at `start`.

@@ -1,7 +1,8 @@
 //! Native streaming of an answer into its thread with `chat.startStream` /
 //! `chat.appendStream` / `chat.stopStream`. The answer's growing text is appended in pieces
 //! at the edit cadence, within the workspace's Tier 2 / Tier 4 budgets; a streamed message
-//! that reaches `STREAM_MAX_CHARS` is stopped and the answer continues in a new one. Where
+//! that reaches `STREAM_MAX_CHARS` is stopped and the answer continues in a new one (a code fence
+//! open at the cut is closed there and reopened in the next). Where
 //! the workspace cannot stream (`chat.startStream` fails: an older plan, `unknown_method`,
 //! `not_allowed`…) that is remembered and answers there are edited with `chat.update`
 //! instead; so is an answer whose stream could not start soon (the Tier 2 budget is spent).
@@ -18,7 +19,7 @@ use super::api::{
 use super::budget::Tier;
 use crate::chat::streamer::StreamOptions;
 use crate::chat::{MessageRef, PlatformError};
-use crate::render::neutralise_mass_mentions;
+use crate::render::{neutralise_mass_mentions, open_fence, FENCE_CLOSE};
 
 /// Most characters in one streamed message (and so in one append).
 const STREAM_MAX_CHARS: usize = 12_000;
@@ -73,7 +74,10 @@ pub(super) async fn stream(
         sent: 0,
         last_write: None,
     };
-    let first: String = ready.chars().take(STREAM_MAX_CHARS).collect();
+    let first: String = ready
+        .chars()
+        .take(STREAM_MAX_CHARS - FENCE_CLOSE.len())
+        .collect();
     match stream.start(&first).await {
         Ok(()) => {}
         Err(Refused::Unsupported(code)) => {
@@ -194,18 +198,23 @@ impl Stream<'_> {
     async fn catch_up(&mut self, ready: &str) -> Result<(), PlatformError> {
         let total = ready.chars().count();
         while self.sent < total {
-            let room = STREAM_MAX_CHARS.saturating_sub(self.current_chars);
+            // Room is kept to close a code fence the cut may land in.
+            let room = (STREAM_MAX_CHARS - FENCE_CLOSE.len()).saturating_sub(self.current_chars);
             if room == 0 {
+                let rollover = Rollover::at(ready, self.sent);
+                if rollover.close {
+                    self.append(FENCE_CLOSE).await?;
+                }
                 self.stop().await?;
-                let piece: String = ready
-                    .chars()
-                    .skip(self.sent)
-                    .take(STREAM_MAX_CHARS)
-                    .collect();
+                let piece = rollover.next_message(ready, self.sent);
                 let (tier2, key) = self.api.budgets.of(Tier::Two, &self.team, &self.channel);
                 tier2.acquire(&key).await;
                 match self.start(&piece).await {
-                    Ok(()) => continue,
+                    Ok(()) => {
+                        // The reopened fence is not part of the answer's text.
+                        self.sent -= rollover.reopen.chars().count();
+                        continue;
+                    }
                     Err(Refused::Unsupported(code)) => {
                         return Err(PlatformError::Other(format!("Slack answered `{code}`")))
                     }
@@ -280,6 +289,42 @@ impl Stream<'_> {
     }
 }
 
+/// Where a streamed message full at `sent` characters of `ready` ends and the next begins: a
+/// code fence open there is closed in this message and reopened, with its language, in the
+/// next, so neither shows half a code block.
+#[derive(Debug, PartialEq, Eq)]
+struct Rollover {
+    /// Close an open fence before stopping this message.
+    close: bool,
+    /// What the next message starts with before the answer goes on (the fence opener).
+    reopen: String,
+}
+
+impl Rollover {
+    fn at(ready: &str, sent: usize) -> Self {
+        let sent_text: String = ready.chars().take(sent).collect();
+        match open_fence(&sent_text) {
+            Some(opener) => Self {
+                close: true,
+                reopen: format!("{opener}\n"),
+            },
+            None => Self {
+                close: false,
+                reopen: String::new(),
+            },
+        }
+    }
+
+    /// The first piece of the next message: the reopened fence, then as much of the rest of
+    /// `ready` as fits with room to close a fence again.
+    fn next_message(&self, ready: &str, sent: usize) -> String {
+        let room = STREAM_MAX_CHARS - FENCE_CLOSE.len() - self.reopen.chars().count();
+        let mut piece = self.reopen.clone();
+        piece.extend(ready.chars().skip(sent).take(room));
+        piece
+    }
+}
+
 /// What of the answer may be streamed now, as Slack markdown: mass mentions neutralised,
 /// links written for markdown, and — until the answer is final — nothing after its last
 /// whitespace, so a word still growing (`<!her`…) is never sent before it can be neutralised.
@@ -344,6 +389,37 @@ mod tests {
         assert_eq!(partial, "hey");
         let whole = streamable("hey <!here> all", false);
         assert!(whole.starts_with(&partial) && !whole.contains("<!here"));
+    }
+
+    #[test]
+    fn a_fence_open_at_a_rollover_is_closed_and_reopened() {
+        let code = format!("Try this:\n```rust\n{}", "let x = 1;\n".repeat(2_000));
+        let sent = STREAM_MAX_CHARS - FENCE_CLOSE.len();
+        let rollover = Rollover::at(&code, sent);
+        assert_eq!(
+            rollover,
+            Rollover {
+                close: true,
+                reopen: "```rust\n".into()
+            }
+        );
+        let next = rollover.next_message(&code, sent);
+        assert!(next.starts_with("```rust\n"), "{}", &next[..20]);
+        assert!(next.chars().count() <= STREAM_MAX_CHARS - FENCE_CLOSE.len());
+        let first: String = code.chars().take(sent).collect::<String>() + FENCE_CLOSE;
+        assert_eq!(
+            open_fence(&first),
+            None,
+            "the first message's fence is closed"
+        );
+
+        let prose = "word ".repeat(3_000);
+        let rollover = Rollover::at(&prose, sent);
+        assert!(!rollover.close && rollover.reopen.is_empty());
+        assert_eq!(
+            rollover.next_message(&prose, sent),
+            prose.chars().skip(sent).take(sent).collect::<String>()
+        );
     }
 
     #[test]
