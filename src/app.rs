@@ -20,7 +20,7 @@ use crate::config::{Config, IndexKind, StoreBackend};
 use crate::housekeeping;
 use crate::http::{self, ApiState};
 use crate::index::embedded::EmbeddedIndex;
-use crate::index::Index;
+use crate::index::{Index, QdrantIndex, QdrantOptions};
 use crate::ingest::chunk::ChunkOptions;
 use crate::ingest::sandbox::Sandbox;
 use crate::ingest::Pipeline;
@@ -223,7 +223,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         log_gateway_state(config);
         if let Some(outlet) = discord_outlet {
             let index = control
-                .block_on(open_index(config, None))
+                .block_on(open_index(config, store.clone(), None))
                 .context("cannot start the gateway role")?;
             let gateway = Gateway {
                 store: store.clone(),
@@ -399,9 +399,11 @@ fn log_gateway_state(config: &Config) {
     }
 }
 
-/// The search index the config names.
+/// The search index the config names. The embedded index lives inside a SQLite store; the
+/// Qdrant index keeps chunks in Qdrant and documents in `store` (SQLite or PostgreSQL).
 pub async fn open_index(
     config: &Config,
+    store: Arc<dyn Store>,
     dimensions: Option<usize>,
 ) -> anyhow::Result<Arc<dyn Index>> {
     match (config.index.kind, config.store.url.backend()) {
@@ -412,10 +414,21 @@ pub async fn open_index(
         )),
         (IndexKind::Embedded, _) => bail!(
             "index.kind = \"embedded\" keeps the index inside a SQLite store; a PostgreSQL store \
-             needs index.kind = \"qdrant\", which this build does not have yet"
+             needs index.kind = \"qdrant\" (with index.qdrant_url and index.collection)"
         ),
         (IndexKind::Qdrant, _) => {
-            bail!("index.kind = \"qdrant\" is not supported by this build yet; use \"embedded\"")
+            let options = QdrantOptions {
+                url: config.index.qdrant_url.clone(),
+                collection: config.index.collection.clone(),
+                dimensions,
+            };
+            let index = QdrantIndex::open(options, store).await.with_context(|| {
+                format!(
+                    "cannot open the Qdrant index (collection `{}` at {})",
+                    config.index.collection, config.index.qdrant_url
+                )
+            })?;
+            Ok(Arc::new(index))
         }
     }
 }
@@ -423,7 +436,8 @@ pub async fn open_index(
 /// The ingest pipeline the config describes.
 pub async fn ingest_pipeline(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Pipeline> {
     let embedder = Embedder::from_config(&config.embeddings)?;
-    let index = open_index(config, embedder.as_ref().map(Embedder::dimensions)).await?;
+    let dimensions = embedder.as_ref().map(Embedder::dimensions);
+    let index = open_index(config, store.clone(), dimensions).await?;
     Ok(Pipeline {
         store,
         index,
@@ -439,7 +453,8 @@ pub async fn ingest_pipeline(config: &Config, store: Arc<dyn Store>) -> anyhow::
 /// What answers questions: the store, the index, and the configured models.
 pub async fn answerer(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Answerer> {
     let embedder = Embedder::from_config(&config.embeddings)?;
-    let index = open_index(config, embedder.as_ref().map(Embedder::dimensions)).await?;
+    let dimensions = embedder.as_ref().map(Embedder::dimensions);
+    let index = open_index(config, store.clone(), dimensions).await?;
     Ok(Answerer {
         store,
         index,
