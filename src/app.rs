@@ -207,6 +207,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         let state = ApiState {
             store: store.clone(),
             metrics: metrics.clone(),
+            index: readiness_index(config, store.clone())?,
         };
         let api = control.spawn(http::serve(listener, state, shutdown.stop_claiming.clone()));
         (Some(api), Some(addr))
@@ -222,8 +223,14 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     if has(Role::Gateway) {
         log_gateway_state(config);
         if let Some(outlet) = discord_outlet {
+            // The gateway only forgets documents, but it opens the index with the embedding
+            // width too: a Qdrant collection it creates must have the dense vector the ingest
+            // role will write.
+            let dimensions = Embedder::from_config(&config.embeddings)?
+                .as_ref()
+                .map(Embedder::dimensions);
             let index = control
-                .block_on(open_index(config, store.clone(), None))
+                .block_on(open_index(config, store.clone(), dimensions))
                 .context("cannot start the gateway role")?;
             let gateway = Gateway {
                 store: store.clone(),
@@ -429,6 +436,28 @@ pub async fn open_index(
                 )
             })?;
             Ok(Arc::new(index))
+        }
+    }
+}
+
+/// The index `/readyz` checks besides the store: Qdrant's client (no request at start, so an
+/// unreachable Qdrant makes the API answer 503 rather than fail to start); none for the
+/// embedded index, which lives in the store.
+fn readiness_index(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<Option<Arc<dyn Index>>> {
+    match config.index.kind {
+        IndexKind::Embedded => Ok(None),
+        IndexKind::Qdrant => {
+            let options = QdrantOptions {
+                url: config.index.qdrant_url.clone(),
+                collection: config.index.collection.clone(),
+                dimensions: None,
+            };
+            let index = QdrantIndex::connect(options, store)
+                .with_context(|| format!("bad index.qdrant_url {}", config.index.qdrant_url))?;
+            Ok(Some(Arc::new(index)))
         }
     }
 }

@@ -109,6 +109,14 @@ impl QdrantIndex {
     /// Connects, and creates the collection and its payload indexes when they are missing (or
     /// checks an existing collection's dense width).
     pub async fn open(options: QdrantOptions, store: Arc<dyn Store>) -> Result<Self, IndexError> {
+        let index = Self::connect(options, store)?;
+        index.prepare().await?;
+        Ok(index)
+    }
+
+    /// A client for the collection without any request yet (gRPC connects lazily): for
+    /// readiness checks, which must answer "unavailable" rather than fail to start.
+    pub fn connect(options: QdrantOptions, store: Arc<dyn Store>) -> Result<Self, IndexError> {
         if options.dimensions == Some(0) {
             return Err(IndexError::DimensionMismatch {
                 expected: 1,
@@ -121,13 +129,11 @@ impl QdrantIndex {
             .skip_compatibility_check()
             .build()
             .map_err(|error| unreachable_or_rejected(&options.url, error))?;
-        let index = Self {
+        Ok(Self {
             client,
             options,
             store,
-        };
-        index.prepare().await?;
-        Ok(index)
+        })
     }
 
     fn error(&self, error: QdrantError) -> IndexError {
@@ -356,6 +362,22 @@ impl Index for QdrantIndex {
     }
 }
 
+/// The version of the Qdrant server at `url`, for `engram doctor`: one health check under
+/// the connect and request timeouts.
+pub async fn server_version(url: &str) -> Result<String, IndexError> {
+    let client = Qdrant::from_url(url)
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .skip_compatibility_check()
+        .build()
+        .map_err(|error| unreachable_or_rejected(url, error))?;
+    let reply = client
+        .health_check()
+        .await
+        .map_err(|error| unreachable_or_rejected(url, error))?;
+    Ok(reply.version)
+}
+
 /// What a search hit cites about the chunk's document.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
@@ -367,10 +389,12 @@ pub struct Source<'a> {
 /// anything else → `Rejected`.
 fn unreachable_or_rejected(url: &str, error: QdrantError) -> IndexError {
     // gRPC codes: CANCELLED 1, UNKNOWN 2 (transport failures), DEADLINE_EXCEEDED 4,
-    // RESOURCE_EXHAUSTED 8, ABORTED 10, UNAVAILABLE 14.
+    // RESOURCE_EXHAUSTED 8, ABORTED 10, UNAVAILABLE 14. The client reports a refused or failed
+    // connection as INTERNAL "Failed to connect to …" (seen against a closed port).
     let transient = match &error {
         QdrantError::ResponseError { status } => {
             matches!(i32::from(status.code()), 1 | 2 | 4 | 8 | 10 | 14)
+                || status.message().starts_with(CONNECT_FAILED)
         }
         QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => true,
         _ => false,
@@ -381,6 +405,9 @@ fn unreachable_or_rejected(url: &str, error: QdrantError) -> IndexError {
         IndexError::Rejected(error.to_string())
     }
 }
+
+/// How qdrant-client's channel pool words a connection failure (an INTERNAL status).
+const CONNECT_FAILED: &str = "Failed to connect to";
 
 fn store_error(error: crate::store::StoreError) -> IndexError {
     if error.is_transient() {
@@ -1166,6 +1193,26 @@ mod tests {
                 .contains("Qdrant at http://q:6334 is unreachable"),
             "{error}"
         );
+        for status in [
+            tonic::Status::unavailable("down"),
+            tonic::Status::deadline_exceeded("slow"),
+            tonic::Status::internal(format!(
+                "{CONNECT_FAILED} http://q:6334/: tcp connect error"
+            )),
+        ] {
+            let error =
+                unreachable_or_rejected("http://q:6334", QdrantError::ResponseError { status });
+            assert!(error.is_transient(), "{error}");
+        }
+        for status in [
+            tonic::Status::invalid_argument("bad filter"),
+            tonic::Status::not_found("no collection"),
+            tonic::Status::internal("a server bug"),
+        ] {
+            let error =
+                unreachable_or_rejected("http://q:6334", QdrantError::ResponseError { status });
+            assert!(matches!(error, IndexError::Rejected(_)), "{error}");
+        }
         let error =
             unreachable_or_rejected("http://q:6334", QdrantError::ConversionError("bad".into()));
         assert!(!error.is_transient());
