@@ -742,3 +742,62 @@ async fn embedded_vector_search_follows_writes() {
 async fn qdrant_vector_search_follows_writes() {
     vector_search_follows_writes(&Fixture::qdrant().await).await;
 }
+
+/// `index.kind` picks the implementation: the embedded index needs a SQLite store (refused on
+/// PostgreSQL, saying what to use instead); Qdrant runs on either store, and an unreachable
+/// Qdrant stops a role at start with a clear, transient error (here a closed local port: no
+/// Qdrant server runs in these tests).
+#[tokio::test]
+async fn open_index_follows_index_kind() {
+    use engram::config::{Config, Sources};
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr")
+    };
+    let config = |pairs: &[(&str, String)]| {
+        Config::load(&Sources {
+            deployed_defaults: None,
+            file: None,
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        })
+        .expect("config")
+    };
+    let fx = Fixture::embedded().await;
+    let postgres = (
+        "ENGRAM__STORE__URL",
+        "postgres://engram@127.0.0.1:1/engram".to_string(),
+    );
+
+    let embedded_on_postgres = config(std::slice::from_ref(&postgres));
+    let error = engram::app::open_index(&embedded_on_postgres, fx.store.clone(), None)
+        .await
+        .expect_err("the embedded index cannot serve a PostgreSQL store");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("needs index.kind = \"qdrant\""),
+        "{message}"
+    );
+
+    let qdrant_on_postgres = config(&[
+        postgres,
+        ("ENGRAM__INDEX__KIND", "qdrant".to_string()),
+        ("ENGRAM__INDEX__QDRANT_URL", format!("http://{closed}")),
+    ]);
+    let error = engram::app::open_index(&qdrant_on_postgres, fx.store.clone(), Some(DIMENSIONS))
+        .await
+        .expect_err("nothing listens there");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("cannot open the Qdrant index"),
+        "{message}"
+    );
+    assert!(message.contains("unreachable"), "{message}");
+    let transient = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<IndexError>())
+        .is_some_and(IndexError::is_transient);
+    assert!(transient, "{message}");
+}
