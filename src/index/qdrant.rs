@@ -70,6 +70,11 @@ pub const UPSERT_BATCH: usize = 64;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Qdrant scores RRF as Σ 1 / (k + rank) with ranks from 0 (its tuning guide: the paper's 60
+/// "maps to k=61"); the embedded fusion counts ranks from 1 with `RRF_K`, so this is one more
+/// and both give the first place 1 / 61.
+const QDRANT_RRF_K: u32 = RRF_K as u32 + 1;
+
 /// Bits of a point id given to the chunk's position: a document may have 2^20 chunks.
 const SLOT_BITS: u32 = 20;
 
@@ -724,7 +729,7 @@ pub fn search_requests(
     }
     let main = main
         .add_prefetch(prefetch(Query::from(vector.clone()), DENSE))
-        .query(Query::new_rrf(RrfBuilder::with_k(RRF_K as u32)))
+        .query(Query::new_rrf(RrfBuilder::with_k(QDRANT_RRF_K)))
         .filter(brain_filter(brain))
         .limit(limit)
         .with_payload(true)
@@ -919,7 +924,10 @@ mod tests {
         assert!(hybrid.main.prefetch.iter().all(|p| p.limit == Some(side)));
         assert_eq!(hybrid.main.limit, Some(5));
         let fusion = format!("{:?}", hybrid.main.query);
-        assert!(fusion.contains("Rrf") && fusion.contains("60"), "{fusion}");
+        assert!(
+            fusion.contains("Rrf") && fusion.contains("k: Some(61)"),
+            "{fusion}"
+        );
         assert_eq!(hybrid.all().len(), 3);
 
         // No searchable word: only the dense prefetch, no keyword side.
