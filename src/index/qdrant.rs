@@ -169,18 +169,22 @@ impl QdrantIndex {
                 }
             }
         }
+        let info = self
+            .client
+            .collection_info(name.as_str())
+            .await
+            .map_err(|e| self.error(e))?
+            .result
+            .ok_or_else(|| {
+                IndexError::Corrupt(format!("Qdrant sent no description of collection `{name}`"))
+            })?;
         if let Some(dimensions) = self.options.dimensions {
-            let info = self
-                .client
-                .collection_info(name.as_str())
-                .await
-                .map_err(|e| self.error(e))?;
             let stored = info
-                .result
-                .and_then(|info| info.config)
-                .and_then(|config| config.params)
-                .and_then(|params| params.vectors_config)
-                .and_then(|config| config.config);
+                .config
+                .as_ref()
+                .and_then(|config| config.params.as_ref())
+                .and_then(|params| params.vectors_config.as_ref())
+                .and_then(|config| config.config.as_ref());
             let stored = match stored {
                 Some(VectorsConfigKind::ParamsMap(map)) => map.map.get(DENSE).map(|p| p.size),
                 _ => None,
@@ -201,8 +205,8 @@ impl QdrantIndex {
                 }
             }
         }
-        // Creating an index that exists with the same schema is accepted by Qdrant.
-        for request in payload_indexes(name) {
+        let existing: Vec<&str> = info.payload_schema.keys().map(String::as_str).collect();
+        for request in missing_payload_indexes(name, &existing) {
             self.client
                 .create_field_index(request)
                 .await
@@ -546,10 +550,13 @@ pub fn create_collection(options: &QdrantOptions) -> CreateCollectionBuilder {
     builder.timeout(REQUEST_TIMEOUT.as_secs())
 }
 
-/// The payload indexes: `brain_id` (keyword, the tenant key) and `document_id` and `slot`
-/// (integers, for deletes).
-pub fn payload_indexes(collection: &str) -> Vec<CreateFieldIndexCollectionBuilder> {
-    vec![
+/// The payload indexes not in `existing` (the collection's indexed fields): `brain_id`
+/// (keyword, the tenant key) and `document_id` and `slot` (integers, for deletes).
+pub fn missing_payload_indexes(
+    collection: &str,
+    existing: &[&str],
+) -> Vec<CreateFieldIndexCollectionBuilder> {
+    let all = [
         CreateFieldIndexCollectionBuilder::new(collection, BRAIN, FieldType::Keyword)
             .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
             .wait(true),
@@ -559,7 +566,13 @@ pub fn payload_indexes(collection: &str) -> Vec<CreateFieldIndexCollectionBuilde
         CreateFieldIndexCollectionBuilder::new(collection, SLOT, FieldType::Integer)
             .field_index_params(IntegerIndexParamsBuilder::new(false, true))
             .wait(true),
-    ]
+    ];
+    [BRAIN, DOCUMENT, SLOT]
+        .into_iter()
+        .zip(all)
+        .filter(|(field, _)| !existing.contains(field))
+        .map(|(_, request)| request)
+        .collect()
 }
 
 /// One point per chunk, in order.
@@ -1129,10 +1142,20 @@ mod tests {
             .vectors_config
             .is_none_or(|c| c.config.is_none()));
 
-        let indexes: Vec<CreateFieldIndexCollection> = payload_indexes("engram_chunks")
+        let indexes: Vec<CreateFieldIndexCollection> =
+            missing_payload_indexes("engram_chunks", &[])
+                .into_iter()
+                .map(CreateFieldIndexCollection::from)
+                .collect();
+        assert_eq!(indexes.len(), 3);
+        assert!(indexes.iter().all(|i| i.collection_name == "engram_chunks"));
+        // Only what is missing is created at start.
+        let missing: Vec<String> = missing_payload_indexes("engram_chunks", &[BRAIN, SLOT])
             .into_iter()
-            .map(CreateFieldIndexCollection::from)
+            .map(|r| CreateFieldIndexCollection::from(r).field_name)
             .collect();
+        assert_eq!(missing, vec![DOCUMENT.to_string()]);
+        assert!(missing_payload_indexes("engram_chunks", &[BRAIN, DOCUMENT, SLOT]).is_empty());
         let brain = indexes
             .iter()
             .find(|i| i.field_name == BRAIN)
