@@ -20,7 +20,7 @@ use crate::config::{Config, IndexKind, SlackMode, StoreBackend};
 use crate::housekeeping;
 use crate::http::{self, ApiState};
 use crate::index::embedded::EmbeddedIndex;
-use crate::index::Index;
+use crate::index::{Index, QdrantIndex, QdrantOptions};
 use crate::ingest::chunk::ChunkOptions;
 use crate::ingest::sandbox::Sandbox;
 use crate::ingest::Pipeline;
@@ -214,8 +214,13 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     });
     let slack_adapter = match slack_transport {
         Some((outlet, api)) => {
+            // As for Discord below: with the embedding width, so a Qdrant collection created
+            // here has the dense vector the ingest role will write.
+            let dimensions = Embedder::from_config(&config.embeddings)?
+                .as_ref()
+                .map(Embedder::dimensions);
             let index = control
-                .block_on(open_index(config, None))
+                .block_on(open_index(config, store.clone(), dimensions))
                 .context("cannot start the Slack adapter")?;
             let gateway = Gateway {
                 store: store.clone(),
@@ -237,6 +242,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         let state = ApiState {
             store: store.clone(),
             metrics: metrics.clone(),
+            index: readiness_index(config, store.clone())?,
         };
         let mut router = http::router(state);
         if let (Some(adapter), SlackMode::Http) = (&slack_adapter, config.slack.mode) {
@@ -266,8 +272,14 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     if has(Role::Gateway) {
         log_gateway_state(config);
         if let Some(outlet) = discord_outlet {
+            // The gateway only forgets documents, but it opens the index with the embedding
+            // width too: a Qdrant collection it creates must have the dense vector the ingest
+            // role will write.
+            let dimensions = Embedder::from_config(&config.embeddings)?
+                .as_ref()
+                .map(Embedder::dimensions);
             let index = control
-                .block_on(open_index(config, None))
+                .block_on(open_index(config, store.clone(), dimensions))
                 .context("cannot start the gateway role")?;
             let gateway = Gateway {
                 store: store.clone(),
@@ -467,9 +479,11 @@ fn check_slack(config: &Config) -> anyhow::Result<()> {
     }
 }
 
-/// The search index the config names.
+/// The search index the config names. The embedded index lives inside a SQLite store; the
+/// Qdrant index keeps chunks in Qdrant and documents in `store` (SQLite or PostgreSQL).
 pub async fn open_index(
     config: &Config,
+    store: Arc<dyn Store>,
     dimensions: Option<usize>,
 ) -> anyhow::Result<Arc<dyn Index>> {
     match (config.index.kind, config.store.url.backend()) {
@@ -480,10 +494,43 @@ pub async fn open_index(
         )),
         (IndexKind::Embedded, _) => bail!(
             "index.kind = \"embedded\" keeps the index inside a SQLite store; a PostgreSQL store \
-             needs index.kind = \"qdrant\", which this build does not have yet"
+             needs index.kind = \"qdrant\" (with index.qdrant_url and index.collection)"
         ),
         (IndexKind::Qdrant, _) => {
-            bail!("index.kind = \"qdrant\" is not supported by this build yet; use \"embedded\"")
+            let options = QdrantOptions {
+                url: config.index.qdrant_url.clone(),
+                collection: config.index.collection.clone(),
+                dimensions,
+            };
+            let index = QdrantIndex::open(options, store).await.with_context(|| {
+                format!(
+                    "cannot open the Qdrant index (collection `{}` at {})",
+                    config.index.collection, config.index.qdrant_url
+                )
+            })?;
+            Ok(Arc::new(index))
+        }
+    }
+}
+
+/// The index `/readyz` checks besides the store: Qdrant's client (no request at start, so an
+/// unreachable Qdrant makes the API answer 503 rather than fail to start); none for the
+/// embedded index, which lives in the store.
+fn readiness_index(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<Option<Arc<dyn Index>>> {
+    match config.index.kind {
+        IndexKind::Embedded => Ok(None),
+        IndexKind::Qdrant => {
+            let options = QdrantOptions {
+                url: config.index.qdrant_url.clone(),
+                collection: config.index.collection.clone(),
+                dimensions: None,
+            };
+            let index = QdrantIndex::connect(options, store)
+                .with_context(|| format!("bad index.qdrant_url {}", config.index.qdrant_url))?;
+            Ok(Some(Arc::new(index)))
         }
     }
 }
@@ -491,7 +538,8 @@ pub async fn open_index(
 /// The ingest pipeline the config describes.
 pub async fn ingest_pipeline(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Pipeline> {
     let embedder = Embedder::from_config(&config.embeddings)?;
-    let index = open_index(config, embedder.as_ref().map(Embedder::dimensions)).await?;
+    let dimensions = embedder.as_ref().map(Embedder::dimensions);
+    let index = open_index(config, store.clone(), dimensions).await?;
     Ok(Pipeline {
         store,
         index,
@@ -507,7 +555,8 @@ pub async fn ingest_pipeline(config: &Config, store: Arc<dyn Store>) -> anyhow::
 /// What answers questions: the store, the index, and the configured models.
 pub async fn answerer(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Answerer> {
     let embedder = Embedder::from_config(&config.embeddings)?;
-    let index = open_index(config, embedder.as_ref().map(Embedder::dimensions)).await?;
+    let dimensions = embedder.as_ref().map(Embedder::dimensions);
+    let index = open_index(config, store.clone(), dimensions).await?;
     Ok(Answerer {
         store,
         index,

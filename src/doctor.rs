@@ -70,14 +70,7 @@ pub async fn run(config: &Config) -> Report {
         ),
     );
     check_store(config, &mut report).await;
-    match config.index.kind {
-        IndexKind::Embedded => report.add("index", Status::Ok, "embedded, inside the store"),
-        IndexKind::Qdrant => report.add(
-            "index",
-            Status::Fail,
-            "index.kind = \"qdrant\" is not supported by this build yet; use \"embedded\"",
-        ),
-    }
+    check_index(config, &mut report).await;
     check_endpoint(
         &mut report,
         "llm",
@@ -297,6 +290,37 @@ async fn check_slack(config: &Config, report: &mut Report) {
             Status::Ok,
             "HTTP mode: requests are verified with slack.signing_secret at /slack/…",
         ),
+    }
+}
+
+async fn check_index(config: &Config, report: &mut Report) {
+    let postgres = config.store.url.backend() == Some(crate::config::StoreBackend::Postgres);
+    match config.index.kind {
+        IndexKind::Embedded if postgres => report.add(
+            "index",
+            Status::Fail,
+            "index.kind = \"embedded\" keeps the index inside a SQLite store; a PostgreSQL \
+             store needs index.kind = \"qdrant\"",
+        ),
+        IndexKind::Embedded => report.add("index", Status::Ok, "embedded, inside the store"),
+        IndexKind::Qdrant => {
+            let url = &config.index.qdrant_url;
+            match crate::index::qdrant::server_version(url).await {
+                Ok(version) => report.add(
+                    "index",
+                    Status::Ok,
+                    format!(
+                        "Qdrant {version} at {url}; collection `{}` (created at start if missing)",
+                        config.index.collection
+                    ),
+                ),
+                Err(error) => report.add(
+                    "index",
+                    Status::Fail,
+                    format!("{error} (check index.qdrant_url; Qdrant's gRPC port is 6334)"),
+                ),
+            }
+        }
     }
 }
 

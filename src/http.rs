@@ -13,16 +13,20 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::index::Index;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
-/// How long a readiness or metrics request may wait for the store.
+/// How long a readiness or metrics request may wait for the store (and for the index).
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    /// An index outside the store (Qdrant), checked by `/readyz`; `None` for the embedded
+    /// index, which is as ready as the store.
+    pub index: Option<Arc<dyn Index>>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -59,13 +63,28 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<ApiState>) -> Response {
     match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Json(json!({ "status": "ready" })).into_response(),
-        Ok(Err(error)) => unavailable(format!("store: {error}")),
-        Err(_) => unavailable(format!(
-            "store: no answer within {} ms",
-            STORE_CHECK_TIMEOUT.as_millis()
-        )),
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return unavailable(format!("store: {error}")),
+        Err(_) => {
+            return unavailable(format!(
+                "store: no answer within {} ms",
+                STORE_CHECK_TIMEOUT.as_millis()
+            ))
+        }
     }
+    if let Some(index) = &state.index {
+        match tokio::time::timeout(STORE_CHECK_TIMEOUT, index.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return unavailable(format!("index: {error}")),
+            Err(_) => {
+                return unavailable(format!(
+                    "index: no answer within {} ms",
+                    STORE_CHECK_TIMEOUT.as_millis()
+                ))
+            }
+        }
+    }
+    Json(json!({ "status": "ready" })).into_response()
 }
 
 fn unavailable(reason: String) -> Response {

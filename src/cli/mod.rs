@@ -6,6 +6,7 @@ mod ask;
 mod ingest;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
@@ -14,7 +15,7 @@ use serde_json::json;
 use crate::app::{self, Role};
 use crate::brain::{BrainName, TenantKey};
 use crate::clock::format_utc;
-use crate::config::{Config, LogFormat, Sources};
+use crate::config::{Config, IndexKind, LogFormat, Sources};
 use crate::doctor;
 use crate::jobs::{Job, JobId, JobState, RetryOutcome};
 use crate::store::Store;
@@ -186,7 +187,7 @@ fn one_shot(config: Config, command: Command) -> anyhow::Result<()> {
             }
             Command::Brain(args) => {
                 let store = app::open_store(&config).await?;
-                brain_command(store.as_ref(), args).await
+                brain_command(&config, store, args).await
             }
             Command::Jobs(args) => {
                 let store = app::open_store(&config).await?;
@@ -201,7 +202,13 @@ fn one_shot(config: Config, command: Command) -> anyhow::Result<()> {
     })
 }
 
-async fn brain_command(store: &dyn Store, args: BrainArgs) -> anyhow::Result<()> {
+async fn brain_command(
+    config: &Config,
+    store: Arc<dyn Store>,
+    args: BrainArgs,
+) -> anyhow::Result<()> {
+    let store_handle = store.clone();
+    let store = store.as_ref();
     let tenant_key = args.tenant;
     match args.command {
         BrainCommand::Create { name } => {
@@ -274,6 +281,14 @@ async fn brain_command(store: &dyn Store, args: BrainArgs) -> anyhow::Result<()>
         BrainCommand::Delete { name } => {
             let brain = find_brain(store, &tenant_key, &name).await?;
             let stats = store.brain_stats(brain.id).await?;
+            if config.index.kind == IndexKind::Qdrant {
+                // Qdrant keeps the chunks outside the store: they go first.
+                let index = app::open_index(config, store_handle, None).await?;
+                index
+                    .forget_brain(brain.id)
+                    .await
+                    .context("cannot remove the brain's chunks from Qdrant; nothing was deleted")?;
+            }
             store.delete_brain(brain.id).await?;
             println!(
                 "deleted brain `{name}` with {} documents and {} chunks",

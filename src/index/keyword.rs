@@ -261,6 +261,35 @@ impl Ord for Ranked {
     }
 }
 
+/// A chunk's weighted term frequencies, exactly as `BrainTerms::add` counts them (heading
+/// occurrences count `HEADING_WEIGHT` times, stopwords left out), in first-seen order, and its
+/// length (the summed token count). The Qdrant index builds its sparse vectors from this so
+/// both implementations split text the same way.
+pub(crate) fn chunk_term_frequencies(
+    heading: Option<&str>,
+    text: &str,
+) -> (Vec<(String, u32)>, u32) {
+    let mut frequencies: Vec<(String, u32)> = Vec::new();
+    let mut positions: HashMap<String, usize> = HashMap::new();
+    let mut length = 0u32;
+    for (part, weight) in [(heading.unwrap_or(""), HEADING_WEIGHT), (text, 1)] {
+        for_each_term(part, |term| {
+            if is_stopword(term) {
+                return;
+            }
+            length += 1;
+            match positions.get(term) {
+                Some(&at) => frequencies[at].1 += weight,
+                None => {
+                    positions.insert(term.to_string(), frequencies.len());
+                    frequencies.push((term.to_string(), weight));
+                }
+            }
+        });
+    }
+    (frequencies, length)
+}
+
 /// The distinct terms of a question, in order.
 pub(crate) fn query_terms(text: &str) -> Vec<String> {
     let mut terms: Vec<String> = Vec::new();
@@ -339,6 +368,34 @@ mod tests {
 
     fn bm25(idf: f32, f: f32, length: f32, average: f32) -> f32 {
         idf * f * (K1 + 1.0) / (f + K1 * (1.0 - B + B * length / average))
+    }
+
+    #[test]
+    fn chunk_frequencies_count_like_the_inverted_index() {
+        let (frequencies, length) =
+            chunk_term_frequencies(Some("Leave > Sick"), "Report SICK leave, the café's rules.");
+        assert_eq!(
+            frequencies,
+            vec![
+                ("leave".to_string(), 3),
+                ("sick".to_string(), 3),
+                ("report".to_string(), 1),
+                ("cafe".to_string(), 1),
+                ("s".to_string(), 1),
+                ("rules".to_string(), 1),
+            ]
+        );
+        // The same length `BrainTerms::add` records for the chunk.
+        let terms = brain(&[(
+            1,
+            Some("Leave > Sick"),
+            "Report SICK leave, the café's rules.",
+        )]);
+        assert_eq!(terms.lengths, vec![length]);
+        // Every question term is spelled as the chunk's.
+        for term in query_terms("sick CAFÉ rules?") {
+            assert!(frequencies.iter().any(|(t, _)| *t == term), "{term}");
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The search index: the `Index` trait (write a document's chunks, forget them, search one
-//! brain) and its embedded implementation on SQLite (FTS5 + sqlite-vec, with in-memory keyword
-//! and vector caches). The only module that knows FTS5, sqlite-vec or Qdrant.
+//! brain) and its implementations: embedded on SQLite (FTS5 + sqlite-vec, with in-memory keyword
+//! and vector caches) and Qdrant (`qdrant`). The only module that knows FTS5, sqlite-vec or
+//! Qdrant.
 
 mod cache;
 pub mod embedded;
 mod keyword;
+pub mod qdrant;
 
 use async_trait::async_trait;
 
@@ -12,6 +14,7 @@ use crate::brain::BrainId;
 use crate::ingest::chunk::ChunkDraft;
 
 pub use embedded::EmbeddedIndex;
+pub use qdrant::{QdrantIndex, QdrantOptions};
 
 /// Store id of a document (a row of `documents`); the index writes its chunks under it.
 pub use crate::brain::DocumentId;
@@ -77,6 +80,8 @@ pub enum IndexError {
     Corrupt(String),
     #[error("index database error: {0}")]
     Database(sqlx::Error),
+    #[error("the index refused the request: {0}")]
+    Rejected(String),
 }
 
 impl IndexError {
@@ -120,6 +125,16 @@ pub trait Index: Send + Sync + std::fmt::Debug {
         brain: BrainId,
         query: &SearchQuery,
     ) -> Result<Vec<SearchHit>, IndexError>;
+    /// Removes every chunk of a brain about to be deleted from the store. An index inside the
+    /// store has nothing to do: deleting the brain deletes its chunks with it.
+    async fn forget_brain(&self, _brain: BrainId) -> Result<(), IndexError> {
+        Ok(())
+    }
+    /// Whether the index answers, for readiness checks; an index inside the store is as ready
+    /// as the store.
+    async fn ping(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
 }
 
 /// The reciprocal-rank-fusion constant: dampens the weight of top ranks so that agreement

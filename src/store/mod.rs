@@ -207,6 +207,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_document_job(&self, id: DocumentId, job: JobId) -> StoreResult<()>;
     /// Marks a document failed with a reason a person can act on (unless it is indexed).
     async fn fail_document(&self, id: DocumentId, error: &str) -> StoreResult<()>;
+    /// Marks a document of `brain` indexed with its counts; `false` if it is not that brain's.
+    /// For an index that keeps chunks outside the store (Qdrant); the embedded index does this
+    /// in its own transaction.
+    async fn mark_document_indexed(
+        &self,
+        brain: BrainId,
+        id: DocumentId,
+        counts: IndexedCounts,
+    ) -> StoreResult<bool>;
+    /// Deletes a document of `brain` (and any chunk rows it has); `false` if there was none.
+    async fn delete_document(&self, brain: BrainId, id: DocumentId) -> StoreResult<bool>;
     /// Keeps a file's bytes until its documents are ingested.
     async fn put_file(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
     async fn file(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
@@ -281,6 +292,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn next_due(&self, kind: JobKind) -> StoreResult<Option<i64>>;
     /// Notified whenever a job may have become claimable.
     fn wakeups(&self) -> Arc<Notify>;
+}
+
+/// What `Store::mark_document_indexed` records about an indexed document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexedCounts {
+    pub pages: u32,
+    pub ocr_pages: u32,
+    pub chunks: u32,
 }
 
 /// Opens the store a config names, creating the SQLite file and its folder if needed.

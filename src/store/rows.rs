@@ -460,6 +460,36 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn mark_document_indexed(
+                &self,
+                brain: BrainId,
+                id: DocumentId,
+                counts: $crate::store::IndexedCounts,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE documents SET status = 'indexed', pages = $1, ocr_pages = $2, \
+                     chunks = $3, error = NULL, updated_at = $4 WHERE id = $5 AND brain_id = $6",
+                )
+                .bind(i64::from(counts.pages))
+                .bind(i64::from(counts.ocr_pages))
+                .bind(i64::from(counts.chunks))
+                .bind(now_ms())
+                .bind(id.0)
+                .bind(brain.0)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_document(&self, brain: BrainId, id: DocumentId) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM documents WHERE id = $1 AND brain_id = $2")
+                    .bind(id.0)
+                    .bind(brain.0)
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn put_file(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO files (sha256, size, bytes, created_at) VALUES ($1, $2, $3, $4) \

@@ -1,6 +1,7 @@
 //! The index contract: functions over `Arc<dyn Index>` and a small fixture, run here against
-//! the embedded index (FTS5 + sqlite-vec) on a real, migrated SQLite store, so another
-//! implementation can run the same suite with its own fixture.
+//! the embedded index (FTS5 + sqlite-vec) on a real, migrated SQLite store, and against a real
+//! Qdrant server (with the same SQLite store for documents) when the tests were built and run
+//! with `ENGRAM_TEST_QDRANT_URL` set (see build.rs): without it no Qdrant test exists.
 
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ const DIMENSIONS: usize = 384;
 /// document API is not used so the contract depends only on the schema).
 struct Fixture {
     index: Arc<dyn Index>,
+    /// The same index when it is Qdrant: its points are counted instead of SQLite rows.
+    #[cfg(engram_qdrant)]
+    qdrant: Option<Arc<engram::index::QdrantIndex>>,
     store: Arc<dyn Store>,
     db: sqlx::SqlitePool,
     url: String,
@@ -38,11 +42,73 @@ impl Fixture {
         let db = sqlx::SqlitePool::connect(&url).await.expect("test pool");
         Self {
             index: Arc::new(index),
+            #[cfg(engram_qdrant)]
+            qdrant: None,
             store,
             db,
             url,
             _dir: dir,
         }
+    }
+
+    /// The Qdrant index at `ENGRAM_TEST_QDRANT_URL`, in a fresh collection, over a fresh SQLite
+    /// store for the documents' rows. Fails (never skips) when Qdrant cannot be reached.
+    #[cfg(engram_qdrant)]
+    async fn qdrant() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let qdrant_url = std::env::var("ENGRAM_TEST_QDRANT_URL").expect(
+            "the Qdrant tests were built with ENGRAM_TEST_QDRANT_URL set; set it to run them",
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/engram.db", dir.path().display());
+        let config = store_config(&url);
+        let store = store::open(&config).await.expect("open SQLite store");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let collection = format!(
+            "engram_test_{}_{nanos}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let index = engram::index::QdrantIndex::open(
+            engram::index::QdrantOptions {
+                url: qdrant_url,
+                collection,
+                dimensions: Some(DIMENSIONS),
+            },
+            store.clone(),
+        )
+        .await
+        .expect("open the Qdrant index at ENGRAM_TEST_QDRANT_URL");
+        let index = Arc::new(index);
+        let db = sqlx::SqlitePool::connect(&url).await.expect("test pool");
+        Self {
+            index: index.clone(),
+            qdrant: Some(index),
+            store,
+            db,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Points (Qdrant) of a document of `brain`, when the index is Qdrant.
+    #[cfg(engram_qdrant)]
+    async fn points(&self, brain: BrainId, document: DocumentId) -> Option<i64> {
+        let qdrant = self.qdrant.as_ref()?;
+        let count = qdrant
+            .count_points(brain, document)
+            .await
+            .expect("count points");
+        Some(i64::try_from(count).expect("count"))
+    }
+
+    #[cfg(not(engram_qdrant))]
+    async fn points(&self, _brain: BrainId, _document: DocumentId) -> Option<i64> {
+        None
     }
 
     async fn brain(&self, name: &str) -> BrainId {
@@ -75,24 +141,33 @@ impl Fixture {
         DocumentId(id)
     }
 
-    /// `(status, chunks column, chunk rows)` of a document, `None` when the row is gone.
+    /// `(status, chunks column, chunk rows)` of a document, `None` when the row is gone. With
+    /// Qdrant the chunks are points, counted instead of rows.
     async fn document_state(&self, document: DocumentId) -> Option<(String, i64, i64)> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, chunks FROM documents WHERE id = $1")
+        let row: Option<(String, i64, i64)> =
+            sqlx::query_as("SELECT status, chunks, brain_id FROM documents WHERE id = $1")
                 .bind(document.0)
                 .fetch_optional(&self.db)
                 .await
                 .expect("document state");
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE document_id = $1")
-            .bind(document.0)
-            .fetch_one(&self.db)
-            .await
-            .expect("chunk count");
-        row.map(|(status, chunks)| (status, chunks, rows))
+        let (status, chunks, brain) = row?;
+        let rows = match self.points(BrainId(brain), document).await {
+            Some(points) => points,
+            None => sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE document_id = $1")
+                .bind(document.0)
+                .fetch_one(&self.db)
+                .await
+                .expect("chunk count"),
+        };
+        Some((status, chunks, rows))
     }
 
-    /// Rows left in the index's own tables for chunks that no longer exist or for a document.
-    async fn index_rows(&self, document: DocumentId) -> i64 {
+    /// Rows left in the index's own tables (points, with Qdrant) for a document of `brain`, and
+    /// for chunks that no longer exist.
+    async fn index_rows(&self, brain: BrainId, document: DocumentId) -> i64 {
+        if let Some(points) = self.points(brain, document).await {
+            return points;
+        }
         let vectors: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM chunk_vectors WHERE chunk_id IN \
              (SELECT id FROM chunks WHERE document_id = $1)",
@@ -360,7 +435,7 @@ async fn reindexing_replaces_the_chunks(fx: &Fixture) {
         fx.document_state(document).await,
         Some(("indexed".to_string(), 2, 2))
     );
-    assert_eq!(fx.index_rows(document).await, 2);
+    assert_eq!(fx.index_rows(brain, document).await, 2);
 }
 
 async fn forgetting_removes_everything(fx: &Fixture) {
@@ -379,7 +454,7 @@ async fn forgetting_removes_everything(fx: &Fixture) {
         .await
         .expect("forget");
     assert_eq!(fx.document_state(document).await, None);
-    assert_eq!(fx.index_rows(document).await, 0);
+    assert_eq!(fx.index_rows(brain, document).await, 0);
     assert!(search(&fx.index, brain, &keyword("sick receipts password"))
         .await
         .is_empty());
@@ -541,6 +616,8 @@ macro_rules! index_contract {
 }
 
 index_contract!(embedded, Fixture::embedded().await);
+#[cfg(engram_qdrant)]
+index_contract!(qdrant, Fixture::qdrant().await);
 
 /// Deleting a brain through the store (a cascade the index does not see) leaves nothing
 /// searchable, and the index reopens cleanly afterwards.
@@ -658,4 +735,69 @@ async fn vector_search_follows_writes(fx: &Fixture) {
 #[tokio::test]
 async fn embedded_vector_search_follows_writes() {
     vector_search_follows_writes(&Fixture::embedded().await).await;
+}
+
+#[cfg(engram_qdrant)]
+#[tokio::test]
+async fn qdrant_vector_search_follows_writes() {
+    vector_search_follows_writes(&Fixture::qdrant().await).await;
+}
+
+/// `index.kind` picks the implementation: the embedded index needs a SQLite store (refused on
+/// PostgreSQL, saying what to use instead); Qdrant runs on either store, and an unreachable
+/// Qdrant stops a role at start with a clear, transient error (here a closed local port: no
+/// Qdrant server runs in these tests).
+#[tokio::test]
+async fn open_index_follows_index_kind() {
+    use engram::config::{Config, Sources};
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr")
+    };
+    let config = |pairs: &[(&str, String)]| {
+        Config::load(&Sources {
+            deployed_defaults: None,
+            file: None,
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        })
+        .expect("config")
+    };
+    let fx = Fixture::embedded().await;
+    let postgres = (
+        "ENGRAM__STORE__URL",
+        "postgres://engram@127.0.0.1:1/engram".to_string(),
+    );
+
+    let embedded_on_postgres = config(std::slice::from_ref(&postgres));
+    let error = engram::app::open_index(&embedded_on_postgres, fx.store.clone(), None)
+        .await
+        .expect_err("the embedded index cannot serve a PostgreSQL store");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("needs index.kind = \"qdrant\""),
+        "{message}"
+    );
+
+    let qdrant_on_postgres = config(&[
+        postgres,
+        ("ENGRAM__INDEX__KIND", "qdrant".to_string()),
+        ("ENGRAM__INDEX__QDRANT_URL", format!("http://{closed}")),
+    ]);
+    let error = engram::app::open_index(&qdrant_on_postgres, fx.store.clone(), Some(DIMENSIONS))
+        .await
+        .expect_err("nothing listens there");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("cannot open the Qdrant index"),
+        "{message}"
+    );
+    assert!(message.contains("unreachable"), "{message}");
+    let transient = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<IndexError>())
+        .is_some_and(IndexError::is_transient);
+    assert!(transient, "{message}");
 }

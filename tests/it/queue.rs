@@ -57,6 +57,7 @@ contract_tests!(
     a_platform_event_is_acted_on_once,
     answer_messages_map_to_their_conversation_per_tenant_and_channel,
     pruning_deletes_only_what_is_no_longer_needed,
+    documents_are_marked_indexed_and_deleted_only_in_their_brain,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -891,4 +892,63 @@ async fn pruning_deletes_only_what_is_no_longer_needed(store: Arc<dyn Store>) {
         [brain.id],
         "knowledge is never pruned"
     );
+}
+
+/// What an index that keeps chunks outside the store (Qdrant) asks of it: mark a document of a
+/// brain indexed, delete it — never another brain's.
+async fn documents_are_marked_indexed_and_deleted_only_in_their_brain(store: Arc<dyn Store>) {
+    use engram::brain::{AddedDocument, DocumentStatus, NewDocument};
+    use engram::store::IndexedCounts;
+    let acme = tenant(&store, "discord:1001").await;
+    let mine = store
+        .create_brain(acme, &BrainName::parse("mine").unwrap())
+        .await
+        .unwrap()
+        .id;
+    let other = store
+        .create_brain(acme, &BrainName::parse("other").unwrap())
+        .await
+        .unwrap()
+        .id;
+    let added = store
+        .add_document(&NewDocument {
+            brain: mine,
+            sha256: "ab".repeat(32),
+            file_name: "notes.md".to_string(),
+            source_link: None,
+        })
+        .await
+        .unwrap();
+    let AddedDocument::Pending(document) = added else {
+        panic!("a new document is pending: {added:?}");
+    };
+    let counts = IndexedCounts {
+        pages: 3,
+        ocr_pages: 1,
+        chunks: 7,
+    };
+    assert!(!store
+        .mark_document_indexed(other, document.id, counts)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.document(document.id).await.unwrap().unwrap().status,
+        DocumentStatus::Pending
+    );
+    assert!(store
+        .mark_document_indexed(mine, document.id, counts)
+        .await
+        .unwrap());
+    let indexed = store.document(document.id).await.unwrap().unwrap();
+    assert_eq!(indexed.status, DocumentStatus::Indexed);
+    assert_eq!(
+        (indexed.pages, indexed.ocr_pages, indexed.chunks),
+        (3, 1, 7)
+    );
+
+    assert!(!store.delete_document(other, document.id).await.unwrap());
+    assert!(store.document(document.id).await.unwrap().is_some());
+    assert!(store.delete_document(mine, document.id).await.unwrap());
+    assert!(store.document(document.id).await.unwrap().is_none());
+    assert!(!store.delete_document(mine, document.id).await.unwrap());
 }

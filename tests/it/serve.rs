@@ -132,6 +132,7 @@ async fn readyz_is_503_with_a_reason_when_the_store_is_gone() {
     let state = ApiState {
         store: db.store(),
         metrics: Arc::new(Metrics::default()),
+        index: None,
     };
     let server = tokio::spawn(http::serve(listener, state, stop.clone()));
 
@@ -156,6 +157,45 @@ async fn readyz_is_503_with_a_reason_when_the_store_is_gone() {
     assert_eq!(status, 200);
     assert!(body.contains("engram_store_up 0"), "{body}");
 
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
+/// With a Qdrant index configured, `/readyz` also asks Qdrant, and says so when it cannot be
+/// reached (here: a closed local port; no Qdrant server runs in these tests).
+#[tokio::test]
+async fn readyz_is_503_with_a_reason_when_qdrant_is_unreachable() {
+    let db = TestDb::sqlite().await;
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let index = engram::index::QdrantIndex::connect(
+        engram::index::QdrantOptions {
+            url: format!("http://{closed}"),
+            collection: "engram_chunks".to_string(),
+            dimensions: None,
+        },
+        db.store(),
+    )
+    .expect("a lazy client");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let state = ApiState {
+        store: db.store(),
+        metrics: Arc::new(Metrics::default()),
+        index: Some(Arc::new(index)),
+    };
+    let server = tokio::spawn(http::serve(listener, state, stop.clone()));
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
+    let reason: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let reason = reason["reason"].as_str().unwrap();
+    assert!(reason.starts_with("index:"), "{body}");
+    assert!(reason.contains("unreachable"), "{body}");
     stop.cancel();
     server.await.unwrap().unwrap();
 }

@@ -1,0 +1,1266 @@
+//! The Qdrant index: every brain's chunks as points of one collection (`index.collection`),
+//! for deployments whose store is PostgreSQL.
+//!
+//! Each point holds one chunk: a named dense vector (`dense`, cosine, `embeddings.dimensions`
+//! wide, when embeddings are on) and a named sparse vector (`keywords`) whose Qdrant IDF modifier
+//! turns it into BM25-style keyword scoring. Sparse terms are split exactly as the embedded
+//! index splits them (`keyword::chunk_term_frequencies`, `keyword::query_terms`); a term's id is
+//! a stable 32-bit FNV-1a hash of its text and its value the BM25 term-frequency factor of the
+//! chunk. The payload carries what a search hit cites (text, heading, page, file name, source
+//! link) and `brain_id`, a keyword payload index marked as the tenant key: every query and
+//! every delete is filtered by it, and the brain comes by signature.
+//!
+//! Point ids are deterministic (`point_id`: the document id and the chunk's position), so
+//! re-indexing a document overwrites its points; points past its new chunk count are deleted
+//! afterwards. The store stays the source of truth for documents: `index_document` checks the
+//! document belongs to the brain and marks it indexed there; `forget_document` deletes the
+//! points and then the row. The two are not one transaction: a failure in between leaves the
+//! job to be retried, and both steps are idempotent.
+//!
+//! Requests are built by pure functions (unit-tested below without a server); the I/O methods
+//! only send them, each under the client's timeout. "Qdrant unreachable" (connection refused,
+//! deadline exceeded, overloaded) becomes the transient `IndexError::Unavailable`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use qdrant_client::qdrant::point_id::PointIdOptions;
+use qdrant_client::qdrant::value::Kind;
+use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
+use qdrant_client::qdrant::{
+    Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
+    DeletePointsBuilder, Distance, FieldType, Filter, IntegerIndexParamsBuilder,
+    KeywordIndexParamsBuilder, Modifier, NamedVectors, PointStruct, PrefetchQueryBuilder, Query,
+    QueryBatchPointsBuilder, QueryPoints, QueryPointsBuilder, Range, RrfBuilder, ScoredPoint,
+    SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Value, Vector,
+    VectorParamsBuilder, VectorsConfigBuilder,
+};
+use qdrant_client::{Payload, Qdrant, QdrantError};
+
+use super::keyword::{chunk_term_frequencies, query_terms};
+use super::{candidates_per_side, DocumentId, Index, IndexError, IndexedDocument, SearchHit};
+use super::{SearchQuery, RRF_K};
+use crate::brain::BrainId;
+use crate::ingest::chunk::ChunkDraft;
+use crate::store::{IndexedCounts, Store};
+
+/// Name of the dense (embedding) vector of every point.
+pub const DENSE: &str = "dense";
+/// Name of the sparse (keyword) vector of every point.
+pub const SPARSE: &str = "keywords";
+
+/// Payload keys.
+const BRAIN: &str = "brain_id";
+const DOCUMENT: &str = "document_id";
+/// The chunk's position in its document (0-based), the low bits of its point id.
+const SLOT: &str = "slot";
+const ORDINAL: &str = "ordinal";
+const PAGE: &str = "page";
+const HEADING: &str = "heading";
+const TEXT: &str = "text";
+const FILE_NAME: &str = "file_name";
+const SOURCE_LINK: &str = "source_link";
+
+/// Points per upsert request: a few hundred KB of text and vectors at 384–1536 dimensions.
+pub const UPSERT_BATCH: usize = 64;
+
+/// Every request's deadline (the client's timeout), and how long connecting may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Qdrant scores RRF as Σ 1 / (k + rank) with ranks from 0 (its tuning guide: the paper's 60
+/// "maps to k=61"); the embedded fusion counts ranks from 1 with `RRF_K`, so this is one more
+/// and both give the first place 1 / 61.
+const QDRANT_RRF_K: u32 = RRF_K as u32 + 1;
+
+/// Bits of a point id given to the chunk's position: a document may have 2^20 chunks.
+const SLOT_BITS: u32 = 20;
+
+/// BM25 term-frequency saturation and length normalisation, as the embedded index uses them;
+/// Qdrant's IDF modifier supplies the IDF factor at query time.
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+/// The average chunk length (terms) the length normalisation assumes: Qdrant keeps no
+/// per-brain average, and chunks are cut to a similar size (`ingest.chunk_tokens`).
+const AVERAGE_LENGTH: f32 = 150.0;
+
+/// Where the collection lives and how it is shaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QdrantOptions {
+    pub url: String,
+    pub collection: String,
+    /// Dense vector width; `None` without embeddings (keyword search only).
+    pub dimensions: Option<usize>,
+}
+
+/// The `Index` over a Qdrant collection; documents' rows stay in `store`.
+pub struct QdrantIndex {
+    client: Qdrant,
+    options: QdrantOptions,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for QdrantIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QdrantIndex")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QdrantIndex {
+    /// Connects, and creates the collection and its payload indexes when they are missing (or
+    /// checks an existing collection's dense width).
+    pub async fn open(options: QdrantOptions, store: Arc<dyn Store>) -> Result<Self, IndexError> {
+        let index = Self::connect(options, store)?;
+        index.prepare().await?;
+        Ok(index)
+    }
+
+    /// A client for the collection without any request yet (gRPC connects lazily): for
+    /// readiness checks, which must answer "unavailable" rather than fail to start.
+    pub fn connect(options: QdrantOptions, store: Arc<dyn Store>) -> Result<Self, IndexError> {
+        if options.dimensions == Some(0) {
+            return Err(IndexError::DimensionMismatch {
+                expected: 1,
+                got: 0,
+            });
+        }
+        let client = Qdrant::from_url(&options.url)
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .skip_compatibility_check()
+            .build()
+            .map_err(|error| unreachable_or_rejected(&options.url, error))?;
+        Ok(Self {
+            client,
+            options,
+            store,
+        })
+    }
+
+    fn error(&self, error: QdrantError) -> IndexError {
+        unreachable_or_rejected(&self.options.url, error)
+    }
+
+    async fn prepare(&self) -> Result<(), IndexError> {
+        let name = &self.options.collection;
+        let exists = self
+            .client
+            .collection_exists(name.as_str())
+            .await
+            .map_err(|e| self.error(e))?;
+        if !exists {
+            if let Err(error) = self
+                .client
+                .create_collection(create_collection(&self.options))
+                .await
+            {
+                // Another process may have created it meanwhile.
+                let exists = self
+                    .client
+                    .collection_exists(name.as_str())
+                    .await
+                    .map_err(|e| self.error(e))?;
+                if !exists {
+                    return Err(self.error(error));
+                }
+            }
+        }
+        let info = self
+            .client
+            .collection_info(name.as_str())
+            .await
+            .map_err(|e| self.error(e))?
+            .result
+            .ok_or_else(|| {
+                IndexError::Corrupt(format!("Qdrant sent no description of collection `{name}`"))
+            })?;
+        if let Some(dimensions) = self.options.dimensions {
+            let stored = info
+                .config
+                .as_ref()
+                .and_then(|config| config.params.as_ref())
+                .and_then(|params| params.vectors_config.as_ref())
+                .and_then(|config| config.config.as_ref());
+            let stored = match stored {
+                Some(VectorsConfigKind::ParamsMap(map)) => map.map.get(DENSE).map(|p| p.size),
+                _ => None,
+            };
+            match stored.and_then(|size| usize::try_from(size).ok()) {
+                Some(size) if size == dimensions => {}
+                Some(size) => {
+                    return Err(IndexError::DimensionMismatch {
+                        expected: size,
+                        got: dimensions,
+                    })
+                }
+                None => {
+                    return Err(IndexError::Corrupt(format!(
+                        "the Qdrant collection `{name}` has no `{DENSE}` vector; it was created \
+                         without embeddings: re-index into a new collection"
+                    )))
+                }
+            }
+        }
+        let existing: Vec<&str> = info.payload_schema.keys().map(String::as_str).collect();
+        for request in missing_payload_indexes(name, &existing) {
+            self.client
+                .create_field_index(request)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Points of a document in the collection (for tests and diagnostics).
+    pub async fn count_points(
+        &self,
+        brain: BrainId,
+        document: DocumentId,
+    ) -> Result<u64, IndexError> {
+        let response = self
+            .client
+            .count(
+                CountPointsBuilder::new(self.options.collection.as_str())
+                    .filter(document_filter(brain, document))
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(response.result.map_or(0, |r| r.count))
+    }
+
+    fn check_vector(&self, vector: &[f32]) -> Result<(), IndexError> {
+        let expected = self.options.dimensions.ok_or(IndexError::VectorsDisabled)?;
+        if vector.len() != expected {
+            return Err(IndexError::DimensionMismatch {
+                expected,
+                got: vector.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Index for QdrantIndex {
+    async fn index_document(&self, document: IndexedDocument<'_>) -> Result<(), IndexError> {
+        if let Some(vectors) = document.vectors {
+            if vectors.len() != document.chunks.len() {
+                return Err(IndexError::VectorCount {
+                    chunks: document.chunks.len(),
+                    vectors: vectors.len(),
+                });
+            }
+            for vector in vectors {
+                self.check_vector(vector)?;
+            }
+        }
+        let row = self
+            .store
+            .document(document.document)
+            .await
+            .map_err(store_error)?
+            .filter(|row| row.brain == document.brain)
+            .ok_or(IndexError::UnknownDocument {
+                brain: document.brain,
+                document: document.document.0,
+            })?;
+        let source = Source {
+            file_name: &row.file_name,
+            source_link: row.source_link.as_deref(),
+        };
+        let points = points(&document, &source)?;
+        let collection = self.options.collection.as_str();
+        for batch in batches(points) {
+            self.client
+                .upsert_points(UpsertPointsBuilder::new(collection, batch).wait(true))
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        self.client
+            .delete_points(
+                DeletePointsBuilder::new(collection)
+                    .points(stale_filter(
+                        document.brain,
+                        document.document,
+                        document.chunks.len(),
+                    ))
+                    .wait(true),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        let counts = IndexedCounts {
+            pages: document.pages,
+            ocr_pages: document.ocr_pages,
+            chunks: u32::try_from(document.chunks.len()).unwrap_or(u32::MAX),
+        };
+        let marked = self
+            .store
+            .mark_document_indexed(document.brain, document.document, counts)
+            .await
+            .map_err(store_error)?;
+        if !marked {
+            return Err(IndexError::UnknownDocument {
+                brain: document.brain,
+                document: document.document.0,
+            });
+        }
+        Ok(())
+    }
+
+    async fn forget_document(
+        &self,
+        brain: BrainId,
+        document: DocumentId,
+    ) -> Result<(), IndexError> {
+        // The filter names the brain, so another brain's document is never touched; points
+        // are deleted even when the row is already gone (a crash between the two steps).
+        self.client
+            .delete_points(
+                DeletePointsBuilder::new(self.options.collection.as_str())
+                    .points(document_filter(brain, document))
+                    .wait(true),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        self.store
+            .delete_document(brain, document)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn forget_brain(&self, brain: BrainId) -> Result<(), IndexError> {
+        // Before the brain's row goes: a store that reuses ids must not hand a new brain the
+        // old one's points.
+        self.client
+            .delete_points(
+                DeletePointsBuilder::new(self.options.collection.as_str())
+                    .points(brain_filter(brain))
+                    .wait(true),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn search(
+        &self,
+        brain: BrainId,
+        query: &SearchQuery,
+    ) -> Result<Vec<SearchHit>, IndexError> {
+        if let Some(vector) = &query.vector {
+            self.check_vector(vector)?;
+        }
+        let Some(requests) = search_requests(&self.options.collection, brain, query) else {
+            return Ok(Vec::new());
+        };
+        let response = self
+            .client
+            .query_batch(QueryBatchPointsBuilder::new(
+                self.options.collection.as_str(),
+                requests.all(),
+            ))
+            .await
+            .map_err(|e| self.error(e))?;
+        let results = response
+            .result
+            .into_iter()
+            .map(|batch| batch.result)
+            .collect();
+        let (main, keyword_side, vector_side) = requests.split(results);
+        hits(brain, main, &keyword_side, &vector_side, requests.hybrid())
+    }
+
+    async fn ping(&self) -> Result<(), IndexError> {
+        self.client
+            .health_check()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// The version of the Qdrant server at `url`, for `engram doctor`: one health check under
+/// the connect and request timeouts.
+pub async fn server_version(url: &str) -> Result<String, IndexError> {
+    let client = Qdrant::from_url(url)
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .skip_compatibility_check()
+        .build()
+        .map_err(|error| unreachable_or_rejected(url, error))?;
+    let reply = client
+        .health_check()
+        .await
+        .map_err(|error| unreachable_or_rejected(url, error))?;
+    Ok(reply.version)
+}
+
+/// What a search hit cites about the chunk's document.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub file_name: &'a str,
+    pub source_link: Option<&'a str>,
+}
+
+/// Maps a client error: unreachable, timed out or overloaded → transient `Unavailable`;
+/// anything else → `Rejected`.
+fn unreachable_or_rejected(url: &str, error: QdrantError) -> IndexError {
+    // gRPC codes: CANCELLED 1, UNKNOWN 2 (transport failures), DEADLINE_EXCEEDED 4,
+    // RESOURCE_EXHAUSTED 8, ABORTED 10, UNAVAILABLE 14. The client reports a refused or failed
+    // connection as INTERNAL "Failed to connect to …" (seen against a closed port).
+    let transient = match &error {
+        QdrantError::ResponseError { status } => {
+            matches!(i32::from(status.code()), 1 | 2 | 4 | 8 | 10 | 14)
+                || status.message().starts_with(CONNECT_FAILED)
+        }
+        QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => true,
+        _ => false,
+    };
+    if transient {
+        IndexError::Unavailable(format!("Qdrant at {url} is unreachable: {error}"))
+    } else {
+        IndexError::Rejected(error.to_string())
+    }
+}
+
+/// How qdrant-client's channel pool words a connection failure (an INTERNAL status).
+const CONNECT_FAILED: &str = "Failed to connect to";
+
+fn store_error(error: crate::store::StoreError) -> IndexError {
+    if error.is_transient() {
+        IndexError::Unavailable(error.to_string())
+    } else {
+        IndexError::Corrupt(format!("store: {error}"))
+    }
+}
+
+/// The point id of the chunk at `slot` (0-based position) of `document`: the document id in
+/// the high bits, the slot in the low `SLOT_BITS`. The same document and position always give
+/// the same id, so re-indexing overwrites. Also the hit's `chunk_id`.
+pub fn point_id(document: DocumentId, slot: usize) -> Result<u64, IndexError> {
+    let slot = u64::try_from(slot)
+        .ok()
+        .filter(|slot| *slot < 1 << SLOT_BITS)
+        .ok_or_else(|| {
+            IndexError::Corrupt(format!(
+                "a document may have at most {} chunks",
+                1u64 << SLOT_BITS
+            ))
+        })?;
+    let document = u64::try_from(document.0)
+        .ok()
+        .filter(|id| *id < 1 << (63 - SLOT_BITS))
+        .ok_or_else(|| IndexError::Corrupt(format!("document id {} out of range", document.0)))?;
+    Ok(document << SLOT_BITS | slot)
+}
+
+/// A term's sparse index: 32-bit FNV-1a of its UTF-8 bytes (stable across processes, versions
+/// and machines, unlike `std`'s hasher).
+pub fn term_id(term: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in term.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+/// A chunk's sparse vector: `(term id, BM25 term-frequency factor)`, sorted by id; terms whose
+/// hashes collide are summed.
+pub fn chunk_sparse(heading: Option<&str>, text: &str) -> Vec<(u32, f32)> {
+    let (frequencies, length) = chunk_term_frequencies(heading, text);
+    let norm = K1 * (1.0 - B + B * length as f32 / AVERAGE_LENGTH);
+    let mut vector: Vec<(u32, f32)> = frequencies
+        .into_iter()
+        .map(|(term, f)| {
+            let f = f as f32;
+            (term_id(&term), f * (K1 + 1.0) / (f + norm))
+        })
+        .collect();
+    merge(&mut vector);
+    vector
+}
+
+/// A question's sparse vector: weight 1 per distinct term (IDF comes from Qdrant), sorted by
+/// id. Empty when the question has no searchable term.
+pub fn query_sparse(text: &str) -> Vec<(u32, f32)> {
+    let mut vector: Vec<(u32, f32)> = query_terms(text)
+        .iter()
+        .map(|term| (term_id(term), 1.0))
+        .collect();
+    merge(&mut vector);
+    vector
+}
+
+fn merge(vector: &mut Vec<(u32, f32)>) {
+    vector.sort_by_key(|(id, _)| *id);
+    vector.dedup_by(|later, kept| {
+        if later.0 == kept.0 {
+            kept.1 += later.1;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Only this brain's points.
+pub fn brain_filter(brain: BrainId) -> Filter {
+    Filter::must([brain_condition(brain)])
+}
+
+fn brain_condition(brain: BrainId) -> Condition {
+    Condition::matches(BRAIN, brain.0.to_string())
+}
+
+/// This brain's points of one document.
+pub fn document_filter(brain: BrainId, document: DocumentId) -> Filter {
+    Filter::must([
+        brain_condition(brain),
+        Condition::matches(DOCUMENT, document.0),
+    ])
+}
+
+/// This brain's points of one document at positions `chunks` and beyond: left over from a
+/// longer previous version.
+pub fn stale_filter(brain: BrainId, document: DocumentId, chunks: usize) -> Filter {
+    Filter::must([
+        brain_condition(brain),
+        Condition::matches(DOCUMENT, document.0),
+        Condition::range(
+            SLOT,
+            Range {
+                gte: Some(chunks as f64),
+                ..Range::default()
+            },
+        ),
+    ])
+}
+
+/// The collection: the named sparse vector with the IDF modifier, and the named dense vector
+/// (cosine) when embeddings are on.
+pub fn create_collection(options: &QdrantOptions) -> CreateCollectionBuilder {
+    let mut sparse = SparseVectorsConfigBuilder::default();
+    sparse.add_named_vector_params(
+        SPARSE,
+        SparseVectorParamsBuilder::default().modifier(Modifier::Idf),
+    );
+    let mut builder =
+        CreateCollectionBuilder::new(options.collection.as_str()).sparse_vectors_config(sparse);
+    if let Some(dimensions) = options.dimensions {
+        let mut dense = VectorsConfigBuilder::default();
+        dense.add_named_vector_params(
+            DENSE,
+            VectorParamsBuilder::new(dimensions as u64, Distance::Cosine),
+        );
+        builder = builder.vectors_config(dense);
+    }
+    builder.timeout(REQUEST_TIMEOUT.as_secs())
+}
+
+/// The payload indexes not in `existing` (the collection's indexed fields): `brain_id`
+/// (keyword, the tenant key) and `document_id` and `slot` (integers, for deletes).
+pub fn missing_payload_indexes(
+    collection: &str,
+    existing: &[&str],
+) -> Vec<CreateFieldIndexCollectionBuilder> {
+    let all = [
+        CreateFieldIndexCollectionBuilder::new(collection, BRAIN, FieldType::Keyword)
+            .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
+            .wait(true),
+        CreateFieldIndexCollectionBuilder::new(collection, DOCUMENT, FieldType::Integer)
+            .field_index_params(IntegerIndexParamsBuilder::new(true, true))
+            .wait(true),
+        CreateFieldIndexCollectionBuilder::new(collection, SLOT, FieldType::Integer)
+            .field_index_params(IntegerIndexParamsBuilder::new(false, true))
+            .wait(true),
+    ];
+    [BRAIN, DOCUMENT, SLOT]
+        .into_iter()
+        .zip(all)
+        .filter(|(field, _)| !existing.contains(field))
+        .map(|(_, request)| request)
+        .collect()
+}
+
+/// One point per chunk, in order.
+pub fn points(
+    document: &IndexedDocument<'_>,
+    source: &Source<'_>,
+) -> Result<Vec<PointStruct>, IndexError> {
+    document
+        .chunks
+        .iter()
+        .enumerate()
+        .map(|(slot, chunk)| {
+            let vector = document.vectors.and_then(|v| v.get(slot));
+            point(
+                document.brain,
+                document.document,
+                slot,
+                chunk,
+                vector,
+                source,
+            )
+        })
+        .collect()
+}
+
+fn point(
+    brain: BrainId,
+    document: DocumentId,
+    slot: usize,
+    chunk: &ChunkDraft,
+    vector: Option<&Vec<f32>>,
+    source: &Source<'_>,
+) -> Result<PointStruct, IndexError> {
+    let id = point_id(document, slot)?;
+    let (indices, values): (Vec<u32>, Vec<f32>) =
+        chunk_sparse(chunk.heading.as_deref(), &chunk.text)
+            .into_iter()
+            .unzip();
+    let mut vectors =
+        NamedVectors::default().add_vector(SPARSE, Vector::new_sparse(indices, values));
+    if let Some(vector) = vector {
+        vectors = vectors.add_vector(DENSE, Vector::new_dense(vector.clone()));
+    }
+    let mut payload = Payload::new();
+    payload.insert(BRAIN, brain.0.to_string());
+    payload.insert(DOCUMENT, document.0);
+    payload.insert(SLOT, slot as i64);
+    payload.insert(ORDINAL, i64::from(chunk.ordinal));
+    if let Some(page) = chunk.page {
+        payload.insert(PAGE, i64::from(page));
+    }
+    if let Some(heading) = &chunk.heading {
+        payload.insert(HEADING, heading.as_str());
+    }
+    payload.insert(TEXT, chunk.text.as_str());
+    payload.insert(FILE_NAME, source.file_name);
+    if let Some(link) = source.source_link {
+        payload.insert(SOURCE_LINK, link);
+    }
+    Ok(PointStruct::new(id, vectors, payload))
+}
+
+/// Points split into upsert requests of at most `UPSERT_BATCH`.
+pub fn batches(points: Vec<PointStruct>) -> Vec<Vec<PointStruct>> {
+    let mut batches = Vec::with_capacity(points.len().div_ceil(UPSERT_BATCH));
+    let mut points = points.into_iter().peekable();
+    while points.peek().is_some() {
+        batches.push(points.by_ref().take(UPSERT_BATCH).collect());
+    }
+    batches
+}
+
+/// A search as Qdrant requests: the query that answers (keyword-only, or both sides fused by
+/// RRF), and for a hybrid search each side alone, ids only, for the hits' ranks.
+#[derive(Debug, Clone)]
+pub struct SearchRequests {
+    pub main: QueryPoints,
+    pub keyword_side: Option<QueryPoints>,
+    pub vector_side: Option<QueryPoints>,
+}
+
+impl SearchRequests {
+    /// All requests, as sent in one batch: the answering one, then the keyword side, then
+    /// the vector side (each when present).
+    pub fn all(&self) -> Vec<QueryPoints> {
+        std::iter::once(&self.main)
+            .chain(&self.keyword_side)
+            .chain(&self.vector_side)
+            .cloned()
+            .collect()
+    }
+
+    fn hybrid(&self) -> bool {
+        self.vector_side.is_some()
+    }
+
+    /// Splits a batch answer (in `all`'s order) into `(main, keyword side, vector side)`.
+    fn split(
+        &self,
+        results: Vec<Vec<ScoredPoint>>,
+    ) -> (Vec<ScoredPoint>, Vec<ScoredPoint>, Vec<ScoredPoint>) {
+        let mut results = results.into_iter();
+        let main = results.next().unwrap_or_default();
+        let keyword = match self.keyword_side {
+            Some(_) => results.next().unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let vector = match self.vector_side {
+            Some(_) => results.next().unwrap_or_default(),
+            None => Vec::new(),
+        };
+        (main, keyword, vector)
+    }
+}
+
+/// The requests for `query` in `brain`, every one filtered by the brain; `None` when nothing
+/// can match (limit 0, or a keyword search without a searchable term).
+pub fn search_requests(
+    collection: &str,
+    brain: BrainId,
+    query: &SearchQuery,
+) -> Option<SearchRequests> {
+    if query.limit == 0 {
+        return None;
+    }
+    let limit = query.limit as u64;
+    let sparse = query_sparse(&query.text);
+    let Some(vector) = &query.vector else {
+        if sparse.is_empty() {
+            return None;
+        }
+        let main = QueryPointsBuilder::new(collection)
+            .query(Query::from(sparse))
+            .using(SPARSE)
+            .filter(brain_filter(brain))
+            .limit(limit)
+            .with_payload(true)
+            .build();
+        return Some(SearchRequests {
+            main,
+            keyword_side: None,
+            vector_side: None,
+        });
+    };
+    let side = candidates_per_side(query.limit) as u64;
+    let side_query = |query: Query, using: &str| {
+        QueryPointsBuilder::new(collection)
+            .query(query)
+            .using(using)
+            .filter(brain_filter(brain))
+            .limit(side)
+            .with_payload(false)
+            .build()
+    };
+    let prefetch = |query: Query, using: &str| {
+        PrefetchQueryBuilder::default()
+            .query(query)
+            .using(using)
+            .filter(brain_filter(brain))
+            .limit(side)
+    };
+    let mut main = QueryPointsBuilder::new(collection);
+    let mut keyword_side = None;
+    if !sparse.is_empty() {
+        main = main.add_prefetch(prefetch(Query::from(sparse.clone()), SPARSE));
+        keyword_side = Some(side_query(Query::from(sparse), SPARSE));
+    }
+    let main = main
+        .add_prefetch(prefetch(Query::from(vector.clone()), DENSE))
+        .query(Query::new_rrf(RrfBuilder::with_k(QDRANT_RRF_K)))
+        .filter(brain_filter(brain))
+        .limit(limit)
+        .with_payload(true)
+        .build();
+    Some(SearchRequests {
+        main,
+        keyword_side,
+        vector_side: Some(side_query(Query::from(vector.clone()), DENSE)),
+    })
+}
+
+/// Search hits from Qdrant's answer, checked to be `brain`'s, with ranks from the side lists.
+pub fn hits(
+    brain: BrainId,
+    main: Vec<ScoredPoint>,
+    keyword_side: &[ScoredPoint],
+    vector_side: &[ScoredPoint],
+    hybrid: bool,
+) -> Result<Vec<SearchHit>, IndexError> {
+    let ranks = |side: &[ScoredPoint]| -> HashMap<u64, u32> {
+        side.iter()
+            .filter_map(numeric_id)
+            .enumerate()
+            .map(|(i, id)| (id, u32::try_from(i + 1).unwrap_or(u32::MAX)))
+            .collect()
+    };
+    let keyword_ranks = ranks(keyword_side);
+    let vector_ranks = ranks(vector_side);
+    let mut hits = Vec::with_capacity(main.len());
+    for (i, point) in main.into_iter().enumerate() {
+        let id = numeric_id(&point)
+            .ok_or_else(|| IndexError::Corrupt("a Qdrant point without a numeric id".into()))?;
+        let payload = &point.payload;
+        if string(payload, BRAIN).as_deref() != Some(brain.0.to_string().as_str()) {
+            return Err(IndexError::Corrupt(format!(
+                "Qdrant returned point {id} of another brain"
+            )));
+        }
+        let (keyword_rank, vector_rank) = if hybrid {
+            (
+                keyword_ranks.get(&id).copied(),
+                vector_ranks.get(&id).copied(),
+            )
+        } else {
+            (u32::try_from(i + 1).ok(), None)
+        };
+        let page = integer(payload, PAGE)
+            .map(|p| u32::try_from(p).map_err(|_| IndexError::Corrupt(format!("page {p}"))))
+            .transpose()?;
+        hits.push(SearchHit {
+            chunk_id: i64::try_from(id)
+                .map_err(|_| IndexError::Corrupt(format!("point id {id}")))?,
+            document_id: integer(payload, DOCUMENT)
+                .ok_or_else(|| IndexError::Corrupt(format!("point {id} has no {DOCUMENT}")))?,
+            file_name: string(payload, FILE_NAME).unwrap_or_default(),
+            source_link: string(payload, SOURCE_LINK),
+            page,
+            heading: string(payload, HEADING),
+            text: string(payload, TEXT).unwrap_or_default(),
+            score: point.score,
+            keyword_rank,
+            vector_rank,
+        });
+    }
+    Ok(hits)
+}
+
+fn numeric_id(point: &ScoredPoint) -> Option<u64> {
+    match point.id.as_ref()?.point_id_options.as_ref()? {
+        PointIdOptions::Num(id) => Some(*id),
+        PointIdOptions::Uuid(_) => None,
+    }
+}
+
+fn string(payload: &HashMap<String, Value>, key: &str) -> Option<String> {
+    match payload.get(key)?.kind.as_ref()? {
+        Kind::StringValue(value) => Some(value.clone()),
+        _ => None,
+    }
+}
+
+fn integer(payload: &HashMap<String, Value>, key: &str) -> Option<i64> {
+    match payload.get(key)?.kind.as_ref()? {
+        Kind::IntegerValue(value) => Some(*value),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use qdrant_client::qdrant::condition::ConditionOneOf;
+    use qdrant_client::qdrant::r#match::MatchValue;
+    use qdrant_client::qdrant::vectors::VectorsOptions;
+    use qdrant_client::qdrant::{CreateCollection, CreateFieldIndexCollection, PointId};
+
+    use super::*;
+    use crate::index::keyword::chunk_term_frequencies;
+
+    const BRAIN_ID: BrainId = BrainId(7);
+
+    /// Whether the filter requires `brain_id` to be `brain`.
+    fn requires_brain(filter: Option<&Filter>, brain: BrainId) -> bool {
+        filter.is_some_and(|filter| {
+            filter
+                .must
+                .iter()
+                .any(|condition| match &condition.condition_one_of {
+                    Some(ConditionOneOf::Field(field)) => {
+                        field.key == BRAIN
+                            && matches!(
+                                field.r#match.as_ref().and_then(|m| m.match_value.as_ref()),
+                                Some(MatchValue::Keyword(value)) if *value == brain.0.to_string()
+                            )
+                    }
+                    _ => false,
+                })
+        })
+    }
+
+    fn query(text: &str, vector: Option<Vec<f32>>) -> SearchQuery {
+        SearchQuery {
+            text: text.to_string(),
+            vector,
+            limit: 5,
+        }
+    }
+
+    fn chunk(ordinal: u32, heading: Option<&str>, text: &str) -> ChunkDraft {
+        ChunkDraft {
+            ordinal,
+            page: Some(ordinal + 1),
+            heading: heading.map(str::to_string),
+            text: text.to_string(),
+            tokens: 0,
+        }
+    }
+
+    #[test]
+    fn every_search_request_is_filtered_by_the_brain() {
+        for q in [
+            query("sick leave", None),
+            query("sick leave", Some(vec![0.1; 4])),
+            // Stopwords only: the vector side alone.
+            query("the of", Some(vec![0.1; 4])),
+        ] {
+            let requests = search_requests("chunks", BRAIN_ID, &q).expect("requests");
+            let all = requests.all();
+            assert!(!all.is_empty());
+            for request in &all {
+                assert_eq!(request.collection_name, "chunks");
+                assert!(
+                    requires_brain(request.filter.as_ref(), BRAIN_ID),
+                    "{request:?}"
+                );
+                assert!(!requires_brain(request.filter.as_ref(), BrainId(8)));
+                for prefetch in &request.prefetch {
+                    assert!(
+                        requires_brain(prefetch.filter.as_ref(), BRAIN_ID),
+                        "{prefetch:?}"
+                    );
+                }
+            }
+        }
+        for filter in [
+            brain_filter(BRAIN_ID),
+            document_filter(BRAIN_ID, DocumentId(3)),
+            stale_filter(BRAIN_ID, DocumentId(3), 2),
+        ] {
+            assert!(requires_brain(Some(&filter), BRAIN_ID), "{filter:?}");
+        }
+    }
+
+    #[test]
+    fn keyword_search_uses_the_sparse_vector_and_hybrid_fuses_both_by_rrf() {
+        let keyword = search_requests("c", BRAIN_ID, &query("Sick leave", None)).expect("some");
+        assert_eq!(keyword.main.using.as_deref(), Some(SPARSE));
+        assert!(keyword.main.prefetch.is_empty());
+        assert_eq!(keyword.main.limit, Some(5));
+        assert!(keyword.keyword_side.is_none() && keyword.vector_side.is_none());
+        assert_eq!(keyword.all().len(), 1);
+
+        let hybrid =
+            search_requests("c", BRAIN_ID, &query("Sick leave", Some(vec![0.5; 4]))).expect("some");
+        let usings: Vec<Option<&str>> = hybrid
+            .main
+            .prefetch
+            .iter()
+            .map(|p| p.using.as_deref())
+            .collect();
+        assert_eq!(usings, vec![Some(SPARSE), Some(DENSE)]);
+        let side = candidates_per_side(5) as u64;
+        assert!(hybrid.main.prefetch.iter().all(|p| p.limit == Some(side)));
+        assert_eq!(hybrid.main.limit, Some(5));
+        let fusion = format!("{:?}", hybrid.main.query);
+        assert!(
+            fusion.contains("Rrf") && fusion.contains("k: Some(61)"),
+            "{fusion}"
+        );
+        assert_eq!(hybrid.all().len(), 3);
+
+        // No searchable word: only the dense prefetch, no keyword side.
+        let vector_only =
+            search_requests("c", BRAIN_ID, &query("the of", Some(vec![0.5; 4]))).expect("some");
+        assert_eq!(vector_only.main.prefetch.len(), 1);
+        assert!(vector_only.keyword_side.is_none());
+        assert_eq!(vector_only.all().len(), 2);
+    }
+
+    #[test]
+    fn nothing_is_asked_when_nothing_can_match() {
+        assert!(search_requests("c", BRAIN_ID, &query("the of and", None)).is_none());
+        assert!(search_requests("c", BRAIN_ID, &query("?!", None)).is_none());
+        let zero = SearchQuery {
+            limit: 0,
+            ..query("sick", Some(vec![0.1; 4]))
+        };
+        assert!(search_requests("c", BRAIN_ID, &zero).is_none());
+    }
+
+    #[test]
+    fn point_ids_are_deterministic_and_distinct() {
+        let a = point_id(DocumentId(42), 3).expect("id");
+        assert_eq!(a, point_id(DocumentId(42), 3).expect("id"));
+        assert_eq!(a, (42 << SLOT_BITS) | 3);
+        let mut ids = std::collections::HashSet::new();
+        for document in [1, 2, 42, 1 << 30] {
+            for slot in [0, 1, 2, (1 << SLOT_BITS) - 1] {
+                assert!(ids.insert(point_id(DocumentId(document), slot).expect("id")));
+            }
+        }
+        assert!(point_id(DocumentId(1), 1 << SLOT_BITS).is_err());
+        assert!(point_id(DocumentId(-1), 0).is_err());
+    }
+
+    #[test]
+    fn sparse_vectors_follow_the_embedded_tokenizer() {
+        let heading = Some("Leave > Sick");
+        let text = "Report SICK leave to the manager; the café's rules.";
+        let sparse = chunk_sparse(heading, text);
+        let (terms, _) = chunk_term_frequencies(heading, text);
+        let mut ids: Vec<u32> = terms.iter().map(|(t, _)| term_id(t)).collect();
+        ids.sort_unstable();
+        assert_eq!(sparse.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+        assert!(sparse.windows(2).all(|w| w[0].0 < w[1].0));
+        // A heading word (weight 2 + 1 in the text) saturates higher than a text word.
+        let weight = |term: &str| {
+            let id = term_id(term);
+            sparse.iter().find(|(i, _)| *i == id).map(|(_, w)| *w)
+        };
+        assert!(weight("sick") > weight("manager"));
+        assert!(weight("the").is_none(), "stopwords are not indexed");
+        assert!(weight("cafe").is_some(), "diacritics are folded");
+
+        // A question's terms hash to the chunk's, whatever the case or accents.
+        let question = query_sparse("How do I report SICK leave at the CAFÉ?");
+        let expected: Vec<u32> = {
+            let mut ids: Vec<u32> = ["report", "sick", "leave", "cafe"]
+                .iter()
+                .map(|t| term_id(t))
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(
+            question.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            expected
+        );
+        assert!(question.iter().all(|(_, w)| *w == 1.0));
+        assert!(query_sparse("the of and").is_empty());
+    }
+
+    #[test]
+    fn term_ids_are_a_fixed_hash() {
+        // FNV-1a 32-bit reference values: stable across processes and releases.
+        assert_eq!(term_id(""), 0x811c_9dc5);
+        assert_eq!(term_id("a"), 0xe40c_292c);
+        assert_eq!(term_id("foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn points_carry_the_brain_the_citation_and_both_vectors() {
+        let chunks = vec![
+            chunk(0, Some("Leave"), "Paid holiday."),
+            chunk(1, None, "Receipts."),
+        ];
+        let vectors = vec![vec![0.1; 4], vec![0.2; 4]];
+        let document = IndexedDocument {
+            brain: BRAIN_ID,
+            document: DocumentId(9),
+            pages: 1,
+            ocr_pages: 0,
+            chunks: &chunks,
+            vectors: Some(&vectors),
+        };
+        let source = Source {
+            file_name: "handbook.pdf",
+            source_link: Some("https://chat.example/1"),
+        };
+        let built = points(&document, &source).expect("points");
+        assert_eq!(built.len(), 2);
+        for (slot, point) in built.iter().enumerate() {
+            assert_eq!(
+                point.id,
+                Some(PointId::from(point_id(DocumentId(9), slot).expect("id")))
+            );
+            assert_eq!(string(&point.payload, BRAIN).as_deref(), Some("7"));
+            assert_eq!(integer(&point.payload, DOCUMENT), Some(9));
+            assert_eq!(integer(&point.payload, SLOT), Some(slot as i64));
+            assert_eq!(
+                string(&point.payload, FILE_NAME).as_deref(),
+                Some("handbook.pdf")
+            );
+            let Some(VectorsOptions::Vectors(named)) = point
+                .vectors
+                .as_ref()
+                .and_then(|v| v.vectors_options.as_ref())
+            else {
+                panic!("named vectors expected: {point:?}");
+            };
+            let mut names: Vec<&str> = named.vectors.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            assert_eq!(names, vec![DENSE, SPARSE]);
+        }
+        assert_eq!(string(&built[0].payload, HEADING).as_deref(), Some("Leave"));
+        assert_eq!(string(&built[1].payload, HEADING), None);
+
+        // Without embeddings: the sparse vector only.
+        let keyword_only = IndexedDocument {
+            vectors: None,
+            ..document
+        };
+        let built = points(&keyword_only, &source).expect("points");
+        let Some(VectorsOptions::Vectors(named)) = built[0]
+            .vectors
+            .as_ref()
+            .and_then(|v| v.vectors_options.as_ref())
+        else {
+            panic!("named vectors expected");
+        };
+        assert_eq!(named.vectors.keys().collect::<Vec<_>>(), vec![SPARSE]);
+    }
+
+    #[test]
+    fn upserts_are_batched() {
+        let make = |n: usize| -> Vec<PointStruct> {
+            (0..n)
+                .map(|i| PointStruct::new(i as u64, NamedVectors::default(), Payload::new()))
+                .collect()
+        };
+        let sizes = |n: usize| -> Vec<usize> { batches(make(n)).iter().map(Vec::len).collect() };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), vec![1]);
+        assert_eq!(sizes(UPSERT_BATCH), vec![UPSERT_BATCH]);
+        assert_eq!(
+            sizes(2 * UPSERT_BATCH + 2),
+            vec![UPSERT_BATCH, UPSERT_BATCH, 2]
+        );
+        // Order is kept.
+        let ids: Vec<Option<PointId>> = batches(make(70))
+            .concat()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(
+            ids,
+            (0..70u64)
+                .map(|i| Some(PointId::from(i)))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_collection_has_idf_keywords_a_cosine_vector_and_a_tenant_key() {
+        let options = QdrantOptions {
+            url: "http://127.0.0.1:6334".into(),
+            collection: "engram_chunks".into(),
+            dimensions: Some(384),
+        };
+        let collection = CreateCollection::from(create_collection(&options));
+        assert_eq!(collection.collection_name, "engram_chunks");
+        let sparse = collection.sparse_vectors_config.expect("sparse config");
+        assert_eq!(sparse.map[SPARSE].modifier, Some(Modifier::Idf as i32));
+        let Some(VectorsConfigKind::ParamsMap(dense)) =
+            collection.vectors_config.and_then(|c| c.config)
+        else {
+            panic!("named dense vectors expected");
+        };
+        assert_eq!(dense.map[DENSE].size, 384);
+        assert_eq!(dense.map[DENSE].distance, Distance::Cosine as i32);
+        assert!(collection.timeout.is_some());
+
+        let keyword_only = CreateCollection::from(create_collection(&QdrantOptions {
+            dimensions: None,
+            ..options
+        }));
+        assert!(keyword_only
+            .vectors_config
+            .is_none_or(|c| c.config.is_none()));
+
+        let indexes: Vec<CreateFieldIndexCollection> =
+            missing_payload_indexes("engram_chunks", &[])
+                .into_iter()
+                .map(CreateFieldIndexCollection::from)
+                .collect();
+        assert_eq!(indexes.len(), 3);
+        assert!(indexes.iter().all(|i| i.collection_name == "engram_chunks"));
+        // Only what is missing is created at start.
+        let missing: Vec<String> = missing_payload_indexes("engram_chunks", &[BRAIN, SLOT])
+            .into_iter()
+            .map(|r| CreateFieldIndexCollection::from(r).field_name)
+            .collect();
+        assert_eq!(missing, vec![DOCUMENT.to_string()]);
+        assert!(missing_payload_indexes("engram_chunks", &[BRAIN, DOCUMENT, SLOT]).is_empty());
+        let brain = indexes
+            .iter()
+            .find(|i| i.field_name == BRAIN)
+            .expect("brain index");
+        assert_eq!(brain.field_type, Some(FieldType::Keyword as i32));
+        let params = format!("{:?}", brain.field_index_params);
+        assert!(params.contains("is_tenant: Some(true)"), "{params}");
+        assert!(indexes.iter().any(|i| i.field_name == DOCUMENT));
+    }
+
+    fn scored(id: u64, brain: i64, score: f32) -> ScoredPoint {
+        let mut payload = Payload::new();
+        payload.insert(BRAIN, brain.to_string());
+        payload.insert(DOCUMENT, 9i64);
+        payload.insert(TEXT, format!("chunk {id}"));
+        payload.insert(FILE_NAME, "a.md");
+        payload.insert(PAGE, 2i64);
+        ScoredPoint {
+            id: Some(PointId::from(id)),
+            payload: payload.into(),
+            score,
+            ..ScoredPoint::default()
+        }
+    }
+
+    #[test]
+    fn hits_come_from_the_payload_with_ranks() {
+        let main = vec![scored(5, 7, 0.5), scored(6, 7, 0.4)];
+        let keyword_side = vec![scored(6, 7, 3.0), scored(5, 7, 2.0)];
+        let vector_side = vec![scored(5, 7, 0.9)];
+        let found = hits(BRAIN_ID, main.clone(), &keyword_side, &vector_side, true).expect("hits");
+        assert_eq!(found[0].chunk_id, 5);
+        assert_eq!(found[0].document_id, 9);
+        assert_eq!(found[0].file_name, "a.md");
+        assert_eq!(found[0].page, Some(2));
+        assert_eq!(found[0].text, "chunk 5");
+        assert_eq!(
+            (found[0].keyword_rank, found[0].vector_rank),
+            (Some(2), Some(1))
+        );
+        assert_eq!(
+            (found[1].keyword_rank, found[1].vector_rank),
+            (Some(1), None)
+        );
+
+        let keyword = hits(BRAIN_ID, main, &[], &[], false).expect("hits");
+        assert_eq!(keyword[1].keyword_rank, Some(2));
+        assert_eq!(keyword[1].vector_rank, None);
+
+        // A point of another brain is never returned as this brain's.
+        let error = hits(BRAIN_ID, vec![scored(5, 8, 1.0)], &[], &[], false);
+        assert!(matches!(error, Err(IndexError::Corrupt(_))), "{error:?}");
+    }
+
+    #[test]
+    fn unreachable_is_transient_and_rejections_are_not() {
+        let io = QdrantError::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ));
+        let error = unreachable_or_rejected("http://q:6334", io);
+        assert!(error.is_transient());
+        assert!(
+            error
+                .to_string()
+                .contains("Qdrant at http://q:6334 is unreachable"),
+            "{error}"
+        );
+        for status in [
+            tonic::Status::unavailable("down"),
+            tonic::Status::deadline_exceeded("slow"),
+            tonic::Status::internal(format!(
+                "{CONNECT_FAILED} http://q:6334/: tcp connect error"
+            )),
+        ] {
+            let error =
+                unreachable_or_rejected("http://q:6334", QdrantError::ResponseError { status });
+            assert!(error.is_transient(), "{error}");
+        }
+        for status in [
+            tonic::Status::invalid_argument("bad filter"),
+            tonic::Status::not_found("no collection"),
+            tonic::Status::internal("a server bug"),
+        ] {
+            let error =
+                unreachable_or_rejected("http://q:6334", QdrantError::ResponseError { status });
+            assert!(matches!(error, IndexError::Rejected(_)), "{error}");
+        }
+        let error =
+            unreachable_or_rejected("http://q:6334", QdrantError::ConversionError("bad".into()));
+        assert!(!error.is_transient());
+        assert!(matches!(error, IndexError::Rejected(_)));
+    }
+}
