@@ -212,26 +212,36 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         SlackMode::Socket => has(Role::Gateway),
         SlackMode::Http => has(Role::Api),
     });
-    let slack_adapter = match slack_transport {
-        Some((outlet, api)) => {
-            // As for Discord below: with the embedding width, so a Qdrant collection created
-            // here has the dense vector the ingest role will write.
-            let dimensions = Embedder::from_config(&config.embeddings)?
-                .as_ref()
-                .map(Embedder::dimensions);
-            let index = control
+    let discord_outlet = discord_outlet.filter(|_| has(Role::Gateway));
+    // The chat adapters share one index. They only forget documents, but it is opened with the
+    // embedding width: a Qdrant collection created here must have the dense vector the ingest
+    // role will write.
+    let adapter_index = if slack_transport.is_some() || discord_outlet.is_some() {
+        let dimensions = Embedder::from_config(&config.embeddings)?
+            .as_ref()
+            .map(Embedder::dimensions);
+        Some(
+            control
                 .block_on(open_index(config, store.clone(), dimensions))
-                .context("cannot start the Slack adapter")?;
-            let gateway = Gateway {
-                store: store.clone(),
-                index,
-                outlet,
-                ingest: config.ingest.clone(),
-                max_attempts: config.jobs.max_attempts,
-            };
-            Some(slack::adapter(&config.slack, gateway, api))
-        }
-        None => None,
+                .context("cannot start the chat adapters")?,
+        )
+    } else {
+        None
+    };
+    let gateway_for = |index: &Arc<dyn Index>, outlet| Gateway {
+        store: store.clone(),
+        index: index.clone(),
+        outlet,
+        ingest: config.ingest.clone(),
+        max_attempts: config.jobs.max_attempts,
+    };
+    let slack_adapter = match (slack_transport, &adapter_index) {
+        (Some((outlet, api)), Some(index)) => Some(slack::adapter(
+            &config.slack,
+            gateway_for(index, outlet),
+            api,
+        )),
+        _ => None,
     };
     let (api, api_addr) = if has(Role::Api) {
         let listener = control
@@ -271,23 +281,8 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     ))];
     if has(Role::Gateway) {
         log_gateway_state(config);
-        if let Some(outlet) = discord_outlet {
-            // The gateway only forgets documents, but it opens the index with the embedding
-            // width too: a Qdrant collection it creates must have the dense vector the ingest
-            // role will write.
-            let dimensions = Embedder::from_config(&config.embeddings)?
-                .as_ref()
-                .map(Embedder::dimensions);
-            let index = control
-                .block_on(open_index(config, store.clone(), dimensions))
-                .context("cannot start the gateway role")?;
-            let gateway = Gateway {
-                store: store.clone(),
-                index,
-                outlet,
-                ingest: config.ingest.clone(),
-                max_attempts: config.jobs.max_attempts,
-            };
+        if let (Some(outlet), Some(index)) = (discord_outlet, &adapter_index) {
+            let gateway = gateway_for(index, outlet);
             let discord_config = config.discord.clone();
             let stop = shutdown.stop_claiming.clone();
             adapters.push(control.spawn(async move {

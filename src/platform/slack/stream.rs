@@ -237,24 +237,8 @@ impl Stream<'_> {
         )
         .with_markdown_text(piece.to_string());
         let session = self.api.session();
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let result = self
-                .api
-                .call(Tier::Four, &self.team, &self.channel, || {
-                    session.chat_append_stream(&request)
-                })
-                .await;
-            self.last_write = Some(Instant::now());
-            match result {
-                Ok(_) => return Ok(()),
-                Err(PlatformError::Other(_)) if tries < TRIES => {
-                    tokio::time::sleep(Duration::from_millis(500) * tries).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        self.write(Tier::Four, || session.chat_append_stream(&request))
+            .await
     }
 
     /// Ends the open streamed message.
@@ -265,21 +249,26 @@ impl Stream<'_> {
             SlackMessageContent::new(),
         );
         let session = self.api.session();
+        self.write(Tier::Two, || session.chat_stop_stream(&request))
+            .await?;
+        self.current_chars = 0;
+        Ok(())
+    }
+
+    /// One write to the open stream within the `tier` budget, tried up to `TRIES` times when
+    /// it fails for another reason than a rate limit (which `call` waits out itself).
+    async fn write<T, F, Fut>(&mut self, tier: Tier, call: F) -> Result<(), PlatformError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ClientResult<T>>,
+    {
         let mut tries = 0;
         loop {
             tries += 1;
-            let result = self
-                .api
-                .call(Tier::Two, &self.team, &self.channel, || {
-                    session.chat_stop_stream(&request)
-                })
-                .await;
+            let result = self.api.call(tier, &self.team, &self.channel, &call).await;
             self.last_write = Some(Instant::now());
             match result {
-                Ok(_) => {
-                    self.current_chars = 0;
-                    return Ok(());
-                }
+                Ok(_) => return Ok(()),
                 Err(PlatformError::Other(_)) if tries < TRIES => {
                     tokio::time::sleep(Duration::from_millis(500) * tries).await;
                 }
