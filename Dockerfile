@@ -14,7 +14,7 @@ RUN apt-get update \
       libtesseract-dev libleptonica-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY crates crates
 COPY migrations migrations
@@ -28,12 +28,15 @@ FROM debian:bookworm-slim AS base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /var/lib/engram --create-home engram
+ && useradd --system --uid 10001 --home-dir /var/lib/engram --create-home engram \
+ && install -d -o engram -g engram /var/lib/engram/data
 WORKDIR /var/lib/engram
 COPY --from=build /src/target/release/engram /usr/local/bin/engram
 COPY config config
 ENV ENGRAM__HTTP__LISTEN=0.0.0.0:8080
 EXPOSE 8080
+# Created above and owned by engram: a named volume mounted here starts with that owner, so
+# the `all` image can write its SQLite store there.
 VOLUME /var/lib/engram/data
 USER engram
 ENTRYPOINT ["engram"]
