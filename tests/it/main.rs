@@ -10,6 +10,7 @@ mod discord_fake;
 mod embeddings;
 mod fake_discord;
 mod fake_openai;
+mod fake_qdrant;
 mod fake_slack;
 mod gateway;
 mod hostile;
