@@ -4,6 +4,7 @@
 mod answers;
 mod chat_llm;
 mod cli;
+mod cluster;
 mod config;
 mod discord;
 mod discord_fake;
@@ -17,6 +18,7 @@ mod hostile;
 mod index;
 mod ingest;
 mod migrations;
+mod processes;
 mod queue;
 mod serve;
 mod slack;

@@ -26,6 +26,8 @@ pub fn crate_dir() -> PathBuf {
 /// A store that exists for one test.
 pub struct TestDb {
     pub store: Arc<dyn Store>,
+    /// The store's URL, for other processes (and raw SQL) to reach the same database.
+    pub url: String,
     /// Keeps the SQLite file's folder alive.
     _dir: Option<tempfile::TempDir>,
 }
@@ -38,6 +40,7 @@ impl TestDb {
         let store = store::open(&config).await.expect("open SQLite store");
         Self {
             store,
+            url,
             _dir: Some(dir),
         }
     }
@@ -55,7 +58,11 @@ impl TestDb {
         let url = with_database(&admin_url, &name);
         let config = store_config(&url);
         let store = store::open(&config).await.expect("open PostgreSQL store");
-        Self { store, _dir: None }
+        Self {
+            store,
+            url,
+            _dir: None,
+        }
     }
 
     pub fn store(&self) -> Arc<dyn Store> {

@@ -1,0 +1,485 @@
+//! engram scaled out: the real `engram serve --roles …` binary as one gateway, two chat and two
+//! ingest processes sharing a real PostgreSQL, with the fake Discord, the fake LLM and the
+//! in-memory Qdrant stand-in (`fake_qdrant`) across the network. One chat and one ingest
+//! process are killed with SIGKILL while they hold jobs; every question is still answered
+//! exactly once and every file learned exactly once. And two gateway processes that both
+//! receive every event act on each once.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use engram::brain::{BindingMode, BrainName, TenantKey};
+
+use crate::cluster::{wait, Processes};
+use crate::fake_discord::{
+    FakeChannel, FakeDiscord, Options, StoredMessage, UserMessage, ALICE_ID, BOB_ID, BOT_ID,
+    GUILD_ID,
+};
+use crate::fake_openai::{self, Behaviour};
+use crate::fake_qdrant;
+use crate::support::TestDb;
+
+const CHANNELS: u64 = 10;
+const QUESTIONS: usize = 50;
+/// The corpus's 11 files, the parking notes and 8 more notes.
+const FILES: usize = 20;
+const COLLECTION: &str = "engram_processes";
+const PARKING: &[u8] = b"# Parking\n\nVisitors park on level two of the garage.\n";
+const REPLY: &str = "Visitors park on level two of the garage, next to the lifts by bay \
+                     twelve; the barrier opens for visitors who gave their host's name [1].";
+
+fn channel_id(n: u64) -> u64 {
+    1_210_000_000_000_002_000 + n
+}
+
+/// The bot's messages replying to each message, by the message they reply to.
+fn replies(discord: &FakeDiscord) -> HashMap<u64, Vec<StoredMessage>> {
+    let mut found: HashMap<u64, Vec<StoredMessage>> = HashMap::new();
+    for n in 0..CHANNELS {
+        for message in discord.messages(channel_id(n)) {
+            if message.author_id != BOT_ID {
+                continue;
+            }
+            if let Some(to) = message.json["message_reference"]["message_id"]
+                .as_str()
+                .and_then(|id| id.parse::<u64>().ok())
+            {
+                found.entry(to).or_default().push(message);
+            }
+        }
+    }
+    found
+}
+
+/// The files posted: the corpus, then notes on topics the questions do not ask about.
+fn files() -> Vec<(String, Vec<u8>)> {
+    let corpus = crate::support::crate_dir().join("../shared/corpus/files");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&corpus)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", corpus.display()))
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    let topics = [
+        "kettle", "printer", "badge", "locker", "plants", "bicycle", "library", "mailroom",
+    ];
+    for (n, topic) in topics.iter().enumerate() {
+        files.push((
+            format!("{topic}.md"),
+            format!(
+                "# The {topic}\n\nRule {n}: the {topic} is looked after by team {n}; ask them \
+                 before you move the {topic}.\n"
+            )
+            .into_bytes(),
+        ));
+    }
+    files
+}
+
+fn config_toml(database: &str, discord: &FakeDiscord, llm: &str, qdrant: &str) -> String {
+    format!(
+        r#"[store]
+url = "{database}"
+max_connections = 4
+
+[index]
+kind = "qdrant"
+qdrant_url = "{qdrant}"
+collection = "{COLLECTION}"
+
+[llm]
+base_url = "{llm}"
+model = "fake-model"
+
+[discord]
+token = "{token}"
+proxy_url = "{rest}"
+
+[chat]
+edit_interval_ms = 200
+user_questions_per_minute = 0
+
+[ingest]
+extractor = "{extractor}"
+
+[jobs]
+lease_ms = 4000
+backoff_base_ms = 200
+backoff_max_ms = 1000
+
+[log]
+format = "text"
+"#,
+        token = discord.token(),
+        rest = discord.rest_url(),
+        extractor = crate::ingest::extractor().display(),
+    )
+}
+
+/// The fakes, a fresh PostgreSQL database holding the brain `handbook` (#team-0 takes files
+/// and questions, the other channels questions), and engram processes on them.
+struct World {
+    /// First, so the processes are killed before the fakes they talk to go away.
+    processes: Processes,
+    /// Runs the fakes' servers.
+    fakes: tokio::runtime::Runtime,
+    discord: FakeDiscord,
+    qdrant: fake_qdrant::FakeQdrant,
+    db: TestDb,
+    _llm: fake_openai::FakeOpenAi,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    /// Starts the fakes, then `(name, roles)` processes, and waits until they all run and a
+    /// gateway has registered the commands.
+    fn start(processes: &[(&str, &str)]) -> Self {
+        let fakes = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut options = Options::default();
+        options.guilds[0].channels = (0..CHANNELS)
+            .map(|n| FakeChannel::text(channel_id(n), &format!("team-{n}")))
+            .collect();
+        let discord = fakes.block_on(FakeDiscord::start(options));
+        let llm = fakes.block_on(fake_openai::start(Behaviour {
+            reply: REPLY.into(),
+            first_token_delay: Duration::from_millis(300),
+            token_interval: Duration::from_millis(120),
+            ..Behaviour::default()
+        }));
+        let qdrant = fakes.block_on(fake_qdrant::start());
+        let db = fakes.block_on(TestDb::postgres());
+        fakes.block_on(async {
+            let store = db.store();
+            let tenant = store
+                .ensure_tenant(&TenantKey::parse(&format!("discord:{GUILD_ID}")).unwrap())
+                .await
+                .unwrap();
+            let brain = store
+                .create_brain(tenant, &BrainName::parse("handbook").unwrap())
+                .await
+                .unwrap();
+            for n in 0..CHANNELS {
+                let mode = if n == 0 {
+                    BindingMode::Both
+                } else {
+                    BindingMode::Ask
+                };
+                store
+                    .bind_channel(
+                        tenant,
+                        &format!("discord:{}", channel_id(n)),
+                        brain.id,
+                        mode,
+                    )
+                    .await
+                    .unwrap();
+            }
+        });
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("engram.toml");
+        std::fs::write(
+            &config,
+            config_toml(&db.url, &discord, &llm.base_url(), &qdrant.url),
+        )
+        .unwrap();
+        let mut cluster = Processes::new(config, dir.path().to_path_buf());
+        for (name, roles) in processes {
+            cluster.spawn(name, roles);
+        }
+        for (name, _) in processes {
+            cluster.wait_running(name, Duration::from_secs(30));
+        }
+        wait(
+            &cluster,
+            "a gateway to register the commands",
+            Duration::from_secs(30),
+            || !discord.commands(None).is_empty(),
+        );
+        World {
+            processes: cluster,
+            fakes,
+            discord,
+            qdrant,
+            db,
+            _llm: llm,
+            _dir: dir,
+        }
+    }
+
+    /// Posts `bytes` as `name` in #team-0; returns the message's id.
+    fn post_file(&self, name: &str, bytes: &[u8]) -> u64 {
+        let (attachment, _) = self.discord.add_attachment(name, bytes);
+        self.say(
+            &UserMessage::new(channel_id(0), ALICE_ID, &format!("notes: {name}"))
+                .with_attachment(attachment),
+        )
+    }
+
+    /// Asks question `n` (round the channels, Alice and Bob in turn); returns its id.
+    fn ask(&self, n: usize) -> u64 {
+        let user = if n % 2 == 0 { ALICE_ID } else { BOB_ID };
+        self.say(
+            &UserMessage::new(
+                channel_id(n as u64 % CHANNELS),
+                user,
+                "where do visitors park?",
+            )
+            .mentioning(BOT_ID),
+        )
+    }
+
+    fn say(&self, message: &UserMessage) -> u64 {
+        let event = self.discord.message_create(message);
+        let id = event["id"].as_str().unwrap().parse().unwrap();
+        let gateways = self
+            .processes
+            .names()
+            .filter(|name| name.starts_with("gateway"))
+            .count();
+        assert_eq!(
+            self.discord.dispatch("MESSAGE_CREATE", event),
+            gateways,
+            "every gateway gets the event"
+        );
+        id
+    }
+
+    /// Waits until every question has a reply with sources and every file a ✅ and a result.
+    fn wait_all_done(&self, questions: &[u64], files: &[u64]) {
+        wait(
+            &self.processes,
+            "every answer and every file",
+            Duration::from_secs(240),
+            || {
+                let found = replies(&self.discord);
+                let answered = questions
+                    .iter()
+                    .filter(|q| {
+                        found
+                            .get(q)
+                            .is_some_and(|r| r.iter().any(|m| m.content().contains("**Sources**")))
+                    })
+                    .count();
+                let learned = files
+                    .iter()
+                    .filter(|p| {
+                        self.discord.reactions(**p).contains(&"✅".to_string())
+                            && found.get(p).is_some_and(|r| !r.is_empty())
+                    })
+                    .count();
+                answered == questions.len() && learned == files.len()
+            },
+        );
+        // Anything a second attempt or a second gateway would still write has time to show.
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    /// Every question has exactly one reply, the answer with its sources; every file exactly
+    /// one result, a summary, and no ❌.
+    fn assert_once_each(&self, questions: &[u64], files: &[u64]) {
+        let found = replies(&self.discord);
+        for question in questions {
+            let answers = &found[question];
+            assert_eq!(
+                answers.len(),
+                1,
+                "one reply to question {question}: {answers:#?}"
+            );
+            let content = answers[0].content();
+            assert!(
+                content.starts_with(REPLY) && content.contains("**Sources**\n[1] [parking.md]"),
+                "{content}"
+            );
+        }
+        for file in files {
+            let results = &found[file];
+            assert_eq!(
+                results.len(),
+                1,
+                "one result for file message {file}: {results:#?}"
+            );
+            assert!(
+                results[0].content().starts_with("📚 Learned"),
+                "{}",
+                results[0].content()
+            );
+            assert!(!self.discord.reactions(*file).contains(&"❌".to_string()));
+        }
+    }
+
+    /// The documents and jobs in the store.
+    fn rows(&self) -> (Vec<DocumentRow>, Vec<JobRow>) {
+        self.fakes.block_on(async {
+            let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+            let documents =
+                sqlx::query_as("SELECT id, file_name, status, chunks FROM documents ORDER BY id")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            let jobs =
+                sqlx::query_as("SELECT id, kind, state, attempts, worker FROM jobs ORDER BY id")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            pool.close().await;
+            (documents, jobs)
+        })
+    }
+
+    /// Every document is indexed, once: its chunks are in the index exactly once.
+    fn assert_indexed_once(&self, documents: &[DocumentRow], files: usize) {
+        assert_eq!(documents.len(), files, "{documents:#?}");
+        let names: HashSet<&str> = documents.iter().map(|d| d.1.as_str()).collect();
+        assert_eq!(names.len(), files, "one document per file");
+        for (id, name, status, chunks) in documents {
+            assert_eq!(status, "indexed", "{name}");
+            assert!(*chunks > 0, "{name} has chunks");
+            assert_eq!(
+                self.qdrant.points_for_document(COLLECTION, *id),
+                usize::try_from(*chunks).unwrap(),
+                "{name}: each chunk in the index exactly once"
+            );
+        }
+        let total: i64 = documents.iter().map(|d| d.3).sum();
+        assert_eq!(
+            self.qdrant.points(COLLECTION),
+            usize::try_from(total).unwrap()
+        );
+    }
+}
+
+/// A document row: id, file name, status, chunks.
+type DocumentRow = (i64, String, String, i64);
+
+/// A job row: id, kind, state, attempts, worker.
+type JobRow = (i64, String, String, i64, Option<String>);
+
+/// One gateway, two chat and two ingest processes on PostgreSQL. 20 files are posted and 50
+/// questions asked across 10 channels; as soon as a chat process and an ingest process each
+/// hold a job that has run for a while, they are killed with SIGKILL. Their jobs' leases run
+/// out, the surviving processes take them over, and the users see exactly one answer per
+/// question and one result per file.
+#[test]
+fn separate_processes_on_postgres_answer_and_learn_exactly_once_through_sigkills() {
+    let mut world = World::start(&[
+        ("gateway", "gateway"),
+        ("chat-1", "chat"),
+        ("chat-2", "chat"),
+        ("ingest-1", "ingest"),
+        ("ingest-2", "ingest"),
+    ]);
+
+    // The parking notes first, so every answer has them as its source.
+    let mut posted = vec![world.post_file("parking.md", PARKING)];
+    world.wait_all_done(&[], &posted);
+
+    // The other files and the questions at once.
+    for (name, bytes) in files() {
+        posted.push(world.post_file(&name, &bytes));
+    }
+    assert_eq!(posted.len(), FILES);
+    let asked: Vec<u64> = (0..QUESTIONS).map(|n| world.ask(n)).collect();
+
+    // SIGKILL one chat and one ingest process while each holds a job that has been running
+    // for a while (so it is mid-answer or mid-file, not just finishing).
+    let mut first_seen: HashMap<(i64, String), Instant> = HashMap::new();
+    // By job kind: the process killed and the job it held.
+    let mut killed: HashMap<String, (String, i64)> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while killed.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no chat and ingest jobs held long enough to kill their process: killed {killed:?}\n{}",
+            world.processes.logs()
+        );
+        let (_, jobs) = world.rows();
+        for (job, kind, state, _, worker) in jobs {
+            let Some(worker) = worker.filter(|_| state == "running") else {
+                continue;
+            };
+            let seen = *first_seen
+                .entry((job, worker.clone()))
+                .or_insert_with(Instant::now);
+            let (victim, held) = match kind.as_str() {
+                "answer" => ("chat-1", Duration::from_millis(800)),
+                _ => ("ingest-1", Duration::from_millis(300)),
+            };
+            if killed.contains_key(&kind) || seen.elapsed() < held {
+                continue;
+            }
+            if world.processes.name_of(&worker).as_deref() == Some(victim) {
+                world.processes.sigkill(victim);
+                killed.insert(kind, (victim.to_string(), job));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Everything ends, once: one answer per question, one result per file, one indexed
+    // document per file with its chunks in the index once; every job done, and the jobs the
+    // killed processes held were run again by the others.
+    world.wait_all_done(&asked, &posted);
+    world.assert_once_each(&asked, &posted);
+    let (documents, jobs) = world.rows();
+    world.assert_indexed_once(&documents, FILES);
+    assert!(
+        jobs.iter().all(|job| job.2 == "done"),
+        "every job done: {jobs:#?}"
+    );
+    assert_eq!(jobs.iter().filter(|j| j.1 == "answer").count(), QUESTIONS);
+    assert_eq!(jobs.iter().filter(|j| j.1 == "ingest").count(), FILES);
+    for (kind, (victim, job)) in &killed {
+        let (_, _, _, attempts, worker) = jobs.iter().find(|j| j.0 == *job).unwrap();
+        assert!(
+            *attempts >= 2,
+            "the {kind} job {victim} held when killed ran again ({attempts} attempts)"
+        );
+        let finisher = worker.as_deref().and_then(|w| world.processes.name_of(w));
+        assert_ne!(
+            finisher.as_deref(),
+            Some(victim.as_str()),
+            "another process finished it"
+        );
+    }
+    world.processes.stop();
+}
+
+/// Two gateway processes on the same shard (as during a rolling restart) both receive every
+/// event; each question is still answered once and each file learned once, through the
+/// `seen_events` table they share.
+#[test]
+fn two_gateways_receiving_every_event_act_on_each_once() {
+    let mut world = World::start(&[
+        ("gateway-1", "gateway"),
+        ("gateway-2", "gateway"),
+        ("chat-1", "chat"),
+        ("ingest-1", "ingest"),
+    ]);
+    let posted = [
+        world.post_file("parking.md", PARKING),
+        world.post_file(
+            "kettle.md",
+            b"# The kettle\n\nDescale the kettle on Fridays.\n",
+        ),
+    ];
+    world.wait_all_done(&[], &posted[..1]);
+    let asked: Vec<u64> = (0..10).map(|n| world.ask(n)).collect();
+    world.wait_all_done(&asked, &posted);
+    world.assert_once_each(&asked, &posted);
+    let (documents, jobs) = world.rows();
+    world.assert_indexed_once(&documents, posted.len());
+    assert_eq!(jobs.iter().filter(|j| j.1 == "answer").count(), asked.len());
+    assert_eq!(
+        jobs.iter().filter(|j| j.1 == "ingest").count(),
+        posted.len()
+    );
+    world.processes.stop();
+}
