@@ -70,6 +70,17 @@ pub enum AnswerError {
     Store(#[from] StoreError),
 }
 
+impl AnswerError {
+    /// What the asker is told: the part that failed, without addresses or driver messages
+    /// (those go to the job's reason and the log).
+    pub fn for_people(&self) -> &'static str {
+        match self {
+            AnswerError::Index(_) => "the knowledge store is unavailable",
+            AnswerError::Store(_) => "engram's database is unavailable",
+        }
+    }
+}
+
 impl Answerer {
     /// Answers `question`, passing each new piece of the text to `on_text` as it is made; the
     /// pieces concatenated are `Answered::text`.

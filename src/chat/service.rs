@@ -15,7 +15,7 @@ use super::budget::RateBudget;
 use super::pool::{Admission, AnswerPool, UserRateLimit};
 use super::streamer::{stream_answer, StreamOptions};
 use super::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
-use crate::answer::{Answerer, Question, Source};
+use crate::answer::{AnswerError, Answerer, Question, Source};
 use crate::brain::{BrainId, TenantId};
 use crate::jobs::{Job, JobId, JobKind, NewJob};
 use crate::render::{sources_footer, FooterSource};
@@ -216,7 +216,10 @@ impl AnswerService {
                 self.tell(outlet, &placeholder, text).await;
                 return Err(JobFailure::permanent("the brain no longer exists"));
             }
-            Err(error) => return Err(self.unanswered(job, outlet, &placeholder, error).await),
+            Err(error) => {
+                let error = AnswerError::from(error);
+                return Err(self.unanswered(job, outlet, &placeholder, error).await);
+            }
         };
         let platform = outlet.platform.limits().platform;
         let (sender, receiver) = watch::channel(String::new());
@@ -241,7 +244,7 @@ impl AnswerService {
                 });
             }
             // Dropping the sender tells the streamer this is the final text.
-            Ok::<_, crate::answer::AnswerError>(answered)
+            Ok::<_, AnswerError>(answered)
         };
         let deliver = async {
             let mut receiver = receiver;
@@ -307,20 +310,23 @@ impl AnswerService {
     }
 
     /// No answer could be made (the store or index failed before any text): another attempt
-    /// may succeed; on the last one, the asker is told why.
+    /// may succeed; on the last one, the asker is told which part failed (the details stay in
+    /// the job's reason).
     async fn unanswered(
         &self,
         job: &Job,
         outlet: &Outlet,
         placeholder: &MessageRef,
-        error: impl std::fmt::Display,
+        error: AnswerError,
     ) -> JobFailure {
-        let reason = error.to_string();
         if job.attempts >= job.max_attempts {
-            let text = format!("⚠️ I couldn't answer this time: {reason}. Please ask again later.");
+            let text = format!(
+                "⚠️ I couldn't answer this time: {}. Please ask again later.",
+                error.for_people()
+            );
             self.tell(outlet, placeholder, &text).await;
         }
-        JobFailure::transient(reason)
+        JobFailure::transient(error.to_string())
     }
 
     /// Replaces the placeholder's text with a short status, within the channel's budget.

@@ -6,6 +6,7 @@
 //! receive every event act on each once.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use engram::brain::{BindingMode, BrainName, TenantKey};
@@ -17,7 +18,7 @@ use crate::fake_discord::{
 };
 use crate::fake_openai::{self, Behaviour};
 use crate::fake_qdrant;
-use crate::support::TestDb;
+use crate::support::{http_get, TestDb};
 
 const CHANNELS: u64 = 10;
 const QUESTIONS: usize = 50;
@@ -79,7 +80,13 @@ fn files() -> Vec<(String, Vec<u8>)> {
     files
 }
 
-fn config_toml(database: &str, discord: &FakeDiscord, llm: &str, qdrant: &str) -> String {
+fn config_toml(
+    api: SocketAddr,
+    database: &str,
+    discord: &FakeDiscord,
+    llm: &str,
+    qdrant: &str,
+) -> String {
     format!(
         r#"[store]
 url = "{database}"
@@ -105,6 +112,9 @@ user_questions_per_minute = 0
 [ingest]
 extractor = "{extractor}"
 
+[http]
+listen = "{api}"
+
 [jobs]
 lease_ms = 4000
 backoff_base_ms = 200
@@ -129,6 +139,8 @@ struct World {
     discord: FakeDiscord,
     qdrant: fake_qdrant::FakeQdrant,
     db: TestDb,
+    /// Where a process running the `api` role listens.
+    api: SocketAddr,
     _llm: fake_openai::FakeOpenAi,
     _dir: tempfile::TempDir,
 }
@@ -185,9 +197,12 @@ impl World {
 
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("engram.toml");
+        let api = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|probe| probe.local_addr())
+            .unwrap();
         std::fs::write(
             &config,
-            config_toml(&db.url, &discord, &llm.base_url(), &qdrant.url),
+            config_toml(api, &db.url, &discord, &llm.base_url(), &qdrant.url),
         )
         .unwrap();
         let mut cluster = Processes::new(config, dir.path().to_path_buf());
@@ -209,6 +224,7 @@ impl World {
             discord,
             qdrant,
             db,
+            api,
             _llm: llm,
             _dir: dir,
         }
@@ -481,5 +497,74 @@ fn two_gateways_receiving_every_event_act_on_each_once() {
         jobs.iter().filter(|j| j.1 == "ingest").count(),
         posted.len()
     );
+    world.processes.stop();
+}
+
+/// Qdrant unreachable while the processes run: `/readyz` answers 503, a question is told the
+/// knowledge store is unavailable once its attempts are spent, and a file posted meanwhile is
+/// retried until Qdrant is back, then learned.
+#[test]
+fn a_qdrant_outage_shows_in_readyz_answers_and_ingest_retries() {
+    let mut world = World::start(&[
+        ("gateway", "gateway,api"),
+        ("chat-1", "chat"),
+        ("ingest-1", "ingest"),
+    ]);
+    let parking = world.post_file("parking.md", PARKING);
+    world.wait_all_done(&[], &[parking]);
+    let (status, body) = http_get(world.api, "/readyz");
+    assert_eq!(status, 200, "{body}");
+
+    world.qdrant.set_down(true);
+    let (status, body) = http_get(world.api, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("index"), "{body}");
+
+    let question = world.ask(0);
+    let mut told = String::new();
+    wait(
+        &world.processes,
+        "the asker told why there is no answer",
+        Duration::from_secs(60),
+        || {
+            told = replies(&world.discord)
+                .get(&question)
+                .and_then(|r| r.first())
+                .map(|m| m.content().to_string())
+                .unwrap_or_default();
+            told.starts_with("⚠️")
+        },
+    );
+    assert_eq!(
+        told,
+        "⚠️ I couldn't answer this time: the knowledge store is unavailable. Please ask again \
+         later.",
+        "the asker is told which part failed, without addresses or driver messages"
+    );
+    let (_, jobs) = world.rows();
+    let answer = jobs.iter().find(|job| job.1 == "answer").unwrap();
+    assert_eq!(answer.2, "dead", "{jobs:#?}");
+
+    let kettle = world.post_file(
+        "kettle.md",
+        b"# The kettle\n\nDescale the kettle on Fridays.\n",
+    );
+    wait(
+        &world.processes,
+        "the kettle notes to fail once against the unreachable index",
+        Duration::from_secs(30),
+        || {
+            let (_, jobs) = world.rows();
+            jobs.iter()
+                .filter(|job| job.1 == "ingest")
+                .any(|job| job.3 >= 2)
+        },
+    );
+    world.qdrant.set_down(false);
+    world.wait_all_done(&[], &[kettle]);
+    let (documents, _) = world.rows();
+    world.assert_indexed_once(&documents, 2);
+    let (status, body) = http_get(world.api, "/readyz");
+    assert_eq!(status, 200, "{body}");
     world.processes.stop();
 }
