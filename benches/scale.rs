@@ -16,6 +16,7 @@
 //! ```text
 //! cargo build --release --workspace
 //! ENGRAM_TEST_POSTGRES_URL=$(scripts/postgres.sh) cargo bench --bench scale
+//! ENGRAM_TEST_POSTGRES_URL=$(scripts/postgres.sh) cargo bench --bench scale -- answers  # part 2 only
 //! ```
 //! Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
@@ -349,12 +350,25 @@ fn main() {
         .build()
         .unwrap();
 
+    // `ingest` or `answers` runs that part only.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let runs = |part: &str| only.as_deref().is_none_or(|only| only == part);
+
     println!("## Scale-out on PostgreSQL\n");
+    if runs("ingest") {
+        ingest_table(&fakes, &admin);
+    }
+    if runs("answers") {
+        answers_table(&fakes, &admin);
+    }
+}
+
+fn ingest_table(fakes: &tokio::runtime::Runtime, admin: &str) {
     println!("| ingest processes × workers | files | wall | files/s | vs 1 process |");
     println!("|---|---|---|---|---|");
     for workers in [2, 1] {
-        let (one, files) = ingest_run(&fakes, &admin, 1, workers);
-        let (two, _) = ingest_run(&fakes, &admin, 2, workers);
+        let (one, files) = ingest_run(fakes, admin, 1, workers);
+        let (two, _) = ingest_run(fakes, admin, 2, workers);
         println!(
             "| 1 × {workers} | {files} | {one:.2} s | {:.2} | 1.00 |",
             files as f64 / one
@@ -366,9 +380,12 @@ fn main() {
         );
     }
 
-    let (overheads, rate_limited) = first_edit_run(&fakes, &admin);
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!();
+}
+
+fn answers_table(fakes: &tokio::runtime::Runtime, admin: &str) {
+    let (overheads, rate_limited) = first_edit_run(fakes, admin);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("| figure | result |");
     println!("|---|---|");
     println!("| questions answered | {} / {QUESTIONS} |", overheads.len());

@@ -2,8 +2,9 @@
 //! ingest processes sharing a real PostgreSQL, with the fake Discord, the fake LLM and the
 //! in-memory Qdrant stand-in (`fake_qdrant`) across the network. One chat and one ingest
 //! process are killed with SIGKILL while they hold jobs; every question is still answered
-//! exactly once and every file learned exactly once. And two gateway processes that both
-//! receive every event act on each once.
+//! exactly once and every file learned exactly once. Two gateway processes that both receive
+//! every event act on each once. A Qdrant outage shows in `/readyz`, in the answer, and in
+//! ingest jobs retried until it ends.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
