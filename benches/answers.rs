@@ -410,10 +410,7 @@ async fn ingest_once(
         store.as_ref(),
         &config.ingest,
         3,
-        brain,
-        "oncall-scan.png",
-        None,
-        bytes,
+        ingest::NewFile::new(brain, "oncall-scan.png", bytes),
     )
     .await
     .expect("submitted");

@@ -163,10 +163,7 @@ fn ingest_run(
                     store.as_ref(),
                     &ingest_config,
                     5,
-                    brain.id,
-                    name,
-                    None,
-                    bytes,
+                    ingest::NewFile::new(brain.id, name, bytes),
                 )
                 .await
                 .unwrap()

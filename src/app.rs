@@ -228,17 +228,24 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     } else {
         None
     };
-    let gateway_for = |index: &Arc<dyn Index>, outlet| Gateway {
-        store: store.clone(),
-        index: index.clone(),
-        outlet,
-        ingest: config.ingest.clone(),
-        max_attempts: config.jobs.max_attempts,
+    // A platform's gateway core; it first picks up the reports of files posted on that
+    // platform before this process started (a restart mid-ingest loses no ✅ / ❌).
+    let gateway_for = |index: &Arc<dyn Index>, outlet, platform: &'static str| {
+        let gateway = Gateway {
+            store: store.clone(),
+            index: index.clone(),
+            outlet,
+            ingest: config.ingest.clone(),
+            max_attempts: config.jobs.max_attempts,
+        };
+        let resuming = gateway.clone();
+        control.spawn(async move { resuming.resume_reports(platform).await });
+        gateway
     };
     let slack_adapter = match (slack_transport, &adapter_index) {
         (Some((outlet, api)), Some(index)) => Some(slack::adapter(
             &config.slack,
-            gateway_for(index, outlet),
+            gateway_for(index, outlet, slack::PLATFORM),
             api,
         )),
         _ => None,
@@ -282,7 +289,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     if has(Role::Gateway) {
         log_gateway_state(config);
         if let (Some(outlet), Some(index)) = (discord_outlet, &adapter_index) {
-            let gateway = gateway_for(index, outlet);
+            let gateway = gateway_for(index, outlet, discord::PLATFORM);
             let discord_config = config.discord.clone();
             let stop = shutdown.stop_claiming.clone();
             adapters.push(control.spawn(async move {

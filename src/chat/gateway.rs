@@ -1,20 +1,23 @@
 //! The gateway's core, shared by the Discord and Slack adapters: platform events arrive as a
 //! closed `ChatEvent`, are acted on once (`seen_events`), and become store and platform calls —
 //! a question becomes a placeholder and an `answer` job, posted files become ingest jobs with
-//! ⏳ / ✅ / ❌ and a one-line summary, `/brain` commands become replies. Adapters translate
-//! events and commands; they never touch the store, the index or the LLM.
+//! ⏳ / ✅ / ❌ and a one-line summary (reported once, by whichever gateway sees the job end, so
+//! a restarted gateway still reports files posted before), `/brain` commands become replies.
+//! Adapters translate events and commands; they never touch the store, the index or the LLM.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::service::{ask, NewQuestion, Outlet};
 use super::{ChannelKey, MessageRef, PlatformError};
-use crate::brain::{BindingMode, BrainName, Document, DocumentStatus, TenantId, TenantKey};
+use crate::brain::{
+    BindingMode, BrainName, Document, DocumentId, DocumentStatus, TenantId, TenantKey,
+};
 use crate::clock::now_ms;
 use crate::config::IngestConfig;
 use crate::index::Index;
-use crate::ingest::{self, SubmitError, Submitted};
-use crate::jobs::{JobId, JobState};
+use crate::ingest::{self, IngestPayload, ReportTo, SubmitError, Submitted};
+use crate::jobs::{JobId, JobKind, JobState};
 use crate::store::{Store, StoreError};
 
 /// Reactions that show a file's progress.
@@ -265,19 +268,29 @@ impl Gateway {
         let count = files.len();
         for file in files {
             let this = self.clone();
-            let message = message.clone();
             let brain = binding.brain;
+            let report = ReportTo {
+                platform: origin.platform.clone(),
+                channel: message.channel.0.clone(),
+                message: message.id.clone(),
+                file_name: file.name.clone(),
+            };
             // Downloaded promptly (links expire), then watched until the job ends.
             tokio::spawn(async move {
-                let outcome = this.learn(brain, &file).await;
-                this.report(&message, &file.name, outcome).await;
+                let outcome = this.learn(brain, &file, &report).await;
+                this.report(&report, outcome).await;
             });
         }
         Ok(Handled::Files(count))
     }
 
     /// Downloads one file, queues it, and waits for its ingest job to end.
-    async fn learn(&self, brain: crate::brain::BrainId, file: &PostedFile) -> Learned {
+    async fn learn(
+        &self,
+        brain: crate::brain::BrainId,
+        file: &PostedFile,
+        report: &ReportTo,
+    ) -> Learned {
         let limit = self.ingest.max_file_bytes;
         if file.size > limit {
             return Learned::Failed(
@@ -296,22 +309,25 @@ impl Gateway {
             self.store.as_ref(),
             &self.ingest,
             self.max_attempts,
-            brain,
-            &file.name,
-            file.link.as_deref(),
-            &bytes,
+            ingest::NewFile {
+                brain,
+                file_name: &file.name,
+                source_link: file.link.as_deref(),
+                bytes: &bytes,
+                report: Some(report.clone()),
+            },
         )
         .await;
         drop(bytes);
         match submitted {
             Ok(Submitted::Known(document)) => Learned::Known(document),
-            Ok(Submitted::Queued { job, document }) => self.wait_for(job, document).await,
+            Ok(Submitted::Queued { job, document }) => self.wait_for(job, document.id).await,
             Err(error) => Learned::Failed(error.to_string()),
         }
     }
 
     /// Follows an ingest job until it is done or dead.
-    async fn wait_for(&self, job: JobId, document: Document) -> Learned {
+    async fn wait_for(&self, job: JobId, document: DocumentId) -> Learned {
         let deadline = now_ms() + INGEST_WATCH.as_millis() as i64;
         loop {
             match self.store.job(job).await {
@@ -328,7 +344,7 @@ impl Gateway {
             }
             tokio::time::sleep(WATCH_INTERVAL).await;
         }
-        match self.store.document(document.id).await {
+        match self.store.document(document).await {
             Ok(Some(document)) if document.status == DocumentStatus::Indexed => {
                 Learned::Indexed(document)
             }
@@ -342,8 +358,67 @@ impl Gateway {
         }
     }
 
-    /// ✅ and a summary, "already known", or ❌ and the reason, in reply to the file's message.
-    async fn report(&self, message: &MessageRef, name: &str, outcome: Learned) {
+    /// Reports the results of files posted on `platform` that no gateway has reported yet:
+    /// files still being read are watched to the end, files whose job ended within
+    /// `RESUME_ENDED_WITHIN` are reported now. So a gateway that restarts mid-ingest, or a
+    /// replica taking over from one that died, loses no ✅ / ❌; whichever gateway reports a
+    /// file first claims it (`report`), so none reports it twice.
+    pub async fn resume_reports(&self, platform: &str) {
+        let since = now_ms() - RESUME_ENDED_WITHIN.as_millis() as i64;
+        let jobs = match self
+            .store
+            .jobs_alive_or_ended_since(JobKind::Ingest, since, RESUME_LIMIT)
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look for files still to report");
+                return;
+            }
+        };
+        let mut watching = 0;
+        for job in jobs {
+            let Ok(payload) = serde_json::from_value::<IngestPayload>(job.payload) else {
+                continue;
+            };
+            let Some(report) = payload.report.filter(|report| report.platform == platform) else {
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let outcome = this.wait_for(job.id, DocumentId(payload.document_id)).await;
+                this.report(&report, outcome).await;
+            });
+            watching += 1;
+        }
+        if watching > 0 {
+            tracing::info!(
+                platform,
+                files = watching,
+                "watching files posted before this start"
+            );
+        }
+    }
+
+    /// ✅ and a summary, "already known", or ❌ and the reason, in reply to the file's message,
+    /// unless another gateway (or an earlier run of this one) reported it already.
+    async fn report(&self, report: &ReportTo, outcome: Learned) {
+        let key = format!(
+            "ingest-report:{}:{}:{}",
+            report.channel, report.message, report.file_name
+        );
+        match self.store.first_sighting(&report.platform, &key).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            // Better told twice than not at all.
+            Err(error) => tracing::warn!(%error, "cannot claim a file's report; reporting it"),
+        }
+        let message = MessageRef {
+            channel: ChannelKey(report.channel.clone()),
+            id: report.message.clone(),
+        };
+        let message = &message;
+        let name = report.file_name.as_str();
         let (emoji, text) = match outcome {
             Learned::Indexed(document) => (DONE, format!("📚 {}", summary(name, &document))),
             Learned::Known(document) => (
@@ -511,6 +586,11 @@ impl Gateway {
 /// How often a watched ingest job is looked at, and for how long at most.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 const INGEST_WATCH: Duration = Duration::from_secs(30 * 60);
+
+/// A gateway that starts reports files whose job ended this recently (well within the 2 days
+/// for which `seen_events` remembers which were reported) and looks at this many jobs at most.
+const RESUME_ENDED_WITHIN: Duration = Duration::from_secs(60 * 60);
+const RESUME_LIMIT: u32 = 10_000;
 
 /// How learning one file ended.
 #[derive(Debug)]

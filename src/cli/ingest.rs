@@ -14,7 +14,7 @@ use crate::app;
 use crate::brain::{BrainName, Document, DocumentStatus, TenantKey};
 use crate::config::Config;
 use crate::ingest::sandbox::{self, Sandbox};
-use crate::ingest::{self, SubmitError, Submitted};
+use crate::ingest::{self, NewFile, SubmitError, Submitted};
 use crate::jobs::{JobId, JobKind, JobState, RetryPolicy};
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -194,10 +194,7 @@ pub async fn ingest_command(config: &Config, args: IngestArgs) -> anyhow::Result
             store.as_ref(),
             &config.ingest,
             config.jobs.max_attempts,
-            brain.id,
-            &file_name(path),
-            None,
-            &bytes,
+            NewFile::new(brain.id, &file_name(path), &bytes),
         )
         .await;
         match submitted {

@@ -26,6 +26,19 @@ use self::sandbox::{ExtractError, Sandbox};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestPayload {
     pub document_id: i64,
+    /// Where the result is reported when the file came from a chat message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportTo>,
+}
+
+/// The chat message a file was posted in, whose channel hears how its ingestion ended. Kept in
+/// the job, so any gateway (a restarted one, another replica) can report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportTo {
+    pub platform: String,
+    pub channel: String,
+    pub message: String,
+    pub file_name: String,
 }
 
 /// What `submit` did with a file.
@@ -54,17 +67,47 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// A file to add to a brain.
+#[derive(Debug, Clone)]
+pub struct NewFile<'a> {
+    pub brain: BrainId,
+    pub file_name: &'a str,
+    /// A link to where it was posted, for citing it.
+    pub source_link: Option<&'a str>,
+    pub bytes: &'a [u8],
+    /// The chat message to report the result to (the first submitter's, when the same file is
+    /// posted twice while it is being read).
+    pub report: Option<ReportTo>,
+}
+
+impl<'a> NewFile<'a> {
+    /// `bytes` named `file_name`, for `brain`; no link, no report.
+    pub fn new(brain: BrainId, file_name: &'a str, bytes: &'a [u8]) -> Self {
+        NewFile {
+            brain,
+            file_name,
+            source_link: None,
+            bytes,
+            report: None,
+        }
+    }
+}
+
 /// Adds a file to a brain: keeps its bytes in the store and queues an `ingest` job, unless the
 /// same bytes are already there. Safe to call again with the same file.
 pub async fn submit(
     store: &dyn Store,
     config: &IngestConfig,
     max_attempts: u32,
-    brain: BrainId,
-    file_name: &str,
-    source_link: Option<&str>,
-    bytes: &[u8],
+    file: NewFile<'_>,
 ) -> Result<Submitted, SubmitError> {
+    let NewFile {
+        brain,
+        file_name,
+        source_link,
+        bytes,
+        report,
+    } = file;
     let size = bytes.len() as u64;
     if size == 0 {
         return Err(SubmitError::Empty);
@@ -111,6 +154,7 @@ pub async fn submit(
     store.put_file(&sha256, bytes).await?;
     let payload = serde_json::to_value(IngestPayload {
         document_id: document.id.0,
+        report,
     })
     .expect("payload serializes");
     let job = store

@@ -287,6 +287,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>>;
     /// Most recent jobs first.
     async fn jobs(&self, state: Option<JobState>, limit: u32) -> StoreResult<Vec<Job>>;
+    /// Jobs of `kind` still to run or running, and those that ended at or after `since`
+    /// (Unix ms): most recent first, at most `limit`.
+    async fn jobs_alive_or_ended_since(
+        &self,
+        kind: JobKind,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>>;
     async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>>;
     /// When the next job of `kind` becomes claimable (a due time or a lease expiry), if any.
     async fn next_due(&self, kind: JobKind) -> StoreResult<Option<i64>>;

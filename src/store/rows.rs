@@ -827,6 +827,26 @@ macro_rules! impl_store {
                 rows.iter().map(job_from_row).collect()
             }
 
+            async fn jobs_alive_or_ended_since(
+                &self,
+                kind: JobKind,
+                since: i64,
+                limit: u32,
+            ) -> StoreResult<Vec<Job>> {
+                let sql = format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 \
+                     AND (state IN ('queued', 'running', 'failed') OR updated_at >= $2) \
+                     ORDER BY id DESC LIMIT $3"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(kind.as_str())
+                    .bind(since)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(job_from_row).collect()
+            }
+
             async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>> {
                 let rows: Vec<(String, String, i64)> = sqlx::query_as(
                     "SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state ORDER BY kind, state",

@@ -53,9 +53,12 @@ impl Processes {
         });
     }
 
-    /// The names of the processes started, killed ones included.
+    /// The names of the processes started and not killed.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.running.iter().map(|(name, _)| name.as_str())
+        self.running
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| !self.killed.iter().any(|killed| killed == name))
     }
 
     /// The process whose job worker name (`HOSTNAME:pid:role`) is `worker`.

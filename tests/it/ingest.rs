@@ -241,10 +241,7 @@ async fn an_extractor_killed_mid_file_is_retried_without_duplicate_chunks() {
         store.as_ref(),
         &config.ingest,
         3,
-        brain.id,
-        "05_scanned_gpl2.pdf",
-        None,
-        &bytes,
+        engram::ingest::NewFile::new(brain.id, "05_scanned_gpl2.pdf", &bytes),
     )
     .await
     .unwrap();

@@ -3,8 +3,9 @@
 //! in-memory Qdrant stand-in (`fake_qdrant`) across the network. One chat and one ingest
 //! process are killed with SIGKILL while they hold jobs; every question is still answered
 //! exactly once and every file learned exactly once. Two gateway processes that both receive
-//! every event act on each once. A Qdrant outage shows in `/readyz`, in the answer, and in
-//! ingest jobs retried until it ends.
+//! every event act on each once. A gateway killed while a file is read leaves its report to
+//! the next one. A Qdrant outage shows in `/readyz`, in the answer, and in ingest jobs retried
+//! until it ends.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -567,5 +568,49 @@ fn a_qdrant_outage_shows_in_readyz_answers_and_ingest_retries() {
     world.assert_indexed_once(&documents, 2);
     let (status, body) = http_get(world.api, "/readyz");
     assert_eq!(status, 200, "{body}");
+    world.processes.stop();
+}
+
+/// The gateway that took a file in is killed while the file is read: the gateway started next
+/// reports it (✅ and the summary), once, and a third one started later does not repeat it.
+#[test]
+fn a_gateway_killed_mid_ingest_leaves_the_report_to_the_next_one() {
+    let mut world = World::start(&[("gateway-1", "gateway"), ("ingest-1", "ingest")]);
+    // The two-page scan takes seconds to read.
+    let corpus = crate::support::crate_dir().join("../shared/corpus/files");
+    let scan = std::fs::read(corpus.join("05_scanned_gpl2.pdf")).unwrap();
+    let posted = world.post_file("05_scanned_gpl2.pdf", &scan);
+    wait(
+        &world.processes,
+        "the scan's ingest job to run",
+        Duration::from_secs(30),
+        || {
+            let (_, jobs) = world.rows();
+            jobs.iter()
+                .any(|job| job.1 == "ingest" && job.2 == "running")
+        },
+    );
+    world.processes.sigkill("gateway-1");
+    assert!(
+        !replies(&world.discord).contains_key(&posted),
+        "reported before it was read"
+    );
+
+    world.processes.spawn("gateway-2", "gateway");
+    world.wait_all_done(&[], &[posted]);
+    world.assert_once_each(&[], &[posted]);
+    assert!(
+        !world.discord.reactions(posted).contains(&"⏳".to_string()),
+        "⏳ taken off"
+    );
+
+    world.processes.spawn("gateway-3", "gateway");
+    world
+        .processes
+        .wait_running("gateway-3", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    world.assert_once_each(&[], &[posted]);
+    let (documents, _) = world.rows();
+    world.assert_indexed_once(&documents, 1);
     world.processes.stop();
 }

@@ -58,6 +58,7 @@ contract_tests!(
     answer_messages_map_to_their_conversation_per_tenant_and_channel,
     pruning_deletes_only_what_is_no_longer_needed,
     documents_are_marked_indexed_and_deleted_only_in_their_brain,
+    jobs_alive_or_recently_ended_are_found_by_kind,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -951,4 +952,48 @@ async fn documents_are_marked_indexed_and_deleted_only_in_their_brain(store: Arc
     assert!(store.delete_document(mine, document.id).await.unwrap());
     assert!(store.document(document.id).await.unwrap().is_none());
     assert!(!store.delete_document(mine, document.id).await.unwrap());
+}
+
+/// What a starting gateway looks at: one kind's jobs still to run or running, and those that
+/// ended since a given time; not older ended ones, not other kinds.
+async fn jobs_alive_or_recently_ended_are_found_by_kind(store: Arc<dyn Store>) {
+    let lease = Duration::from_secs(30);
+    let ended = store.enqueue(&job(1)).await.unwrap().id();
+    let claimed = store
+        .claim(JobKind::Ingest, "w", lease)
+        .await
+        .unwrap()
+        .expect("a job");
+    assert_eq!(claimed.id, ended);
+    assert!(store.complete(&claimed.lease()).await.unwrap());
+    let running = store.enqueue(&job(2)).await.unwrap().id();
+    let claimed = store
+        .claim(JobKind::Ingest, "w", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, running);
+    let queued = store.enqueue(&job(3)).await.unwrap().id();
+    store
+        .enqueue(&NewJob::new(JobKind::Answer, json!({}), 3))
+        .await
+        .unwrap();
+
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let ended_at = store.job(ended).await.unwrap().unwrap().updated_at;
+    let found = store
+        .jobs_alive_or_ended_since(JobKind::Ingest, ended_at, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(found), [queued, running, ended], "newest first");
+    let found = store
+        .jobs_alive_or_ended_since(JobKind::Ingest, ended_at + 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(found), [queued, running], "ended before `since`");
+    let found = store
+        .jobs_alive_or_ended_since(JobKind::Ingest, ended_at + 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(found), [queued], "at most `limit`");
 }
