@@ -214,11 +214,15 @@ impl World {
         for (name, _) in processes {
             cluster.wait_running(name, Duration::from_secs(30));
         }
+        let gateways = cluster
+            .names()
+            .filter(|name| name.starts_with("gateway"))
+            .count();
         wait(
             &cluster,
-            "a gateway to register the commands",
+            "every gateway to identify and the commands to be registered",
             Duration::from_secs(30),
-            || !discord.commands(None).is_empty(),
+            || discord.identifies() >= gateways && !discord.commands(None).is_empty(),
         );
         World {
             processes: cluster,
