@@ -430,17 +430,22 @@ fn separate_processes_on_postgres_answer_and_learn_exactly_once_through_sigkills
             let seen = *first_seen
                 .entry((job, worker.clone()))
                 .or_insert_with(Instant::now);
-            let (victim, held) = match kind.as_str() {
-                "answer" => ("chat-1", Duration::from_millis(800)),
-                _ => ("ingest-1", Duration::from_millis(300)),
+            // Whichever chat (ingest) process holds the job: both claim from the same queue.
+            let held = match kind.as_str() {
+                "answer" => Duration::from_millis(800),
+                _ => Duration::from_millis(300),
             };
             if killed.contains_key(&kind) || seen.elapsed() < held {
                 continue;
             }
-            if world.processes.name_of(&worker).as_deref() == Some(victim) {
-                world.processes.sigkill(victim);
-                killed.insert(kind, (victim.to_string(), job));
+            let Some(victim) = world.processes.name_of(&worker) else {
+                continue;
+            };
+            if !world.processes.names().any(|name| name == victim) {
+                continue; // killed already, its leases not yet run out
             }
+            world.processes.sigkill(&victim);
+            killed.insert(kind, (victim, job));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
