@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 use engram::brain::{BindingMode, BrainName, TenantKey};
 use engram::config::{StoreConfig, StoreUrl};
 use engram::ingest::{self, Submitted};
+use engram::jobs::{JobKind, JobState};
 use engram::store::{self, Store};
 use sqlx::Connection;
 
@@ -173,17 +174,18 @@ fn ingest_run(
                 }
             }
         }
+        // Every job ends done: one query for the counts per state, not one per job.
         loop {
-            let mut done = 0;
-            for job in &jobs {
-                let state = store.job(*job).await.unwrap().unwrap().state;
-                assert!(
-                    !matches!(state, engram::jobs::JobState::Dead),
-                    "an ingest job died"
-                );
-                done += usize::from(state == engram::jobs::JobState::Done);
-            }
-            if done == jobs.len() {
+            let depths = store.queue_depths().await.unwrap();
+            let count = |state: JobState| {
+                depths
+                    .iter()
+                    .filter(|d| d.kind == JobKind::Ingest && d.state == state)
+                    .map(|d| d.count)
+                    .sum::<u64>()
+            };
+            assert_eq!(count(JobState::Dead), 0, "an ingest job died");
+            if count(JobState::Done) == jobs.len() as u64 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -247,25 +249,8 @@ fn first_edit_run(fakes: &tokio::runtime::Runtime, admin: &str) -> (Vec<Duration
     // The brain, bound to every channel, learns the notes through the ingest process.
     fakes.block_on(async {
         let store = open_store(&database).await;
-        let tenant = store
-            .ensure_tenant(&TenantKey::parse(&format!("discord:{GUILD_ID}")).unwrap())
-            .await
-            .unwrap();
-        let brain = store
-            .create_brain(tenant, &BrainName::parse("handbook").unwrap())
-            .await
-            .unwrap();
-        for n in 0..CHANNELS {
-            store
-                .bind_channel(
-                    tenant,
-                    &format!("discord:{}", channel_id(n)),
-                    brain.id,
-                    BindingMode::Both,
-                )
-                .await
-                .unwrap();
-        }
+        let channels = (0..CHANNELS).map(|n| (channel_id(n), BindingMode::Both));
+        cluster::handbook_bound_to(store.as_ref(), GUILD_ID, channels).await;
         store.close().await;
     });
     let (notes, _) = discord.add_attachment("notes.md", NOTES);

@@ -413,12 +413,11 @@ impl Gateway {
             // Better told twice than not at all.
             Err(error) => tracing::warn!(%error, "cannot claim a file's report; reporting it"),
         }
-        let message = MessageRef {
+        let message = &MessageRef {
             channel: ChannelKey(report.channel.clone()),
             id: report.message.clone(),
         };
-        let message = &message;
-        let name = report.file_name.as_str();
+        let name = &report.file_name;
         let (emoji, text) = match outcome {
             Learned::Indexed(document) => (DONE, format!("📚 {}", summary(name, &document))),
             Learned::Known(document) => (

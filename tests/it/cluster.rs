@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use engram::brain::{BindingMode, BrainName, TenantKey};
+use engram::store::Store;
+
 /// The engram processes of one test, each logging to its own file; all are killed when the
 /// test ends, however it ends.
 pub struct Processes {
@@ -155,5 +158,28 @@ pub fn wait(processes: &Processes, what: &str, limit: Duration, mut done: impl F
             processes.logs()
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates the brain `handbook` in the Discord guild `guild` and binds each of `channels` to it
+/// with its mode: the world the processes of a test or benchmark serve.
+pub async fn handbook_bound_to(
+    store: &dyn Store,
+    guild: u64,
+    channels: impl IntoIterator<Item = (u64, BindingMode)>,
+) {
+    let tenant = store
+        .ensure_tenant(&TenantKey::parse(&format!("discord:{guild}")).unwrap())
+        .await
+        .unwrap();
+    let brain = store
+        .create_brain(tenant, &BrainName::parse("handbook").unwrap())
+        .await
+        .unwrap();
+    for (channel, mode) in channels {
+        store
+            .bind_channel(tenant, &format!("discord:{channel}"), brain.id, mode)
+            .await
+            .unwrap();
     }
 }

@@ -253,10 +253,15 @@ impl Service {
         Ok(Instant::now())
     }
 
-    fn update_result(&self) -> Option<q::UpdateResult> {
-        Some(q::UpdateResult {
-            operation_id: Some(self.state.operations.fetch_add(1, Ordering::SeqCst)),
-            status: q::UpdateStatus::Completed as i32,
+    /// The answer to a write that `start`ed then: completed, with the next operation id.
+    fn updated(&self, start: Instant) -> Response<q::PointsOperationResponse> {
+        Response::new(q::PointsOperationResponse {
+            result: Some(q::UpdateResult {
+                operation_id: Some(self.state.operations.fetch_add(1, Ordering::SeqCst)),
+                status: q::UpdateStatus::Completed as i32,
+            }),
+            time: start.elapsed().as_secs_f64(),
+            usage: None,
         })
     }
 
@@ -408,11 +413,7 @@ service! {
                     .insert(request.field_name, (field_type + 1, request.field_index_params));
                 Ok(())
             })?;
-            Ok(Response::new(q::PointsOperationResponse {
-                result: self.update_result(),
-                time: start.elapsed().as_secs_f64(),
-                usage: None,
-            }))
+            Ok(self.updated(start))
         }
 
         async fn upsert(
@@ -434,11 +435,7 @@ service! {
                 c.points.extend(points);
                 Ok(())
             })?;
-            Ok(Response::new(q::PointsOperationResponse {
-                result: self.update_result(),
-                time: start.elapsed().as_secs_f64(),
-                usage: None,
-            }))
+            Ok(self.updated(start))
         }
 
         async fn delete(
@@ -475,11 +472,7 @@ service! {
                 }
                 Ok(())
             })?;
-            Ok(Response::new(q::PointsOperationResponse {
-                result: self.update_result(),
-                time: start.elapsed().as_secs_f64(),
-                usage: None,
-            }))
+            Ok(self.updated(start))
         }
 
         async fn count(&self, request: Request<q::CountPoints>) -> Rpc<q::CountResponse> {

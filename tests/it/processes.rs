@@ -11,9 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use engram::brain::{BindingMode, BrainName, TenantKey};
+use engram::brain::BindingMode;
 
-use crate::cluster::{wait, Processes};
+use crate::cluster::{handbook_bound_to, wait, Processes};
 use crate::fake_discord::{
     FakeChannel, FakeDiscord, Options, StoredMessage, UserMessage, ALICE_ID, BOB_ID, BOT_ID,
     GUILD_ID,
@@ -145,7 +145,10 @@ struct World {
     fakes: tokio::runtime::Runtime,
     discord: FakeDiscord,
     qdrant: fake_qdrant::FakeQdrant,
-    db: TestDb,
+    /// The store the processes share.
+    _db: TestDb,
+    /// For looking at the store's rows while the processes run.
+    pool: sqlx::PgPool,
     /// Where a process running the `api` role listens.
     api: SocketAddr,
     _llm: fake_openai::FakeOpenAi,
@@ -174,33 +177,16 @@ impl World {
         }));
         let qdrant = fakes.block_on(fake_qdrant::start());
         let db = fakes.block_on(TestDb::postgres());
-        fakes.block_on(async {
-            let store = db.store();
-            let tenant = store
-                .ensure_tenant(&TenantKey::parse(&format!("discord:{GUILD_ID}")).unwrap())
-                .await
-                .unwrap();
-            let brain = store
-                .create_brain(tenant, &BrainName::parse("handbook").unwrap())
-                .await
-                .unwrap();
-            for n in 0..CHANNELS {
-                let mode = if n == 0 {
-                    BindingMode::Both
-                } else {
-                    BindingMode::Ask
-                };
-                store
-                    .bind_channel(
-                        tenant,
-                        &format!("discord:{}", channel_id(n)),
-                        brain.id,
-                        mode,
-                    )
-                    .await
-                    .unwrap();
-            }
+        let channels = (0..CHANNELS).map(|n| {
+            let mode = if n == 0 {
+                BindingMode::Both
+            } else {
+                BindingMode::Ask
+            };
+            (channel_id(n), mode)
         });
+        fakes.block_on(handbook_bound_to(db.store.as_ref(), GUILD_ID, channels));
+        let pool = fakes.block_on(sqlx::PgPool::connect(&db.url)).unwrap();
 
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("engram.toml");
@@ -234,7 +220,8 @@ impl World {
             fakes,
             discord,
             qdrant,
-            db,
+            _db: db,
+            pool,
             api,
             _llm: llm,
             _dir: dir,
@@ -345,18 +332,16 @@ impl World {
     /// The documents and jobs in the store.
     fn rows(&self) -> (Vec<DocumentRow>, Vec<JobRow>) {
         self.fakes.block_on(async {
-            let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
             let documents =
                 sqlx::query_as("SELECT id, file_name, status, chunks FROM documents ORDER BY id")
-                    .fetch_all(&pool)
+                    .fetch_all(&self.pool)
                     .await
                     .unwrap();
             let jobs =
                 sqlx::query_as("SELECT id, kind, state, attempts, worker FROM jobs ORDER BY id")
-                    .fetch_all(&pool)
+                    .fetch_all(&self.pool)
                     .await
                     .unwrap();
-            pool.close().await;
             (documents, jobs)
         })
     }
@@ -364,18 +349,15 @@ impl World {
     /// The name of the file an `ingest` job reads.
     fn file_of(&self, job: i64) -> Option<String> {
         self.fakes.block_on(async {
-            let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
-            let name = sqlx::query_scalar(
+            sqlx::query_scalar(
                 "SELECT d.file_name FROM jobs j \
                  JOIN documents d ON d.id = (j.payload::json ->> 'document_id')::bigint \
                  WHERE j.id = $1",
             )
             .bind(job)
-            .fetch_optional(&pool)
+            .fetch_optional(&self.pool)
             .await
-            .unwrap();
-            pool.close().await;
-            name
+            .unwrap()
         })
     }
 
