@@ -8,6 +8,7 @@ packages=(
   tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-dev   # OCR
   poppler-utils                                     # pdftotext, pdftoppm
   postgresql                                        # the scale-out store, and its tests
+  xz-utils                                          # unpacks the test Qdrant server (scripts/qdrant.sh)
   ca-certificates
   time                                              # GNU time, for benches/ingest.rs
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with only the Rust toolchain: installs what
-# is missing, starts a private PostgreSQL on 127.0.0.1 (unless ENGRAM_TEST_POSTGRES_URL names
-# one), then runs formatting, lints and every test against SQLite and PostgreSQL.
+# is missing, starts a private PostgreSQL and a private Qdrant on 127.0.0.1 (unless
+# ENGRAM_TEST_POSTGRES_URL / ENGRAM_TEST_QDRANT_URL name them), then runs formatting, lints and
+# every test against SQLite, PostgreSQL and Qdrant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,11 @@ if [ -z "${ENGRAM_TEST_POSTGRES_URL:-}" ]; then
   export ENGRAM_TEST_POSTGRES_URL
 fi
 echo "test.sh: PostgreSQL at ${ENGRAM_TEST_POSTGRES_URL%%@*}@…"
+if [ -z "${ENGRAM_TEST_QDRANT_URL:-}" ]; then
+  ENGRAM_TEST_QDRANT_URL=$(scripts/qdrant.sh)
+  export ENGRAM_TEST_QDRANT_URL
+fi
+echo "test.sh: Qdrant at $ENGRAM_TEST_QDRANT_URL"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
