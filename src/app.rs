@@ -499,11 +499,7 @@ pub async fn open_index(
              needs index.kind = \"qdrant\" (with index.qdrant_url and index.collection)"
         ),
         (IndexKind::Qdrant, _) => {
-            let options = QdrantOptions {
-                url: config.index.qdrant_url.clone(),
-                collection: config.index.collection.clone(),
-                dimensions,
-            };
+            let options = QdrantOptions::from_config(&config.index, dimensions);
             let index = QdrantIndex::open(options, store).await.with_context(|| {
                 format!(
                     "cannot open the Qdrant index (collection `{}` at {})",
@@ -525,11 +521,7 @@ fn readiness_index(
     match config.index.kind {
         IndexKind::Embedded => Ok(None),
         IndexKind::Qdrant => {
-            let options = QdrantOptions {
-                url: config.index.qdrant_url.clone(),
-                collection: config.index.collection.clone(),
-                dimensions: None,
-            };
+            let options = QdrantOptions::from_config(&config.index, None);
             let index = QdrantIndex::connect(options, store)
                 .with_context(|| format!("bad index.qdrant_url {}", config.index.qdrant_url))?;
             Ok(Some(Arc::new(index)))

@@ -170,6 +170,8 @@ pub enum IndexKind {
 pub struct IndexConfig {
     pub kind: IndexKind,
     pub qdrant_url: String,
+    /// Qdrant's API key (its `service.api_key`), sent as the `api-key` header; empty: none.
+    pub qdrant_api_key: Secret,
     pub collection: String,
 }
 
@@ -442,6 +444,16 @@ impl Config {
             if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
                 return invalid(key, "must be empty or an http:// or https:// URL");
             }
+        }
+        let key = self.index.qdrant_api_key.expose();
+        if !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return invalid(
+                "index.qdrant_api_key",
+                "must be printable ASCII without spaces (it is sent as a header)",
+            );
+        }
+        if self.index.kind == IndexKind::Qdrant && self.index.collection.is_empty() {
+            return invalid("index.collection", "must name the Qdrant collection");
         }
         let gateway = &self.discord.gateway_url;
         if !gateway.is_empty() && !gateway.starts_with("ws://") && !gateway.starts_with("wss://") {

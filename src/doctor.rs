@@ -303,24 +303,59 @@ async fn check_index(config: &Config, report: &mut Report) {
              store needs index.kind = \"qdrant\"",
         ),
         IndexKind::Embedded => report.add("index", Status::Ok, "embedded, inside the store"),
-        IndexKind::Qdrant => {
-            let url = &config.index.qdrant_url;
-            match crate::index::qdrant::server_version(url).await {
-                Ok(version) => report.add(
-                    "index",
-                    Status::Ok,
-                    format!(
-                        "Qdrant {version} at {url}; collection `{}` (created at start if missing)",
-                        config.index.collection
-                    ),
-                ),
-                Err(error) => report.add(
-                    "index",
-                    Status::Fail,
-                    format!("{error} (check index.qdrant_url; Qdrant's gRPC port is 6334)"),
-                ),
-            }
+        IndexKind::Qdrant => check_qdrant(config, report).await,
+    }
+}
+
+/// Qdrant: reachable (and over TLS for `https://`), the API key accepted, and the collection
+/// missing (made at start) or of the shape this config writes: the embedding width above all.
+async fn check_qdrant(config: &Config, report: &mut Report) {
+    use crate::index::qdrant::{diagnose, QdrantOptions};
+    use crate::index::IndexError;
+    let url = &config.index.qdrant_url;
+    let name = &config.index.collection;
+    let dimensions =
+        (!config.embeddings.base_url.is_empty()).then_some(config.embeddings.dimensions as usize);
+    let options = QdrantOptions::from_config(&config.index, dimensions);
+    let diagnosis = match diagnose(&options).await {
+        Ok(diagnosis) => diagnosis,
+        Err(error @ IndexError::Unavailable(_)) => {
+            return report.add(
+                "index",
+                Status::Fail,
+                format!("{error} (check index.qdrant_url; Qdrant's gRPC port is 6334)"),
+            )
         }
+        Err(error) => return report.add("index", Status::Fail, error.to_string()),
+    };
+    let version = &diagnosis.version;
+    match diagnosis.collection {
+        None => report.add(
+            "index",
+            Status::Ok,
+            format!("Qdrant {version} at {url}; collection `{name}` does not exist yet (made at start)"),
+        ),
+        Some((points, Ok(()))) => report.add(
+            "index",
+            Status::Ok,
+            format!("Qdrant {version} at {url}; collection `{name}`: {points} chunks"),
+        ),
+        Some((_, Err(error))) => report.add(
+            "index",
+            Status::Fail,
+            format!(
+                "Qdrant {version} at {url}: collection `{name}` cannot be used: {error}; engram \
+                 refuses to start on it"
+            ),
+        ),
+    }
+    if config.index.qdrant_api_key.is_set() && url.starts_with("http://") {
+        report.add(
+            "index-tls",
+            Status::Warn,
+            "index.qdrant_api_key is sent in clear over http://: use an https:// URL unless \
+             Qdrant is on this host or a private network",
+        );
     }
 }
 

@@ -2,13 +2,23 @@
 //! for deployments whose store is PostgreSQL.
 //!
 //! Each point holds one chunk: a named dense vector (`dense`, cosine, `embeddings.dimensions`
-//! wide, when embeddings are on) and a named sparse vector (`keywords`) whose Qdrant IDF modifier
-//! turns it into BM25-style keyword scoring. Sparse terms are split exactly as the embedded
-//! index splits them (`keyword::chunk_term_frequencies`, `keyword::query_terms`); a term's id is
-//! a stable 32-bit FNV-1a hash of its text and its value the BM25 term-frequency factor of the
-//! chunk. The payload carries what a search hit cites (text, heading, page, file name, source
-//! link) and `brain_id`, a keyword payload index marked as the tenant key: every query and
-//! every delete is filtered by it, and the brain comes by signature.
+//! wide, when embeddings are on) and a named sparse vector (`brain_keywords`) whose Qdrant IDF
+//! modifier turns it into BM25-style keyword scoring. Sparse terms are split exactly as the
+//! embedded index splits them (`keyword::chunk_term_frequencies`, `keyword::query_terms`); a
+//! term's id is a stable 32-bit FNV-1a hash of the brain and the term, so each brain's words
+//! are its own dimensions and the document frequencies Qdrant's IDF counts are the brain's own
+//! (another tenant's words cannot change them; only the collection's point count is shared,
+//! see ARCHITECTURE.md); its value is the BM25 term-frequency factor of the chunk. The payload
+//! carries what a search hit cites (text, heading, page, file name, source link) and
+//! `brain_id`, a keyword payload index marked as the tenant key: every query and every delete
+//! is filtered by it, and the brain comes by signature. The dense vectors get no global HNSW
+//! graph, one per brain instead (`m = 0`, `payload_m = 16`, Qdrant's multitenant layout).
+//!
+//! The collection is created by whichever process opens it first; a process that loses the
+//! race finds it made and goes on. An existing collection is checked before use: a dense
+//! vector of another width, or no `brain_keywords` vector with the IDF modifier, is refused
+//! with the reason. `index.qdrant_api_key` is sent as Qdrant's `api-key` header; `https://`
+//! URLs use TLS with the system's root certificates.
 //!
 //! Point ids are deterministic (`point_id`: the document id and the chunk's position), so
 //! re-indexing a document overwrites its points; points past its new chunk count are deleted
@@ -19,7 +29,8 @@
 //!
 //! Requests are built by pure functions (unit-tested below without a server); the I/O methods
 //! only send them, each under the client's timeout. "Qdrant unreachable" (connection refused,
-//! deadline exceeded, overloaded) becomes the transient `IndexError::Unavailable`.
+//! deadline exceeded, overloaded) becomes the transient `IndexError::Unavailable`; a refused
+//! API key or an untrusted certificate is a permanent `Rejected` that says so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,12 +41,13 @@ use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
 use qdrant_client::qdrant::{
-    Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePointsBuilder, Distance, FieldType, Filter, IntegerIndexParamsBuilder,
-    KeywordIndexParamsBuilder, Modifier, NamedVectors, PointStruct, PrefetchQueryBuilder, Query,
-    QueryBatchPointsBuilder, QueryPoints, QueryPointsBuilder, Range, RrfBuilder, ScoredPoint,
-    SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Value, Vector,
-    VectorParamsBuilder, VectorsConfigBuilder,
+    CollectionInfo, Condition, CountPointsBuilder, CreateCollectionBuilder,
+    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
+    HnswConfigDiffBuilder, IntegerIndexParamsBuilder, KeywordIndexParamsBuilder, Modifier,
+    NamedVectors, PointStruct, PrefetchQueryBuilder, Query, QueryBatchPointsBuilder, QueryPoints,
+    QueryPointsBuilder, Range, RrfBuilder, ScoredPoint, SparseVectorParamsBuilder,
+    SparseVectorsConfigBuilder, UpsertPointsBuilder, Value, Vector, VectorParamsBuilder,
+    VectorsConfigBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
@@ -43,13 +55,15 @@ use super::keyword::{chunk_term_frequencies, query_terms};
 use super::{candidates_per_side, DocumentId, Index, IndexError, IndexedDocument, SearchHit};
 use super::{SearchQuery, RRF_K};
 use crate::brain::BrainId;
+use crate::config::{IndexConfig, Secret};
 use crate::ingest::chunk::ChunkDraft;
 use crate::store::{IndexedCounts, Store};
 
 /// Name of the dense (embedding) vector of every point.
 pub const DENSE: &str = "dense";
-/// Name of the sparse (keyword) vector of every point.
-pub const SPARSE: &str = "keywords";
+/// Name of the sparse (keyword) vector of every point, whose term ids are per brain. (A
+/// collection made before term ids were per brain has `keywords` instead, and is refused.)
+pub const SPARSE: &str = "brain_keywords";
 
 /// Payload keys.
 const BRAIN: &str = "brain_id";
@@ -70,6 +84,12 @@ pub const UPSERT_BATCH: usize = 64;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The dense vectors' HNSW graphs: none over the whole collection (`m = 0`: every search is
+/// filtered by one brain), one per brain large enough to need one (`payload_m`, built along
+/// the `brain_id` tenant index). Smaller brains are searched exactly.
+const HNSW_M: u64 = 0;
+const HNSW_PAYLOAD_M: u64 = 16;
+
 /// Qdrant scores RRF as Σ 1 / (k + rank) with ranks from 0 (its tuning guide: the paper's 60
 /// "maps to k=61"); the embedded fusion counts ranks from 1 with `RRF_K`, so this is one more
 /// and both give the first place 1 / 61.
@@ -89,10 +109,25 @@ const AVERAGE_LENGTH: f32 = 150.0;
 /// Where the collection lives and how it is shaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QdrantOptions {
+    /// gRPC URL, `http://` or `https://` (TLS with the system's root certificates).
     pub url: String,
+    /// Sent as the `api-key` header when set.
+    pub api_key: Secret,
     pub collection: String,
     /// Dense vector width; `None` without embeddings (keyword search only).
     pub dimensions: Option<usize>,
+}
+
+impl QdrantOptions {
+    /// The options `[index]` names, with the embedding width (`None`: keyword search only).
+    pub fn from_config(index: &IndexConfig, dimensions: Option<usize>) -> Self {
+        Self {
+            url: index.qdrant_url.clone(),
+            api_key: index.qdrant_api_key.clone(),
+            collection: index.collection.clone(),
+            dimensions,
+        }
+    }
 }
 
 /// The `Index` over a Qdrant collection; documents' rows stay in `store`.
@@ -128,12 +163,7 @@ impl QdrantIndex {
                 got: 0,
             });
         }
-        let client = Qdrant::from_url(&options.url)
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .skip_compatibility_check()
-            .build()
-            .map_err(|error| unreachable_or_rejected(&options.url, error))?;
+        let client = client(&options)?;
         Ok(Self {
             client,
             options,
@@ -142,69 +172,34 @@ impl QdrantIndex {
     }
 
     fn error(&self, error: QdrantError) -> IndexError {
-        unreachable_or_rejected(&self.options.url, error)
+        unreachable_or_rejected(&self.options, error)
     }
 
+    /// Makes the collection and its payload indexes when missing, then checks its shape.
+    /// Processes that start together may all try: Qdrant creates a collection once and
+    /// answers the others that it exists, and creating an existing payload index again
+    /// changes nothing; whoever loses a race carries on with what the winner made.
     async fn prepare(&self) -> Result<(), IndexError> {
         let name = &self.options.collection;
-        let exists = self
-            .client
-            .collection_exists(name.as_str())
-            .await
-            .map_err(|e| self.error(e))?;
-        if !exists {
-            if let Err(error) = self
-                .client
-                .create_collection(create_collection(&self.options))
-                .await
-            {
-                // Another process may have created it meanwhile.
-                let exists = self
+        let info = match self.collection_info().await? {
+            Some(info) => info,
+            None => {
+                let created = self
                     .client
-                    .collection_exists(name.as_str())
-                    .await
-                    .map_err(|e| self.error(e))?;
-                if !exists {
-                    return Err(self.error(error));
+                    .create_collection(create_collection(&self.options))
+                    .await;
+                match (created, self.collection_info().await?) {
+                    (_, Some(info)) => info,
+                    (Err(error), None) => return Err(self.error(error)),
+                    (Ok(_), None) => {
+                        return Err(IndexError::Corrupt(format!(
+                            "Qdrant created collection `{name}` but does not describe it"
+                        )))
+                    }
                 }
             }
-        }
-        let info = self
-            .client
-            .collection_info(name.as_str())
-            .await
-            .map_err(|e| self.error(e))?
-            .result
-            .ok_or_else(|| {
-                IndexError::Corrupt(format!("Qdrant sent no description of collection `{name}`"))
-            })?;
-        if let Some(dimensions) = self.options.dimensions {
-            let stored = info
-                .config
-                .as_ref()
-                .and_then(|config| config.params.as_ref())
-                .and_then(|params| params.vectors_config.as_ref())
-                .and_then(|config| config.config.as_ref());
-            let stored = match stored {
-                Some(VectorsConfigKind::ParamsMap(map)) => map.map.get(DENSE).map(|p| p.size),
-                _ => None,
-            };
-            match stored.and_then(|size| usize::try_from(size).ok()) {
-                Some(size) if size == dimensions => {}
-                Some(size) => {
-                    return Err(IndexError::DimensionMismatch {
-                        expected: size,
-                        got: dimensions,
-                    })
-                }
-                None => {
-                    return Err(IndexError::Corrupt(format!(
-                        "the Qdrant collection `{name}` has no `{DENSE}` vector; it was created \
-                         without embeddings: re-index into a new collection"
-                    )))
-                }
-            }
-        }
+        };
+        check_collection(name, &info, self.options.dimensions)?;
         let existing: Vec<&str> = info.payload_schema.keys().map(String::as_str).collect();
         for request in missing_payload_indexes(name, &existing) {
             self.client
@@ -213,6 +208,11 @@ impl QdrantIndex {
                 .map_err(|e| self.error(e))?;
         }
         Ok(())
+    }
+
+    /// The collection's description, `None` when it does not exist.
+    async fn collection_info(&self) -> Result<Option<CollectionInfo>, IndexError> {
+        collection_info(&self.client, &self.options).await
     }
 
     /// Points of a document in the collection (for tests and diagnostics).
@@ -385,20 +385,107 @@ impl Index for QdrantIndex {
     }
 }
 
-/// The version of the Qdrant server at `url`, for `engram doctor`: one health check under
-/// the connect and request timeouts.
-pub async fn server_version(url: &str) -> Result<String, IndexError> {
-    let client = Qdrant::from_url(url)
+/// A client for `options.url` with the API key, the timeouts, and no request yet.
+fn client(options: &QdrantOptions) -> Result<Qdrant, IndexError> {
+    let api_key = options
+        .api_key
+        .is_set()
+        .then(|| options.api_key.expose().to_string());
+    Qdrant::from_url(&options.url)
+        .api_key(api_key)
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .skip_compatibility_check()
         .build()
-        .map_err(|error| unreachable_or_rejected(url, error))?;
-    let reply = client
+        .map_err(|error| unreachable_or_rejected(options, error))
+}
+
+async fn collection_info(
+    client: &Qdrant,
+    options: &QdrantOptions,
+) -> Result<Option<CollectionInfo>, IndexError> {
+    let name = options.collection.as_str();
+    match client.collection_info(name).await {
+        Ok(reply) => reply.result.map(Some).ok_or_else(|| {
+            IndexError::Corrupt(format!("Qdrant sent no description of collection `{name}`"))
+        }),
+        // NOT_FOUND (5): no such collection.
+        Err(QdrantError::ResponseError { status }) if i32::from(status.code()) == 5 => Ok(None),
+        Err(error) => Err(unreachable_or_rejected(options, error)),
+    }
+}
+
+/// What `engram doctor` learns from Qdrant: the server's version, whether the API key lets
+/// engram in, and whether the collection is missing (made at start), fit for `options`, or
+/// not (the error says why).
+#[derive(Debug)]
+pub struct Diagnosis {
+    pub version: String,
+    /// `None`: the collection does not exist yet; else its points and whether it fits.
+    pub collection: Option<(u64, Result<(), IndexError>)>,
+}
+
+/// Asks the server at `options.url` what `Diagnosis` holds: a health check (which Qdrant
+/// answers without the API key), then the collection (which needs it).
+pub async fn diagnose(options: &QdrantOptions) -> Result<Diagnosis, IndexError> {
+    let client = client(options)?;
+    let version = client
         .health_check()
         .await
-        .map_err(|error| unreachable_or_rejected(url, error))?;
-    Ok(reply.version)
+        .map_err(|error| unreachable_or_rejected(options, error))?
+        .version;
+    let collection = collection_info(&client, options).await?.map(|info| {
+        (
+            info.points_count.unwrap_or(0),
+            check_collection(&options.collection, &info, options.dimensions),
+        )
+    });
+    Ok(Diagnosis {
+        version,
+        collection,
+    })
+}
+
+/// Whether an existing collection can serve: the per-brain sparse vector with the IDF
+/// modifier, and, with embeddings, the dense vector of exactly their width. A collection
+/// that does not fit is refused, never altered: it holds other brains' points.
+pub fn check_collection(
+    name: &str,
+    info: &CollectionInfo,
+    dimensions: Option<usize>,
+) -> Result<(), IndexError> {
+    let params = info.config.as_ref().and_then(|config| config.params.as_ref());
+    let sparse = params
+        .and_then(|params| params.sparse_vectors_config.as_ref())
+        .and_then(|config| config.map.get(SPARSE));
+    if sparse.and_then(|params| params.modifier) != Some(Modifier::Idf as i32) {
+        return Err(IndexError::Corrupt(format!(
+            "the Qdrant collection `{name}` has no `{SPARSE}` sparse vector with the IDF \
+             modifier (it was made by an older engram or by hand): set index.collection to a \
+             new name and post the files again"
+        )));
+    }
+    let Some(dimensions) = dimensions else {
+        return Ok(());
+    };
+    let stored = params
+        .and_then(|params| params.vectors_config.as_ref())
+        .and_then(|config| config.config.as_ref());
+    let stored = match stored {
+        Some(VectorsConfigKind::ParamsMap(map)) => map.map.get(DENSE).map(|p| p.size),
+        _ => None,
+    };
+    match stored.and_then(|size| usize::try_from(size).ok()) {
+        Some(size) if size == dimensions => Ok(()),
+        Some(size) => Err(IndexError::DimensionMismatch {
+            expected: size,
+            got: dimensions,
+        }),
+        None => Err(IndexError::Corrupt(format!(
+            "the Qdrant collection `{name}` has no `{DENSE}` vector: it was made without \
+             embeddings; set index.collection to a new name and post the files again"
+        ))),
+    }
 }
 
 /// What a search hit cites about the chunk's document.
@@ -408,29 +495,77 @@ pub struct Source<'a> {
     pub source_link: Option<&'a str>,
 }
 
-/// Maps a client error: unreachable, timed out or overloaded → transient `Unavailable`;
-/// anything else → `Rejected`.
-fn unreachable_or_rejected(url: &str, error: QdrantError) -> IndexError {
-    // gRPC codes: CANCELLED 1, UNKNOWN 2 (transport failures), DEADLINE_EXCEEDED 4,
-    // RESOURCE_EXHAUSTED 8, ABORTED 10, UNAVAILABLE 14. The client reports a refused or failed
-    // connection as INTERNAL "Failed to connect to …" (seen against a closed port).
-    let transient = match &error {
+/// Maps a client error: unreachable, timed out or overloaded → transient `Unavailable`; a
+/// refused API key or a failed TLS handshake → `Rejected` saying which setting to check;
+/// anything else → `Rejected`. The API key never appears in the text.
+fn unreachable_or_rejected(options: &QdrantOptions, error: QdrantError) -> IndexError {
+    let url = &options.url;
+    let text = redact(&error.to_string(), &options.api_key);
+    // gRPC codes: CANCELLED 1, UNKNOWN 2 (transport failures), PERMISSION_DENIED 7,
+    // DEADLINE_EXCEEDED 4, RESOURCE_EXHAUSTED 8, ABORTED 10, UNAVAILABLE 14,
+    // UNAUTHENTICATED 16. The client reports a refused or failed connection as INTERNAL
+    // "Failed to connect to …" (seen against a closed port), a TLS failure among them.
+    let (transient, refused, tls) = match &error {
         QdrantError::ResponseError { status } => {
-            matches!(i32::from(status.code()), 1 | 2 | 4 | 8 | 10 | 14)
-                || status.message().starts_with(CONNECT_FAILED)
+            let connect = status.message().starts_with(CONNECT_FAILED);
+            let tls = connect && is_tls_failure(status.message());
+            (
+                (matches!(i32::from(status.code()), 1 | 2 | 4 | 8 | 10 | 14) || connect) && !tls,
+                matches!(i32::from(status.code()), 7 | 16),
+                tls,
+            )
         }
-        QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => true,
-        _ => false,
+        QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => (true, false, false),
+        _ => (false, false, false),
     };
-    if transient {
-        IndexError::Unavailable(format!("Qdrant at {url} is unreachable: {error}"))
+    if refused {
+        let key = if options.api_key.is_set() {
+            "refused index.qdrant_api_key"
+        } else {
+            "wants an API key: set index.qdrant_api_key"
+        };
+        IndexError::Rejected(format!("Qdrant at {url} {key} ({text})"))
+    } else if tls {
+        IndexError::Rejected(format!(
+            "no TLS connection to Qdrant at {url}: {} ({text})",
+            tls_hint(url)
+        ))
+    } else if transient {
+        IndexError::Unavailable(format!("Qdrant at {url} is unreachable: {text}"))
     } else {
-        IndexError::Rejected(error.to_string())
+        IndexError::Rejected(text)
     }
 }
 
 /// How qdrant-client's channel pool words a connection failure (an INTERNAL status).
 const CONNECT_FAILED: &str = "Failed to connect to";
+
+/// Whether a connection failure happened in the TLS handshake (the transport error's
+/// debug text, which qdrant-client puts in the status message).
+fn is_tls_failure(message: &str) -> bool {
+    ["InvalidCertificate", "certificate", "InvalidContentType", "CorruptMessage", "tls"]
+        .iter()
+        .any(|word| message.contains(word))
+}
+
+fn tls_hint(url: &str) -> &'static str {
+    if url.starts_with("https://") {
+        "check that the server speaks TLS on this port and that its certificate is signed by a \
+         root this machine trusts (the system's certificates, or SSL_CERT_FILE) for this host name"
+    } else {
+        "the server wants TLS: use an https:// URL in index.qdrant_url"
+    }
+}
+
+/// `text` with every occurrence of the secret replaced (qdrant-client quotes a malformed key
+/// in its error).
+fn redact(text: &str, secret: &Secret) -> String {
+    if secret.is_set() {
+        text.replace(secret.expose(), "[redacted]")
+    } else {
+        text.to_string()
+    }
+}
 
 fn store_error(error: crate::store::StoreError) -> IndexError {
     if error.is_transient() {
@@ -460,39 +595,42 @@ pub fn point_id(document: DocumentId, slot: usize) -> Result<u64, IndexError> {
     Ok(document << SLOT_BITS | slot)
 }
 
-/// A term's sparse index: 32-bit FNV-1a of its UTF-8 bytes (stable across processes, versions
-/// and machines, unlike `std`'s hasher).
-pub fn term_id(term: &str) -> u32 {
+/// A term's sparse index in `brain`: 32-bit FNV-1a of the brain id, a separator and the
+/// term's UTF-8 bytes (stable across processes, versions and machines, unlike `std`'s
+/// hasher). The same word has a different id in every brain, so Qdrant's document frequency
+/// of an id counts one brain's chunks (up to a rare hash collision with another brain's word).
+pub fn term_id(brain: BrainId, term: &str) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in term.bytes() {
-        hash ^= u32::from(byte);
+    let brain = brain.0.to_le_bytes();
+    for byte in brain.iter().chain(&[0xff]).chain(term.as_bytes()) {
+        hash ^= u32::from(*byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
     hash
 }
 
-/// A chunk's sparse vector: `(term id, BM25 term-frequency factor)`, sorted by id; terms whose
-/// hashes collide are summed.
-pub fn chunk_sparse(heading: Option<&str>, text: &str) -> Vec<(u32, f32)> {
+/// A chunk's sparse vector in `brain`: `(term id, BM25 term-frequency factor)`, sorted by id;
+/// terms whose hashes collide are summed.
+pub fn chunk_sparse(brain: BrainId, heading: Option<&str>, text: &str) -> Vec<(u32, f32)> {
     let (frequencies, length) = chunk_term_frequencies(heading, text);
     let norm = K1 * (1.0 - B + B * length as f32 / AVERAGE_LENGTH);
     let mut vector: Vec<(u32, f32)> = frequencies
         .into_iter()
         .map(|(term, f)| {
             let f = f as f32;
-            (term_id(&term), f * (K1 + 1.0) / (f + norm))
+            (term_id(brain, &term), f * (K1 + 1.0) / (f + norm))
         })
         .collect();
     merge(&mut vector);
     vector
 }
 
-/// A question's sparse vector: weight 1 per distinct term (IDF comes from Qdrant), sorted by
-/// id. Empty when the question has no searchable term.
-pub fn query_sparse(text: &str) -> Vec<(u32, f32)> {
+/// A question's sparse vector in `brain`: weight 1 per distinct term (IDF comes from Qdrant),
+/// sorted by id. Empty when the question has no searchable term.
+pub fn query_sparse(brain: BrainId, text: &str) -> Vec<(u32, f32)> {
     let mut vector: Vec<(u32, f32)> = query_terms(text)
         .iter()
-        .map(|term| (term_id(term), 1.0))
+        .map(|term| (term_id(brain, term), 1.0))
         .collect();
     merge(&mut vector);
     vector
@@ -544,7 +682,7 @@ pub fn stale_filter(brain: BrainId, document: DocumentId, chunks: usize) -> Filt
 }
 
 /// The collection: the named sparse vector with the IDF modifier, and the named dense vector
-/// (cosine) when embeddings are on.
+/// (cosine, HNSW graphs per brain) when embeddings are on.
 pub fn create_collection(options: &QdrantOptions) -> CreateCollectionBuilder {
     let mut sparse = SparseVectorsConfigBuilder::default();
     sparse.add_named_vector_params(
@@ -559,7 +697,11 @@ pub fn create_collection(options: &QdrantOptions) -> CreateCollectionBuilder {
             DENSE,
             VectorParamsBuilder::new(dimensions as u64, Distance::Cosine),
         );
-        builder = builder.vectors_config(dense);
+        builder = builder.vectors_config(dense).hnsw_config(
+            HnswConfigDiffBuilder::default()
+                .m(HNSW_M)
+                .payload_m(HNSW_PAYLOAD_M),
+        );
     }
     builder.timeout(REQUEST_TIMEOUT.as_secs())
 }
@@ -622,7 +764,7 @@ fn point(
 ) -> Result<PointStruct, IndexError> {
     let id = point_id(document, slot)?;
     let (indices, values): (Vec<u32>, Vec<f32>) =
-        chunk_sparse(chunk.heading.as_deref(), &chunk.text)
+        chunk_sparse(brain, chunk.heading.as_deref(), &chunk.text)
             .into_iter()
             .unzip();
     let mut vectors =
@@ -713,7 +855,7 @@ pub fn search_requests(
         return None;
     }
     let limit = query.limit as u64;
-    let sparse = query_sparse(&query.text);
+    let sparse = query_sparse(brain, &query.text);
     let Some(vector) = &query.vector else {
         if sparse.is_empty() {
             return None;
@@ -995,15 +1137,15 @@ mod tests {
     fn sparse_vectors_follow_the_embedded_tokenizer() {
         let heading = Some("Leave > Sick");
         let text = "Report SICK leave to the manager; the café's rules.";
-        let sparse = chunk_sparse(heading, text);
+        let sparse = chunk_sparse(BRAIN_ID, heading, text);
         let (terms, _) = chunk_term_frequencies(heading, text);
-        let mut ids: Vec<u32> = terms.iter().map(|(t, _)| term_id(t)).collect();
+        let mut ids: Vec<u32> = terms.iter().map(|(t, _)| term_id(BRAIN_ID, t)).collect();
         ids.sort_unstable();
         assert_eq!(sparse.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
         assert!(sparse.windows(2).all(|w| w[0].0 < w[1].0));
         // A heading word (weight 2 + 1 in the text) saturates higher than a text word.
         let weight = |term: &str| {
-            let id = term_id(term);
+            let id = term_id(BRAIN_ID, term);
             sparse.iter().find(|(i, _)| *i == id).map(|(_, w)| *w)
         };
         assert!(weight("sick") > weight("manager"));
@@ -1011,11 +1153,11 @@ mod tests {
         assert!(weight("cafe").is_some(), "diacritics are folded");
 
         // A question's terms hash to the chunk's, whatever the case or accents.
-        let question = query_sparse("How do I report SICK leave at the CAFÉ?");
+        let question = query_sparse(BRAIN_ID, "How do I report SICK leave at the CAFÉ?");
         let expected: Vec<u32> = {
             let mut ids: Vec<u32> = ["report", "sick", "leave", "cafe"]
                 .iter()
-                .map(|t| term_id(t))
+                .map(|t| term_id(BRAIN_ID, t))
                 .collect();
             ids.sort_unstable();
             ids
@@ -1025,15 +1167,31 @@ mod tests {
             expected
         );
         assert!(question.iter().all(|(_, w)| *w == 1.0));
-        assert!(query_sparse("the of and").is_empty());
+        assert!(query_sparse(BRAIN_ID, "the of and").is_empty());
     }
 
     #[test]
-    fn term_ids_are_a_fixed_hash() {
-        // FNV-1a 32-bit reference values: stable across processes and releases.
-        assert_eq!(term_id(""), 0x811c_9dc5);
-        assert_eq!(term_id("a"), 0xe40c_292c);
-        assert_eq!(term_id("foobar"), 0xbf9c_f968);
+    fn term_ids_are_a_fixed_hash_of_the_brain_and_the_term() {
+        // FNV-1a 32-bit over the brain id's 8 little-endian bytes, 0xff and the term: stable
+        // across processes and releases.
+        let fnv = |bytes: &[u8]| {
+            bytes.iter().fold(0x811c_9dc5u32, |hash, byte| {
+                (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
+            })
+        };
+        assert_eq!(fnv(b"a"), 0xe40c_292c, "the FNV-1a reference value");
+        assert_eq!(
+            term_id(BrainId(7), "foobar"),
+            fnv(b"\x07\0\0\0\0\0\0\0\xfffoobar")
+        );
+        assert_eq!(term_id(BrainId(7), "sick"), 0xea71_0c9d);
+        // The same word is another dimension in another brain, so its document frequency
+        // (Qdrant's IDF) counts one brain's chunks.
+        assert_ne!(term_id(BrainId(7), "sick"), term_id(BrainId(8), "sick"));
+        assert_ne!(
+            query_sparse(BrainId(7), "sick leave"),
+            query_sparse(BrainId(8), "sick leave")
+        );
     }
 
     #[test]
@@ -1078,7 +1236,9 @@ mod tests {
             };
             let mut names: Vec<&str> = named.vectors.keys().map(String::as_str).collect();
             names.sort_unstable();
-            assert_eq!(names, vec![DENSE, SPARSE]);
+            let mut expected = vec![DENSE, SPARSE];
+            expected.sort_unstable();
+            assert_eq!(names, expected);
         }
         assert_eq!(string(&built[0].payload, HEADING).as_deref(), Some("Leave"));
         assert_eq!(string(&built[1].payload, HEADING), None);
@@ -1132,6 +1292,7 @@ mod tests {
     fn the_collection_has_idf_keywords_a_cosine_vector_and_a_tenant_key() {
         let options = QdrantOptions {
             url: "http://127.0.0.1:6334".into(),
+            api_key: Secret::default(),
             collection: "engram_chunks".into(),
             dimensions: Some(384),
         };
@@ -1146,6 +1307,9 @@ mod tests {
         };
         assert_eq!(dense.map[DENSE].size, 384);
         assert_eq!(dense.map[DENSE].distance, Distance::Cosine as i32);
+        // One HNSW graph per brain, none across brains.
+        let hnsw = collection.hnsw_config.expect("hnsw config");
+        assert_eq!((hnsw.m, hnsw.payload_m), (Some(0), Some(16)));
         assert!(collection.timeout.is_some());
 
         let keyword_only = CreateCollection::from(create_collection(&QdrantOptions {
@@ -1226,11 +1390,18 @@ mod tests {
 
     #[test]
     fn unreachable_is_transient_and_rejections_are_not() {
+        let plain = QdrantOptions {
+            url: "http://q:6334".into(),
+            api_key: Secret::default(),
+            collection: "c".into(),
+            dimensions: None,
+        };
+        let status = |status: tonic::Status| QdrantError::ResponseError { status };
         let io = QdrantError::Io(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
             "refused",
         ));
-        let error = unreachable_or_rejected("http://q:6334", io);
+        let error = unreachable_or_rejected(&plain, io);
         assert!(error.is_transient());
         assert!(
             error
@@ -1238,29 +1409,119 @@ mod tests {
                 .contains("Qdrant at http://q:6334 is unreachable"),
             "{error}"
         );
-        for status in [
+        for down in [
             tonic::Status::unavailable("down"),
             tonic::Status::deadline_exceeded("slow"),
             tonic::Status::internal(format!(
                 "{CONNECT_FAILED} http://q:6334/: tcp connect error"
             )),
         ] {
-            let error =
-                unreachable_or_rejected("http://q:6334", QdrantError::ResponseError { status });
+            let error = unreachable_or_rejected(&plain, status(down));
             assert!(error.is_transient(), "{error}");
         }
-        for status in [
+        for refused in [
             tonic::Status::invalid_argument("bad filter"),
             tonic::Status::not_found("no collection"),
             tonic::Status::internal("a server bug"),
         ] {
-            let error =
-                unreachable_or_rejected("http://q:6334", QdrantError::ResponseError { status });
+            let error = unreachable_or_rejected(&plain, status(refused));
             assert!(matches!(error, IndexError::Rejected(_)), "{error}");
         }
-        let error =
-            unreachable_or_rejected("http://q:6334", QdrantError::ConversionError("bad".into()));
+        let error = unreachable_or_rejected(&plain, QdrantError::ConversionError("bad".into()));
         assert!(!error.is_transient());
         assert!(matches!(error, IndexError::Rejected(_)));
+
+        // A refused key names the setting, and never shows the key.
+        let keyed = QdrantOptions {
+            api_key: Secret::new("s3cret-key"),
+            ..plain.clone()
+        };
+        let error = unreachable_or_rejected(
+            &keyed,
+            status(tonic::Status::unauthenticated("Invalid api-key s3cret-key")),
+        );
+        let text = error.to_string();
+        assert!(matches!(error, IndexError::Rejected(_)), "{text}");
+        assert!(text.contains("refused index.qdrant_api_key"), "{text}");
+        assert!(!text.contains("s3cret-key"), "{text}");
+        let error = unreachable_or_rejected(
+            &plain,
+            status(tonic::Status::unauthenticated("Must provide an API key")),
+        );
+        assert!(
+            error.to_string().contains("set index.qdrant_api_key"),
+            "{error}"
+        );
+
+        // A failed TLS handshake is not an outage: it says what to check.
+        let tls = QdrantOptions {
+            url: "https://q:6334".into(),
+            ..plain.clone()
+        };
+        let error = unreachable_or_rejected(
+            &tls,
+            status(tonic::Status::internal(format!(
+                "{CONNECT_FAILED} https://q:6334/: tonic::transport::Error(Transport, \
+                 hyper_util::client::legacy::Error(Connect, Custom {{ kind: InvalidData, \
+                 error: InvalidCertificate(UnknownIssuer) }}))"
+            ))),
+        );
+        assert!(!error.is_transient(), "{error}");
+        assert!(error.to_string().contains("certificate"), "{error}");
+    }
+
+    #[test]
+    fn an_existing_collection_is_checked_before_use() {
+        let options = |dimensions| QdrantOptions {
+            url: "http://127.0.0.1:6334".into(),
+            api_key: Secret::default(),
+            collection: "c".into(),
+            dimensions,
+        };
+        // What Qdrant describes after `create_collection`.
+        let info = |options: &QdrantOptions| {
+            let made = CreateCollection::from(create_collection(options));
+            CollectionInfo {
+                config: Some(qdrant_client::qdrant::CollectionConfig {
+                    params: Some(qdrant_client::qdrant::CollectionParams {
+                        vectors_config: made.vectors_config,
+                        sparse_vectors_config: made.sparse_vectors_config,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        };
+        let wide = info(&options(Some(384)));
+        assert!(check_collection("c", &wide, Some(384)).is_ok());
+        assert!(check_collection("c", &wide, None).is_ok(), "keyword search only");
+        let error = check_collection("c", &wide, Some(768)).expect_err("another width");
+        assert!(
+            matches!(
+                error,
+                IndexError::DimensionMismatch {
+                    expected: 384,
+                    got: 768
+                }
+            ),
+            "{error}"
+        );
+        let keyword_only = info(&options(None));
+        let error = check_collection("c", &keyword_only, Some(384)).expect_err("no dense");
+        assert!(error.to_string().contains("without embeddings"), "{error}");
+
+        // A collection of global term ids (the `keywords` vector) is refused.
+        let mut old = wide.clone();
+        let sparse = old
+            .config
+            .as_mut()
+            .and_then(|c| c.params.as_mut())
+            .and_then(|p| p.sparse_vectors_config.as_mut())
+            .expect("sparse");
+        let params = sparse.map.remove(SPARSE).expect("params");
+        sparse.map.insert("keywords".into(), params);
+        let error = check_collection("c", &old, Some(384)).expect_err("old layout");
+        assert!(error.to_string().contains("index.collection"), "{error}");
     }
 }

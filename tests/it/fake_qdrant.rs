@@ -1256,6 +1256,7 @@ mod tests {
         fn options(url: &str, dimensions: usize) -> QdrantOptions {
             QdrantOptions {
                 url: url.to_string(),
+                api_key: engram::config::Secret::default(),
                 collection: COLLECTION.to_string(),
                 dimensions: Some(dimensions),
             }

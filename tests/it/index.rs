@@ -1,17 +1,24 @@
 //! The index contract: functions over `Arc<dyn Index>` and a small fixture, run here against
 //! the embedded index (FTS5 + sqlite-vec) on a real, migrated SQLite store, and against a real
-//! Qdrant server (with the same SQLite store for documents) when the tests were built and run
-//! with `ENGRAM_TEST_QDRANT_URL` set (see build.rs): without it no Qdrant test exists.
+//! Qdrant server (v1.17.1, with the same SQLite store for documents): the one named by
+//! `ENGRAM_TEST_QDRANT_URL`, each test in a collection of its own that is deleted afterwards.
+//! Without that variable the Qdrant tests fail, saying how to start one; they are never
+//! skipped. Then what only Qdrant has: processes opening one new collection at once, a
+//! collection of another width, brain-local keyword statistics, an API key and TLS (the last
+//! two on private servers started with them).
 
 use std::sync::Arc;
 
 use engram::brain::{BrainId, BrainName, TenantKey};
+use engram::config::Secret;
 use engram::index::{
-    DocumentId, EmbeddedIndex, Index, IndexError, IndexedDocument, SearchHit, SearchQuery,
+    DocumentId, EmbeddedIndex, Index, IndexError, IndexedDocument, QdrantIndex, QdrantOptions,
+    SearchHit, SearchQuery,
 };
 use engram::ingest::chunk::{keyword_terms, ChunkDraft};
 use engram::store::{self, Store};
 
+use crate::qdrant_server::{QdrantServer, TestCollection};
 use crate::support::store_config;
 
 /// Width of the fake embeddings.
@@ -22,11 +29,12 @@ const DIMENSIONS: usize = 384;
 struct Fixture {
     index: Arc<dyn Index>,
     /// The same index when it is Qdrant: its points are counted instead of SQLite rows.
-    #[cfg(engram_qdrant)]
     qdrant: Option<Arc<engram::index::QdrantIndex>>,
     store: Arc<dyn Store>,
     db: sqlx::SqlitePool,
     url: String,
+    /// The Qdrant collection, deleted when the fixture goes.
+    _collection: Option<TestCollection>,
     _dir: tempfile::TempDir,
 }
 
@@ -42,41 +50,32 @@ impl Fixture {
         let db = sqlx::SqlitePool::connect(&url).await.expect("test pool");
         Self {
             index: Arc::new(index),
-            #[cfg(engram_qdrant)]
             qdrant: None,
             store,
             db,
             url,
+            _collection: None,
             _dir: dir,
         }
     }
 
     /// The Qdrant index at `ENGRAM_TEST_QDRANT_URL`, in a fresh collection, over a fresh SQLite
     /// store for the documents' rows. Fails (never skips) when Qdrant cannot be reached.
-    #[cfg(engram_qdrant)]
     async fn qdrant() -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let qdrant_url = std::env::var("ENGRAM_TEST_QDRANT_URL").expect(
-            "the Qdrant tests were built with ENGRAM_TEST_QDRANT_URL set; set it to run them",
-        );
+        Self::qdrant_in(TestCollection::shared("index"), Secret::default()).await
+    }
+
+    /// The Qdrant index in `collection` (on its server, with `api_key`).
+    async fn qdrant_in(collection: TestCollection, api_key: Secret) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/engram.db", dir.path().display());
         let config = store_config(&url);
         let store = store::open(&config).await.expect("open SQLite store");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        let collection = format!(
-            "engram_test_{}_{nanos}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let index = engram::index::QdrantIndex::open(
-            engram::index::QdrantOptions {
-                url: qdrant_url,
-                collection,
+        let index = QdrantIndex::open(
+            QdrantOptions {
+                url: collection.url.clone(),
+                api_key,
+                collection: collection.name.clone(),
                 dimensions: Some(DIMENSIONS),
             },
             store.clone(),
@@ -91,12 +90,12 @@ impl Fixture {
             store,
             db,
             url,
+            _collection: Some(collection),
             _dir: dir,
         }
     }
 
     /// Points (Qdrant) of a document of `brain`, when the index is Qdrant.
-    #[cfg(engram_qdrant)]
     async fn points(&self, brain: BrainId, document: DocumentId) -> Option<i64> {
         let qdrant = self.qdrant.as_ref()?;
         let count = qdrant
@@ -104,11 +103,6 @@ impl Fixture {
             .await
             .expect("count points");
         Some(i64::try_from(count).expect("count"))
-    }
-
-    #[cfg(not(engram_qdrant))]
-    async fn points(&self, _brain: BrainId, _document: DocumentId) -> Option<i64> {
-        None
     }
 
     async fn brain(&self, name: &str) -> BrainId {
@@ -365,6 +359,36 @@ async fn hybrid_search_ranks_the_semantic_match_first(fx: &Fixture) {
     assert!(hits[0].text.starts_with("Car policy"), "{hits:#?}");
 }
 
+/// A hybrid hit's score is its reciprocal-rank-fusion sum, Σ 1 / (60 + rank) over the sides
+/// that found it (ranks from 1): the same scale on every index, so the answer's relevance
+/// floor means the same thing on each.
+async fn hybrid_scores_are_reciprocal_rank_fusion(fx: &Fixture) {
+    let brain = fx.brain("fusion").await;
+    let document = fx.document(brain, "policies.md").await;
+    index(&fx.index, brain, document, &policies())
+        .await
+        .expect("index");
+    let hits = search(&fx.index, brain, &hybrid("vehicle cars policy")).await;
+    assert!(hits.len() >= 2, "{hits:#?}");
+    for hit in &hits {
+        let expected: f32 = [hit.keyword_rank, hit.vector_rank]
+            .into_iter()
+            .flatten()
+            .map(|rank| 1.0 / (60.0 + rank as f32))
+            .sum();
+        assert!(
+            (hit.score - expected).abs() < 1e-5,
+            "score {} for ranks {:?} / {:?}: expected {expected}",
+            hit.score,
+            hit.keyword_rank,
+            hit.vector_rank
+        );
+    }
+    let first = &hits[0];
+    assert_eq!((first.keyword_rank, first.vector_rank), (Some(1), Some(1)));
+    assert!((first.score - 2.0 / 61.0).abs() < 1e-6, "{first:#?}");
+}
+
 async fn brains_are_isolated(fx: &Fixture) {
     let x = fx.brain("x").await;
     let y = fx.brain("y").await;
@@ -594,6 +618,7 @@ macro_rules! index_contract {
             $fixture,
             keyword_search_ranks_the_matching_chunk_first,
             hybrid_search_ranks_the_semantic_match_first,
+            hybrid_scores_are_reciprocal_rank_fusion,
             brains_are_isolated,
             reindexing_replaces_the_chunks,
             forgetting_removes_everything,
@@ -616,7 +641,6 @@ macro_rules! index_contract {
 }
 
 index_contract!(embedded, Fixture::embedded().await);
-#[cfg(engram_qdrant)]
 index_contract!(qdrant, Fixture::qdrant().await);
 
 /// Deleting a brain through the store (a cascade the index does not see) leaves nothing
@@ -737,7 +761,6 @@ async fn embedded_vector_search_follows_writes() {
     vector_search_follows_writes(&Fixture::embedded().await).await;
 }
 
-#[cfg(engram_qdrant)]
 #[tokio::test]
 async fn qdrant_vector_search_follows_writes() {
     vector_search_follows_writes(&Fixture::qdrant().await).await;
@@ -745,8 +768,7 @@ async fn qdrant_vector_search_follows_writes() {
 
 /// `index.kind` picks the implementation: the embedded index needs a SQLite store (refused on
 /// PostgreSQL, saying what to use instead); Qdrant runs on either store, and an unreachable
-/// Qdrant stops a role at start with a clear, transient error (here a closed local port: no
-/// Qdrant server runs in these tests).
+/// Qdrant stops a role at start with a clear, transient error (here a closed local port).
 #[tokio::test]
 async fn open_index_follows_index_kind() {
     use engram::config::{Config, Sources};
@@ -800,4 +822,199 @@ async fn open_index_follows_index_kind() {
         .find_map(|cause| cause.downcast_ref::<IndexError>())
         .is_some_and(IndexError::is_transient);
     assert!(transient, "{message}");
+}
+
+/// The Qdrant index over `store` in `collection` of the shared server, `dimensions` wide.
+async fn open_qdrant(
+    collection: &TestCollection,
+    store: &Arc<dyn Store>,
+    dimensions: Option<usize>,
+) -> Result<QdrantIndex, IndexError> {
+    QdrantIndex::open(
+        QdrantOptions {
+            url: collection.url.clone(),
+            api_key: Secret::default(),
+            collection: collection.name.clone(),
+            dimensions,
+        },
+        store.clone(),
+    )
+    .await
+}
+
+/// Processes that start together all open one new collection at once: Qdrant makes it
+/// once, every opener succeeds, and each can write and search it.
+#[tokio::test]
+async fn qdrant_openers_racing_on_a_new_collection_all_succeed() {
+    let fx = Fixture::embedded().await;
+    let collection = TestCollection::shared("race");
+    let openers = (0..8).map(|_| {
+        let (collection, store) = (&collection, fx.store.clone());
+        async move { open_qdrant(collection, &store, Some(DIMENSIONS)).await }
+    });
+    let opened = futures_util::future::join_all(openers).await;
+    let indexes: Vec<QdrantIndex> = opened
+        .into_iter()
+        .map(|opened| opened.expect("every opener succeeds"))
+        .collect();
+
+    let brain = fx.brain("race").await;
+    let document = fx.document(brain, "handbook.pdf").await;
+    let first: Arc<dyn Index> = Arc::new(indexes.into_iter().next_back().expect("an index"));
+    index(&first, brain, document, &handbook())
+        .await
+        .expect("index");
+    let again = open_qdrant(&collection, &fx.store, Some(DIMENSIONS))
+        .await
+        .expect("reopen");
+    let hits = again
+        .search(brain, &hybrid("sick leave"))
+        .await
+        .expect("search");
+    assert!(hits[0].text.contains("sick leave"), "{hits:#?}");
+    let client = crate::qdrant_server::client(&collection.url, None);
+    let info = client
+        .collection_info(collection.name.as_str())
+        .await
+        .expect("collection info")
+        .result
+        .expect("described");
+    let mut indexed: Vec<&str> = info.payload_schema.keys().map(String::as_str).collect();
+    indexed.sort_unstable();
+    assert_eq!(indexed, vec!["brain_id", "document_id", "slot"]);
+}
+
+/// A collection whose dense vectors have another width is refused with the reason, at once
+/// and for good (not as an outage to wait out); keyword search alone may still use it.
+#[tokio::test]
+async fn qdrant_refuses_a_collection_of_another_width() {
+    let fx = Fixture::embedded().await;
+    let collection = TestCollection::shared("width");
+    open_qdrant(&collection, &fx.store, Some(DIMENSIONS))
+        .await
+        .expect("made at 384");
+    let error = open_qdrant(&collection, &fx.store, Some(768))
+        .await
+        .expect_err("768 is not 384");
+    assert!(
+        matches!(
+            error,
+            IndexError::DimensionMismatch {
+                expected: DIMENSIONS,
+                got: 768
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(!error.is_transient());
+    assert!(error.to_string().contains("re-index"), "{error}");
+    open_qdrant(&collection, &fx.store, None)
+        .await
+        .expect("keyword search only");
+
+    // A collection made without embeddings cannot take vectors.
+    let keyword_only = TestCollection::shared("width");
+    open_qdrant(&keyword_only, &fx.store, None)
+        .await
+        .expect("made without vectors");
+    let error = open_qdrant(&keyword_only, &fx.store, Some(DIMENSIONS))
+        .await
+        .expect_err("no dense vector");
+    assert!(error.to_string().contains("without embeddings"), "{error}");
+}
+
+/// Keyword statistics are per brain: another brain (here another tenant's) filling the
+/// shared collection with one of this brain's words leaves this brain's keyword ranking and
+/// the ratio of its scores as they were. (With collection-wide statistics the 300 chunks
+/// saying "sick" would make "sick" common, and the chunk saying "manager" would overtake.)
+#[tokio::test]
+async fn qdrant_keyword_scores_ignore_other_brains_words() {
+    let fx = Fixture::qdrant().await;
+    let brain = fx.brain("ours").await;
+    let document = fx.document(brain, "ours.md").await;
+    let ours = vec![
+        chunk(0, None, "Report sick days early."),
+        chunk(1, None, "Your manager signs the form before you travel anywhere."),
+        chunk(2, None, "Lunch is at noon."),
+    ];
+    index(&fx.index, brain, document, &ours)
+        .await
+        .expect("index ours");
+    let query = keyword("sick manager");
+    let before = search(&fx.index, brain, &query).await;
+    assert_eq!(before.len(), 2, "{before:#?}");
+    assert!(before[0].text.contains("sick"), "{before:#?}");
+
+    let tenant = fx
+        .store
+        .ensure_tenant(&TenantKey::parse("discord:42").expect("tenant"))
+        .await
+        .expect("tenant");
+    let theirs = fx
+        .store
+        .create_brain(tenant, &BrainName::parse("theirs").expect("name"))
+        .await
+        .expect("brain")
+        .id;
+    for n in 0..3 {
+        let document = fx.document(theirs, &format!("theirs-{n}.md")).await;
+        let chunks: Vec<ChunkDraft> = (0..100)
+            .map(|i| chunk(i, None, &format!("Sick note {n}-{i}: sick sick sick.")))
+            .collect();
+        index(&fx.index, theirs, document, &chunks)
+            .await
+            .expect("index theirs");
+    }
+    let after = search(&fx.index, brain, &query).await;
+    let ids = |hits: &[SearchHit]| hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>();
+    assert_eq!(ids(&after), ids(&before), "{before:#?}\n{after:#?}");
+    let ratio = |hits: &[SearchHit]| hits[0].score / hits[1].score;
+    assert!(
+        (ratio(&after) - ratio(&before)).abs() < 1e-4,
+        "{before:#?}\n{after:#?}"
+    );
+}
+
+/// With `index.qdrant_api_key` engram gets in (and only with the right key): a wrong or
+/// missing key is refused at once with the setting's name and never the key.
+#[tokio::test]
+async fn qdrant_with_an_api_key() {
+    let server = QdrantServer::with_api_key("engram-test-key-7");
+    let fx = Fixture::embedded().await;
+    let open = |key: &str| {
+        let (url, store) = (server.url.clone(), fx.store.clone());
+        let key = Secret::new(key);
+        async move {
+            QdrantIndex::open(
+                QdrantOptions {
+                    url,
+                    api_key: key,
+                    collection: "keyed".into(),
+                    dimensions: Some(DIMENSIONS),
+                },
+                store,
+            )
+            .await
+        }
+    };
+    for (key, says) in [
+        ("wrong-key", "refused index.qdrant_api_key"),
+        ("", "set index.qdrant_api_key"),
+    ] {
+        let error = open(key).await.expect_err("refused");
+        let text = error.to_string();
+        assert!(matches!(error, IndexError::Rejected(_)), "{text}");
+        assert!(text.contains(says), "{text}");
+        assert!(!text.contains("wrong-key"), "{text}");
+    }
+    let keyed = open("engram-test-key-7").await.expect("the right key");
+    let keyed: Arc<dyn Index> = Arc::new(keyed);
+    let brain = fx.brain("keyed").await;
+    let document = fx.document(brain, "handbook.pdf").await;
+    index(&keyed, brain, document, &handbook())
+        .await
+        .expect("index");
+    let hits = search(&keyed, brain, &keyword("receipts")).await;
+    assert_eq!(hits.len(), 1, "{hits:#?}");
+    keyed.ping().await.expect("ping");
 }

@@ -19,6 +19,7 @@ mod index;
 mod ingest;
 mod migrations;
 mod processes;
+mod qdrant_server;
 mod queue;
 mod serve;
 mod slack;

@@ -162,7 +162,7 @@ async fn readyz_is_503_with_a_reason_when_the_store_is_gone() {
 }
 
 /// With a Qdrant index configured, `/readyz` also asks Qdrant, and says so when it cannot be
-/// reached (here: a closed local port; no Qdrant server runs in these tests).
+/// reached (here: a closed local port).
 #[tokio::test]
 async fn readyz_is_503_with_a_reason_when_qdrant_is_unreachable() {
     let db = TestDb::sqlite().await;
@@ -173,6 +173,7 @@ async fn readyz_is_503_with_a_reason_when_qdrant_is_unreachable() {
     let index = engram::index::QdrantIndex::connect(
         engram::index::QdrantOptions {
             url: format!("http://{closed}"),
+            api_key: engram::config::Secret::default(),
             collection: "engram_chunks".to_string(),
             dimensions: None,
         },
