@@ -323,7 +323,10 @@ async fn check_qdrant(config: &Config, report: &mut Report) {
             return report.add(
                 "index",
                 Status::Fail,
-                format!("{error} (check index.qdrant_url; Qdrant's gRPC port is 6334)"),
+                format!(
+                    "{error} (check index.qdrant_url: Qdrant's gRPC port, 6334 by default, and \
+                     https:// if it uses TLS)"
+                ),
             )
         }
         Err(error) => return report.add("index", Status::Fail, error.to_string()),

@@ -531,7 +531,7 @@ fn unreachable_or_rejected(options: &QdrantOptions, error: QdrantError) -> Index
             tls_hint(url)
         ))
     } else if transient {
-        IndexError::Unavailable(format!("Qdrant at {url} is unreachable: {text}"))
+        IndexError::Unavailable(format!("Qdrant at {url}: {text}"))
     } else {
         IndexError::Rejected(text)
     }
@@ -543,9 +543,17 @@ const CONNECT_FAILED: &str = "Failed to connect to";
 /// Whether a connection failure happened in the TLS handshake (the transport error's
 /// debug text, which qdrant-client puts in the status message).
 fn is_tls_failure(message: &str) -> bool {
-    ["InvalidCertificate", "certificate", "InvalidContentType", "CorruptMessage", "tls"]
-        .iter()
-        .any(|word| message.contains(word))
+    // rustls's errors as tonic prints them: an untrusted or mismatched certificate, a server
+    // that answered the handshake in plain text, or a refusing alert.
+    [
+        "InvalidCertificate",
+        "InvalidMessage",
+        "certificate",
+        "AlertReceived",
+        "HandshakeFailure",
+    ]
+    .iter()
+    .any(|word| message.contains(word))
 }
 
 fn tls_hint(url: &str) -> &'static str {
@@ -1406,7 +1414,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("Qdrant at http://q:6334 is unreachable"),
+                .contains("the index is unreachable: Qdrant at http://q:6334: "),
             "{error}"
         );
         for down in [

@@ -1018,3 +1018,87 @@ async fn qdrant_with_an_api_key() {
     assert_eq!(hits.len(), 1, "{hits:#?}");
     keyed.ping().await.expect("ping");
 }
+
+/// An `https://` index.qdrant_url reaches Qdrant over TLS, trusting the system's roots or
+/// SSL_CERT_FILE: `engram doctor` says so, and files are learned and found through it. A
+/// certificate this machine does not trust is a failure that says so (not an outage); plain
+/// http:// to a TLS server fails pointing at https://.
+#[test]
+fn qdrant_over_tls() {
+    use std::process::Command;
+    let server = QdrantServer::with_tls();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = |url: &str| {
+        let path = dir.path().join("engram.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[store]\nurl = \"sqlite://{}/engram.db\"\n\n[index]\nkind = \"qdrant\"\n\
+                 qdrant_url = \"{url}\"\ncollection = \"tls\"\n\n[ingest]\nextractor = \"{}\"\n",
+                dir.path().display(),
+                crate::ingest::extractor().display()
+            ),
+        )
+        .expect("config");
+        path
+    };
+    let run = |config: &std::path::Path, ca: Option<&std::path::Path>, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_engram"));
+        command
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("SSL_CERT_FILE");
+        if let Some(ca) = ca {
+            command.env("SSL_CERT_FILE", ca);
+        }
+        let output = command.output().expect("run engram");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let tls = config(&server.url);
+    let ca = server.ca();
+
+    let (_, doctor) = run(&tls, Some(&ca), &["doctor"]);
+    let index_line = |text: &str| {
+        text.lines()
+            .find(|line| line.contains("] index "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let line = index_line(&doctor);
+    assert!(line.starts_with("[ok  ] index"), "{doctor}");
+    assert!(line.contains(&format!("Qdrant 1.17.1 at {}", server.url)), "{doctor}");
+
+    let (_, untrusted) = run(&tls, None, &["doctor"]);
+    let line = index_line(&untrusted);
+    assert!(line.starts_with("[FAIL] index"), "{untrusted}");
+    assert!(line.contains("certificate"), "{untrusted}");
+    assert!(!line.contains("unreachable"), "{untrusted}");
+
+    let plain = config(&server.url.replace("https://", "http://"));
+    let (_, text) = run(&plain, None, &["doctor"]);
+    let line = index_line(&text);
+    assert!(line.starts_with("[FAIL] index"), "{text}");
+    assert!(line.contains("https://"), "{text}");
+
+    let tls = config(&server.url);
+    let notes = dir.path().join("parking.md");
+    std::fs::write(&notes, "# Parking\n\nVisitors park on level two.\n").expect("notes");
+    let (ok, text) = run(&tls, Some(&ca), &["brain", "create", "handbook"]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&tls, Some(&ca), &["ingest", "handbook", &notes.display().to_string()]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(
+        &tls,
+        Some(&ca),
+        &["ask", "handbook", "where do visitors park?", "--sources-only"],
+    );
+    assert!(ok && text.contains("parking.md"), "{text}");
+}
