@@ -336,7 +336,9 @@ async fn check_qdrant(config: &Config, report: &mut Report) {
         None => report.add(
             "index",
             Status::Ok,
-            format!("Qdrant {version} at {url}; collection `{name}` does not exist yet (made at start)"),
+            format!(
+                "Qdrant {version} at {url}; collection `{name}` does not exist yet (made at start)"
+            ),
         ),
         Some((points, Ok(()))) => report.add(
             "index",

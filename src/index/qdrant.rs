@@ -454,7 +454,10 @@ pub fn check_collection(
     info: &CollectionInfo,
     dimensions: Option<usize>,
 ) -> Result<(), IndexError> {
-    let params = info.config.as_ref().and_then(|config| config.params.as_ref());
+    let params = info
+        .config
+        .as_ref()
+        .and_then(|config| config.params.as_ref());
     let sparse = params
         .and_then(|params| params.sparse_vectors_config.as_ref())
         .and_then(|config| config.map.get(SPARSE));
@@ -1503,7 +1506,10 @@ mod tests {
         };
         let wide = info(&options(Some(384)));
         assert!(check_collection("c", &wide, Some(384)).is_ok());
-        assert!(check_collection("c", &wide, None).is_ok(), "keyword search only");
+        assert!(
+            check_collection("c", &wide, None).is_ok(),
+            "keyword search only"
+        );
         let error = check_collection("c", &wide, Some(768)).expect_err("another width");
         assert!(
             matches!(

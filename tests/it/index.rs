@@ -934,7 +934,11 @@ async fn qdrant_keyword_scores_ignore_other_brains_words() {
     let document = fx.document(brain, "ours.md").await;
     let ours = vec![
         chunk(0, None, "Report sick days early."),
-        chunk(1, None, "Your manager signs the form before you travel anywhere."),
+        chunk(
+            1,
+            None,
+            "Your manager signs the form before you travel anywhere.",
+        ),
         chunk(2, None, "Lunch is at noon."),
     ];
     index(&fx.index, brain, document, &ours)
@@ -1074,7 +1078,10 @@ fn qdrant_over_tls() {
     };
     let line = index_line(&doctor);
     assert!(line.starts_with("[ok  ] index"), "{doctor}");
-    assert!(line.contains(&format!("Qdrant 1.17.1 at {}", server.url)), "{doctor}");
+    assert!(
+        line.contains(&format!("Qdrant 1.17.1 at {}", server.url)),
+        "{doctor}"
+    );
 
     let (_, untrusted) = run(&tls, None, &["doctor"]);
     let line = index_line(&untrusted);
@@ -1093,12 +1100,99 @@ fn qdrant_over_tls() {
     std::fs::write(&notes, "# Parking\n\nVisitors park on level two.\n").expect("notes");
     let (ok, text) = run(&tls, Some(&ca), &["brain", "create", "handbook"]);
     assert!(ok, "{text}");
-    let (ok, text) = run(&tls, Some(&ca), &["ingest", "handbook", &notes.display().to_string()]);
+    let (ok, text) = run(
+        &tls,
+        Some(&ca),
+        &["ingest", "handbook", &notes.display().to_string()],
+    );
     assert!(ok, "{text}");
     let (ok, text) = run(
         &tls,
         Some(&ca),
-        &["ask", "handbook", "where do visitors park?", "--sources-only"],
+        &[
+            "ask",
+            "handbook",
+            "where do visitors park?",
+            "--sources-only",
+        ],
     );
     assert!(ok && text.contains("parking.md"), "{text}");
+}
+
+/// `engram doctor` on a Qdrant index: a collection of another width than the embeddings is
+/// a failure saying both widths (engram would refuse to start on it), and a refused API key
+/// names the setting and never the key.
+#[tokio::test]
+async fn doctor_reports_a_width_mismatch_and_a_refused_key() {
+    let fx = Fixture::embedded().await;
+    let collection = TestCollection::shared("doctor");
+    open_qdrant(&collection, &fx.store, Some(DIMENSIONS))
+        .await
+        .expect("made at 384");
+    let keyed = QdrantServer::with_api_key("doctor-key-1");
+    let doctor = |url: &str, collection: &str, pairs: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
+            .arg("doctor")
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env(
+                "ENGRAM__STORE__URL",
+                format!("sqlite://{}/d.db", dir.path().display()),
+            )
+            .env("ENGRAM__INDEX__KIND", "qdrant")
+            .env("ENGRAM__INDEX__QDRANT_URL", url)
+            .env("ENGRAM__INDEX__COLLECTION", collection)
+            .envs(pairs.iter().copied())
+            .output()
+            .expect("run engram doctor");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let line = text
+            .lines()
+            .find(|line| line.contains("] index "))
+            .unwrap_or_default()
+            .to_string();
+        (line, text)
+    };
+    let embeddings = [
+        ("ENGRAM__EMBEDDINGS__BASE_URL", "http://127.0.0.1:1/v1"),
+        ("ENGRAM__EMBEDDINGS__DIMENSIONS", "768"),
+    ];
+    let (line, text) = doctor(&collection.url, &collection.name, &embeddings);
+    assert!(line.starts_with("[FAIL] index"), "{text}");
+    assert!(
+        line.contains("embeddings have 768 dimensions but the index holds 384"),
+        "{text}"
+    );
+    let (line, text) = doctor(
+        &collection.url,
+        &collection.name,
+        &[
+            ("ENGRAM__EMBEDDINGS__BASE_URL", "http://127.0.0.1:1/v1"),
+            ("ENGRAM__EMBEDDINGS__DIMENSIONS", "384"),
+        ],
+    );
+    assert!(line.starts_with("[ok  ] index"), "{text}");
+    assert!(line.contains("0 chunks"), "{text}");
+
+    let (line, text) = doctor(
+        &keyed.url,
+        "engram_chunks",
+        &[("ENGRAM__INDEX__QDRANT_API_KEY", "not-the-key")],
+    );
+    assert!(line.starts_with("[FAIL] index"), "{text}");
+    assert!(line.contains("refused index.qdrant_api_key"), "{text}");
+    assert!(!text.contains("not-the-key"), "{text}");
+    let (line, text) = doctor(
+        &keyed.url,
+        "engram_chunks",
+        &[("ENGRAM__INDEX__QDRANT_API_KEY", "doctor-key-1")],
+    );
+    assert!(line.starts_with("[ok  ] index"), "{text}");
+    assert!(text.contains("[WARN] index-tls"), "{text}");
+    assert!(!text.contains("doctor-key-1"), "{text}");
 }

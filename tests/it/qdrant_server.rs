@@ -103,10 +103,7 @@ impl Drop for TestCollection {
 pub async fn count_points(client: &Qdrant, collection: &str, document: Option<i64>) -> usize {
     let mut request = CountPointsBuilder::new(collection).exact(true);
     if let Some(document) = document {
-        request = request.filter(Filter::must([Condition::matches(
-            "document_id",
-            document,
-        )]));
+        request = request.filter(Filter::must([Condition::matches("document_id", document)]));
     }
     let count = client
         .count(request)
@@ -177,7 +174,10 @@ impl QdrantServer {
             let certificates = dir.path().join("tls");
             make_certificates(&certificates);
             env.extend([
-                ("QDRANT__SERVICE__ENABLE_TLS".to_string(), "true".to_string()),
+                (
+                    "QDRANT__SERVICE__ENABLE_TLS".to_string(),
+                    "true".to_string(),
+                ),
                 (
                     "QDRANT__TLS__CERT".to_string(),
                     certificates.join("server.pem").display().to_string(),
@@ -237,7 +237,12 @@ impl QdrantServer {
     fn wait_ready(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok()).flatten() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok())
+                .flatten()
+            {
                 panic!("Qdrant exited at start ({status}):\n{}", self.log());
             }
             if self.answers() {
@@ -345,8 +350,19 @@ fn make_certificates(dir: &Path) {
         );
     };
     run(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        "/CN=engram test CA", "-keyout", "ca.key", "-out", "ca.pem",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=engram test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
     ]);
     std::fs::write(
         dir.join("server.ext"),
@@ -355,11 +371,32 @@ fn make_certificates(dir: &Path) {
     )
     .expect("extensions");
     run(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
-        "server.key", "-out", "server.csr",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
     ]);
     run(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.pem",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
     ]);
 }
