@@ -14,7 +14,10 @@ tools=${ENGRAM_QDRANT_TOOLS:-../shared/tools/qdrant}
 url="http://127.0.0.1:${grpc}"
 
 ready() {
-  # Qdrant's REST /readyz answers once every shard is loaded. (bash's /dev/tcp: no curl needed.)
+  # The gRPC port accepts (Qdrant opens it after REST), and REST's /readyz answers 200 once
+  # every shard is loaded. (bash's /dev/tcp: no curl needed.)
+  { exec 3<>"/dev/tcp/127.0.0.1/$grpc"; } 2>/dev/null || return 1
+  exec 3<&- 3>&-
   { exec 3<>"/dev/tcp/127.0.0.1/$http"; } 2>/dev/null || return 1
   printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
   local status

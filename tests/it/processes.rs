@@ -1,11 +1,13 @@
 //! engram scaled out: the real `engram serve --roles …` binary as one gateway, two chat and two
-//! ingest processes sharing a real PostgreSQL, with the fake Discord, the fake LLM and the
-//! in-memory Qdrant stand-in (`fake_qdrant`) across the network. One chat and one ingest
-//! process are killed with SIGKILL while they hold jobs; every question is still answered
-//! exactly once and every file learned exactly once. Two gateway processes that both receive
-//! every event act on each once. A gateway killed while a file is read leaves its report to
-//! the next one. A Qdrant outage shows in `/readyz`, in the answer, and in ingest jobs retried
-//! until it ends.
+//! ingest processes sharing a real PostgreSQL and a real Qdrant (the shared test server, a
+//! collection per test), with the fake Discord and the fake LLM across the network. One chat
+//! and one ingest process are killed with SIGKILL while they hold jobs; every question is still
+//! answered exactly once and every file learned exactly once. Two gateway processes that both
+//! receive every event act on each once. A gateway killed while a file is read leaves its
+//! report to the next one. The Qdrant faults run on a private Qdrant server the test stops and
+//! starts again: an outage shows in `/readyz`, in the answer, and in ingest jobs retried until
+//! it ends; Qdrant restarted (SIGKILL, then SIGTERM) on its storage mid-ingest leaves every
+//! file indexed once, none half-indexed.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -19,14 +21,13 @@ use crate::fake_discord::{
     GUILD_ID,
 };
 use crate::fake_openai::{self, Behaviour};
-use crate::fake_qdrant;
+use crate::qdrant_server::{QdrantServer, TestCollection};
 use crate::support::{http_get, TestDb};
 
 const CHANNELS: u64 = 10;
 const QUESTIONS: usize = 50;
 /// The corpus's 11 files, the parking notes and 8 more notes.
 const FILES: usize = 20;
-const COLLECTION: &str = "engram_processes";
 const PARKING: &[u8] = b"# Parking\n\nVisitors park on level two of the garage.\n";
 const REPLY: &str = "Visitors park on level two of the garage, next to the lifts by bay \
                      twelve; the barrier opens for visitors who gave their host's name [1].";
@@ -87,13 +88,28 @@ fn files() -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Which Qdrant the processes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Qdrant {
+    /// The shared test server (`ENGRAM_TEST_QDRANT_URL`), in a collection of the test's own.
+    Shared,
+    /// A private server the test may stop and start again; jobs then back off as in
+    /// production (1 s doubling to 8 s), so a restart fits within their attempts.
+    Private,
+}
+
 fn config_toml(
     api: SocketAddr,
     database: &str,
     discord: &FakeDiscord,
     llm: &str,
-    qdrant: &str,
+    collection: &TestCollection,
+    qdrant: Qdrant,
 ) -> String {
+    let (backoff_base, backoff_max) = match qdrant {
+        Qdrant::Shared => (200, 1000),
+        Qdrant::Private => (1000, 8000),
+    };
     format!(
         r#"[store]
 url = "{database}"
@@ -101,8 +117,8 @@ max_connections = 4
 
 [index]
 kind = "qdrant"
-qdrant_url = "{qdrant}"
-collection = "{COLLECTION}"
+qdrant_url = "{qdrant_url}"
+collection = "{name}"
 
 [llm]
 base_url = "{llm}"
@@ -124,8 +140,8 @@ listen = "{api}"
 
 [jobs]
 lease_ms = 4000
-backoff_base_ms = 200
-backoff_max_ms = 1000
+backoff_base_ms = {backoff_base}
+backoff_max_ms = {backoff_max}
 
 [log]
 format = "text"
@@ -133,6 +149,8 @@ format = "text"
         token = discord.token(),
         rest = discord.rest_url(),
         extractor = crate::ingest::extractor().display(),
+        qdrant_url = collection.url,
+        name = collection.name,
     )
 }
 
@@ -144,7 +162,10 @@ struct World {
     /// Runs the fakes' servers.
     fakes: tokio::runtime::Runtime,
     discord: FakeDiscord,
-    qdrant: fake_qdrant::FakeQdrant,
+    /// The processes' Qdrant collection, deleted when the test ends.
+    collection: TestCollection,
+    /// The private Qdrant server, for the tests that stop it.
+    server: Option<QdrantServer>,
     /// The store the processes share.
     _db: TestDb,
     /// For looking at the store's rows while the processes run.
@@ -156,9 +177,14 @@ struct World {
 }
 
 impl World {
-    /// Starts the fakes, then `(name, roles)` processes, and waits until they all run and a
-    /// gateway has registered the commands.
+    /// Starts the fakes, then `(name, roles)` processes on the shared Qdrant, and waits until
+    /// they all run and a gateway has registered the commands.
     fn start(processes: &[(&str, &str)]) -> Self {
+        Self::start_on(processes, Qdrant::Shared)
+    }
+
+    /// `start`, on the Qdrant given.
+    fn start_on(processes: &[(&str, &str)], qdrant: Qdrant) -> Self {
         let fakes = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -175,7 +201,14 @@ impl World {
             token_interval: Duration::from_millis(120),
             ..Behaviour::default()
         }));
-        let qdrant = fakes.block_on(fake_qdrant::start());
+        let (server, collection) = match qdrant {
+            Qdrant::Shared => (None, TestCollection::shared("processes")),
+            Qdrant::Private => {
+                let server = QdrantServer::start();
+                let collection = TestCollection::on(&server.url, "processes");
+                (Some(server), collection)
+            }
+        };
         let db = fakes.block_on(TestDb::postgres());
         let channels = (0..CHANNELS).map(|n| {
             let mode = if n == 0 {
@@ -195,7 +228,14 @@ impl World {
             .unwrap();
         std::fs::write(
             &config,
-            config_toml(api, &db.url, &discord, &llm.base_url(), &qdrant.url),
+            config_toml(
+                api,
+                &db.url,
+                &discord,
+                &llm.base_url(),
+                &collection,
+                qdrant,
+            ),
         )
         .unwrap();
         let mut cluster = Processes::new(config, dir.path().to_path_buf());
@@ -219,7 +259,8 @@ impl World {
             processes: cluster,
             fakes,
             discord,
-            qdrant,
+            collection,
+            server,
             _db: db,
             pool,
             api,
@@ -361,7 +402,13 @@ impl World {
         })
     }
 
-    /// Every document is indexed, once: its chunks are in the index exactly once.
+    /// Points in Qdrant: of one document, or all.
+    fn points(&self, document: Option<i64>) -> usize {
+        self.fakes.block_on(self.collection.points(document))
+    }
+
+    /// Every document is indexed, once: its chunks are in the index exactly once, and no
+    /// point is left over.
     fn assert_indexed_once(&self, documents: &[DocumentRow], files: usize) {
         assert_eq!(documents.len(), files, "{documents:#?}");
         let names: HashSet<&str> = documents.iter().map(|d| d.1.as_str()).collect();
@@ -370,16 +417,18 @@ impl World {
             assert_eq!(status, "indexed", "{name}");
             assert!(*chunks > 0, "{name} has chunks");
             assert_eq!(
-                self.qdrant.points_for_document(COLLECTION, *id),
+                self.points(Some(*id)),
                 usize::try_from(*chunks).unwrap(),
                 "{name}: each chunk in the index exactly once"
             );
         }
         let total: i64 = documents.iter().map(|d| d.3).sum();
-        assert_eq!(
-            self.qdrant.points(COLLECTION),
-            usize::try_from(total).unwrap()
-        );
+        assert_eq!(self.points(None), usize::try_from(total).unwrap());
+    }
+
+    /// The private Qdrant server.
+    fn server(&mut self) -> &mut QdrantServer {
+        self.server.as_mut().expect("a world on a private Qdrant")
     }
 }
 
@@ -521,22 +570,26 @@ fn two_gateways_receiving_every_event_act_on_each_once() {
     world.processes.stop();
 }
 
-/// Qdrant unreachable while the processes run: `/readyz` answers 503, a question is told the
-/// knowledge store is unavailable once its attempts are spent, and a file posted meanwhile is
-/// retried until Qdrant is back, then learned.
+/// Qdrant stopped while the processes run (the real server, SIGTERM): `/readyz` answers 503,
+/// a question is told the knowledge store is unavailable once its attempts are spent, and a
+/// file posted meanwhile is retried until Qdrant is started again on its storage, then
+/// learned.
 #[test]
 fn a_qdrant_outage_shows_in_readyz_answers_and_ingest_retries() {
-    let mut world = World::start(&[
-        ("gateway", "gateway,api"),
-        ("chat-1", "chat"),
-        ("ingest-1", "ingest"),
-    ]);
+    let mut world = World::start_on(
+        &[
+            ("gateway", "gateway,api"),
+            ("chat-1", "chat"),
+            ("ingest-1", "ingest"),
+        ],
+        Qdrant::Private,
+    );
     let parking = world.post_file("parking.md", PARKING);
     world.wait_all_done(&[], &[parking]);
     let (status, body) = http_get(world.api, "/readyz");
     assert_eq!(status, 200, "{body}");
 
-    world.qdrant.set_down(true);
+    world.server().terminate();
     let (status, body) = http_get(world.api, "/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("index"), "{body}");
@@ -581,12 +634,108 @@ fn a_qdrant_outage_shows_in_readyz_answers_and_ingest_retries() {
                 .any(|job| job.3 >= 2)
         },
     );
-    world.qdrant.set_down(false);
+    world.server().start_again();
     world.wait_all_done(&[], &[kettle]);
     let (documents, _) = world.rows();
     world.assert_indexed_once(&documents, 2);
     let (status, body) = http_get(world.api, "/readyz");
     assert_eq!(status, 200, "{body}");
+    world.processes.stop();
+}
+
+/// Qdrant restarted mid-ingest on its storage (the real server: SIGKILL in one round, SIGTERM
+/// in the next), with two ingest processes reading the corpus: while it is down `/readyz`
+/// answers 503 naming the index; the documents it had acknowledged are all there when it is
+/// back; the files being read are retried, and every file ends learned once: each document
+/// indexed with each of its chunks in Qdrant exactly once, none half-indexed, no point left
+/// over.
+#[test]
+fn qdrant_restarted_mid_ingest_leaves_every_file_indexed_once() {
+    let mut world = World::start_on(
+        &[
+            ("gateway", "gateway,api"),
+            ("ingest-1", "ingest"),
+            ("ingest-2", "ingest"),
+        ],
+        Qdrant::Private,
+    );
+    let files = files();
+    let (first, second) = files.split_at(files.len() / 2);
+    let mut posted = Vec::new();
+    for (batch, kill) in [(first, true), (second, false)] {
+        let indexed_before = world
+            .rows()
+            .0
+            .iter()
+            .filter(|d| d.2 == "indexed")
+            .count();
+        posted.extend(batch.iter().map(|(name, bytes)| world.post_file(name, bytes)));
+        wait(
+            &world.processes,
+            "a file of this round indexed while others are still read",
+            Duration::from_secs(120),
+            || {
+                let (documents, jobs) = world.rows();
+                documents.iter().filter(|d| d.2 == "indexed").count() > indexed_before
+                    && jobs
+                        .iter()
+                        .any(|job| job.1 == "ingest" && job.2 == "running")
+            },
+        );
+        let failed_before: i64 = world.rows().1.iter().map(|job| job.3).sum();
+        if kill {
+            world.server().kill();
+        } else {
+            world.server().terminate();
+        }
+        let (status, body) = http_get(world.api, "/readyz");
+        assert_eq!(status, 503, "{body}");
+        let reason: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            reason["reason"].as_str().unwrap().starts_with("index:"),
+            "{body}"
+        );
+        wait(
+            &world.processes,
+            "an ingest attempt to fail against the stopped Qdrant",
+            Duration::from_secs(60),
+            || {
+                let (_, jobs) = world.rows();
+                let attempts: i64 = jobs.iter().map(|job| job.3).sum();
+                jobs.iter()
+                    .any(|job| job.1 == "ingest" && job.2 == "failed")
+                    || attempts > failed_before + 2
+            },
+        );
+        world.server().start_again();
+        // What Qdrant acknowledged before it went is all there: every document marked
+        // indexed has each of its chunks once.
+        let (documents, _) = world.rows();
+        for (id, name, status, chunks) in &documents {
+            if status == "indexed" {
+                assert_eq!(
+                    world.points(Some(*id)),
+                    usize::try_from(*chunks).unwrap(),
+                    "{name} indexed before the restart"
+                );
+            }
+        }
+        let (status, body) = http_get(world.api, "/readyz");
+        assert_eq!(status, 200, "{body}");
+    }
+
+    world.wait_all_done(&[], &posted);
+    world.assert_once_each(&[], &posted);
+    let (documents, jobs) = world.rows();
+    world.assert_indexed_once(&documents, files.len());
+    assert!(
+        jobs.iter().all(|job| job.2 == "done"),
+        "every job done: {jobs:#?}"
+    );
+    assert!(
+        jobs.iter().any(|job| job.1 == "ingest" && job.3 >= 2),
+        "a file was retried: {jobs:#?}"
+    );
     world.processes.stop();
 }
 

@@ -257,19 +257,20 @@ impl QdrantServer {
         }
     }
 
-    /// Whether it is ready: `/readyz` answers 200 (plain), or the gRPC port accepts and the
-    /// log says gRPC listens (TLS, where REST wants TLS too).
+    /// Whether it is ready: the gRPC port accepts, and `/readyz` answers 200 (plain) or the
+    /// log says gRPC listens (TLS, where REST wants TLS too). Qdrant opens its REST port
+    /// before its gRPC port, so `/readyz` alone is not enough.
     fn answers(&self) -> bool {
-        if self.tls {
-            let grpc = SocketAddr::from(([127, 0, 0, 1], self.grpc));
-            return TcpStream::connect_timeout(&grpc, Duration::from_millis(200)).is_ok()
-                && self.log().contains("gRPC listening");
-        }
-        let http = SocketAddr::from(([127, 0, 0, 1], self.http));
-        if TcpStream::connect_timeout(&http, Duration::from_millis(200)).is_err() {
+        let grpc = SocketAddr::from(([127, 0, 0, 1], self.grpc));
+        if TcpStream::connect_timeout(&grpc, Duration::from_millis(200)).is_err() {
             return false;
         }
-        crate::support::http_get(http, "/readyz").0 == 200
+        if self.tls {
+            return self.log().contains("gRPC listening");
+        }
+        let http = SocketAddr::from(([127, 0, 0, 1], self.http));
+        TcpStream::connect_timeout(&http, Duration::from_millis(200)).is_ok()
+            && crate::support::http_get(http, "/readyz").0 == 200
     }
 
     /// Its log so far.
