@@ -171,10 +171,6 @@ impl QdrantIndex {
         })
     }
 
-    fn error(&self, error: QdrantError) -> IndexError {
-        unreachable_or_rejected(&self.options, error)
-    }
-
     /// Makes the collection and its payload indexes when missing, then checks its shape.
     /// Processes that start together may all try: Qdrant creates a collection once and
     /// answers the others that it exists, and creating an existing payload index again
@@ -184,13 +180,15 @@ impl QdrantIndex {
         let info = match self.collection_info().await? {
             Some(info) => info,
             None => {
-                let created = self
-                    .client
-                    .create_collection(create_collection(&self.options))
-                    .await;
+                let created = call(
+                    &self.options,
+                    self.client
+                        .create_collection(create_collection(&self.options)),
+                )
+                .await;
                 match (created, self.collection_info().await?) {
                     (_, Some(info)) => info,
-                    (Err(error), None) => return Err(self.error(error)),
+                    (Err(error), None) => return Err(error),
                     (Ok(_), None) => {
                         return Err(IndexError::Corrupt(format!(
                             "Qdrant created collection `{name}` but does not describe it"
@@ -202,10 +200,7 @@ impl QdrantIndex {
         check_collection(name, &info, self.options.dimensions)?;
         let existing: Vec<&str> = info.payload_schema.keys().map(String::as_str).collect();
         for request in missing_payload_indexes(name, &existing) {
-            self.client
-                .create_field_index(request)
-                .await
-                .map_err(|e| self.error(e))?;
+            call(&self.options, self.client.create_field_index(request)).await?;
         }
         Ok(())
     }
@@ -221,15 +216,10 @@ impl QdrantIndex {
         brain: BrainId,
         document: DocumentId,
     ) -> Result<u64, IndexError> {
-        let response = self
-            .client
-            .count(
-                CountPointsBuilder::new(self.options.collection.as_str())
-                    .filter(document_filter(brain, document))
-                    .exact(true),
-            )
-            .await
-            .map_err(|e| self.error(e))?;
+        let request = CountPointsBuilder::new(self.options.collection.as_str())
+            .filter(document_filter(brain, document))
+            .exact(true);
+        let response = call(&self.options, self.client.count(request)).await?;
         Ok(response.result.map_or(0, |r| r.count))
     }
 
@@ -276,23 +266,17 @@ impl Index for QdrantIndex {
         let points = points(&document, &source)?;
         let collection = self.options.collection.as_str();
         for batch in batches(points) {
-            self.client
-                .upsert_points(UpsertPointsBuilder::new(collection, batch).wait(true))
-                .await
-                .map_err(|e| self.error(e))?;
+            let upsert = UpsertPointsBuilder::new(collection, batch).wait(true);
+            call(&self.options, self.client.upsert_points(upsert)).await?;
         }
-        self.client
-            .delete_points(
-                DeletePointsBuilder::new(collection)
-                    .points(stale_filter(
-                        document.brain,
-                        document.document,
-                        document.chunks.len(),
-                    ))
-                    .wait(true),
-            )
-            .await
-            .map_err(|e| self.error(e))?;
+        let stale = DeletePointsBuilder::new(collection)
+            .points(stale_filter(
+                document.brain,
+                document.document,
+                document.chunks.len(),
+            ))
+            .wait(true);
+        call(&self.options, self.client.delete_points(stale)).await?;
         let counts = IndexedCounts {
             pages: document.pages,
             ocr_pages: document.ocr_pages,
@@ -319,14 +303,10 @@ impl Index for QdrantIndex {
     ) -> Result<(), IndexError> {
         // The filter names the brain, so another brain's document is never touched; points
         // are deleted even when the row is already gone (a crash between the two steps).
-        self.client
-            .delete_points(
-                DeletePointsBuilder::new(self.options.collection.as_str())
-                    .points(document_filter(brain, document))
-                    .wait(true),
-            )
-            .await
-            .map_err(|e| self.error(e))?;
+        let delete = DeletePointsBuilder::new(self.options.collection.as_str())
+            .points(document_filter(brain, document))
+            .wait(true);
+        call(&self.options, self.client.delete_points(delete)).await?;
         self.store
             .delete_document(brain, document)
             .await
@@ -337,14 +317,10 @@ impl Index for QdrantIndex {
     async fn forget_brain(&self, brain: BrainId) -> Result<(), IndexError> {
         // Before the brain's row goes: a store that reuses ids must not hand a new brain the
         // old one's points.
-        self.client
-            .delete_points(
-                DeletePointsBuilder::new(self.options.collection.as_str())
-                    .points(brain_filter(brain))
-                    .wait(true),
-            )
-            .await
-            .map_err(|e| self.error(e))?;
+        let delete = DeletePointsBuilder::new(self.options.collection.as_str())
+            .points(brain_filter(brain))
+            .wait(true);
+        call(&self.options, self.client.delete_points(delete)).await?;
         Ok(())
     }
 
@@ -359,14 +335,8 @@ impl Index for QdrantIndex {
         let Some(requests) = search_requests(&self.options.collection, brain, query) else {
             return Ok(Vec::new());
         };
-        let response = self
-            .client
-            .query_batch(QueryBatchPointsBuilder::new(
-                self.options.collection.as_str(),
-                requests.all(),
-            ))
-            .await
-            .map_err(|e| self.error(e))?;
+        let batch = QueryBatchPointsBuilder::new(self.options.collection.as_str(), requests.all());
+        let response = call(&self.options, self.client.query_batch(batch)).await?;
         let results = response
             .result
             .into_iter()
@@ -377,11 +347,9 @@ impl Index for QdrantIndex {
     }
 
     async fn ping(&self) -> Result<(), IndexError> {
-        self.client
-            .health_check()
+        call(&self.options, self.client.health_check())
             .await
             .map(|_| ())
-            .map_err(|e| self.error(e))
     }
 }
 
@@ -405,14 +373,52 @@ async fn collection_info(
     options: &QdrantOptions,
 ) -> Result<Option<CollectionInfo>, IndexError> {
     let name = options.collection.as_str();
-    match client.collection_info(name).await {
-        Ok(reply) => reply.result.map(Some).ok_or_else(|| {
-            IndexError::Corrupt(format!("Qdrant sent no description of collection `{name}`"))
-        }),
-        // NOT_FOUND (5): no such collection.
-        Err(QdrantError::ResponseError { status }) if i32::from(status.code()) == 5 => Ok(None),
-        Err(error) => Err(unreachable_or_rejected(options, error)),
-    }
+    let found = within(options, async {
+        match client.collection_info(name).await {
+            Ok(reply) => Ok(Some(reply)),
+            // NOT_FOUND (5): no such collection.
+            Err(QdrantError::ResponseError { status }) if i32::from(status.code()) == 5 => Ok(None),
+            Err(error) => Err(unreachable_or_rejected(options, error)),
+        }
+    })
+    .await?;
+    found
+        .map(|reply| {
+            reply.result.ok_or_else(|| {
+                IndexError::Corrupt(format!("Qdrant sent no description of collection `{name}`"))
+            })
+        })
+        .transpose()
+}
+
+/// One client call, its error mapped, under `REQUEST_TIMEOUT` in all: qdrant-client tries a
+/// points call again on a broken connection, each try under the channel's own timeout, so a
+/// hung server would otherwise hold a caller twice as long.
+async fn call<T>(
+    options: &QdrantOptions,
+    call: impl std::future::Future<Output = Result<T, QdrantError>>,
+) -> Result<T, IndexError> {
+    within(options, async {
+        call.await
+            .map_err(|error| unreachable_or_rejected(options, error))
+    })
+    .await
+}
+
+/// `work` under `REQUEST_TIMEOUT`; past it, Qdrant is unavailable (transient).
+async fn within<T>(
+    options: &QdrantOptions,
+    work: impl std::future::Future<Output = Result<T, IndexError>>,
+) -> Result<T, IndexError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(IndexError::Unavailable(format!(
+                "Qdrant at {}: no answer within {} s",
+                options.url,
+                REQUEST_TIMEOUT.as_secs()
+            )))
+        })
 }
 
 /// What `engram doctor` learns from Qdrant: the server's version, whether the API key lets
@@ -429,11 +435,7 @@ pub struct Diagnosis {
 /// answers without the API key), then the collection (which needs it).
 pub async fn diagnose(options: &QdrantOptions) -> Result<Diagnosis, IndexError> {
     let client = client(options)?;
-    let version = client
-        .health_check()
-        .await
-        .map_err(|error| unreachable_or_rejected(options, error))?
-        .version;
+    let version = call(options, client.health_check()).await?.version;
     let collection = collection_info(&client, options).await?.map(|info| {
         (
             info.points_count.unwrap_or(0),

@@ -1196,3 +1196,34 @@ async fn doctor_reports_a_width_mismatch_and_a_refused_key() {
     assert!(text.contains("[WARN] index-tls"), "{text}");
     assert!(!text.contains("doctor-key-1"), "{text}");
 }
+
+/// A Qdrant that hangs (SIGSTOP: connections open, no answers) is an outage bounded by the
+/// client's deadline: searches and pings fail as transient `Unavailable` instead of waiting
+/// for ever, and work again once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_qdrant_times_out_as_unavailable() {
+    let server = QdrantServer::start();
+    let collection = TestCollection::on(&server.url, "hung");
+    let fx = Fixture::qdrant_in(collection, Secret::default()).await;
+    let brain = fx.brain("hung").await;
+    let document = fx.document(brain, "handbook.pdf").await;
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("index");
+
+    server.pause();
+    let query = hybrid("sick leave");
+    let (searched, pinged) = tokio::join!(fx.index.search(brain, &query), fx.index.ping());
+    server.resume();
+    for error in [
+        searched.expect_err("no answer"),
+        pinged.expect_err("no answer"),
+    ] {
+        assert!(
+            matches!(error, IndexError::Unavailable(_)) && error.is_transient(),
+            "{error:?}"
+        );
+    }
+    let hits = search(&fx.index, brain, &query).await;
+    assert!(hits[0].text.contains("sick leave"), "{hits:#?}");
+}

@@ -228,14 +228,7 @@ impl World {
             .unwrap();
         std::fs::write(
             &config,
-            config_toml(
-                api,
-                &db.url,
-                &discord,
-                &llm.base_url(),
-                &collection,
-                qdrant,
-            ),
+            config_toml(api, &db.url, &discord, &llm.base_url(), &collection, qdrant),
         )
         .unwrap();
         let mut cluster = Processes::new(config, dir.path().to_path_buf());
@@ -663,13 +656,12 @@ fn qdrant_restarted_mid_ingest_leaves_every_file_indexed_once() {
     let (first, second) = files.split_at(files.len() / 2);
     let mut posted = Vec::new();
     for (batch, kill) in [(first, true), (second, false)] {
-        let indexed_before = world
-            .rows()
-            .0
-            .iter()
-            .filter(|d| d.2 == "indexed")
-            .count();
-        posted.extend(batch.iter().map(|(name, bytes)| world.post_file(name, bytes)));
+        let indexed_before = world.rows().0.iter().filter(|d| d.2 == "indexed").count();
+        posted.extend(
+            batch
+                .iter()
+                .map(|(name, bytes)| world.post_file(name, bytes)),
+        );
         wait(
             &world.processes,
             "a file of this round indexed while others are still read",

@@ -315,11 +315,6 @@ impl QdrantServer {
     pub fn resume(&self) {
         self.signal("-CONT");
     }
-
-    /// Where it keeps its storage, log and TLS files.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
 impl Drop for QdrantServer {
