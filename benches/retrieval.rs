@@ -1,21 +1,35 @@
-//! Retrieval benchmark: the embedded index (FTS5 + sqlite-vec) in a temp SQLite store with
-//! 10 brains, 100,000 chunks in the measured brain and 10,000 in each of the others. Reports
-//! the index build rate, the time to load the measured brain's in-memory caches (keyword index
-//! and vector codes) and keyword / hybrid query latency once they are loaded. Results:
-//! `benches/RESULTS.md`.
+//! Retrieval benchmark: 10 brains, 100,000 chunks in the measured brain and 10,000 in each of
+//! the others, built the same way (same seed) into the embedded index (FTS5 + sqlite-vec in a
+//! temp SQLite store) and into a real Qdrant (a fresh collection on the server named by
+//! `ENGRAM_TEST_QDRANT_URL`, documents' rows in a temp SQLite store), then the same 1,000
+//! keyword and hybrid queries against each. Reports the build rate, the time to get the
+//! measured brain ready (the embedded caches' load; Qdrant's indexing after the upload) and
+//! keyword / hybrid query latency. Results: `benches/RESULTS.md`.
 //!
-//! `cargo bench --bench retrieval [-- --chunks N] [--keep DIR]` (N chunks in the measured brain;
-//! `--keep` writes the database to DIR and leaves it there, to inspect with other tools).
+//! `cargo bench --bench retrieval [-- --chunks N] [--index embedded|qdrant] [--keep DIR]`
+//! (N chunks in the measured brain; `--index` runs one index only, both by default; `--keep`
+//! writes the embedded database to DIR and leaves it there, and keeps the Qdrant collection).
+//!
+//! `cargo bench --bench retrieval -- --tenants` measures instead how far another tenant's
+//! corpus moves one brain's keyword results in Qdrant, whose IDF statistics are
+//! collection-wide: a brain of 5,000 chunks, 500 keyword queries, then 100,000 chunks of
+//! another tenant (the same words, common and rare ones swapped) added with engram's per-brain
+//! term ids, then removed and added again as if term ids were shared (as they were before).
 
 #![allow(clippy::print_stdout)]
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engram::brain::{BrainId, BrainName, DocumentId, TenantKey};
-use engram::config::{StoreConfig, StoreUrl};
-use engram::index::{EmbeddedIndex, Index, IndexedDocument, SearchQuery};
+use engram::config::{Secret, StoreConfig, StoreUrl};
+use engram::index::{
+    EmbeddedIndex, Index, IndexedDocument, QdrantIndex, QdrantOptions, SearchQuery,
+};
 use engram::ingest::chunk::{keyword_terms, ChunkDraft};
+use qdrant_client::qdrant::CollectionStatus;
+use qdrant_client::Qdrant;
 
 const BRAINS: usize = 10;
 const DIMENSIONS: usize = 384;
@@ -124,35 +138,91 @@ fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type Error = Box<dyn std::error::Error>;
+
+/// Which index a run builds and queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Embedded,
+    Qdrant,
+}
+
+fn main() -> Result<(), Error> {
     let mut measured_chunks = 100_000usize;
     let mut keep = None;
+    let mut kinds = vec![Kind::Embedded, Kind::Qdrant];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--tenants" {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            return runtime.block_on(tenants());
+        }
         if arg == "--chunks" {
             measured_chunks = args.next().ok_or("--chunks needs a number")?.parse()?;
         } else if arg == "--keep" {
             keep = Some(std::path::PathBuf::from(
                 args.next().ok_or("--keep needs a directory")?,
             ));
+        } else if arg == "--index" {
+            kinds = match args.next().as_deref() {
+                Some("embedded") => vec![Kind::Embedded],
+                Some("qdrant") => vec![Kind::Qdrant],
+                _ => return Err("--index takes embedded or qdrant".into()),
+            };
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(measured_chunks, keep))
+    let mut results = Vec::new();
+    for kind in kinds {
+        results.push(runtime.block_on(run(kind, measured_chunks, keep.as_deref()))?);
+    }
+    print_table(measured_chunks, &results);
+    Ok(())
 }
 
-async fn run(
-    measured_chunks: usize,
-    keep: Option<std::path::PathBuf>,
-) -> Result<(), Box<dyn std::error::Error>> {
+/// What one index's run measured.
+struct Measured {
+    kind: Kind,
+    build_rate: f64,
+    /// The embedded index: loading the keyword index alone, then with the vector codes.
+    /// Qdrant: from the last upload until the collection is indexed (green).
+    ready: (Option<Duration>, Duration),
+    keyword: Vec<Duration>,
+    hybrid: Vec<Duration>,
+    keyword_hits: usize,
+    hybrid_hits: usize,
+    documents: usize,
+    /// The SQLite file (embedded), or what Qdrant reports as the collection's size.
+    size: String,
+}
+
+/// The chunks of one document of `count` chunks.
+fn drafts(rng: &mut Rng, words: &[String], count: usize) -> Vec<ChunkDraft> {
+    (0..count)
+        .map(|i| {
+            let text = paragraph(rng, words);
+            ChunkDraft {
+                ordinal: i as u32,
+                page: Some(1 + i as u32 / 3),
+                heading: Some(format!("Section {}", i / 5)),
+                tokens: engram::ingest::chunk::count_tokens(&text) as u32,
+                text,
+            }
+        })
+        .collect()
+}
+
+async fn run(kind: Kind, measured_chunks: usize, keep: Option<&Path>) -> Result<Measured, Error> {
     let other_chunks = measured_chunks / 10;
     let temp = tempfile::tempdir()?;
-    let dir = match &keep {
+    let dir = match keep.filter(|_| kind == Kind::Embedded) {
         Some(path) => {
             std::fs::create_dir_all(path)?;
-            path.clone()
+            path.to_path_buf()
         }
         None => temp.path().to_path_buf(),
     };
@@ -163,8 +233,25 @@ async fn run(
         busy_timeout_ms: 5_000,
     };
     let store = engram::store::open(&config).await?;
-    let embedded = Arc::new(EmbeddedIndex::open(&config, Some(DIMENSIONS)).await?);
-    let index: Arc<dyn Index> = embedded.clone();
+    let (index, embedded, qdrant): (Arc<dyn Index>, _, _) = match kind {
+        Kind::Embedded => {
+            let embedded = Arc::new(EmbeddedIndex::open(&config, Some(DIMENSIONS)).await?);
+            (embedded.clone(), Some(embedded), None)
+        }
+        Kind::Qdrant => {
+            let url = std::env::var("ENGRAM_TEST_QDRANT_URL").map_err(|_| {
+                "set ENGRAM_TEST_QDRANT_URL (scripts/qdrant.sh prints one), or --index embedded"
+            })?;
+            let options = QdrantOptions {
+                url: url.clone(),
+                api_key: Secret::default(),
+                collection: format!("engram_bench_retrieval_{}", std::process::id()),
+                dimensions: Some(DIMENSIONS),
+            };
+            let index = Arc::new(QdrantIndex::open(options.clone(), store.clone()).await?);
+            (index, None, Some(options))
+        }
+    };
     let db = sqlx::SqlitePool::connect(&url).await?;
     let tenant = store.ensure_tenant(&TenantKey::local()).await?;
 
@@ -197,18 +284,7 @@ async fn run(
             .fetch_one(&db)
             .await?;
             documents += 1;
-            let drafts: Vec<ChunkDraft> = (0..count)
-                .map(|i| {
-                    let text = paragraph(&mut rng, &words);
-                    ChunkDraft {
-                        ordinal: i as u32,
-                        page: Some(1 + i as u32 / 3),
-                        heading: Some(format!("Section {}", i / 5)),
-                        tokens: engram::ingest::chunk::count_tokens(&text) as u32,
-                        text,
-                    }
-                })
-                .collect();
+            let drafts = drafts(&mut rng, &words, count);
             let vectors: Vec<Vec<f32>> = drafts.iter().map(|d| embed(&d.text)).collect();
             let started = Instant::now();
             index
@@ -237,18 +313,57 @@ async fn run(
         })
         .collect();
 
-    // Load the measured brain's caches, as a running server has them; searches use FTS5 until
-    // then. The keyword index alone is timed on a second, keyword-only index of the same file.
-    let keyword_only = EmbeddedIndex::open(&config, None).await?;
-    let started = Instant::now();
-    keyword_only.warm(measured).await?;
-    let keyword_load = started.elapsed();
-    keyword_only.close().await;
-    drop(keyword_only);
-    let started = Instant::now();
-    embedded.warm(measured).await?;
-    let warm_time = started.elapsed();
-    // Warm the page cache the way a running server would be.
+    let (ready, size) = match (&embedded, &qdrant) {
+        (Some(embedded), _) => {
+            // Load the measured brain's caches, as a running server has them; searches use
+            // FTS5 until then. The keyword index alone is timed on a second, keyword-only
+            // index of the same file.
+            let keyword_only = EmbeddedIndex::open(&config, None).await?;
+            let started = Instant::now();
+            keyword_only.warm(measured).await?;
+            let keyword_load = started.elapsed();
+            keyword_only.close().await;
+            drop(keyword_only);
+            let started = Instant::now();
+            embedded.warm(measured).await?;
+            let file = std::fs::metadata(dir.join("engram.db"))?.len();
+            (
+                (Some(keyword_load), started.elapsed()),
+                format!("database {:.0} MiB", file as f64 / (1024.0 * 1024.0)),
+            )
+        }
+        (_, Some(options)) => {
+            // Qdrant builds the brains' HNSW graphs and the sparse index in the background
+            // after the upload; queries are measured once it reports the collection green.
+            let client = Qdrant::from_url(&options.url)
+                .skip_compatibility_check()
+                .build()?;
+            let started = Instant::now();
+            let info = loop {
+                let info = client
+                    .collection_info(options.collection.as_str())
+                    .await?
+                    .result
+                    .ok_or("no collection info")?;
+                if info.status == CollectionStatus::Green as i32 {
+                    break info;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            (
+                (None, started.elapsed()),
+                format!(
+                    "{} points, {} vectors indexed, {} segments",
+                    info.points_count.unwrap_or(0),
+                    info.indexed_vectors_count.unwrap_or(0),
+                    info.segments_count
+                ),
+            )
+        }
+        _ => unreachable!("one of the two"),
+    };
+
+    // Warm up the way a running server would be.
     for text in queries.iter().take(50) {
         let query = SearchQuery {
             text: text.clone(),
@@ -257,7 +372,6 @@ async fn run(
         };
         index.search(measured, &query).await?;
     }
-
     let mut keyword = Vec::with_capacity(QUERIES);
     let mut keyword_hits = 0usize;
     for text in &queries {
@@ -289,45 +403,292 @@ async fn run(
     }
     keyword.sort();
     hybrid.sort();
+    if let Some(options) = qdrant.filter(|_| keep.is_none()) {
+        let client = Qdrant::from_url(&options.url)
+            .skip_compatibility_check()
+            .build()?;
+        client
+            .delete_collection(options.collection.as_str())
+            .await?;
+    }
+    store.close().await;
+    Ok(Measured {
+        kind,
+        build_rate,
+        ready,
+        keyword,
+        hybrid,
+        keyword_hits,
+        hybrid_hits,
+        documents,
+        size,
+    })
+}
 
-    let file_size = std::fs::metadata(dir.join("engram.db"))?.len();
+fn print_table(measured_chunks: usize, results: &[Measured]) {
+    let other_chunks = measured_chunks / 10;
+    let total = measured_chunks + other_chunks * (BRAINS - 1);
+    let documents = results.first().map_or(0, |r| r.documents);
     println!(
         "\nRetrieval: {BRAINS} brains, {measured_chunks} chunks in the measured brain, \
          {other_chunks} in each other one ({total} in all, {documents} documents), \
-         {DIMENSIONS}-dim vectors, top {LIMIT}; database {:.0} MiB\n",
-        file_size as f64 / (1024.0 * 1024.0)
+         {DIMENSIONS}-dim vectors, top {LIMIT}\n"
     );
-    println!("| measure | value | target |");
-    println!("|---|---|---|");
+    let name = |kind: Kind| match kind {
+        Kind::Embedded => "embedded",
+        Kind::Qdrant => "Qdrant",
+    };
+    print!("| measure |");
+    for r in results {
+        print!(" {} |", name(r.kind));
+    }
+    println!(" target |");
+    println!("|---|{}---|", "---|".repeat(results.len()));
+    let row = |label: &str, target: &str, cell: &dyn Fn(&Measured) -> String| {
+        print!("| {label} |");
+        for r in results {
+            print!(" {} |", cell(r));
+        }
+        println!(" {target} |");
+    };
+    row(
+        &format!("index build (index_document, {CHUNKS_PER_DOCUMENT} chunks/document)"),
+        "—",
+        &|r| format!("{:.0} chunks/s", r.build_rate),
+    );
+    row(
+        "measured brain ready: keyword index / with vectors (embedded); indexing after the upload (Qdrant)",
+        "—",
+        &|r| match r.ready {
+            (Some(keyword), both) => {
+                format!("{:.2} / {:.2} s", keyword.as_secs_f64(), both.as_secs_f64())
+            }
+            (None, indexing) => format!("{:.2} s", indexing.as_secs_f64()),
+        },
+    );
+    row(
+        &format!("keyword query p50 / p99 / max ({QUERIES} queries, 2–5 terms)"),
+        "p99 ≤ 10 ms",
+        &|r| {
+            format!(
+                "{} / {} / {}",
+                ms(percentile(&r.keyword, 0.5)),
+                ms(percentile(&r.keyword, 0.99)),
+                ms(percentile(&r.keyword, 1.0))
+            )
+        },
+    );
+    row(
+        &format!("hybrid query p50 / p99 / max ({QUERIES} queries)"),
+        "p99 ≤ 30 ms",
+        &|r| {
+            format!(
+                "{} / {} / {}",
+                ms(percentile(&r.hybrid, 0.5)),
+                ms(percentile(&r.hybrid, 0.99)),
+                ms(percentile(&r.hybrid, 1.0))
+            )
+        },
+    );
+    row("mean hits per query: keyword / hybrid", "—", &|r| {
+        format!(
+            "{:.1} / {:.1}",
+            r.keyword_hits as f64 / QUERIES as f64,
+            r.hybrid_hits as f64 / QUERIES as f64
+        )
+    });
+    row("size", "—", &|r| r.size.clone());
+}
+
+/// Top-`LIMIT` chunk ids of each query, in order.
+async fn rankings(
+    index: &dyn Index,
+    brain: BrainId,
+    queries: &[String],
+) -> Result<Vec<Vec<i64>>, Error> {
+    let mut all = Vec::with_capacity(queries.len());
+    for text in queries {
+        let query = SearchQuery {
+            text: text.clone(),
+            vector: None,
+            limit: LIMIT,
+        };
+        all.push(
+            index
+                .search(brain, &query)
+                .await?
+                .iter()
+                .map(|h| h.chunk_id)
+                .collect(),
+        );
+    }
+    Ok(all)
+}
+
+/// How `after` differs from `before`: queries whose list changed at all, whose first hit
+/// changed, and the mean share of `before`'s hits still in `after`.
+fn compare(before: &[Vec<i64>], after: &[Vec<i64>]) -> String {
+    let changed = before.iter().zip(after).filter(|(b, a)| b != a).count();
+    let first = before
+        .iter()
+        .zip(after)
+        .filter(|(b, a)| b.first() != a.first())
+        .count();
+    let overlap: f64 = before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            let kept = b.iter().filter(|id| a.contains(id)).count();
+            kept as f64 / b.len().max(1) as f64
+        })
+        .sum::<f64>()
+        / before.len() as f64;
+    format!(
+        "{changed} of {} lists changed, {first} first hits changed, {:.1} % of the top {LIMIT} kept",
+        before.len(),
+        overlap * 100.0
+    )
+}
+
+/// Writes `chunks` chunks as points of `owner`, their term ids those of `terms`' brain
+/// (engram's own points when the two are the same brain), documents numbered from `first`.
+async fn upload_as(
+    client: &Qdrant,
+    collection: &str,
+    owner: BrainId,
+    terms: BrainId,
+    first: i64,
+    texts: &[ChunkDraft],
+) -> Result<(), Error> {
+    use engram::index::qdrant::{batches, points, Source};
+    for (n, chunks) in texts.chunks(CHUNKS_PER_DOCUMENT).enumerate() {
+        let document = IndexedDocument {
+            brain: terms,
+            document: DocumentId(first + n as i64),
+            pages: 1,
+            ocr_pages: 0,
+            chunks,
+            vectors: None,
+        };
+        let source = Source {
+            file_name: "other.pdf",
+            source_link: None,
+        };
+        let mut made = points(&document, &source)?;
+        for point in &mut made {
+            point
+                .payload
+                .insert("brain_id".into(), owner.0.to_string().into());
+        }
+        for batch in batches(made) {
+            client
+                .upsert_points(
+                    qdrant_client::qdrant::UpsertPointsBuilder::new(collection, batch).wait(true),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_green(client: &Qdrant, collection: &str) -> Result<(), Error> {
+    loop {
+        let info = client
+            .collection_info(collection)
+            .await?
+            .result
+            .ok_or("no collection info")?;
+        if info.status == CollectionStatus::Green as i32 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn tenants() -> Result<(), Error> {
+    const OURS: usize = 5_000;
+    const THEIRS: usize = 100_000;
+    const TENANT_QUERIES: usize = 500;
+    let url = std::env::var("ENGRAM_TEST_QDRANT_URL")
+        .map_err(|_| "set ENGRAM_TEST_QDRANT_URL (scripts/qdrant.sh prints one)")?;
+    let temp = tempfile::tempdir()?;
+    let config = StoreConfig {
+        url: StoreUrl::new(format!("sqlite://{}/engram.db", temp.path().display())),
+        max_connections: 4,
+        busy_timeout_ms: 5_000,
+    };
+    let store = engram::store::open(&config).await?;
+    let collection = format!("engram_bench_tenants_{}", std::process::id());
+    let index = QdrantIndex::open(
+        QdrantOptions {
+            url: url.clone(),
+            api_key: Secret::default(),
+            collection: collection.clone(),
+            dimensions: None,
+        },
+        store.clone(),
+    )
+    .await?;
+    let client = Qdrant::from_url(&url).skip_compatibility_check().build()?;
+    let (ours, theirs) = (BrainId(1), BrainId(2));
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let words = vocabulary(&mut rng);
+    let our_chunks = drafts(&mut rng, &words, OURS);
+    let queries: Vec<String> = (0..TENANT_QUERIES)
+        .map(|_| {
+            let terms = 2 + rng.below(4);
+            (0..terms)
+                .map(|_| words[rng.zipf(words.len())].clone())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    // The other tenant writes the same words, but its common words are our rare ones.
+    let mut their_words = words.clone();
+    their_words.reverse();
+    let their_chunks = drafts(&mut rng, &their_words, THEIRS);
+
+    upload_as(&client, &collection, ours, ours, 1, &our_chunks).await?;
+    wait_green(&client, &collection).await?;
+    let before = rankings(&index, ours, &queries).await?;
+
+    upload_as(
+        &client,
+        &collection,
+        theirs,
+        theirs,
+        1_000_000,
+        &their_chunks,
+    )
+    .await?;
+    wait_green(&client, &collection).await?;
+    let per_brain = rankings(&index, ours, &queries).await?;
+
+    index.forget_brain(theirs).await?;
+    let again = rankings(&index, ours, &queries).await?;
+
+    upload_as(&client, &collection, theirs, ours, 1_000_000, &their_chunks).await?;
+    wait_green(&client, &collection).await?;
+    let shared = rankings(&index, ours, &queries).await?;
+
     println!(
-        "| index build (index_document, {CHUNKS_PER_DOCUMENT} chunks/document) | {:.0} chunks/s | — |",
-        build_rate
+        "\nAnother tenant's corpus and one brain's keyword results in Qdrant: our brain {OURS} \
+         chunks, {TENANT_QUERIES} keyword queries of 2–5 words, top {LIMIT}; the other tenant \
+         {THEIRS} chunks of the same words, common and rare ones swapped.\n"
     );
+    println!("| the other tenant's chunks | our results, against theirs absent |");
+    println!("|---|---|");
     println!(
-        "| load the measured brain's keyword index (in the background, once) | {:.2} s | — |",
-        keyword_load.as_secs_f64()
+        "| with per-brain term ids (engram now) | {} |",
+        compare(&before, &per_brain)
     );
+    println!("| removed again | {} |", compare(&before, &again));
     println!(
-        "| load its keyword index and vector codes together | {:.2} s | — |",
-        warm_time.as_secs_f64()
+        "| with shared term ids (before) | {} |",
+        compare(&before, &shared)
     );
-    println!(
-        "| keyword query p50 / p99 / max ({QUERIES} queries, 2–5 terms) | {} / {} / {} | p99 ≤ 10 ms |",
-        ms(percentile(&keyword, 0.5)),
-        ms(percentile(&keyword, 0.99)),
-        ms(percentile(&keyword, 1.0))
-    );
-    println!(
-        "| hybrid query p50 / p99 / max ({QUERIES} queries) | {} / {} / {} | p99 ≤ 30 ms |",
-        ms(percentile(&hybrid, 0.5)),
-        ms(percentile(&hybrid, 0.99)),
-        ms(percentile(&hybrid, 1.0))
-    );
-    println!(
-        "\nMean hits per query: keyword {:.1}, hybrid {:.1}.",
-        keyword_hits as f64 / QUERIES as f64,
-        hybrid_hits as f64 / QUERIES as f64
-    );
+    client.delete_collection(collection.as_str()).await?;
     store.close().await;
     Ok(())
 }

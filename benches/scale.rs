@@ -1,7 +1,7 @@
 //! Scale-out on PostgreSQL: engram's roles as separate `engram serve --roles …` processes (the
-//! release binary) sharing a real PostgreSQL, with the index in the in-memory Qdrant stand-in
-//! (`tests/it/fake_qdrant.rs`, not a real Qdrant: none can be installed here) and the fake
-//! Discord and fake LLM, all in this process.
+//! release binary) sharing a real PostgreSQL and a real Qdrant (the server named by
+//! `ENGRAM_TEST_QDRANT_URL`, a fresh collection per run, deleted afterwards), with the fake
+//! Discord and fake LLM in this process.
 //!
 //! 1. **Ingest throughput**: the corpus's 11 files submitted to 4 brains (44 `ingest` jobs) in
 //!    one go, read by 1 and then by 2 ingest processes; wall time from the first submission
@@ -15,8 +15,9 @@
 //!
 //! ```text
 //! cargo build --release --workspace
-//! ENGRAM_TEST_POSTGRES_URL=$(scripts/postgres.sh) cargo bench --bench scale
-//! ENGRAM_TEST_POSTGRES_URL=$(scripts/postgres.sh) cargo bench --bench scale -- answers  # part 2 only
+//! export ENGRAM_TEST_POSTGRES_URL=$(scripts/postgres.sh) ENGRAM_TEST_QDRANT_URL=$(scripts/qdrant.sh)
+//! cargo bench --bench scale
+//! cargo bench --bench scale -- answers  # part 2 only
 //! ```
 //! Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
@@ -33,9 +34,9 @@ mod fake_discord;
 #[path = "../tests/it/fake_openai.rs"]
 #[allow(dead_code)]
 mod fake_openai;
-#[path = "../tests/it/fake_qdrant.rs"]
-#[allow(dead_code)]
-mod fake_qdrant;
+#[path = "../tests/it/qdrant_server.rs"]
+#[allow(dead_code)] // The private servers are for the tests' faults.
+mod qdrant_server;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -50,13 +51,13 @@ use sqlx::Connection;
 use cluster::Processes;
 use fake_discord::{FakeChannel, FakeDiscord, Options, UserMessage, ALICE_ID, BOT_ID, GUILD_ID};
 use fake_openai::Behaviour;
+use qdrant_server::TestCollection;
 
 const BRAINS: usize = 4;
 const QUESTIONS: usize = 100;
 const CHANNELS: u64 = 20;
 const QUESTION_EVERY: Duration = Duration::from_millis(250);
 const FIRST_TOKEN: Duration = Duration::from_millis(300);
-const COLLECTION: &str = "engram_bench";
 const NOTES: &[u8] = b"# Parking\n\nVisitors park on level two of the garage.\n";
 
 fn channel_id(n: u64) -> u64 {
@@ -96,14 +97,22 @@ async fn open_store(url: &str) -> std::sync::Arc<dyn Store> {
 
 /// The config every process of one run shares: `workers` ingest workers per process, then
 /// `extra` sections.
-fn write_config(dir: &Path, database: &str, qdrant: &str, workers: usize, extra: &str) -> PathBuf {
+fn write_config(
+    dir: &Path,
+    database: &str,
+    qdrant: &TestCollection,
+    workers: usize,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join("engram.toml");
     std::fs::write(
         &path,
         format!(
             "[store]\nurl = \"{database}\"\nmax_connections = 4\n\n\
-             [index]\nkind = \"qdrant\"\nqdrant_url = \"{qdrant}\"\ncollection = \"{COLLECTION}\"\n\n\
+             [index]\nkind = \"qdrant\"\nqdrant_url = \"{}\"\ncollection = \"{}\"\n\n\
              [ingest]\nextractor = \"{}\"\nworkers = {workers}\n\n{extra}",
+            qdrant.url,
+            qdrant.name,
             support::release_binary("engram-extract").display()
         ),
     )
@@ -119,13 +128,13 @@ fn ingest_run(
     processes: usize,
     workers: usize,
 ) -> (f64, usize) {
-    let qdrant = fakes.block_on(fake_qdrant::start());
+    let qdrant = TestCollection::shared("bench_ingest");
     let database = fakes.block_on(new_database(
         admin,
         &format!("ingest_{processes}_{workers}"),
     ));
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &database, &qdrant.url, workers, "");
+    let config = write_config(dir.path(), &database, &qdrant, workers, "");
 
     let corpus = support::crate_dir().join("../shared/corpus/files");
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&corpus)
@@ -213,13 +222,13 @@ fn first_edit_run(fakes: &tokio::runtime::Runtime, admin: &str) -> (Vec<Duration
         token_interval: Duration::from_millis(50),
         ..Behaviour::default()
     }));
-    let qdrant = fakes.block_on(fake_qdrant::start());
+    let qdrant = TestCollection::shared("bench_answers");
     let database = fakes.block_on(new_database(admin, "answers"));
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &database,
-        &qdrant.url,
+        &qdrant,
         2,
         &format!(
             "[llm]\nbase_url = \"{}\"\nmodel = \"bench-model\"\n\n\

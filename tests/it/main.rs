@@ -11,7 +11,6 @@ mod discord_fake;
 mod embeddings;
 mod fake_discord;
 mod fake_openai;
-mod fake_qdrant;
 mod fake_slack;
 mod gateway;
 mod hostile;

@@ -125,6 +125,20 @@ fn tools() -> PathBuf {
     tools
 }
 
+/// Whether Qdrant's REST `/readyz` at `addr` answers 200.
+fn readyz(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut head = [0u8; 12];
+    stream
+        .write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .and_then(|()| stream.read_exact(&mut head))
+        .is_ok_and(|()| head.ends_with(b" 200"))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|probe| probe.local_addr())
@@ -269,8 +283,7 @@ impl QdrantServer {
             return self.log().contains("gRPC listening");
         }
         let http = SocketAddr::from(([127, 0, 0, 1], self.http));
-        TcpStream::connect_timeout(&http, Duration::from_millis(200)).is_ok()
-            && crate::support::http_get(http, "/readyz").0 == 200
+        readyz(http)
     }
 
     /// Its log so far.
