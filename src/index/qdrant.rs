@@ -2,22 +2,24 @@
 //! for deployments whose store is PostgreSQL.
 //!
 //! Each point holds one chunk: a named dense vector (`dense`, cosine, `embeddings.dimensions`
-//! wide, when embeddings are on) and a named sparse vector (`brain_keywords`) whose Qdrant IDF
-//! modifier turns it into BM25-style keyword scoring. Sparse terms are split exactly as the
-//! embedded index splits them (`keyword::chunk_term_frequencies`, `keyword::query_terms`); a
-//! term's id is a stable 32-bit FNV-1a hash of the brain and the term, so each brain's words
-//! are its own dimensions and the document frequencies Qdrant's IDF counts are the brain's own
-//! (another tenant's words cannot change them; only the collection's point count is shared,
-//! see ARCHITECTURE.md); its value is the BM25 term-frequency factor of the chunk. The payload
+//! wide, when embeddings are on) and a named sparse vector (`brain_keywords`) for BM25 keyword
+//! scoring with the brain's own statistics, as the embedded index scores. Sparse terms are
+//! split exactly as the embedded index splits them (`keyword::chunk_term_frequencies`,
+//! `keyword::query_terms`); a term's id is a stable 32-bit FNV-1a hash of the brain and the
+//! term, and its value in a chunk the BM25 term-frequency factor. The chunk's term ids are
+//! also a payload field (`terms`, an integer index), so Qdrant can count the brain's chunks
+//! holding a term: a question's weights are the BM25 IDF of each of its terms over the brain's
+//! chunks (counted, then kept per brain for a minute), never Qdrant's collection-wide IDF, so
+//! another brain's or tenant's chunks cannot change a brain's keyword scores. The payload also
 //! carries what a search hit cites (text, heading, page, file name, source link) and
-//! `brain_id`, a keyword payload index marked as the tenant key: every query and every delete
+//! `brain_id`, a keyword payload index marked as the tenant key: every query, count and delete
 //! is filtered by it, and the brain comes by signature. The dense vectors get no global HNSW
 //! graph, one per brain instead (`m = 0`, `payload_m = 16`, Qdrant's multitenant layout).
 //!
 //! The collection is created by whichever process opens it first; a process that loses the
 //! race finds it made and goes on. An existing collection is checked before use: a dense
-//! vector of another width, or no `brain_keywords` vector with the IDF modifier, is refused
-//! with the reason. `index.qdrant_api_key` is sent as Qdrant's `api-key` header; `https://`
+//! vector of another width, or no `brain_keywords` sparse vector scored as engram writes it,
+//! is refused with the reason. `index.qdrant_api_key` is sent as Qdrant's `api-key` header; `https://`
 //! URLs use TLS with the system's root certificates.
 //!
 //! Point ids are deterministic (`point_id`: the document id and the chunk's position), so
@@ -34,9 +36,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::vectors_config::Config as VectorsConfigKind;
@@ -67,6 +70,8 @@ pub const SPARSE: &str = "brain_keywords";
 
 /// Payload keys.
 const BRAIN: &str = "brain_id";
+/// The chunk's sparse term ids, for counting a brain's chunks that hold a term.
+const TERMS: &str = "terms";
 const DOCUMENT: &str = "document_id";
 /// The chunk's position in its document (0-based), the low bits of its point id.
 const SLOT: &str = "slot";
@@ -99,12 +104,20 @@ const QDRANT_RRF_K: u32 = RRF_K as u32 + 1;
 const SLOT_BITS: u32 = 20;
 
 /// BM25 term-frequency saturation and length normalisation, as the embedded index uses them;
-/// Qdrant's IDF modifier supplies the IDF factor at query time.
+/// the question's weights supply the IDF factor (`idf`).
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
 /// The average chunk length (terms) the length normalisation assumes: Qdrant keeps no
 /// per-brain average, and chunks are cut to a similar size (`ingest.chunk_tokens`).
 const AVERAGE_LENGTH: f32 = 150.0;
+
+/// How long a brain's counted keyword statistics are used before they are counted again
+/// (this process's own writes to the brain drop them at once).
+const STATS_TTL: Duration = Duration::from_secs(60);
+/// Term counts kept in all brains' statistics before they are all dropped (a few MB).
+const MAX_CACHED_TERMS: usize = 200_000;
+/// Count requests in flight at once for one question.
+const COUNTS_AT_ONCE: usize = 16;
 
 /// Where the collection lives and how it is shaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +148,8 @@ pub struct QdrantIndex {
     client: Qdrant,
     options: QdrantOptions,
     store: Arc<dyn Store>,
+    /// Brains' keyword statistics, as counted in Qdrant.
+    stats: std::sync::Mutex<StatsCache>,
 }
 
 impl std::fmt::Debug for QdrantIndex {
@@ -168,6 +183,7 @@ impl QdrantIndex {
             client,
             options,
             store,
+            stats: std::sync::Mutex::default(),
         })
     }
 
@@ -216,11 +232,73 @@ impl QdrantIndex {
         brain: BrainId,
         document: DocumentId,
     ) -> Result<u64, IndexError> {
+        self.count(document_filter(brain, document)).await
+    }
+
+    /// The brain's chunk count and, for each of `terms`, its chunks holding the term: from
+    /// the statistics kept for the brain, else counted in Qdrant (exact counts through the
+    /// `brain_id` and `terms` payload indexes, a few at once).
+    async fn statistics(
+        &self,
+        brain: BrainId,
+        terms: &[u32],
+    ) -> Result<(u64, Vec<u64>), IndexError> {
+        let (chunks, known) = self.cache().get(brain, terms, Instant::now());
+        let chunks = match chunks {
+            Some(chunks) => chunks,
+            None => self.count(brain_filter(brain)).await?,
+        };
+        let missing: Vec<u32> = terms
+            .iter()
+            .zip(&known)
+            .filter(|(_, known)| known.is_none())
+            .map(|(term, _)| *term)
+            .collect();
+        let filters: Vec<Filter> = missing
+            .iter()
+            .map(|term| {
+                Filter::must([
+                    brain_condition(brain),
+                    Condition::matches(TERMS, i64::from(*term)),
+                ])
+            })
+            .collect();
+        let counted: Vec<u64> = futures_util::stream::iter(filters)
+            .map(|filter| self.count(filter))
+            .buffered(COUNTS_AT_ONCE)
+            .try_collect()
+            .await?;
+        let mut counted_pairs = missing.iter().copied().zip(counted.iter().copied());
+        let frequencies = known
+            .into_iter()
+            .map(|known| {
+                known
+                    .or_else(|| counted_pairs.next().map(|(_, n)| n))
+                    .unwrap_or(0)
+            })
+            .collect();
+        self.cache().put(
+            brain,
+            chunks,
+            missing.into_iter().zip(counted),
+            Instant::now(),
+        );
+        Ok((chunks, frequencies))
+    }
+
+    /// Points matching `filter`, counted exactly.
+    async fn count(&self, filter: Filter) -> Result<u64, IndexError> {
         let request = CountPointsBuilder::new(self.options.collection.as_str())
-            .filter(document_filter(brain, document))
+            .filter(filter)
             .exact(true);
         let response = call(&self.options, self.client.count(request)).await?;
         Ok(response.result.map_or(0, |r| r.count))
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, StatsCache> {
+        self.stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn check_vector(&self, vector: &[f32]) -> Result<(), IndexError> {
@@ -282,6 +360,7 @@ impl Index for QdrantIndex {
             ocr_pages: document.ocr_pages,
             chunks: u32::try_from(document.chunks.len()).unwrap_or(u32::MAX),
         };
+        self.cache().forget(document.brain);
         let marked = self
             .store
             .mark_document_indexed(document.brain, document.document, counts)
@@ -307,6 +386,7 @@ impl Index for QdrantIndex {
             .points(document_filter(brain, document))
             .wait(true);
         call(&self.options, self.client.delete_points(delete)).await?;
+        self.cache().forget(brain);
         self.store
             .delete_document(brain, document)
             .await
@@ -321,6 +401,7 @@ impl Index for QdrantIndex {
             .points(brain_filter(brain))
             .wait(true);
         call(&self.options, self.client.delete_points(delete)).await?;
+        self.cache().forget(brain);
         Ok(())
     }
 
@@ -332,7 +413,16 @@ impl Index for QdrantIndex {
         if let Some(vector) = &query.vector {
             self.check_vector(vector)?;
         }
-        let Some(requests) = search_requests(&self.options.collection, brain, query) else {
+        let terms = query_sparse(brain, &query.text);
+        let sparse = if terms.is_empty() || query.limit == 0 {
+            Vec::new()
+        } else {
+            let ids: Vec<u32> = terms.iter().map(|(id, _)| *id).collect();
+            let (chunks, frequencies) = self.statistics(brain, &ids).await?;
+            weighted(&ids, chunks, &frequencies)
+        };
+        let Some(requests) = search_requests(&self.options.collection, brain, query, &sparse)
+        else {
             return Ok(Vec::new());
         };
         let batch = QueryBatchPointsBuilder::new(self.options.collection.as_str(), requests.all());
@@ -448,9 +538,10 @@ pub async fn diagnose(options: &QdrantOptions) -> Result<Diagnosis, IndexError> 
     })
 }
 
-/// Whether an existing collection can serve: the per-brain sparse vector with the IDF
-/// modifier, and, with embeddings, the dense vector of exactly their width. A collection
-/// that does not fit is refused, never altered: it holds other brains' points.
+/// Whether an existing collection can serve: the per-brain sparse vector without a modifier
+/// (engram weighs questions itself), and, with embeddings, the dense vector of exactly their
+/// width. A collection that does not fit is refused, never altered: it holds other brains'
+/// points.
 pub fn check_collection(
     name: &str,
     info: &CollectionInfo,
@@ -463,10 +554,13 @@ pub fn check_collection(
     let sparse = params
         .and_then(|params| params.sparse_vectors_config.as_ref())
         .and_then(|config| config.map.get(SPARSE));
-    if sparse.and_then(|params| params.modifier) != Some(Modifier::Idf as i32) {
+    let plain = |params: &qdrant_client::qdrant::SparseVectorParams| {
+        params.modifier.unwrap_or(Modifier::None as i32) == Modifier::None as i32
+    };
+    if !sparse.is_some_and(plain) {
         return Err(IndexError::Corrupt(format!(
-            "the Qdrant collection `{name}` has no `{SPARSE}` sparse vector with the IDF \
-             modifier (it was made by an older engram or by hand): set index.collection to a \
+            "the Qdrant collection `{name}` has no `{SPARSE}` sparse vector scored as engram \
+             writes it (it was made by an older engram or by hand): set index.collection to a \
              new name and post the files again"
         )));
     }
@@ -638,8 +732,8 @@ pub fn chunk_sparse(brain: BrainId, heading: Option<&str>, text: &str) -> Vec<(u
     vector
 }
 
-/// A question's sparse vector in `brain`: weight 1 per distinct term (IDF comes from Qdrant),
-/// sorted by id. Empty when the question has no searchable term.
+/// A question's sparse vector in `brain`: weight 1 per distinct term (`weighted` gives the
+/// IDF), sorted by id. Empty when the question has no searchable term.
 pub fn query_sparse(brain: BrainId, text: &str) -> Vec<(u32, f32)> {
     let mut vector: Vec<(u32, f32)> = query_terms(text)
         .iter()
@@ -647,6 +741,100 @@ pub fn query_sparse(brain: BrainId, text: &str) -> Vec<(u32, f32)> {
         .collect();
     merge(&mut vector);
     vector
+}
+
+/// BM25's IDF of a term held by `frequency` of a brain's `chunks` chunks, as the embedded
+/// index computes it (FTS5's formula, floored just above zero for terms in over half of them).
+pub fn idf(chunks: u64, frequency: u64) -> f32 {
+    let (chunks, frequency) = (chunks as f64, frequency.min(chunks) as f64);
+    let idf = ((chunks - frequency + 0.5) / (frequency + 0.5)).ln();
+    if idf > 0.0 {
+        idf as f32
+    } else {
+        1e-6
+    }
+}
+
+/// A question's sparse vector: each term id weighted by its IDF in the brain.
+pub fn weighted(terms: &[u32], chunks: u64, frequencies: &[u64]) -> Vec<(u32, f32)> {
+    terms
+        .iter()
+        .zip(frequencies)
+        .map(|(term, frequency)| (*term, idf(chunks, *frequency)))
+        .collect()
+}
+
+/// Brains' keyword statistics counted in Qdrant: per brain, its chunks and its chunks per
+/// term, all dropped `STATS_TTL` after the brain's first count, or when this process writes
+/// to the brain; everything is dropped past `MAX_CACHED_TERMS` terms.
+#[derive(Debug, Default)]
+struct StatsCache {
+    brains: HashMap<BrainId, BrainStats>,
+    terms: usize,
+}
+
+#[derive(Debug)]
+struct BrainStats {
+    since: Instant,
+    chunks: u64,
+    frequencies: HashMap<u32, u64>,
+}
+
+impl StatsCache {
+    /// The brain's chunks and the frequencies known of `terms` (in order), if still fresh.
+    fn get(
+        &mut self,
+        brain: BrainId,
+        terms: &[u32],
+        now: Instant,
+    ) -> (Option<u64>, Vec<Option<u64>>) {
+        if self
+            .brains
+            .get(&brain)
+            .is_some_and(|stats| now.duration_since(stats.since) > STATS_TTL)
+        {
+            self.forget(brain);
+        }
+        match self.brains.get(&brain) {
+            Some(stats) => (
+                Some(stats.chunks),
+                terms
+                    .iter()
+                    .map(|term| stats.frequencies.get(term).copied())
+                    .collect(),
+            ),
+            None => (None, vec![None; terms.len()]),
+        }
+    }
+
+    fn put(
+        &mut self,
+        brain: BrainId,
+        chunks: u64,
+        frequencies: impl IntoIterator<Item = (u32, u64)>,
+        now: Instant,
+    ) {
+        if self.terms > MAX_CACHED_TERMS {
+            self.brains.clear();
+            self.terms = 0;
+        }
+        let stats = self.brains.entry(brain).or_insert_with(|| BrainStats {
+            since: now,
+            chunks,
+            frequencies: HashMap::new(),
+        });
+        for (term, frequency) in frequencies {
+            if stats.frequencies.insert(term, frequency).is_none() {
+                self.terms += 1;
+            }
+        }
+    }
+
+    fn forget(&mut self, brain: BrainId) {
+        if let Some(stats) = self.brains.remove(&brain) {
+            self.terms = self.terms.saturating_sub(stats.frequencies.len());
+        }
+    }
 }
 
 fn merge(vector: &mut Vec<(u32, f32)>) {
@@ -694,13 +882,13 @@ pub fn stale_filter(brain: BrainId, document: DocumentId, chunks: usize) -> Filt
     ])
 }
 
-/// The collection: the named sparse vector with the IDF modifier, and the named dense vector
-/// (cosine, HNSW graphs per brain) when embeddings are on.
+/// The collection: the named sparse vector (no modifier: questions carry the brain's IDF), and
+/// the named dense vector (cosine, HNSW graphs per brain) when embeddings are on.
 pub fn create_collection(options: &QdrantOptions) -> CreateCollectionBuilder {
     let mut sparse = SparseVectorsConfigBuilder::default();
     sparse.add_named_vector_params(
         SPARSE,
-        SparseVectorParamsBuilder::default().modifier(Modifier::Idf),
+        SparseVectorParamsBuilder::default().modifier(Modifier::None),
     );
     let mut builder =
         CreateCollectionBuilder::new(options.collection.as_str()).sparse_vectors_config(sparse);
@@ -720,7 +908,9 @@ pub fn create_collection(options: &QdrantOptions) -> CreateCollectionBuilder {
 }
 
 /// The payload indexes not in `existing` (the collection's indexed fields): `brain_id`
-/// (keyword, the tenant key) and `document_id` and `slot` (integers, for deletes).
+/// (keyword, the tenant key, along which the dense vectors' per-brain HNSW graphs are built),
+/// `document_id` and `slot` (integers, for deletes) and `terms` (integers, for counting a
+/// term's chunks); no HNSW links along the integer ones.
 pub fn missing_payload_indexes(
     collection: &str,
     existing: &[&str],
@@ -730,13 +920,16 @@ pub fn missing_payload_indexes(
             .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
             .wait(true),
         CreateFieldIndexCollectionBuilder::new(collection, DOCUMENT, FieldType::Integer)
-            .field_index_params(IntegerIndexParamsBuilder::new(true, true))
+            .field_index_params(IntegerIndexParamsBuilder::new(true, false).enable_hnsw(false))
             .wait(true),
         CreateFieldIndexCollectionBuilder::new(collection, SLOT, FieldType::Integer)
-            .field_index_params(IntegerIndexParamsBuilder::new(false, true))
+            .field_index_params(IntegerIndexParamsBuilder::new(false, true).enable_hnsw(false))
+            .wait(true),
+        CreateFieldIndexCollectionBuilder::new(collection, TERMS, FieldType::Integer)
+            .field_index_params(IntegerIndexParamsBuilder::new(true, false).enable_hnsw(false))
             .wait(true),
     ];
-    [BRAIN, DOCUMENT, SLOT]
+    [BRAIN, DOCUMENT, SLOT, TERMS]
         .into_iter()
         .zip(all)
         .filter(|(field, _)| !existing.contains(field))
@@ -780,6 +973,7 @@ fn point(
         chunk_sparse(brain, chunk.heading.as_deref(), &chunk.text)
             .into_iter()
             .unzip();
+    let terms: Vec<i64> = indices.iter().map(|id| i64::from(*id)).collect();
     let mut vectors =
         NamedVectors::default().add_vector(SPARSE, Vector::new_sparse(indices, values));
     if let Some(vector) = vector {
@@ -790,6 +984,7 @@ fn point(
     payload.insert(DOCUMENT, document.0);
     payload.insert(SLOT, slot as i64);
     payload.insert(ORDINAL, i64::from(chunk.ordinal));
+    payload.insert(TERMS, terms);
     if let Some(page) = chunk.page {
         payload.insert(PAGE, i64::from(page));
     }
@@ -857,18 +1052,20 @@ impl SearchRequests {
     }
 }
 
-/// The requests for `query` in `brain`, every one filtered by the brain; `None` when nothing
-/// can match (limit 0, or a keyword search without a searchable term).
+/// The requests for `query` in `brain`, every one filtered by the brain, its keyword side
+/// asking for `sparse` (the question's weighted term ids; empty: no keyword side); `None`
+/// when nothing can match (limit 0, or a keyword search without a searchable term).
 pub fn search_requests(
     collection: &str,
     brain: BrainId,
     query: &SearchQuery,
+    sparse: &[(u32, f32)],
 ) -> Option<SearchRequests> {
     if query.limit == 0 {
         return None;
     }
     let limit = query.limit as u64;
-    let sparse = query_sparse(brain, &query.text);
+    let sparse = sparse.to_vec();
     let Some(vector) = &query.vector else {
         if sparse.is_empty() {
             return None;
@@ -1031,6 +1228,11 @@ mod tests {
         })
     }
 
+    /// The requests for `q`, its terms weighted 1.
+    fn requests(collection: &str, q: &SearchQuery) -> Option<SearchRequests> {
+        search_requests(collection, BRAIN_ID, q, &query_sparse(BRAIN_ID, &q.text))
+    }
+
     fn query(text: &str, vector: Option<Vec<f32>>) -> SearchQuery {
         SearchQuery {
             text: text.to_string(),
@@ -1057,7 +1259,7 @@ mod tests {
             // Stopwords only: the vector side alone.
             query("the of", Some(vec![0.1; 4])),
         ] {
-            let requests = search_requests("chunks", BRAIN_ID, &q).expect("requests");
+            let requests = requests("chunks", &q).expect("requests");
             let all = requests.all();
             assert!(!all.is_empty());
             for request in &all {
@@ -1086,15 +1288,14 @@ mod tests {
 
     #[test]
     fn keyword_search_uses_the_sparse_vector_and_hybrid_fuses_both_by_rrf() {
-        let keyword = search_requests("c", BRAIN_ID, &query("Sick leave", None)).expect("some");
+        let keyword = requests("c", &query("Sick leave", None)).expect("some");
         assert_eq!(keyword.main.using.as_deref(), Some(SPARSE));
         assert!(keyword.main.prefetch.is_empty());
         assert_eq!(keyword.main.limit, Some(5));
         assert!(keyword.keyword_side.is_none() && keyword.vector_side.is_none());
         assert_eq!(keyword.all().len(), 1);
 
-        let hybrid =
-            search_requests("c", BRAIN_ID, &query("Sick leave", Some(vec![0.5; 4]))).expect("some");
+        let hybrid = requests("c", &query("Sick leave", Some(vec![0.5; 4]))).expect("some");
         let usings: Vec<Option<&str>> = hybrid
             .main
             .prefetch
@@ -1113,8 +1314,7 @@ mod tests {
         assert_eq!(hybrid.all().len(), 3);
 
         // No searchable word: only the dense prefetch, no keyword side.
-        let vector_only =
-            search_requests("c", BRAIN_ID, &query("the of", Some(vec![0.5; 4]))).expect("some");
+        let vector_only = requests("c", &query("the of", Some(vec![0.5; 4]))).expect("some");
         assert_eq!(vector_only.main.prefetch.len(), 1);
         assert!(vector_only.keyword_side.is_none());
         assert_eq!(vector_only.all().len(), 2);
@@ -1122,13 +1322,13 @@ mod tests {
 
     #[test]
     fn nothing_is_asked_when_nothing_can_match() {
-        assert!(search_requests("c", BRAIN_ID, &query("the of and", None)).is_none());
-        assert!(search_requests("c", BRAIN_ID, &query("?!", None)).is_none());
+        assert!(requests("c", &query("the of and", None)).is_none());
+        assert!(requests("c", &query("?!", None)).is_none());
         let zero = SearchQuery {
             limit: 0,
             ..query("sick", Some(vec![0.1; 4]))
         };
-        assert!(search_requests("c", BRAIN_ID, &zero).is_none());
+        assert!(requests("c", &zero).is_none());
     }
 
     #[test]
@@ -1302,7 +1502,7 @@ mod tests {
     }
 
     #[test]
-    fn the_collection_has_idf_keywords_a_cosine_vector_and_a_tenant_key() {
+    fn the_collection_has_plain_keywords_a_cosine_vector_and_a_tenant_key() {
         let options = QdrantOptions {
             url: "http://127.0.0.1:6334".into(),
             api_key: Secret::default(),
@@ -1312,7 +1512,7 @@ mod tests {
         let collection = CreateCollection::from(create_collection(&options));
         assert_eq!(collection.collection_name, "engram_chunks");
         let sparse = collection.sparse_vectors_config.expect("sparse config");
-        assert_eq!(sparse.map[SPARSE].modifier, Some(Modifier::Idf as i32));
+        assert_eq!(sparse.map[SPARSE].modifier, Some(Modifier::None as i32));
         let Some(VectorsConfigKind::ParamsMap(dense)) =
             collection.vectors_config.and_then(|c| c.config)
         else {
@@ -1338,15 +1538,17 @@ mod tests {
                 .into_iter()
                 .map(CreateFieldIndexCollection::from)
                 .collect();
-        assert_eq!(indexes.len(), 3);
+        assert_eq!(indexes.len(), 4);
         assert!(indexes.iter().all(|i| i.collection_name == "engram_chunks"));
         // Only what is missing is created at start.
         let missing: Vec<String> = missing_payload_indexes("engram_chunks", &[BRAIN, SLOT])
             .into_iter()
             .map(|r| CreateFieldIndexCollection::from(r).field_name)
             .collect();
-        assert_eq!(missing, vec![DOCUMENT.to_string()]);
-        assert!(missing_payload_indexes("engram_chunks", &[BRAIN, DOCUMENT, SLOT]).is_empty());
+        assert_eq!(missing, vec![DOCUMENT.to_string(), TERMS.to_string()]);
+        assert!(
+            missing_payload_indexes("engram_chunks", &[BRAIN, DOCUMENT, SLOT, TERMS]).is_empty()
+        );
         let brain = indexes
             .iter()
             .find(|i| i.field_name == BRAIN)
@@ -1354,7 +1556,74 @@ mod tests {
         assert_eq!(brain.field_type, Some(FieldType::Keyword as i32));
         let params = format!("{:?}", brain.field_index_params);
         assert!(params.contains("is_tenant: Some(true)"), "{params}");
-        assert!(indexes.iter().any(|i| i.field_name == DOCUMENT));
+        // Per-brain HNSW graphs follow `brain_id` only.
+        for index in indexes.iter().filter(|i| i.field_name != BRAIN) {
+            assert_eq!(index.field_type, Some(FieldType::Integer as i32));
+            let params = format!("{:?}", index.field_index_params);
+            assert!(params.contains("enable_hnsw: Some(false)"), "{params}");
+        }
+    }
+
+    #[test]
+    fn questions_are_weighted_by_the_brains_own_idf() {
+        // FTS5's BM25 IDF: ln((N - n + 0.5) / (n + 0.5)), floored just above zero.
+        assert!((idf(100, 1) - (99.5f32 / 1.5).ln()).abs() < 1e-6);
+        assert!(idf(100, 10) > idf(100, 40));
+        assert_eq!(
+            idf(100, 60),
+            1e-6,
+            "a term in most chunks counts for almost nothing"
+        );
+        assert_eq!(idf(0, 0), 1e-6);
+        assert_eq!(
+            idf(10, 99),
+            idf(10, 10),
+            "a count above the chunks is capped"
+        );
+        let weights = weighted(&[7, 9], 100, &[1, 40]);
+        assert_eq!(weights[0], (7, idf(100, 1)));
+        assert_eq!(weights[1], (9, idf(100, 40)));
+    }
+
+    #[test]
+    fn brain_statistics_are_kept_a_minute_and_dropped_on_writes() {
+        let start = Instant::now();
+        let mut cache = StatsCache::default();
+        assert_eq!(
+            cache.get(BRAIN_ID, &[1, 2], start),
+            (None, vec![None, None])
+        );
+        cache.put(BRAIN_ID, 50, [(1, 5)], start);
+        assert_eq!(
+            cache.get(BRAIN_ID, &[1, 2], start),
+            (Some(50), vec![Some(5), None])
+        );
+        cache.put(BRAIN_ID, 50, [(2, 7)], start);
+        let fresh = start + STATS_TTL;
+        assert_eq!(
+            cache.get(BRAIN_ID, &[2, 1], fresh),
+            (Some(50), vec![Some(7), Some(5)])
+        );
+        // Another brain's statistics are its own.
+        assert_eq!(cache.get(BrainId(8), &[1], fresh), (None, vec![None]));
+        let stale = start + STATS_TTL + Duration::from_secs(1);
+        assert_eq!(cache.get(BRAIN_ID, &[1], stale), (None, vec![None]));
+        assert_eq!(cache.terms, 0);
+
+        cache.put(BRAIN_ID, 50, [(1, 5)], start);
+        cache.forget(BRAIN_ID);
+        assert_eq!(cache.get(BRAIN_ID, &[1], start), (None, vec![None]));
+        // Past the bound everything is dropped before more is kept.
+        cache.put(
+            BrainId(8),
+            1,
+            (0..=MAX_CACHED_TERMS as u32).map(|t| (t, 1)),
+            start,
+        );
+        cache.put(BRAIN_ID, 50, [(1, 5)], start);
+        assert_eq!(cache.get(BrainId(8), &[0], start), (None, vec![None]));
+        assert_eq!(cache.get(BRAIN_ID, &[1], start), (Some(50), vec![Some(5)]));
+        assert_eq!(cache.terms, 1);
     }
 
     fn scored(id: u64, brain: i64, score: f32) -> ScoredPoint {
