@@ -500,7 +500,7 @@ fn print_table(measured_chunks: usize, results: &[Measured]) {
     row("size", "—", &|r| r.size.clone());
 }
 
-/// Top-`LIMIT` chunk ids of each query, in order.
+/// Top-`LIMIT` chunk ids of each keyword query, in order, as engram asks for them.
 async fn rankings(
     index: &dyn Index,
     brain: BrainId,
@@ -519,6 +519,46 @@ async fn rankings(
                 .await?
                 .iter()
                 .map(|h| h.chunk_id)
+                .collect(),
+        );
+    }
+    Ok(all)
+}
+
+/// The same, asked as engram asked before (each term weighted 1, Qdrant's IDF modifier on
+/// the collection), of `collection` directly.
+async fn rankings_with_qdrant_idf(
+    client: &Qdrant,
+    collection: &str,
+    brain: BrainId,
+    queries: &[String],
+) -> Result<Vec<Vec<i64>>, Error> {
+    use engram::index::qdrant::{query_sparse, search_requests};
+    let mut all = Vec::with_capacity(queries.len());
+    for text in queries {
+        let query = SearchQuery {
+            text: text.clone(),
+            vector: None,
+            limit: LIMIT,
+        };
+        let Some(requests) = search_requests(collection, brain, &query, &query_sparse(brain, text))
+        else {
+            all.push(Vec::new());
+            continue;
+        };
+        let found = client.query(requests.main).await?;
+        all.push(
+            found
+                .result
+                .iter()
+                .filter_map(
+                    |point| match point.id.as_ref()?.point_id_options.as_ref()? {
+                        qdrant_client::qdrant::point_id::PointIdOptions::Num(id) => {
+                            Some(*id as i64)
+                        }
+                        _ => None,
+                    },
+                )
                 .collect(),
         );
     }
@@ -550,8 +590,8 @@ fn compare(before: &[Vec<i64>], after: &[Vec<i64>]) -> String {
     )
 }
 
-/// Writes `chunks` chunks as points of `owner`, their term ids those of `terms`' brain
-/// (engram's own points when the two are the same brain), documents numbered from `first`.
+/// Writes `texts` as points of `owner`, their term ids those of `terms`' brain (engram's own
+/// points when the two are the same brain), in documents of 50 numbered from `first`.
 async fn upload_as(
     client: &Qdrant,
     collection: &str,
@@ -606,6 +646,10 @@ async fn wait_green(client: &Qdrant, collection: &str) -> Result<(), Error> {
 }
 
 async fn tenants() -> Result<(), Error> {
+    use qdrant_client::qdrant::{
+        CreateCollectionBuilder, DeletePointsBuilder, Modifier, SparseVectorParamsBuilder,
+        SparseVectorsConfigBuilder,
+    };
     const OURS: usize = 5_000;
     const THEIRS: usize = 100_000;
     const TENANT_QUERIES: usize = 500;
@@ -618,18 +662,29 @@ async fn tenants() -> Result<(), Error> {
         busy_timeout_ms: 5_000,
     };
     let store = engram::store::open(&config).await?;
-    let collection = format!("engram_bench_tenants_{}", std::process::id());
-    let index = QdrantIndex::open(
-        QdrantOptions {
-            url: url.clone(),
-            api_key: Secret::default(),
-            collection: collection.clone(),
-            dimensions: None,
-        },
-        store.clone(),
-    )
-    .await?;
     let client = Qdrant::from_url(&url).skip_compatibility_check().build()?;
+    let options = QdrantOptions {
+        url: url.clone(),
+        api_key: Secret::default(),
+        collection: format!("engram_bench_tenants_{}", std::process::id()),
+        dimensions: None,
+    };
+    let now = options.collection.clone();
+    QdrantIndex::open(options.clone(), store.clone()).await?;
+    // A fresh process's view each time: statistics counted afresh.
+    let fresh = || async { QdrantIndex::open(options.clone(), store.clone()).await };
+    // The layout before: Qdrant's IDF modifier over the whole collection, one term id per word.
+    let before_layout = format!("engram_bench_tenants_idf_{}", std::process::id());
+    let mut sparse = SparseVectorsConfigBuilder::default();
+    sparse.add_named_vector_params(
+        engram::index::qdrant::SPARSE,
+        SparseVectorParamsBuilder::default().modifier(Modifier::Idf),
+    );
+    client
+        .create_collection(
+            CreateCollectionBuilder::new(before_layout.as_str()).sparse_vectors_config(sparse),
+        )
+        .await?;
     let (ours, theirs) = (BrainId(1), BrainId(2));
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -649,46 +704,69 @@ async fn tenants() -> Result<(), Error> {
     their_words.reverse();
     let their_chunks = drafts(&mut rng, &their_words, THEIRS);
 
-    upload_as(&client, &collection, ours, ours, 1, &our_chunks).await?;
-    wait_green(&client, &collection).await?;
-    let before = rankings(&index, ours, &queries).await?;
-
-    upload_as(
-        &client,
-        &collection,
-        theirs,
-        theirs,
-        1_000_000,
-        &their_chunks,
-    )
-    .await?;
-    wait_green(&client, &collection).await?;
-    let per_brain = rankings(&index, ours, &queries).await?;
-
-    index.forget_brain(theirs).await?;
-    let again = rankings(&index, ours, &queries).await?;
-
-    upload_as(&client, &collection, theirs, ours, 1_000_000, &their_chunks).await?;
-    wait_green(&client, &collection).await?;
-    let shared = rankings(&index, ours, &queries).await?;
+    let mut rows = Vec::new();
+    for (collection, engram_now) in [(now.as_str(), true), (before_layout.as_str(), false)] {
+        let rank = |collection: &str| {
+            let (client, collection) = (&client, collection.to_string());
+            let fresh = &fresh;
+            let queries = &queries;
+            async move {
+                if engram_now {
+                    rankings(&fresh().await?, ours, queries).await
+                } else {
+                    rankings_with_qdrant_idf(client, &collection, ours, queries).await
+                }
+            }
+        };
+        upload_as(&client, collection, ours, ours, 1, &our_chunks).await?;
+        wait_green(&client, collection).await?;
+        let before = rank(collection).await?;
+        // Now: the other tenant's own term ids; before: one id per word for everyone.
+        let their_terms = if engram_now { theirs } else { ours };
+        upload_as(
+            &client,
+            collection,
+            theirs,
+            their_terms,
+            1_000_000,
+            &their_chunks,
+        )
+        .await?;
+        wait_green(&client, collection).await?;
+        let with_theirs = rank(collection).await?;
+        client
+            .delete_points(
+                DeletePointsBuilder::new(collection)
+                    .points(engram::index::qdrant::brain_filter(theirs))
+                    .wait(true),
+            )
+            .await?;
+        wait_green(&client, collection).await?;
+        let removed = rank(collection).await?;
+        let layout = if engram_now {
+            "engram now: the brain's own IDF, counted"
+        } else {
+            "before: Qdrant's IDF modifier, collection-wide"
+        };
+        rows.push(format!(
+            "| {layout} | {} | {} |",
+            compare(&before, &with_theirs),
+            compare(&before, &removed)
+        ));
+    }
 
     println!(
         "\nAnother tenant's corpus and one brain's keyword results in Qdrant: our brain {OURS} \
          chunks, {TENANT_QUERIES} keyword queries of 2–5 words, top {LIMIT}; the other tenant \
-         {THEIRS} chunks of the same words, common and rare ones swapped.\n"
+         {THEIRS} chunks of the same words, common and rare ones swapped, then deleted.\n"
     );
-    println!("| the other tenant's chunks | our results, against theirs absent |");
-    println!("|---|---|");
-    println!(
-        "| with per-brain term ids (engram now) | {} |",
-        compare(&before, &per_brain)
-    );
-    println!("| removed again | {} |", compare(&before, &again));
-    println!(
-        "| with shared term ids (before) | {} |",
-        compare(&before, &shared)
-    );
-    client.delete_collection(collection.as_str()).await?;
+    println!("| keyword statistics | the other tenant's chunks added | and deleted again |");
+    println!("|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+    client.delete_collection(now.as_str()).await?;
+    client.delete_collection(before_layout.as_str()).await?;
     store.close().await;
     Ok(())
 }
