@@ -212,7 +212,11 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
                 let asked = ask(store.as_ref(), &outlet, question, 3)
                     .await
                     .expect("question queued");
-                (asked.job, asked.placeholder.id, Instant::now())
+                (
+                    asked.job,
+                    asked.placeholder.expect("a placeholder").id,
+                    Instant::now(),
+                )
             }));
         }
         let mut asked = Vec::new();

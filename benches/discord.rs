@@ -60,7 +60,7 @@ fn main() {
     options.guilds[0].channels = (0..CHANNELS)
         .map(|n| FakeChannel::text(channel_id(n), &format!("team-{n}")))
         .collect();
-    options.edit_limit = Some(RateLimit {
+    options.message_limit = Some(RateLimit {
         requests: 5,
         per: Duration::from_secs(5),
     });

@@ -120,9 +120,9 @@ impl fmt::Debug for Running {
 pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::Result<Running> {
     let has = |role: Role| roles.contains(&role);
     let discord_outlet = if config.discord.token.is_set() {
-        let outlet = discord::outlet(&config.discord)?;
+        let (outlet, rest) = discord::outlet(&config.discord)?;
         outlets.insert(discord::PLATFORM, outlet.clone());
-        Some(outlet)
+        Some((outlet, rest))
     } else {
         None
     };
@@ -288,13 +288,13 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     ))];
     if has(Role::Gateway) {
         log_gateway_state(config);
-        if let (Some(outlet), Some(index)) = (discord_outlet, &adapter_index) {
+        if let (Some((outlet, rest)), Some(index)) = (discord_outlet, &adapter_index) {
             let gateway = gateway_for(index, outlet, discord::PLATFORM);
             let discord_config = config.discord.clone();
             let stop = shutdown.stop_claiming.clone();
             adapters.push(control.spawn(async move {
                 tokio::select! {
-                    result = discord::run(discord_config, gateway) => {
+                    result = discord::run(discord_config, gateway, rest) => {
                         if let Err(error) = result {
                             tracing::error!("Discord: {error:#}");
                         }

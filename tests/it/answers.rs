@@ -313,7 +313,7 @@ impl World {
             .unwrap();
         Asked {
             job: asked.job,
-            placeholder: asked.placeholder.id,
+            placeholder: asked.placeholder.expect("the placeholder was posted").id,
         }
     }
 

@@ -422,7 +422,7 @@ fn a_dropped_gateway_mid_answer_still_answers_exactly_once() {
 #[test]
 fn rate_limited_edits_back_off_and_the_final_text_lands() {
     let options = Options {
-        edit_limit: Some(fake_discord::RateLimit {
+        message_limit: Some(fake_discord::RateLimit {
             requests: 2,
             per: Duration::from_secs(2),
         }),
@@ -433,7 +433,8 @@ fn rate_limited_edits_back_off_and_the_final_text_lands() {
         Behaviour {
             reply: "Visitors park on level two of the garage, next to the lifts, all day [1]."
                 .into(),
-            token_interval: Duration::from_millis(60),
+            // Long enough for several edits after the placeholder, which shares the bucket.
+            token_interval: Duration::from_millis(200),
             ..Behaviour::default()
         },
     );
@@ -464,6 +465,83 @@ fn rate_limited_edits_back_off_and_the_final_text_lands() {
             "never 3 edits within one 2 s window: {edits:?}"
         );
     }
+}
+
+/// A burst in one channel against Discord's documented limits (the fake's defaults: messages
+/// 5 per 5 s per channel, creates and edits alike; reactions 1 per 0.25 s; typing 5 per 5 s;
+/// 50 requests a second in all): every question is answered once, with its sources, every
+/// file ends ✅ with ⏳ gone, and no write that got a 429 was dropped.
+#[test]
+fn a_burst_in_one_channel_queues_behind_the_limits_and_loses_nothing() {
+    let h = Harness::start(Options::default(), quick_llm());
+    h.link_general();
+    h.teach_parking();
+    let files: Vec<u64> = (0..3)
+        .map(|n| {
+            let (attachment, _) = h.discord.add_attachment(
+                &format!("floor-{n}.md"),
+                format!("# Floor {n}\n\nDesks on floor {n} are booked at the front desk.\n")
+                    .as_bytes(),
+            );
+            h.say(
+                &UserMessage::new(GENERAL_ID, ALICE_ID, "floor notes").with_attachment(attachment),
+            )
+        })
+        .collect();
+    let askers = [
+        ALICE_ID,
+        BOB_ID,
+        1_210_000_000_000_000_311,
+        1_210_000_000_000_000_312,
+    ];
+    let questions: Vec<u64> = (0..12)
+        .map(|n| {
+            let text = format!("where do visitors park? ({n})");
+            h.say(&UserMessage::new(GENERAL_ID, askers[n % askers.len()], &text).mentioning(BOT_ID))
+        })
+        .collect();
+
+    for &question in &questions {
+        let answer = h.wait("every answer", Duration::from_secs(180), |h| {
+            h.replies_to(GENERAL_ID, question)
+                .into_iter()
+                .find(|m| m.content().contains("**Sources**"))
+        });
+        assert!(answer.content().starts_with(REPLY), "{}", answer.content());
+        assert_eq!(
+            h.replies_to(GENERAL_ID, question).len(),
+            1,
+            "one answer message per question"
+        );
+    }
+    for &file in &files {
+        h.wait("✅ on every file", Duration::from_secs(60), |h| {
+            let reactions = h.discord.reactions(file);
+            (reactions == ["✅"]).then_some(())
+        });
+        assert_eq!(
+            h.replies_to(GENERAL_ID, file).len(),
+            1,
+            "one summary per file"
+        );
+    }
+    assert!(
+        h.discord.unretried_429s().is_empty(),
+        "writes dropped after a 429: {:#?}",
+        h.discord.unretried_429s()
+    );
+    let typing_429s = h
+        .discord
+        .rate_limited_requests()
+        .into_iter()
+        .filter(|request| request.path.ends_with("/typing"))
+        .count();
+    assert_eq!(
+        typing_429s, 0,
+        "the typing indicator is skipped, never sent into a 429"
+    );
+    assert_eq!(h.discord.globally_limited(), 0);
+    h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID]);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! answers and reports are written through. The only module (with `rest`) that knows Discord.
 
 pub mod diagnose;
+mod ratelimit;
 pub mod rest;
 pub mod threads;
 
@@ -10,12 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use serde_json::json;
 use serenity::all::{
-    Command, CommandDataOptionValue, CommandInteraction, CommandOptionType, Context,
-    CreateAllowedMentions, CreateCommand, CreateCommandOption, CreateInteractionResponse,
-    CreateInteractionResponseMessage, EditInteractionResponse, EventHandler, GatewayIntents, Guild,
-    GuildChannel, Interaction, Message, MessageType, PartialGuildChannel, Permissions, Ready,
-    ThreadListSyncEvent, UserId,
+    CommandDataOptionValue, CommandInteraction, CommandOptionType, Context, CreateCommand,
+    CreateCommandOption, EventHandler, GatewayIntents, Guild, GuildChannel, Interaction, Message,
+    MessageType, PartialGuildChannel, Permissions, Ready, ThreadListSyncEvent, UserId,
 };
 use serenity::client::ClientBuilder;
 use serenity::http::HttpBuilder;
@@ -37,6 +37,9 @@ pub const PLATFORM: &str = "discord";
 /// for the first response, and the network takes some of it).
 const ACK_WITHIN: Duration = Duration::from_millis(2_000);
 
+/// A message only the person who used the command sees (message flag 64).
+const EPHEMERAL: u64 = 1 << 6;
+
 /// What engram needs from the gateway: servers and their channels and threads, messages, and
 /// their text (a privileged intent the application must have enabled).
 pub fn intents() -> GatewayIntents {
@@ -52,14 +55,17 @@ fn rest_base(config: &DiscordConfig) -> &str {
     }
 }
 
-/// The `ChatPlatform` for Discord, with the per-channel write budget all answers share.
-pub fn outlet(config: &DiscordConfig) -> anyhow::Result<Outlet> {
+/// The `ChatPlatform` for Discord, with the per-channel write budget all answers share, and
+/// the same REST client for the adapter ([`run`]): one client per process, so every request
+/// made with the token waits in the same rate-limit buckets.
+pub fn outlet(config: &DiscordConfig) -> anyhow::Result<(Outlet, DiscordRest)> {
     let rest = rest(config)?;
     let budget = rest.budget();
-    Ok(Outlet {
-        platform: Arc::new(rest),
+    let outlet = Outlet {
+        platform: Arc::new(rest.clone()),
         budget,
-    })
+    };
+    Ok((outlet, rest))
 }
 
 /// Discord's REST API as configured, with a fresh per-channel budget: Discord allows about 5
@@ -72,8 +78,9 @@ pub fn rest(config: &DiscordConfig) -> anyhow::Result<DiscordRest> {
 }
 
 /// Connects to Discord's gateway and hands events to `gateway` until the connection ends for
-/// good (a bad token, missing intents) or the task is aborted.
-pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> {
+/// good (a bad token, missing intents) or the task is aborted. Everything the adapter writes
+/// goes through `rest`.
+pub async fn run(config: DiscordConfig, gateway: Gateway, rest: DiscordRest) -> anyhow::Result<()> {
     let token = config.token.expose().to_string();
     let mut http = HttpBuilder::new(&token);
     if !config.proxy_url.is_empty() {
@@ -84,7 +91,7 @@ pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> 
     }
     let handler = Handler {
         gateway,
-        rest: rest(&config)?,
+        rest,
         bot: OnceCell::new(),
         threads: Threads::default(),
     };
@@ -113,7 +120,8 @@ pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> 
 
 struct Handler {
     gateway: Gateway,
-    /// For the typing indicator while an answer is queued, and channel lookups.
+    /// Everything the adapter writes (the typing indicator, interaction responses, the slash
+    /// commands), and channel lookups.
     rest: DiscordRest,
     /// The bot's own user id, known from READY.
     bot: OnceCell<UserId>,
@@ -123,10 +131,15 @@ struct Handler {
 
 #[serenity::async_trait]
 impl EventHandler for Handler {
-    async fn ready(&self, ctx: Context, ready: Ready) {
+    async fn ready(&self, _ctx: Context, ready: Ready) {
         let _ = self.bot.set(ready.user.id);
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "Discord: connected");
-        if let Err(error) = Command::set_global_commands(&ctx.http, commands()).await {
+        let commands = serde_json::to_value(commands()).expect("commands serialize");
+        if let Err(error) = self
+            .rest
+            .register_commands(ready.application.id.get(), commands)
+            .await
+        {
             tracing::warn!(%error, "Discord: cannot register the slash commands");
         }
     }
@@ -290,7 +303,7 @@ impl EventHandler for Handler {
         .await;
     }
 
-    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+    async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
         let Interaction::Command(command) = interaction else {
             return;
         };
@@ -301,6 +314,7 @@ impl EventHandler for Handler {
             })
         };
         tokio::pin!(work);
+        let (id, token) = (command.id.get(), command.token.as_str());
         // Discord drops an interaction not acknowledged within 3 s: a command still running
         // after ACK_WITHIN is acknowledged as "thinking…" and its reply edited in later.
         let (reply, deferred) = match tokio::time::timeout(ACK_WITHIN, &mut work).await {
@@ -308,25 +322,27 @@ impl EventHandler for Handler {
             Err(_) => {
                 // Whether the reply will be private is not known yet; errors are, so the
                 // placeholder is too (only the person who asked sees it).
-                if let Err(error) = command.defer_ephemeral(&ctx.http).await {
+                let defer = json!({"type": 5, "data": {"flags": EPHEMERAL}});
+                if let Err(error) = self.rest.respond_to_interaction(id, token, defer).await {
                     tracing::warn!(%error, "Discord: cannot acknowledge a slow command");
                 }
                 (work.await, true)
             }
         };
         let sent = if deferred {
-            let edit = EditInteractionResponse::new()
-                .content(reply.text)
-                .allowed_mentions(CreateAllowedMentions::new());
-            command.edit_response(&ctx.http, edit).await.map(drop)
+            self.rest
+                .edit_interaction_response(command.application_id.get(), token, &reply.text)
+                .await
         } else {
-            let response = CreateInteractionResponse::Message(
-                CreateInteractionResponseMessage::new()
-                    .content(reply.text)
-                    .ephemeral(reply.private)
-                    .allowed_mentions(CreateAllowedMentions::new()),
-            );
-            command.create_response(&ctx.http, response).await
+            let response = json!({
+                "type": 4,
+                "data": {
+                    "content": reply.text,
+                    "flags": if reply.private { EPHEMERAL } else { 0 },
+                    "allowed_mentions": {"parse": []},
+                },
+            });
+            self.rest.respond_to_interaction(id, token, response).await
         };
         if let Err(error) = sent {
             tracing::warn!(%error, "Discord: cannot answer a command");
