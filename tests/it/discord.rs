@@ -544,6 +544,36 @@ fn a_burst_in_one_channel_queues_behind_the_limits_and_loses_nothing() {
     h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID]);
 }
 
+/// Discord failing the placeholder (an outage at its edge) does not lose the question: the
+/// answer job posts the placeholder itself, retried with the job, and the answer lands.
+#[test]
+fn a_question_whose_placeholder_fails_is_still_answered() {
+    let h = Harness::start(Options::default(), quick_llm());
+    h.link_general();
+    h.teach_parking();
+    // The placeholder, and the answer job's first try at it.
+    h.discord.fail_creates(GENERAL_ID, 2);
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.wait("the answer", Duration::from_secs(60), |h| {
+        h.replies_to(GENERAL_ID, question)
+            .into_iter()
+            .find(|m| m.content().contains("**Sources**"))
+    });
+    assert!(answer.content().starts_with(REPLY), "{}", answer.content());
+    assert_eq!(h.replies_to(GENERAL_ID, question).len(), 1);
+    let failed = h
+        .discord
+        .requests()
+        .into_iter()
+        .filter(|request| request.status == 502)
+        .count();
+    assert_eq!(failed, 2, "both failures were met");
+    // A reply to the answer continues the question's conversation.
+    let conversation = h.answer_conversation(GENERAL_ID, answer.id);
+    assert!(conversation.is_some(), "the answer message is recorded");
+}
+
 #[test]
 fn a_long_answer_continues_in_a_new_message_with_fences_balanced() {
     let code: String = (0..60)

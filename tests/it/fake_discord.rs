@@ -431,6 +431,8 @@ struct St {
     rate_limited: HashMap<u64, usize>,
     /// Per channel: how many more message edits to refuse with a 429, and its `retry_after`.
     refused_edits: HashMap<u64, (usize, Duration)>,
+    /// Per channel: how many more message creates to answer with a 502.
+    failed_creates: HashMap<u64, usize>,
     /// The 429s served because of `refused_edits`: channel and when.
     refusals: Vec<(u64, Instant)>,
     typing: HashMap<u64, usize>,
@@ -513,6 +515,7 @@ impl FakeDiscord {
             global_limited: 0,
             rate_limited: HashMap::new(),
             refused_edits: HashMap::new(),
+            failed_creates: HashMap::new(),
             refusals: Vec::new(),
             typing: HashMap::new(),
             sessions: Vec::new(),
@@ -965,6 +968,12 @@ impl FakeDiscord {
         self.lock()
             .refused_edits
             .insert(channel_id, (count, retry_after));
+    }
+
+    /// Answers the next `count` message creates in `channel_id` with a 502 (Discord's edge
+    /// failing), as happens in an outage.
+    pub fn fail_creates(&self, channel_id: u64, count: usize) {
+        self.lock().failed_creates.insert(channel_id, count);
     }
 
     /// When the 429s of [`Self::refuse_edits`] were served, per channel.
@@ -2387,6 +2396,10 @@ fn cdn(st: &St, id: u64) -> Reply {
 }
 
 fn create_message(st: &mut St, channel: u64, body: &Value) -> Result<Reply, Reply> {
+    if let Some(left) = st.failed_creates.get_mut(&channel).filter(|left| **left > 0) {
+        *left -= 1;
+        return Err(Reply::error(502, 0, "502: Bad Gateway"));
+    }
     let limit = st.options.message_limit;
     let headers = st.take("messages", channel, channel, limit)?;
     let with = |reply: Reply| reply.with_headers(headers.clone());
