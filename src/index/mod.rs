@@ -78,6 +78,10 @@ pub enum IndexError {
     UnknownDocument { brain: BrainId, document: i64 },
     #[error("stored index data is not what engram expects: {0}")]
     Corrupt(String),
+    /// The disk under the index is full: nothing was written (one transaction), and writes
+    /// work again once there is room.
+    #[error("the index's disk is full; free some space (nothing was written): {0}")]
+    Full(String),
     #[error("index database error: {0}")]
     Database(sqlx::Error),
     #[error("the index refused the request: {0}")]
@@ -87,7 +91,7 @@ pub enum IndexError {
 impl IndexError {
     pub fn is_transient(&self) -> bool {
         match self {
-            IndexError::Unavailable(_) => true,
+            IndexError::Unavailable(_) | IndexError::Full(_) => true,
             IndexError::Database(sqlx::Error::Database(db)) => {
                 // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
                 db.code()
@@ -103,6 +107,8 @@ impl From<sqlx::Error> for IndexError {
     fn from(error: sqlx::Error) -> Self {
         if crate::store::is_unreachable(&error) {
             IndexError::Unavailable(error.to_string())
+        } else if crate::store::is_disk_full(&error) {
+            IndexError::Full(error.to_string())
         } else {
             IndexError::Database(error)
         }

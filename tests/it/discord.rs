@@ -41,29 +41,53 @@ impl Harness {
         behaviour: Behaviour,
         configure: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::start_at(
+            options,
+            behaviour,
+            configure,
+            "127.0.0.1:0".parse().unwrap(),
+            |_| {},
+        )
+    }
+
+    /// As `start_with`, with Discord at `addr`; `before_discord` runs once engram is started
+    /// and before the fake Discord is (with `addr` a free port, Discord is unreachable until
+    /// then).
+    fn start_at(
+        options: Options,
+        behaviour: Behaviour,
+        configure: impl FnOnce(&mut Config),
+        addr: std::net::SocketAddr,
+        before_discord: impl FnOnce(&Running),
+    ) -> Self {
         let fakes = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let discord = fakes.block_on(FakeDiscord::start(options));
+        let early = addr.port() != 0;
+        let discord = (!early).then(|| fakes.block_on(FakeDiscord::start(options.clone())));
         let llm = fakes.block_on(fake_openai::start(behaviour));
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::defaults();
         config.store.url = StoreUrl::new(format!("sqlite://{}/engram.db", dir.path().display()));
-        config.discord.token = Secret::new(discord.token());
-        config.discord.proxy_url = discord.rest_url();
+        config.discord.token = Secret::new(options.token.clone());
+        config.discord.proxy_url = discord
+            .as_ref()
+            .map_or_else(|| format!("http://{addr}"), FakeDiscord::rest_url);
         config.llm.base_url = llm.base_url();
         config.llm.model = "fake-model".into();
         config.chat.edit_interval_ms = 200;
         config.ingest.extractor = crate::ingest::extractor().display().to_string();
         configure(&mut config);
-        let engram = app::start(
-            &config,
-            &[Role::Gateway, Role::Chat, Role::Ingest],
-            Outlets::default(),
-        )
-        .expect("engram starts");
+        let mut roles = vec![Role::Gateway, Role::Chat, Role::Ingest];
+        if early {
+            roles.push(Role::Api);
+        }
+        let engram = app::start(&config, &roles, Outlets::default()).expect("engram starts");
+        before_discord(&engram);
+        let discord =
+            discord.unwrap_or_else(|| fakes.block_on(FakeDiscord::start_at(options, addr)));
         let harness = Self {
             fakes,
             discord,
@@ -75,7 +99,7 @@ impl Harness {
         // READY handled: the slash commands are registered.
         harness.wait(
             "the slash commands registered",
-            Duration::from_secs(20),
+            Duration::from_secs(60),
             |h| (!h.discord.commands(None).is_empty()).then_some(()),
         );
         harness
@@ -572,6 +596,64 @@ fn a_question_whose_placeholder_fails_is_still_answered() {
     // A reply to the answer continues the question's conversation.
     let conversation = h.answer_conversation(GENERAL_ID, answer.id);
     assert!(conversation.is_some(), "the answer message is recorded");
+}
+
+/// Discord unreachable when engram starts is a fault, not a silence: `/readyz` is 503 naming
+/// Discord and the connection metric is 0 while engram keeps trying (with backoff); when
+/// Discord answers, engram connects, is ready, and answers.
+#[test]
+fn discord_unreachable_at_start_is_a_fault_until_it_answers() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let api = std::sync::Mutex::new(None);
+    let h = Harness::start_at(
+        Options::default(),
+        quick_llm(),
+        |config| config.http.listen = "127.0.0.1:0".parse().unwrap(),
+        free,
+        |engram| {
+            let addr = engram.api_addr().expect("the api role listens");
+            *api.lock().unwrap() = Some(addr);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let (status, body) = crate::support::http_get(addr, "/readyz");
+                assert_eq!(status, 503, "{body}");
+                let reason: serde_json::Value = serde_json::from_str(&body).unwrap();
+                // Connecting at first; then the failure itself.
+                let reason = reason["reason"].as_str().unwrap().to_string();
+                assert!(reason.starts_with("discord: "), "{reason}");
+                if reason != "discord: connecting" {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "still {reason}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let (_, metrics) = crate::support::http_get(addr, "/metrics");
+            assert!(
+                metrics.contains("engram_adapter_connected{platform=\"discord\"} 0"),
+                "{metrics}"
+            );
+        },
+    );
+    let api = api.lock().unwrap().unwrap();
+    h.wait(
+        "ready once Discord answers",
+        Duration::from_secs(60),
+        |_| (crate::support::http_get(api, "/readyz").0 == 200).then_some(()),
+    );
+    let (_, metrics) = crate::support::http_get(api, "/metrics");
+    assert!(
+        metrics.contains("engram_adapter_connected{platform=\"discord\"} 1"),
+        "{metrics}"
+    );
+    h.link_general();
+    h.teach_parking();
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.answer_to(GENERAL_ID, question);
+    assert!(answer.content().starts_with(REPLY), "{}", answer.content());
 }
 
 #[test]

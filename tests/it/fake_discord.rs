@@ -495,9 +495,13 @@ impl Reply {
 impl FakeDiscord {
     /// Binds 127.0.0.1:0 and serves REST, the gateway and the CDN on it.
     pub async fn start(options: Options) -> FakeDiscord {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake Discord");
+        Self::start_at(options, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// As [`Self::start`], on a given address (e.g. one engram was told about before Discord
+    /// "came back").
+    pub async fn start_at(options: Options, addr: SocketAddr) -> FakeDiscord {
+        let listener = TcpListener::bind(addr).await.expect("bind fake Discord");
         let addr = listener.local_addr().expect("fake Discord address");
         let mut state = St {
             options,
@@ -2396,7 +2400,11 @@ fn cdn(st: &St, id: u64) -> Reply {
 }
 
 fn create_message(st: &mut St, channel: u64, body: &Value) -> Result<Reply, Reply> {
-    if let Some(left) = st.failed_creates.get_mut(&channel).filter(|left| **left > 0) {
+    if let Some(left) = st
+        .failed_creates
+        .get_mut(&channel)
+        .filter(|left| **left > 0)
+    {
         *left -= 1;
         return Err(Reply::error(502, 0, "502: Bad Gateway"));
     }

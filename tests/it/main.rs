@@ -13,6 +13,7 @@ mod fake_discord;
 mod fake_openai;
 mod fake_qdrant;
 mod fake_slack;
+mod faults;
 mod gateway;
 mod hostile;
 mod index;

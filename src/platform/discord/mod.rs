@@ -7,7 +7,8 @@ mod ratelimit;
 pub mod rest;
 pub mod threads;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,6 +19,7 @@ use serenity::all::{
     MessageType, PartialGuildChannel, Permissions, Ready, ThreadListSyncEvent, UserId,
 };
 use serenity::client::ClientBuilder;
+use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
 use serenity::http::HttpBuilder;
 use tokio::sync::OnceCell;
 
@@ -27,6 +29,7 @@ use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, Po
 use crate::chat::service::Outlet;
 use crate::chat::MessageRef;
 use crate::config::{DiscordConfig, DiscordShards};
+use crate::platform::connection::Connections;
 pub use rest::{channel_key, DiscordRest};
 use threads::Threads;
 
@@ -80,7 +83,12 @@ pub fn rest(config: &DiscordConfig) -> anyhow::Result<DiscordRest> {
 /// Connects to Discord's gateway and hands events to `gateway` until the connection ends for
 /// good (a bad token, missing intents) or the task is aborted. Everything the adapter writes
 /// goes through `rest`.
-pub async fn run(config: DiscordConfig, gateway: Gateway, rest: DiscordRest) -> anyhow::Result<()> {
+pub async fn run(
+    config: DiscordConfig,
+    gateway: Gateway,
+    rest: DiscordRest,
+    connections: Arc<Connections>,
+) -> anyhow::Result<()> {
     let token = config.token.expose().to_string();
     let mut http = HttpBuilder::new(&token);
     if !config.proxy_url.is_empty() {
@@ -92,6 +100,8 @@ pub async fn run(config: DiscordConfig, gateway: Gateway, rest: DiscordRest) -> 
     let handler = Handler {
         gateway,
         rest,
+        connections,
+        shards: Mutex::default(),
         bot: OnceCell::new(),
         threads: Threads::default(),
     };
@@ -123,6 +133,10 @@ struct Handler {
     /// Everything the adapter writes (the typing indicator, interaction responses, the slash
     /// commands), and channel lookups.
     rest: DiscordRest,
+    /// This process's platform connections: Discord's is up while every shard is connected.
+    connections: Arc<Connections>,
+    /// Each running shard's state: connected or not.
+    shards: Mutex<HashMap<u32, bool>>,
     /// The bot's own user id, known from READY.
     bot: OnceCell<UserId>,
     /// Which channels are threads, and of which channel.
@@ -131,8 +145,9 @@ struct Handler {
 
 #[serenity::async_trait]
 impl EventHandler for Handler {
-    async fn ready(&self, _ctx: Context, ready: Ready) {
+    async fn ready(&self, ctx: Context, ready: Ready) {
         let _ = self.bot.set(ready.user.id);
+        self.shard_connected(ctx.shard_id.0, true);
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "Discord: connected");
         let commands = serde_json::to_value(commands()).expect("commands serialize");
         if let Err(error) = self
@@ -142,6 +157,10 @@ impl EventHandler for Handler {
         {
             tracing::warn!(%error, "Discord: cannot register the slash commands");
         }
+    }
+
+    async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
+        self.shard_connected(event.shard_id.0, event.new == ConnectionStage::Connected);
     }
 
     async fn guild_create(&self, _ctx: Context, guild: Guild, _is_new: Option<bool>) {
@@ -351,6 +370,21 @@ impl EventHandler for Handler {
 }
 
 impl Handler {
+    /// Records a shard's connection; Discord is connected while all of them are.
+    fn shard_connected(&self, shard: u32, connected: bool) {
+        let all = {
+            let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+            shards.insert(shard, connected);
+            shards.values().all(|up| *up)
+        };
+        if all {
+            self.connections.connected(PLATFORM);
+        } else {
+            self.connections
+                .down(PLATFORM, "a gateway shard is reconnecting to Discord");
+        }
+    }
+
     async fn handle(&self, event: ChatEvent) -> Option<Handled> {
         match self.gateway.handle(event).await {
             Ok(handled) => Some(handled),
