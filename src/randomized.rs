@@ -1,6 +1,7 @@
 //! The seeded randomized-input harness of the unit tests: a small deterministic generator,
 //! input mutators, and a runner that checks one property over many generated cases under a
-//! hang watchdog. Test-only (`#[cfg(test)]` in `lib.rs`).
+//! hang watchdog. Test-only (`#[cfg(test)]` in `lib.rs`; the extractor's tests include this
+//! same file).
 //!
 //! Every run uses the same base seed, so CI is reproducible. Locally:
 //! - `ENGRAM_FUZZ_SCALE=20` runs twenty times the default number of cases,
@@ -316,17 +317,29 @@ where
     }
 }
 
+/// The workspace's folder (the one with `Cargo.lock`), found from the package's folder as
+/// cargo gives it when the tests run (not when they are built, so a build shared between
+/// checkouts never reads another checkout's files).
+fn workspace_root() -> std::path::PathBuf {
+    let package = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("run under cargo: no CARGO_MANIFEST_DIR"),
+    );
+    package
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map_or_else(|| package.clone(), std::path::Path::to_path_buf)
+}
+
 /// Reads a file of the repository (a demo file, a test fixture) as a mutation seed.
 pub(crate) fn repo_file(path: &str) -> Vec<u8> {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(root.join(path)).unwrap_or_else(|e| panic!("seed file {path}: {e}"))
+    let path = workspace_root().join(path);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("seed file {}: {e}", path.display()))
 }
 
 /// Reads a file of the shared corpus (`../shared/corpus/files`, beside the repository, as the
 /// corpus tests expect it) as a mutation seed.
 pub(crate) fn corpus_file(name: &str) -> Vec<u8> {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = root.join("../shared/corpus/files").join(name);
+    let path = workspace_root().join("../shared/corpus/files").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("corpus seed {}: {e}", path.display()))
 }
 
