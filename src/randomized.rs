@@ -241,6 +241,119 @@ pub(crate) fn mutate_text(rng: &mut Rng, input: &str, donor: &str, tokens: &[&st
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// A JSON value of a random type: the shapes a field of a platform payload might take
+/// when it is wrong (another type, an edge-case number, an odd or long string, nesting).
+pub(crate) fn json_value(rng: &mut Rng, depth: usize) -> serde_json::Value {
+    use serde_json::{json, Value};
+    match rng.below(if depth > 3 { 8 } else { 10 }) {
+        0 => Value::Null,
+        1 => json!(rng.percent(50)),
+        2 => json!(*rng.pick(&[0i64, -1, 1, i64::MIN, i64::MAX, 42])),
+        3 => json!(*rng.pick(&[u64::MAX, 1 << 53, 18_446_744_073_709_551_615u64])),
+        4 => json!(*rng.pick(&[0.5f64, -0.0, 1e308, -1e-308, 3.0])),
+        5 => {
+            let len = rng.length(40);
+            json!(rng.string(len))
+        }
+        6 => json!(*rng.pick(&[
+            "",
+            "0",
+            "-1",
+            "1210000000000000399",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "1.5",
+            "T0 1",
+            "<@U0BOT>",
+            "https://example.com/f",
+            "not a url",
+            "2024-13-45T99:99:99Z",
+        ])),
+        7 => json!("x".repeat(rng.range(1000, 70_000))),
+        8 => Value::Array(
+            (0..rng.range(0, 3))
+                .map(|_| json_value(rng, depth + 1))
+                .collect(),
+        ),
+        _ => {
+            let mut object = serde_json::Map::new();
+            for _ in 0..rng.range(0, 3) {
+                let key = rng.pick(&["id", "type", "name", "text", "user", "value"]);
+                object.insert((*key).to_string(), json_value(rng, depth + 1));
+            }
+            Value::Object(object)
+        }
+    }
+}
+
+/// Mutates one to four nodes of a JSON document: a value replaced by one of another type, a
+/// key removed or added, an array element dropped or repeated, a value nested deeply.
+pub(crate) fn mutate_json(rng: &mut Rng, value: &serde_json::Value) -> serde_json::Value {
+    fn count(value: &serde_json::Value) -> usize {
+        1 + match value {
+            serde_json::Value::Array(items) => items.iter().map(count).sum(),
+            serde_json::Value::Object(map) => map.values().map(count).sum(),
+            _ => 0,
+        }
+    }
+    /// Mutates the `target`-th node in preorder; `seen` counts nodes visited so far.
+    fn visit(rng: &mut Rng, value: &mut serde_json::Value, target: usize, seen: &mut usize) {
+        use serde_json::Value;
+        if *seen == target {
+            *seen += 1;
+            match (rng.below(5), &mut *value) {
+                (0, Value::Object(map)) if !map.is_empty() => {
+                    let keys: Vec<String> = map.keys().cloned().collect();
+                    map.remove(rng.pick(&keys));
+                }
+                (1, Value::Object(map)) => {
+                    let key = rng.pick(&["id", "type", "extra", "text", "files", "options"]);
+                    map.insert((*key).to_string(), json_value(rng, 0));
+                }
+                (2, Value::Array(items)) if !items.is_empty() => {
+                    let i = rng.below(items.len());
+                    if rng.percent(50) {
+                        items.remove(i);
+                    } else {
+                        let item = items[i].clone();
+                        items.extend(std::iter::repeat_n(item, rng.range(1, 100)));
+                    }
+                }
+                (3, _) => {
+                    let mut nested = value.take();
+                    // Past serde_json's recursion limit (128), short of a stack's worth.
+                    for _ in 0..rng.length(400) {
+                        nested = Value::Array(vec![nested]);
+                    }
+                    *value = nested;
+                }
+                _ => *value = json_value(rng, 0),
+            }
+            return;
+        }
+        *seen += 1;
+        match value {
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    visit(rng, item, target, seen);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for item in map.values_mut() {
+                    visit(rng, item, target, seen);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = value.clone();
+    for _ in 0..rng.range(1, 4) {
+        let target = rng.below(count(&out));
+        visit(rng, &mut out, target, &mut 0);
+    }
+    out
+}
+
 /// How many times the default case counts to run (`ENGRAM_FUZZ_SCALE`, default 1).
 fn scale() -> f64 {
     std::env::var("ENGRAM_FUZZ_SCALE")
