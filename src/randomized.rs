@@ -327,7 +327,10 @@ pub(crate) fn mutate_json(rng: &mut Rng, value: &serde_json::Value) -> serde_jso
                     }
                     *value = nested;
                 }
-                _ => *value = json_value(rng, 0),
+                (4, _) => *value = json_value(rng, 0),
+                // Most often a value of the same type: what a parser accepts and the code
+                // after it must handle.
+                _ => *value = same_type(rng, value),
             }
             return;
         }
@@ -344,6 +347,22 @@ pub(crate) fn mutate_json(rng: &mut Rng, value: &serde_json::Value) -> serde_jso
                 }
             }
             _ => {}
+        }
+    }
+    fn same_type(rng: &mut Rng, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::{json, Value};
+        match value {
+            Value::Bool(b) => json!(!b),
+            Value::Number(_) => json!(*rng.pick(&[0u64, 1, 2, 19, 1 << 32, u64::MAX])),
+            Value::String(_) => {
+                let len = rng.length(300);
+                match rng.below(3) {
+                    0 => json!(rng.string(len)),
+                    1 => json!(*rng.pick(&["", "0", "18446744073709551615", "<@1>", " "])),
+                    _ => json!(format!("{}", rng.next_u64())),
+                }
+            }
+            other => other.clone(),
         }
     }
     let mut out = value.clone();
