@@ -56,6 +56,11 @@ impl Rng {
         &items[self.below(items.len())]
     }
 
+    /// [`Rng::pick`] for values that copy (words, numbers).
+    pub(crate) fn choose<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
     /// A length skewed towards small values but sometimes up to `max`: most inputs are short
     /// (many cases, many shapes) and a few are long (limits, blow-ups).
     pub(crate) fn length(&mut self, max: usize) -> usize {
@@ -142,7 +147,7 @@ impl Rng {
         ];
         match self.below(10) {
             0..=4 => (b' ' + self.below(95) as u8) as char,
-            5..=8 => *self.pick(SPECIAL),
+            5..=8 => self.choose(SPECIAL),
             _ => loop {
                 if let Some(c) = char::from_u32(self.below(0x11_0000) as u32) {
                     break c;
@@ -164,7 +169,7 @@ impl Rng {
                 let len = self.range(1, 3);
                 text.push_str(&self.string(len));
             } else {
-                text.push_str(*self.pick(vocabulary));
+                text.push_str(self.choose(vocabulary));
             }
         }
         text
@@ -248,14 +253,14 @@ pub(crate) fn json_value(rng: &mut Rng, depth: usize) -> serde_json::Value {
     match rng.below(if depth > 3 { 8 } else { 10 }) {
         0 => Value::Null,
         1 => json!(rng.percent(50)),
-        2 => json!(*rng.pick(&[0i64, -1, 1, i64::MIN, i64::MAX, 42])),
-        3 => json!(*rng.pick(&[u64::MAX, 1 << 53, 18_446_744_073_709_551_615u64])),
-        4 => json!(*rng.pick(&[0.5f64, -0.0, 1e308, -1e-308, 3.0])),
+        2 => json!(rng.choose(&[0i64, -1, 1, i64::MIN, i64::MAX, 42])),
+        3 => json!(rng.choose(&[u64::MAX, 1 << 53, 18_446_744_073_709_551_615u64])),
+        4 => json!(rng.choose(&[0.5f64, -0.0, 1e308, -1e-308, 3.0])),
         5 => {
             let len = rng.length(40);
             json!(rng.string(len))
         }
-        6 => json!(*rng.pick(&[
+        6 => json!(rng.choose(&[
             "",
             "0",
             "-1",
@@ -353,12 +358,12 @@ pub(crate) fn mutate_json(rng: &mut Rng, value: &serde_json::Value) -> serde_jso
         use serde_json::{json, Value};
         match value {
             Value::Bool(b) => json!(!b),
-            Value::Number(_) => json!(*rng.pick(&[0u64, 1, 2, 19, 1 << 32, u64::MAX])),
+            Value::Number(_) => json!(rng.choose(&[0u64, 1, 2, 19, 1 << 32, u64::MAX])),
             Value::String(_) => {
                 let len = rng.length(300);
                 match rng.below(3) {
                     0 => json!(rng.string(len)),
-                    1 => json!(*rng.pick(&["", "0", "18446744073709551615", "<@1>", " "])),
+                    1 => json!(rng.choose(&["", "0", "18446744073709551615", "<@1>", " "])),
                     _ => json!(format!("{}", rng.next_u64())),
                 }
             }

@@ -109,7 +109,7 @@ fn limits(rng: &mut Rng) -> Limits {
         2 => 2000,
         _ => 3000,
     };
-    let platform = *rng.pick(&[Platform::Discord, Platform::Slack]);
+    let platform = rng.choose(&[Platform::Discord, Platform::Slack]);
     Limits {
         max_chars,
         platform,
@@ -319,7 +319,7 @@ fn footers_of_any_sources_are_safe_and_one_line_each() {
                 link: rng.percent(50).then(|| field(rng)),
             })
             .collect();
-        let platform = *rng.pick(&[Platform::Discord, Platform::Slack]);
+        let platform = rng.choose(&[Platform::Discord, Platform::Slack]);
         let footer = sources_footer(&sources, platform);
         for mention in MASS_MENTIONS {
             assert!(!footer.contains(mention), "{mention} in {footer:?}");

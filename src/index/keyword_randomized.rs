@@ -8,9 +8,37 @@ use super::*;
 use crate::randomized::{check, Rng};
 
 const WORDS: &[&str] = &[
-    "kiwi", "Kiwi", "KIWI", "café", "cafe", "CAFÉ", "the", "and", "x-ray", "日本語", "Ωμέγα",
-    "ΟΔΟΣ", "οδος", "İstanbul", "straße", "naïve", "42", "4.2", "🦀", "a", "what's", "NEAR(",
-    "\"quoted\"", "*", "-", "OR", "AND", "NOT", "é", "e\u{301}", "ﬁle",
+    "kiwi",
+    "Kiwi",
+    "KIWI",
+    "café",
+    "cafe",
+    "CAFÉ",
+    "the",
+    "and",
+    "x-ray",
+    "日本語",
+    "Ωμέγα",
+    "ΟΔΟΣ",
+    "οδος",
+    "İstanbul",
+    "straße",
+    "naïve",
+    "42",
+    "4.2",
+    "🦀",
+    "a",
+    "what's",
+    "NEAR(",
+    "\"quoted\"",
+    "*",
+    "-",
+    "OR",
+    "AND",
+    "NOT",
+    "é",
+    "e\u{301}",
+    "ﬁle",
 ];
 
 fn text(rng: &mut Rng) -> String {
@@ -20,7 +48,7 @@ fn text(rng: &mut Rng) -> String {
         if rng.percent(30) {
             out.push(rng.char());
         } else {
-            out.push_str(*rng.pick(WORDS));
+            out.push_str(rng.choose(WORDS));
             out.push(' ');
         }
     }
@@ -80,7 +108,7 @@ fn search_finds_exactly_the_live_chunks_sharing_a_term() {
                 0 if !live.is_empty() => {
                     // Remove one chunk, sometimes also an id never added.
                     let ids: Vec<i64> = live.keys().copied().collect();
-                    let id = *rng.pick(&ids);
+                    let id = rng.choose(&ids);
                     live.remove(&id);
                     index.remove(&HashSet::from([id, -id]));
                 }

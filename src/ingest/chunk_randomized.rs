@@ -46,7 +46,7 @@ fn words(rng: &mut Rng, count: usize) -> String {
     let mut out = String::new();
     for i in 0..count {
         if i > 0 {
-            out.push_str(*rng.pick(&[" ", " ", " ", "  ", "\t", ". ", "! ", "? ", "。"]));
+            out.push_str(rng.choose(&[" ", " ", " ", "  ", "\t", ". ", "! ", "? ", "。"]));
         }
         match rng.below(100) {
             0 => {
@@ -57,7 +57,7 @@ fn words(rng: &mut Rng, count: usize) -> String {
                 let n = rng.range(1, 8);
                 out.push_str(&rng.string(n));
             }
-            _ => out.push_str(*rng.pick(WORDS)),
+            _ => out.push_str(rng.choose(WORDS)),
         }
     }
     out
@@ -71,7 +71,7 @@ fn document(rng: &mut Rng) -> String {
             0 => {
                 let level = rng.range(1, 7);
                 text.push_str(&"#".repeat(level));
-                text.push_str(*rng.pick(&[" ", " ", "\t", ""]));
+                text.push_str(rng.choose(&[" ", " ", "\t", ""]));
                 let n = if rng.percent(10) {
                     rng.range(50, 400)
                 } else {
@@ -134,7 +134,7 @@ fn document(rng: &mut Rng) -> String {
                 text.push_str(&words(rng, n));
             }
         }
-        text.push_str(*rng.pick(&["\n\n", "\n", "\n \n", "\r\n\r\n", "\n\n\n\n"]));
+        text.push_str(rng.choose(&["\n\n", "\n", "\n \n", "\r\n\r\n", "\n\n\n\n"]));
     }
     text
 }
@@ -182,7 +182,7 @@ fn input_words(text: &str) -> impl Iterator<Item = &str> {
 fn preview(text: &str) -> String {
     let mut short: String = text.chars().take(1500).collect();
     if short.len() < text.len() {
-        short.push_str("…");
+        short.push('…');
     }
     short
 }

@@ -117,7 +117,10 @@ fn sniffing_is_total_and_consistent() {
             ),
             Ok(_) => {}
         }
-        assert_eq!(bytes.is_empty(), matches!(sniffed, Err(ExtractError::Empty)));
+        assert_eq!(
+            bytes.is_empty(),
+            matches!(sniffed, Err(ExtractError::Empty))
+        );
         let head = &bytes[..bytes.len().min(1024)];
         if head.windows(5).any(|w| w == b"%PDF-") {
             assert!(matches!(sniffed, Ok(Sniffed::Pdf)), "{}", preview(&bytes));
@@ -153,7 +156,11 @@ fn decoding_gives_text_and_keeps_utf8() {
             }
             3 => {
                 let big = rng.percent(50);
-                let mut bytes = if big { vec![0xfe, 0xff] } else { vec![0xff, 0xfe] };
+                let mut bytes = if big {
+                    vec![0xfe, 0xff]
+                } else {
+                    vec![0xff, 0xfe]
+                };
                 for unit in original.encode_utf16() {
                     bytes.extend(if big {
                         unit.to_be_bytes()
@@ -187,7 +194,8 @@ fn normalising_keeps_the_text_and_drops_only_layout() {
         let out = text::normalize(&input);
         assert!(!out.contains('\r') && !out.contains("\n\n\n"), "{out:?}");
         assert!(
-            out.chars().all(|c| c == '\t' || c == '\n' || !c.is_control()),
+            out.chars()
+                .all(|c| c == '\t' || c == '\n' || !c.is_control()),
             "{out:?}"
         );
         assert!(out.split('\n').all(|line| line == line.trim_end()));
@@ -199,7 +207,11 @@ fn normalising_keeps_the_text_and_drops_only_layout() {
                 .collect()
         };
         assert_eq!(kept(&out), kept(&input));
-        assert_eq!(text::normalize(&out), out, "normalising twice changes nothing");
+        assert_eq!(
+            text::normalize(&out),
+            out,
+            "normalising twice changes nothing"
+        );
         let _ = text::looks_like_markdown(&input);
     });
 }
@@ -220,8 +232,26 @@ const HTML_SEED: &str = r#"<!DOCTYPE html>
 </main></body></html>"#;
 
 const TAGS: &[&str] = &[
-    "p", "div", "span", "b", "h1", "h3", "h6", "li", "ul", "ol", "table", "tr", "td", "th", "br",
-    "pre", "blockquote", "a", "section", "title",
+    "p",
+    "div",
+    "span",
+    "b",
+    "h1",
+    "h3",
+    "h6",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "br",
+    "pre",
+    "blockquote",
+    "a",
+    "section",
+    "title",
 ];
 
 /// Random HTML from known elements around words, and the words that must come out.
@@ -237,7 +267,7 @@ fn html_tree(rng: &mut Rng, depth: usize, words: &mut Vec<String>, out: &mut Str
                     out.push_str(&format!("</{tag}>"));
                 }
             }
-            2 => out.push_str(*rng.pick(&[
+            2 => out.push_str(rng.choose(&[
                 "<!-- c -->",
                 "<script>if (a<b) {}</script>",
                 "<style>p{}</style>",
@@ -279,7 +309,10 @@ fn html_keeps_every_word_of_generated_pages() {
         let present: std::collections::HashSet<&str> =
             out.split(|c: char| !c.is_alphanumeric()).collect();
         for word in &words {
-            assert!(present.contains(word.as_str()), "{word} lost from {page:?}: {out:?}");
+            assert!(
+                present.contains(word.as_str()),
+                "{word} lost from {page:?}: {out:?}"
+            );
         }
     });
 }
@@ -327,7 +360,11 @@ fn html_survives_mutation_truncation_and_depth() {
                 } else {
                     String::new()
                 };
-                format!("{}needle{}", format!("<{tag}>").repeat(depth), close.repeat(depth))
+                format!(
+                    "{}needle{}",
+                    format!("<{tag}>").repeat(depth),
+                    close.repeat(depth)
+                )
             }
             1 => {
                 let unit = rng.pick(&["<", "&", "<!--", "<a '", "&#", "</", "<p", "&#x"]);
@@ -461,9 +498,20 @@ fn docx_xml_survives_mutation_truncation_and_depth() {
             }
             _ => {
                 let tokens: &[&[u8]] = &[
-                    b"<w:p>", b"</w:p>", b"<w:tbl>", b"</w:tc>", b"<mc:Fallback>", b"&amp;",
-                    b"&#0;", b"<![CDATA[", b"]]>", b"<?xml", b"<!DOCTYPE x [<!ENTITY a 'b'>]>",
-                    b"&a;", b"\"", b"\0",
+                    b"<w:p>",
+                    b"</w:p>",
+                    b"<w:tbl>",
+                    b"</w:tc>",
+                    b"<mc:Fallback>",
+                    b"&amp;",
+                    b"&#0;",
+                    b"<![CDATA[",
+                    b"]]>",
+                    b"<?xml",
+                    b"<!DOCTYPE x [<!ENTITY a 'b'>]>",
+                    b"&a;",
+                    b"\"",
+                    b"\0",
                 ];
                 mutate_bytes(rng, &seed, &seed, tokens)
             }
@@ -482,7 +530,8 @@ fn docx_archive(xml: &[u8], deflate: bool) -> Vec<u8> {
         zip::CompressionMethod::Stored
     };
     let options = zip::write::SimpleFileOptions::default().compression_method(method);
-    zip.start_file("[Content_Types].xml", options).expect("entry");
+    zip.start_file("[Content_Types].xml", options)
+        .expect("entry");
     zip.write_all(b"<Types/>").expect("write");
     zip.start_file("word/document.xml", options).expect("entry");
     zip.write_all(xml).expect("write");

@@ -228,7 +228,7 @@ fn any_message_text_loses_only_the_mention() {
         for _ in 0..rng.length(20) {
             match rng.below(4) {
                 0 => content.push_str(&format!("<@{BOT}>")),
-                1 => content.push_str(*rng.pick(&["<@!", "<@", ">", "<@7>", "@everyone"])),
+                1 => content.push_str(rng.choose(&["<@!", "<@", ">", "<@7>", "@everyone"])),
                 _ => {
                     let len = rng.length(30);
                     content.push_str(&rng.string(len));
