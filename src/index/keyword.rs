@@ -355,6 +355,10 @@ fn fold(c: char) -> char {
 }
 
 #[cfg(test)]
+#[path = "keyword_randomized.rs"]
+mod randomized_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -88,6 +88,11 @@ pub fn clean_message(raw: &str) -> String {
             continue;
         }
         if pending_space {
+            // A space only with room for a character after it.
+            if count + 1 >= MAX_MESSAGE_CHARS {
+                out.push('…');
+                break;
+            }
             out.push(' ');
             count += 1;
             pending_space = false;
@@ -113,6 +118,22 @@ mod tests {
         assert!(!m.contains('\n') && !m.contains('\u{0}'));
         assert!(m.starts_with("bad ??thing x"));
         assert!(m.chars().count() <= MAX_MESSAGE_CHARS + 1);
+    }
+
+    /// Found by the randomized tests: a space owed just at the limit was added before the
+    /// limit was checked, so a message could be two characters over it.
+    #[test]
+    fn a_space_at_the_limit_does_not_pass_it() {
+        for offset in 0..4 {
+            let raw = format!(
+                "{} {}",
+                "x".repeat(MAX_MESSAGE_CHARS - 2 + offset),
+                "y".repeat(9)
+            );
+            let m = clean_message(&raw);
+            assert!(m.chars().count() <= MAX_MESSAGE_CHARS + 1, "{offset}: {m}");
+            assert!(m.ends_with('…'));
+        }
     }
 
     #[test]

@@ -290,6 +290,9 @@ fn read_input(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ExtractError> {
 }
 
 #[cfg(test)]
+mod randomized_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

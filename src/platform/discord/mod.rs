@@ -582,6 +582,9 @@ pub fn commands() -> Vec<CreateCommand> {
 }
 
 #[cfg(test)]
+mod randomized_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
