@@ -35,13 +35,15 @@ pub const FENCE_CLOSE: &str = "\n```";
 const MAX_OPENER: usize = 24;
 
 /// Makes generated text unable to ping everyone: `@everyone`/`@here` (Discord) and
-/// `<!channel>`/`<!here>`/`<!everyone>` (Slack) get a zero-width space after the sigil.
+/// `<!channel>`/`<!here>`/`<!everyone>` and user groups `<!subteam^…>` (Slack) get a
+/// zero-width space after the sigil.
 pub fn neutralise_mass_mentions(text: &str) -> String {
     text.replace("@everyone", "@\u{200B}everyone")
         .replace("@here", "@\u{200B}here")
         .replace("<!channel", "<\u{200B}!channel")
         .replace("<!here", "<\u{200B}!here")
         .replace("<!everyone", "<\u{200B}!everyone")
+        .replace("<!subteam^", "<\u{200B}!subteam^")
 }
 
 /// A source as the footer shows it.
@@ -395,6 +397,8 @@ mod tests {
         let text = neutralise_mass_mentions("hey @everyone and @here, <!channel> <!here|here>");
         assert!(!text.contains("@everyone") && !text.contains("@here"));
         assert!(!text.contains("<!channel>") && !text.contains("<!here"));
+        let group = neutralise_mass_mentions("ask <!subteam^S0ONCALL|@oncall> now");
+        assert!(!group.contains("<!subteam^"), "a user group is many people: {group}");
     }
 
     #[test]
