@@ -187,7 +187,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
       | runuser -u postgres -- "$bin/postgres" --single -D "$PGDATA" postgres >/dev/null
   fi
 fi
-exec runuser -u postgres -- "$bin/postgres" -D "$PGDATA" \
+# setpriv executes PostgreSQL in place (runuser would stay as its parent and keep the stop
+# signal from it).
+exec setpriv --reuid=postgres --regid=postgres --init-groups "$bin/postgres" -D "$PGDATA" \
   -c listen_addresses="${POSTGRES_LISTEN:-*}" -c port="${PGPORT:-5432}" "$@"
 EOF
   cat >"$context/Containerfile" <<'EOF'
@@ -220,6 +222,10 @@ qdrant_image() {
   cat >"$context/Containerfile" <<'EOF'
 ARG DEBIAN_IMAGE
 FROM ${DEBIAN_IMAGE}
+# Qdrant's HTTP client will not start without the system's CA certificates.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 COPY qdrant /qdrant/qdrant
 WORKDIR /qdrant
 ENV QDRANT__STORAGE__STORAGE_PATH=/qdrant/storage QDRANT__STORAGE__SNAPSHOTS_PATH=/qdrant/snapshots \
