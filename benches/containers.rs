@@ -139,7 +139,9 @@ impl Deployment {
         }
         args.push(image.into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.podman.run(&args).unwrap_or_else(|error| panic!("{error}"));
+        self.podman
+            .run(&args)
+            .unwrap_or_else(|error| panic!("{error}"));
         self.started.push(name);
     }
 
@@ -170,10 +172,23 @@ impl Deployment {
 
     /// Runs `command` inside `service`; whether it succeeded.
     fn exec(&self, service: &str, command: &[&str]) -> bool {
+        self.exec_output(service, command).0
+    }
+
+    /// Runs `command` inside `service`; whether it succeeded, and what it printed.
+    fn exec_output(&self, service: &str, command: &[&str]) -> (bool, String) {
         let name = self.name(service);
         let mut args = vec!["exec", name.as_str()];
         args.extend_from_slice(command);
-        self.podman.output(&args).status.success()
+        let output = self.podman.output(&args);
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
     }
 
     /// The host PID of the container's first process (`--init`: catatonit).
@@ -651,23 +666,19 @@ fn main() {
     );
     let posted: u64 = event["id"].as_str().unwrap().parse().unwrap();
     discord.dispatch("MESSAGE_CREATE", event);
-    let learned = deployment.wait(
-        "✅ on the scanned page",
-        Duration::from_secs(120),
-        || {
-            let reactions = discord.reactions(posted);
-            assert!(
-                !reactions.contains(&"❌".to_string()),
-                "the scan was refused: {:?}\n{}",
-                replies_to(&discord, posted)
-                    .iter()
-                    .map(|m| m.content().to_string())
-                    .collect::<Vec<_>>(),
-                deployment.log_tails()
-            );
-            reactions.contains(&"✅".to_string())
-        },
-    );
+    let learned = deployment.wait("✅ on the scanned page", Duration::from_secs(120), || {
+        let reactions = discord.reactions(posted);
+        assert!(
+            !reactions.contains(&"❌".to_string()),
+            "the scan was refused: {:?}\n{}",
+            replies_to(&discord, posted)
+                .iter()
+                .map(|m| m.content().to_string())
+                .collect::<Vec<_>>(),
+            deployment.log_tails()
+        );
+        reactions.contains(&"✅".to_string())
+    });
     let mut summary = String::new();
     deployment.wait("the file's summary", Duration::from_secs(30), || {
         summary = replies_to(&discord, posted)
@@ -723,6 +734,40 @@ fn main() {
 
     memory_table(&deployment, "idle, after the journey");
 
+    // `engram doctor` in the containers, as the README suggests: every check passes in
+    // ingest; the gateway passes too, warning only that its image has no OCR tools.
+    let (ingest_doctor, report) = deployment.exec_output("ingest", &["engram", "doctor"]);
+    assert!(
+        ingest_doctor && !report.contains("[WARN]"),
+        "doctor in the ingest container:\n{report}"
+    );
+    let (gateway_doctor, report) = deployment.exec_output("gateway", &["engram", "doctor"]);
+    let warned: Vec<&str> = report
+        .lines()
+        .filter(|line| line.starts_with("[WARN]"))
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .collect();
+    assert!(
+        gateway_doctor && warned == ["tesseract", "pdftotext"],
+        "doctor in the gateway container:\n{report}"
+    );
+
+    // The `all` image on its own: the offline demo (SQLite, OCR of a scanned page).
+    let demo_started = Instant::now();
+    let demo = deployment
+        .podman
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "localhost/engram:all",
+            "demo",
+        ])
+        .unwrap_or_else(|error| panic!("engram demo in the `all` image: {error}"));
+    assert!(demo.contains("pager"), "{demo}");
+    let demo_took = demo_started.elapsed();
+
     // SIGTERM, as `docker compose stop` sends it: each stops cleanly.
     let mut stops = Vec::new();
     for service in ["gateway", "chat", "ingest"] {
@@ -761,7 +806,17 @@ fn main() {
         "| `podman stop` (SIGTERM), exit code 0 | {} |",
         stops.join(", ")
     );
-    println!("| 429s served by the fake Discord | {} |", discord.rate_limited(GENERAL_ID));
+    println!(
+        "| `engram doctor` in ingest: all ok; in gateway: ok, warnings only for tesseract and pdftotext | as expected |"
+    );
+    println!(
+        "| `podman run engram:all demo` (offline demo, OCR) | {:.1} s |",
+        demo_took.as_secs_f64()
+    );
+    println!(
+        "| 429s served by the fake Discord | {} |",
+        discord.rate_limited(GENERAL_ID)
+    );
     println!("\njourney: passed");
     println!(
         "sizes: gateway/chat {gateway_mb:.1} MB (target ≤ {TARGET_GATEWAY_MB:.0}), ingest {ingest_mb:.1} MB (target ≤ {TARGET_INGEST_MB:.0})"
