@@ -24,8 +24,8 @@
 #    packages and the Qdrant server from ../shared/tools/qdrant, each on the same base.
 # 7. Sizes (`podman image inspect`), and with `run`, the journey: cargo bench --bench containers.
 #
-# Everything runs with host networking on 127.0.0.1. Images are kept (rebuilding is cheap:
-# the layers are cached); `podman rmi` removes them.
+# Runs as root. Everything runs with host networking on 127.0.0.1. Images are kept (rebuilding
+# is cheap: the layers are cached); `podman rmi` removes them.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,6 +41,9 @@ case "$mode" in all | build | run) ;; *) echo "usage: $0 [all|build|run]" >&2; e
 
 say() { echo "images: $*" >&2; }
 
+# debootstrap and rootful Podman (host networking, overlay storage) need root.
+[ "$(id -u)" -eq 0 ] || { say "run as root: debootstrap and Podman's rootful mode need it"; exit 1; }
+
 install_packages() {
   "$root/scripts/install-deps.sh" >&2
   local missing=() package
@@ -49,14 +52,9 @@ install_packages() {
       || missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { say "need root or sudo to install: ${missing[*]}"; exit 1; }
-    sudo=(sudo)
-  fi
   say "installing ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
 podman_settings() {
@@ -138,9 +136,13 @@ EOF
   rm -rf "$rootfs"
 }
 
-# engram's release binaries, copied into a build context beside config/ (the prebuilt stage).
+# engram's release binaries, for the build context's prebuilt/ folder. A benchmark build
+# (`cargo bench`) leaves its own engram in target/release/ (compiled with the dev-dependencies'
+# features), and cargo does not put the release one back while it is up to date, unless the
+# file is missing: so remove it first.
 release_build() {
   say "cargo build --release --locked --workspace (target: $target_dir)"
+  rm -f "$target_dir/release/engram" "$target_dir/release/engram-extract"
   (cd "$root" && CARGO_TARGET_DIR=$target_dir cargo build --release --locked --workspace)
 }
 
