@@ -115,8 +115,9 @@ impl Deployment {
         format!("{}-{service}", self.prefix)
     }
 
-    /// `podman run -d` of `image` as `service`, the way docker-compose.yml runs engram's
-    /// services (`init: true`, `stop_grace_period: 40s`), with host networking.
+    /// `podman run -d` of `image` as `service`, the way docker-compose.yml runs its services
+    /// (`restart: unless-stopped`; for engram's also `init: true`, `stop_grace_period: 40s`),
+    /// with host networking.
     fn start(&mut self, service: &str, image: &str, env: &[(&str, String)]) {
         let name = self.name(service);
         let mut args: Vec<String> = [
@@ -126,6 +127,8 @@ impl Deployment {
             &name,
             "--network",
             "host",
+            "--restart",
+            "unless-stopped",
             "--init",
             "--stop-timeout",
             "40",
@@ -211,6 +214,20 @@ impl Deployment {
             .is_ok_and(|state| state == "true")
     }
 
+    /// How often the restart policy has restarted the container (0 when podman cannot say).
+    fn restarts(&self, service: &str) -> u64 {
+        self.podman
+            .run(&[
+                "inspect",
+                "--format",
+                "{{.RestartCount}}",
+                &self.name(service),
+            ])
+            .ok()
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// `podman stop` (SIGTERM, SIGKILL after 40 s); how long it took and the exit code.
     fn stop(&self, service: &str) -> (Duration, i64) {
         let started = Instant::now();
@@ -232,8 +249,8 @@ impl Deployment {
         (took, code)
     }
 
-    /// Polls `done` every 50 ms; past `limit`, or once a container has exited, the run fails
-    /// with every container's log.
+    /// Polls `done` every 50 ms; past `limit`, or once a container has been restarted 3 times,
+    /// the run fails with every container's log.
     fn wait(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
         let started = Instant::now();
         let mut polls = 0u32;
@@ -244,14 +261,14 @@ impl Deployment {
             polls += 1;
             if polls % 20 == 0 {
                 let prefix = format!("{}-", self.prefix);
-                if let Some(exited) = self
+                if let Some(looping) = self
                     .started
                     .iter()
                     .map(|name| name.trim_start_matches(&prefix))
-                    .find(|service| !self.running(service))
+                    .find(|service| self.restarts(service) >= 3)
                 {
                     panic!(
-                        "{exited} exited while waiting for {what}\n{}",
+                        "{looping} keeps restarting, while waiting for {what}\n{}",
                         self.log_tails()
                     );
                 }
@@ -768,6 +785,23 @@ fn main() {
     assert!(demo.contains("pager"), "{demo}");
     let demo_took = demo_started.elapsed();
 
+    // Restarts by the restart policy, each with the reason the process gave when it stopped.
+    let restarts: Vec<String> = ["postgres", "qdrant", "gateway", "chat", "ingest"]
+        .into_iter()
+        .filter_map(|service| {
+            let count = deployment.restarts(service);
+            (count > 0).then(|| {
+                let logs = deployment.logs(service);
+                let reason = logs
+                    .lines()
+                    .find(|line| line.starts_with("engram: "))
+                    .unwrap_or("no reason logged");
+                let reason: String = reason.chars().take(200).collect();
+                format!("{service} {count}× ({reason})")
+            })
+        })
+        .collect();
+
     // SIGTERM, as `docker compose stop` sends it: each stops cleanly.
     let mut stops = Vec::new();
     for service in ["gateway", "chat", "ingest"] {
@@ -812,6 +846,14 @@ fn main() {
     println!(
         "| `podman run engram:all demo` (offline demo, OCR) | {:.1} s |",
         demo_took.as_secs_f64()
+    );
+    println!(
+        "| restarts by `restart: unless-stopped` | {} |",
+        if restarts.is_empty() {
+            "none".to_string()
+        } else {
+            restarts.join("; ")
+        }
     );
     println!(
         "| 429s served by the fake Discord | {} |",
