@@ -40,7 +40,8 @@ RUN cargo build --release --locked --workspace \
 FROM scratch AS prebuilt
 COPY prebuilt/engram prebuilt/engram-extract /out/
 
-# Only the stage BINARIES names is built.
+# Only the stage BINARIES names is built (BuildKit, Docker's default builder, and Buildah skip
+# the stages a target does not need).
 FROM ${BINARIES} AS binaries
 
 FROM ${DEBIAN_IMAGE} AS base
