@@ -22,7 +22,7 @@
 #    runs as written (apt-get installs from Debian over the host's network).
 # 6. Stand-ins for the two images docker-compose.yml pulls: PostgreSQL 15 from Debian's
 #    packages and the Qdrant server from ../shared/tools/qdrant, each on the same base.
-# 7. Sizes (`podman image inspect`), and with `run`, the journey: cargo bench --bench containers.
+# 7. Sizes (`podman image inspect`); then, unless `build`, the journey: cargo bench --bench containers.
 #
 # Runs as root. Everything runs with host networking on 127.0.0.1. Images are kept (rebuilding
 # is cheap: the layers are cached); `podman rmi` removes them.
