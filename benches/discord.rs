@@ -255,6 +255,28 @@ fn run(burst: &Burst) {
         .filter(|r| r.path.ends_with("/typing"))
         .count();
     let unretried = discord.unretried_429s().len();
+    let mut by_route: HashMap<String, usize> = HashMap::new();
+    for request in &served {
+        // The route's shape: ids and emoji hidden.
+        let shape: Vec<&str> = request
+            .path
+            .split('/')
+            .map(|part| {
+                if part.bytes().all(|b| b.is_ascii_digit()) && !part.is_empty() {
+                    "{id}"
+                } else if !part.is_ascii() {
+                    "{emoji}"
+                } else {
+                    part
+                }
+            })
+            .collect();
+        *by_route
+            .entry(format!("{} {}", request.method, shape.join("/")))
+            .or_default() += 1;
+    }
+    let mut by_route: Vec<_> = by_route.into_iter().collect();
+    by_route.sort();
     let typing_sent: usize = (0..channels).map(|n| discord.typing(channel_id(n))).sum();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let q = burst.questions;
@@ -272,6 +294,9 @@ fn run(burst: &Burst) {
         served.len(),
         discord.globally_limited()
     );
+    for (route, count) in &by_route {
+        println!("| 429s on `{route}` | {count} |");
+    }
     println!("| typing indicators sent | {typing_sent} |");
     println!(
         "| MESSAGE_CREATE → placeholder p50 / p99 / max | {:.0} / {:.0} / {:.0} ms |",

@@ -15,6 +15,9 @@ use tokio::time::Instant;
 
 /// Discord's global limit: requests per second per bot token.
 pub const GLOBAL_PER_SECOND: usize = 50;
+/// The span engram counts `GLOBAL_PER_SECOND` requests in: a second and a margin, since
+/// Discord counts them as they arrive, a few milliseconds after engram sent them, and unevenly.
+const GLOBAL_SPAN: Duration = Duration::from_millis(1_100);
 
 /// Where a request goes, as Discord's limits see it: the route's shape (ids replaced by
 /// placeholders) and its major parameter (the channel, guild or webhook), which separates
@@ -122,6 +125,9 @@ pub struct Limiter {
     buckets_of_routes: Mutex<HashMap<String, String>>,
     /// (bucket id, or the route's shape until known; major) → its window.
     windows: Mutex<HashMap<(String, String), SharedWindow>>,
+    /// Per major parameter: until when some bucket of it was last said to be empty. A route
+    /// whose bucket is not known yet waits for that, since it may be that bucket.
+    emptied_until: Mutex<HashMap<String, Instant>>,
     global: Mutex<Global>,
 }
 
@@ -144,11 +150,24 @@ impl Limiter {
             .clone()
     }
 
+    /// When `route` may go, by what its window says — and, while its bucket is not known,
+    /// not before any bucket of its major parameter that was said to be empty has reset.
+    fn ready_at(&self, route: &Route, window: &Window) -> Instant {
+        let now = Instant::now();
+        let ready = window.ready_at(now);
+        if lock(&self.buckets_of_routes).contains_key(&route.shape) {
+            return ready;
+        }
+        lock(&self.emptied_until)
+            .get(&route.major)
+            .map_or(ready, |until| ready.max(*until))
+    }
+
     /// Waits for `route`'s turn: behind the requests before it in its bucket, for the bucket
     /// to reset when it has nothing left, and for the global limit.
     pub async fn acquire(&self, route: &Route) -> Ticket {
         let window = self.window(route).lock_owned().await;
-        tokio::time::sleep_until(window.ready_at(Instant::now())).await;
+        tokio::time::sleep_until(self.ready_at(route, &window)).await;
         self.global_slot(true).await;
         Ticket {
             route: route.clone(),
@@ -161,7 +180,7 @@ impl Limiter {
     /// reached. For what is not worth sending late (the typing indicator).
     pub async fn try_acquire(&self, route: &Route) -> Option<Ticket> {
         let window = self.window(route).try_lock_owned().ok()?;
-        if window.ready_at(Instant::now()) > Instant::now() {
+        if self.ready_at(route, &window) > Instant::now() {
             return None;
         }
         self.global_slot(false).await.then_some(Ticket {
@@ -181,12 +200,12 @@ impl Limiter {
                 while global
                     .sent
                     .front()
-                    .is_some_and(|sent| now.duration_since(*sent) >= Duration::from_secs(1))
+                    .is_some_and(|sent| now.duration_since(*sent) >= GLOBAL_SPAN)
                 {
                     global.sent.pop_front();
                 }
-                let full = (global.sent.len() >= GLOBAL_PER_SECOND)
-                    .then(|| global.sent[0] + Duration::from_secs(1));
+                let full =
+                    (global.sent.len() >= GLOBAL_PER_SECOND).then(|| global.sent[0] + GLOBAL_SPAN);
                 match paused.into_iter().chain(full).max() {
                     None => {
                         global.sent.push_back(now);
@@ -237,6 +256,13 @@ impl Limiter {
                 ticket.window.reset_at =
                     Some(ticket.window.reset_at.map_or(until, |at| at.max(until)));
             }
+        }
+        if let (Some(0), Some(reset_at)) = (ticket.window.remaining, ticket.window.reset_at) {
+            let mut emptied = lock(&self.emptied_until);
+            let until = emptied
+                .entry(ticket.route.major.clone())
+                .or_insert(reset_at);
+            *until = (*until).max(reset_at);
         }
     }
 }
@@ -358,6 +384,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_route_not_seen_yet_waits_for_any_bucket_its_channel_emptied() {
+        let limiter = Limiter::new();
+        let create = Route::of("POST", "/channels/1/messages");
+        let edit = Route::of("PATCH", "/channels/1/messages/9");
+        // The first create names the bucket with room left; later ones empty it.
+        let ticket = limiter.acquire(&create).await;
+        limiter.settle(ticket, &answered("messages", 4, 5_000));
+        let ticket = limiter.acquire(&create).await;
+        limiter.settle(ticket, &answered("messages", 0, 4_000));
+        let start = Instant::now();
+        let ticket = limiter.acquire(&edit).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(4),
+            "an edit, whose bucket is not known, may be in the emptied one"
+        );
+        limiter.settle(ticket, &answered("edits", 4, 5_000));
+        let ticket = limiter.acquire(&create).await;
+        limiter.settle(ticket, &answered("messages", 0, 3_000));
+        let start = Instant::now();
+        drop(limiter.acquire(&edit).await);
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "once known to be another bucket, the edit does not wait for this one"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_429_holds_the_bucket_and_a_global_one_holds_everything() {
         let limiter = Limiter::new();
         let route = Route::of("PUT", "/channels/1/messages/2/reactions/x/@me");
@@ -419,6 +474,6 @@ mod tests {
                     .await,
             );
         }
-        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(start.elapsed(), GLOBAL_SPAN);
     }
 }
