@@ -398,7 +398,10 @@ mod tests {
         assert!(!text.contains("@everyone") && !text.contains("@here"));
         assert!(!text.contains("<!channel>") && !text.contains("<!here"));
         let group = neutralise_mass_mentions("ask <!subteam^S0ONCALL|@oncall> now");
-        assert!(!group.contains("<!subteam^"), "a user group is many people: {group}");
+        assert!(
+            !group.contains("<!subteam^"),
+            "a user group is many people: {group}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::io::{Cursor, Read, Write};
 use randomized::{check, corpus_file, mutate_bytes, mutate_text, repo_file, Rng};
 
 use crate::error::ExtractError;
+use crate::protocol::Emitter;
 use crate::sniff::Sniffed;
 use crate::{docx, html, sniff, text};
 
@@ -556,7 +557,7 @@ fn docx_archives_survive_mutation() {
                 mutate_bytes(rng, &archive, &[], &[b"PK\x01\x02", b"\xff\xff\xff\xff"])
             }
         };
-        if let Err(error) = docx::extract(&bytes) {
+        if let Err(error) = crate::office(&bytes, 2000, &mut Emitter::new(Vec::new())) {
             check_error(&error);
         }
     });
