@@ -7,10 +7,12 @@ mod html;
 mod image_input;
 mod limits;
 mod ocr;
+mod ods;
 mod package;
 mod pdf;
 mod pptx;
 mod protocol;
+mod sheet;
 mod sniff;
 mod text;
 mod xlsx;
@@ -307,9 +309,13 @@ fn office(bytes: &[u8], max_pages: u64, out: &mut Emitter<impl Write>) -> Result
             }
         }
         package::Kind::OpenDocumentSpreadsheet => {
-            return Err(ExtractError::Unsupported(
-                "OpenDocument spreadsheet (.ods); save it as .xlsx and send it again".into(),
-            ))
+            let pages = ods::extract(&mut package, &mut budget)?;
+            let count = check_count(pages.len(), "sheets")?;
+            out.document(kind.protocol_kind(), count, &[])
+                .map_err(write_failed)?;
+            for (index, page) in pages.iter().enumerate() {
+                emit(out, index, page)?;
+            }
         }
     }
     if out.chars() == 0 {

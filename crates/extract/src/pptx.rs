@@ -243,11 +243,7 @@ impl Walker {
                             }
                         }
                     }
-                    b"graphicFrame" => {
-                        if !self.frame_has_table {
-                            self.shapes.visuals += 1;
-                        }
-                    }
+                    b"graphicFrame" if !self.frame_has_table => self.shapes.visuals += 1,
                     b"sp" => self.end_shape(),
                     _ => {}
                 }

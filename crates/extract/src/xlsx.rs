@@ -16,12 +16,7 @@ use crate::package::{
     attr, prefixed_attr, text_of, walk, Package, Page, TextBudget, MAX_PART_BYTES,
     MAX_STREAMED_PART_BYTES,
 };
-
-/// Header labels longer than this are cut: a header is a short name, and a long one repeated
-/// on every row would multiply the text.
-const MAX_LABEL_CHARS: usize = 60;
-/// Rows holding a single cell (titles, notes) that may come before the header row.
-const MAX_TITLE_ROWS: usize = 5;
+use crate::sheet::{one_line, Cell, SheetText};
 
 /// A workbook's sheets in their tab order, with what their cells refer to.
 #[derive(Debug)]
@@ -145,18 +140,6 @@ impl Workbook {
             warning: None,
         })
     }
-}
-
-/// One line of text: whitespace runs (line breaks in cells) become single spaces.
-fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out
 }
 
 /// Decodes the `_xHHHH_` escapes OOXML strings use for characters XML cannot hold.
@@ -500,26 +483,6 @@ fn column_of(reference: &str) -> Option<u32> {
     (letters > 0).then_some(column)
 }
 
-/// A non-empty cell of the row being read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Cell {
-    column: u32,
-    value: String,
-    /// Text (a string, not a number, date or flag): what a header is made of.
-    text: bool,
-}
-
-impl Cell {
-    /// Whether a header row could hold this cell: text, or a year such as 2024.
-    fn label_like(&self) -> bool {
-        self.text
-            || self
-                .value
-                .parse::<u32>()
-                .is_ok_and(|year| (1900..=2100).contains(&year))
-    }
-}
-
 /// The cell being read: its place, type, format and the text of its value.
 #[derive(Debug, Default)]
 struct OpenCell {
@@ -531,49 +494,25 @@ struct OpenCell {
     inline: Option<RichText>,
 }
 
-/// Where a sheet's rows stand with respect to a header row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HeaderState {
-    /// Still looking; this many single-cell title rows were seen.
-    Looking(usize),
-    Found,
-    None,
-}
-
 /// Streams one worksheet's events into its page text.
 struct SheetWalker<'w, 'b> {
     workbook: &'w Workbook,
-    budget: &'b mut TextBudget,
-    text: String,
+    out: SheetText<'b>,
     row: Vec<Cell>,
     next_column: u32,
     cell: Option<OpenCell>,
     in_sheet_data: bool,
-    state: HeaderState,
-    /// The header's labels by column, in column order.
-    header: Vec<(u32, String)>,
-    /// The header row as a row, in case no data rows follow it.
-    header_row: Vec<Cell>,
-    data_rows: usize,
-    /// Whether the text ends with a row line.
-    last_was_row: bool,
 }
 
 impl<'w, 'b> SheetWalker<'w, 'b> {
     fn new(workbook: &'w Workbook, name: &str, budget: &'b mut TextBudget) -> Self {
         Self {
             workbook,
-            budget,
-            text: format!("# {name}"),
+            out: SheetText::new(name, budget),
             row: Vec::new(),
             next_column: 1,
             cell: None,
             in_sheet_data: false,
-            state: HeaderState::Looking(0),
-            header: Vec::new(),
-            header_row: Vec::new(),
-            data_rows: 0,
-            last_was_row: false,
         }
     }
 
@@ -618,7 +557,11 @@ impl<'w, 'b> SheetWalker<'w, 'b> {
             }
             Event::End(e) => match e.local_name().as_ref() {
                 b"sheetData" => self.in_sheet_data = false,
-                b"row" if self.in_sheet_data => self.end_row()?,
+                b"row" if self.in_sheet_data => {
+                    // A cell left open by a damaged part still counts.
+                    self.end_cell();
+                    self.out.row(&mut self.row)?;
+                }
                 b"c" => self.end_cell(),
                 b"v" => {
                     if let Some(cell) = self.cell.as_mut() {
@@ -710,104 +653,12 @@ impl<'w, 'b> SheetWalker<'w, 'b> {
         }
     }
 
-    fn end_row(&mut self) -> Result<(), ExtractError> {
-        // A cell left open by a damaged part still counts.
-        self.end_cell();
-        if self.row.is_empty() {
-            return Ok(());
-        }
-        let row = std::mem::take(&mut self.row);
-        match self.state {
-            HeaderState::Looking(titles) => {
-                if row.len() >= 2 && row.iter().all(Cell::label_like) {
-                    self.header = row
-                        .iter()
-                        .map(|cell| (cell.column, label(&cell.value)))
-                        .collect();
-                    self.header.sort_by_key(|(column, _)| *column);
-                    self.header_row = row.clone();
-                    self.state = HeaderState::Found;
-                } else if row.len() == 1 && titles < MAX_TITLE_ROWS {
-                    self.state = HeaderState::Looking(titles + 1);
-                    let title = row[0].value.clone();
-                    self.append("\n\n", &title)?;
-                } else {
-                    self.state = HeaderState::None;
-                    self.write_row(&row, false)?;
-                }
-            }
-            HeaderState::Found => {
-                self.data_rows += 1;
-                self.write_row(&row, true)?;
-            }
-            HeaderState::None => self.write_row(&row, false)?,
-        }
-        self.row = row;
-        self.row.clear();
-        Ok(())
-    }
-
-    /// Writes a row as a list line, its cells labelled by the header when `labelled`.
-    fn write_row(&mut self, row: &[Cell], labelled: bool) -> Result<(), ExtractError> {
-        let mut line = String::from("- ");
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("; ");
-            }
-            let label = labelled
-                .then(|| {
-                    self.header
-                        .binary_search_by_key(&cell.column, |(column, _)| *column)
-                        .ok()
-                        .map(|at| self.header[at].1.as_str())
-                })
-                .flatten();
-            if let Some(label) = label {
-                line.push_str(label);
-                line.push_str(": ");
-            }
-            line.push_str(&cell.value);
-        }
-        if !line.ends_with(['.', '!', '?']) {
-            line.push('.');
-        }
-        // Rows follow each other line by line (one list block); a title starts a new block.
-        let separator = if self.last_was_row { "\n" } else { "\n\n" };
-        self.append(separator, &line)?;
-        self.last_was_row = true;
-        Ok(())
-    }
-
-    fn append(&mut self, separator: &str, text: &str) -> Result<(), ExtractError> {
-        self.budget.take(separator.len() + text.len())?;
-        self.text.push_str(separator);
-        self.text.push_str(text);
-        self.last_was_row = false;
-        Ok(())
-    }
-
     /// The page text; `""` for a sheet without a value.
     fn finish(mut self) -> Result<String, ExtractError> {
-        self.end_row()?;
-        if self.state == HeaderState::Found && self.data_rows == 0 {
-            let row = std::mem::take(&mut self.header_row);
-            self.write_row(&row, false)?;
-        }
-        let has_values = self.text.contains('\n');
-        Ok(if has_values { self.text } else { String::new() })
+        self.end_cell();
+        self.out.row(&mut self.row)?;
+        Ok(self.out.finish()?.0)
     }
-}
-
-/// A header cell as a label: one line, without a trailing colon, cut to a short name.
-fn label(value: &str) -> String {
-    let value = one_line(value);
-    let value = value.trim_end_matches(':').trim_end();
-    if value.chars().count() <= MAX_LABEL_CHARS {
-        return value.to_owned();
-    }
-    let mut cut: String = value.chars().take(MAX_LABEL_CHARS).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]
@@ -990,7 +841,7 @@ two</t></si></sst>"#;
             Some("36:00:01")
         );
         assert_eq!(
-            serial_to_iso(45352.999_999_9, NumberKind::DateTime, false).as_deref(),
+            serial_to_iso(45_352.999_999_9, NumberKind::DateTime, false).as_deref(),
             Some("2024-03-02 00:00")
         );
     }
@@ -1018,10 +869,7 @@ two</t></si></sst>"#;
     }
 
     #[test]
-    fn labels_are_short_names() {
-        assert_eq!(label("  Start\n date: "), "Start date");
-        let long = "x".repeat(100);
-        assert_eq!(label(&long).chars().count(), MAX_LABEL_CHARS + 1);
+    fn escapes() {
         assert_eq!(decode_escapes("a_x0041_b_x12_c_xZZZZ_"), "aAb_x12_c_xZZZZ_");
     }
 
