@@ -269,7 +269,7 @@ mod tests {
         assert_eq!(pages.len(), 2);
         assert_eq!(
             pages[0].text,
-            "# Budget\n\n- Item: Paper A4; Cost: 12,50 €; Due: 2024-03-01.\n- Cost: 3.\n- Cost: 3."
+            "# Budget\n\nColumns: Item; Cost; Due.\n\n- Item: Paper A4; Cost: 12,50 €; Due: 2024-03-01.\n- Cost: 3.\n- Cost: 3."
         );
         assert_eq!(pages[1].text, "");
         assert_eq!(

@@ -105,6 +105,8 @@ impl TextBudget {
 pub struct Package<'a> {
     archive: zip::ZipArchive<Cursor<&'a [u8]>>,
     inflated: u64,
+    /// What all parts together may inflate to.
+    budget: u64,
     noun: &'static str,
 }
 
@@ -131,6 +133,7 @@ impl<'a> Package<'a> {
         Ok(Self {
             archive,
             inflated: 0,
+            budget: MAX_INFLATED_BYTES,
             noun: "the archive",
         })
     }
@@ -265,6 +268,7 @@ impl<'a> Package<'a> {
             limit,
             read: 0,
             inflated: &mut self.inflated,
+            budget: self.budget,
         };
         guard.check_declared()?;
         Ok(Some(BufReader::with_capacity(
@@ -356,6 +360,7 @@ struct Guard<'p> {
     limit: u64,
     read: u64,
     inflated: &'p mut u64,
+    budget: u64,
 }
 
 impl Guard<'_> {
@@ -385,7 +390,7 @@ impl Guard<'_> {
         if self.declared > RATIO_EXEMPT_BYTES && self.declared / self.compressed > MAX_RATIO {
             return Err(self.bomb(self.declared));
         }
-        if self.inflated.saturating_add(self.declared) > MAX_INFLATED_BYTES {
+        if self.inflated.saturating_add(self.declared) > self.budget {
             return Err(self.over_budget());
         }
         Ok(())
@@ -396,14 +401,14 @@ impl Guard<'_> {
             "{} is too large: its parts inflate to more than {} MiB in all; split it into \
              smaller files",
             self.noun,
-            MAX_INFLATED_BYTES / (1024 * 1024)
+            self.budget / (1024 * 1024)
         ))
     }
 
     /// Bytes that may still be inflated from this part, plus one to notice going over.
     fn room(&self) -> u64 {
         let part = self.limit.min(self.declared).saturating_sub(self.read);
-        let file = MAX_INFLATED_BYTES.saturating_sub(*self.inflated);
+        let file = self.budget.saturating_sub(*self.inflated);
         part.min(file).saturating_add(1)
     }
 
@@ -423,7 +428,7 @@ impl Guard<'_> {
         if self.read > RATIO_EXEMPT_BYTES && self.read / self.compressed > MAX_RATIO {
             return Err(self.bomb(self.read));
         }
-        if *self.inflated > MAX_INFLATED_BYTES {
+        if *self.inflated > self.budget {
             return Err(self.over_budget());
         }
         Ok(())
@@ -740,6 +745,25 @@ pub mod tests {
         // 3 MiB of one byte deflates far past the ratio limit.
         let error = package.read("xl/big.xml", 8 << 20).unwrap_err();
         assert!(error.message().contains("zip bomb"), "{}", error.message());
+    }
+
+    #[test]
+    fn all_parts_together_stay_within_the_budget() {
+        // Text that deflates only a few times over: no ratio refusal.
+        let part: Vec<u8> = (0u32..(3 << 20) / 8)
+            .flat_map(|i| format!("{:07x} ", i.wrapping_mul(2_654_435_761) >> 4).into_bytes())
+            .collect();
+        let bytes = zip_of(&[("a.xml", &part), ("b.xml", &part)]);
+        let mut package = Package::open(&bytes).unwrap();
+        package.budget = 5 << 20;
+        assert_eq!(package.read("a.xml", 8 << 20).unwrap().unwrap(), part);
+        let error = package.read("b.xml", 8 << 20).unwrap_err();
+        assert_eq!(error.kind(), "too_large");
+        assert!(
+            error.message().contains("5 MiB in all"),
+            "{}",
+            error.message()
+        );
     }
 
     #[test]

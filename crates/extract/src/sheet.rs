@@ -1,7 +1,8 @@
 //! A sheet's rows as page text, for every spreadsheet format: the sheet's name as a heading,
-//! up to a few title rows as lines, then each row as one list line whose cells carry their
-//! column's header (`- Region: EMEA; Revenue: 1200.`), so any chunk of a long sheet can be
-//! read, cited and quoted on its own, whatever rows the chunker puts together.
+//! up to a few title rows as lines, the header row once (`Columns: Region; Revenue.`), then
+//! each row as one list line whose cells carry their column's header (`- Region: EMEA;
+//! Revenue: 1200.`), so any chunk of a long sheet can be read, cited and quoted on its own,
+//! whatever rows the chunker puts together.
 
 use crate::error::ExtractError;
 use crate::package::TextBudget;
@@ -50,9 +51,6 @@ pub struct SheetText<'b> {
     state: HeaderState,
     /// The header's labels by column, in column order.
     header: Vec<(u32, String)>,
-    /// The header row as a row, in case no data rows follow it.
-    header_row: Vec<Cell>,
-    data_rows: usize,
     /// Whether the text ends with a row line.
     last_was_row: bool,
 }
@@ -64,8 +62,6 @@ impl<'b> SheetText<'b> {
             text: format!("# {}", one_line(name)),
             state: HeaderState::Looking(0),
             header: Vec::new(),
-            header_row: Vec::new(),
-            data_rows: 0,
             last_was_row: false,
         }
     }
@@ -85,8 +81,14 @@ impl<'b> SheetText<'b> {
                         .map(|cell| (cell.column, label(&cell.value)))
                         .collect();
                     self.header.sort_by_key(|(column, _)| *column);
-                    self.header_row = row.clone();
                     self.state = HeaderState::Found;
+                    // The header once as it is, so no label is lost when no row uses it.
+                    let names: Vec<String> = row
+                        .iter()
+                        .map(|cell| one_line(cell.value.trim_end().trim_end_matches(':')))
+                        .collect();
+                    let line = format!("Columns: {}.", names.join("; "));
+                    self.append("\n\n", &line)?;
                 } else if row.len() == 1 && titles < MAX_TITLE_ROWS {
                     self.state = HeaderState::Looking(titles + 1);
                     let title = row[0].value.clone();
@@ -96,10 +98,7 @@ impl<'b> SheetText<'b> {
                     self.write_row(&row, false)?;
                 }
             }
-            HeaderState::Found => {
-                self.data_rows += 1;
-                self.write_row(&row, true)?;
-            }
+            HeaderState::Found => self.write_row(&row, true)?,
             HeaderState::None => self.write_row(&row, false)?,
         }
         *cells = row;
@@ -147,11 +146,7 @@ impl<'b> SheetText<'b> {
     }
 
     /// The page text (`""` for a sheet without a value), and the budget back.
-    pub fn finish(mut self) -> Result<(String, &'b mut TextBudget), ExtractError> {
-        if self.state == HeaderState::Found && self.data_rows == 0 {
-            let row = std::mem::take(&mut self.header_row);
-            self.write_row(&row, false)?;
-        }
+    pub fn finish(self) -> Result<(String, &'b mut TextBudget), ExtractError> {
         let has_values = self.text.contains('\n');
         let text = if has_values { self.text } else { String::new() };
         Ok((text, self.budget))
@@ -218,7 +213,7 @@ mod tests {
         ];
         assert_eq!(
             render(&rows),
-            "# S heet\n\nTitle\n\n- Name: Ann; x; Start: 2024-03-01.\n- Start: Done!"
+            "# S heet\n\nTitle\n\nColumns: Name; Start.\n\n- Name: Ann; x; Start: 2024-03-01.\n- Start: Done!"
         );
     }
 
@@ -237,7 +232,10 @@ mod tests {
                 cell(3, "12", false),
             ],
         ];
-        assert_eq!(render(&years), "# S heet\n\n- Sales; 2023: 10; 2024: 12.");
+        assert_eq!(
+            render(&years),
+            "# S heet\n\nColumns: 2023; 2024.\n\n- Sales; 2023: 10; 2024: 12."
+        );
         assert_eq!(render(&[]), "");
     }
 

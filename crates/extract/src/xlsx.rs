@@ -743,6 +743,7 @@ two</t></si></sst>"#;
         assert_eq!(
             page.text,
             "# Sales\n\n\
+             Columns: Region; Revenue; Closed on.\n\n\
              - Region: EMEA; Revenue: 1200.5; Closed on: 2024-03-01.\n\
              - Region: EMEA-2; Revenue: 12.5%; TRUE.\n\
              - Revenue: #DIV/0!; Closed on: 2024-03-01 18:00."
@@ -773,7 +774,7 @@ two</t></si></sst>"#;
 <row r="3"><c r="A3" t="inlineStr"><is><t>Item:</t></is></c><c r="B3"><v>2024</v></c></row>"#;
         assert_eq!(
             pages(&workbook(&[("B", sheet)]))[0].text,
-            "# B\n\nBudget 2024\n\n- Item:; 2024."
+            "# B\n\nBudget 2024\n\nColumns: Item; 2024."
         );
         let sheet = r#"<row r="1"><c t="inlineStr"><is><t>Title</t></is></c></row>
 <row r="2"><c t="inlineStr"><is><t>Item:</t></is></c><c><v>2024</v></c></row>
@@ -781,7 +782,7 @@ two</t></si></sst>"#;
 <row r="4"><c t="inlineStr"><is><t>Note</t></is></c></row>"#;
         assert_eq!(
             pages(&workbook(&[("B", sheet)]))[0].text,
-            "# B\n\nTitle\n\n- Item: Paper; 2024: 12.\n- Item: Note."
+            "# B\n\nTitle\n\nColumns: Item; 2024.\n\n- Item: Paper; 2024: 12.\n- Item: Note."
         );
     }
 
@@ -791,7 +792,10 @@ two</t></si></sst>"#;
 <row r="1048576"><c r="A1048576" t="s"><v>2</v></c><c r="XFD1048576"><v>5</v></c><c r="ZZZZ9"><v>6</v></c></row>"#;
         let xml = format!(r#"<dimension ref="A1:XFD1048576"/>{sheet}"#);
         let page = &pages(&workbook(&[("Wide", &xml)]))[0];
-        assert_eq!(page.text, "# Wide\n\n- Region: EMEA; Revenue: 5; 6.");
+        assert_eq!(
+            page.text,
+            "# Wide\n\nColumns: Region; Revenue.\n\n- Region: EMEA; Revenue: 5; 6."
+        );
     }
 
     #[test]

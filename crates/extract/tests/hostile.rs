@@ -187,7 +187,7 @@ fn a_workbook_of_formulas_yields_their_values() {
     let text = run.page_text(1);
     assert_eq!(
         text,
-        "# Totals\n\n- Item: Rent; Amount: 1200.\n- Item: Power; Amount: 120.5.\n- Item: Label."
+        "# Totals\n\nColumns: Item; Amount.\n\n- Item: Rent; Amount: 1200.\n- Item: Power; Amount: 120.5.\n- Item: Label."
     );
     assert!(!text.contains("SUM") && !text.contains("CONCAT"), "{text}");
 }
