@@ -32,8 +32,9 @@ use sniff::Sniffed;
 const USAGE: &str = "\
 usage: engram-extract [OPTIONS] PATH
 
-Extract the text of one file (PDF, PNG, JPEG, TIFF, WebP, GIF, DOCX, HTML, Markdown, text)
-and print it page by page as JSON lines on stdout.
+Extract the text of one file (PDF, PNG, JPEG, TIFF, WebP, GIF, DOCX, XLSX, ODS, PPTX, HTML,
+Markdown, text) and print it page by page as JSON lines on stdout: a page per PDF page,
+spreadsheet sheet or slide.
 
 options:
   --memory-bytes N     address-space limit (default 1073741824)

@@ -278,6 +278,17 @@ fn legacy_binary_office_files_say_what_to_do() {
 }
 
 #[test]
+fn csv_stays_text_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "Item,Amount,Approver\nTaxi,45.50,Dana\nTrain,120,\"Marta, Lyon\"\n";
+    let path = write(dir.path(), "claims.csv", csv.as_bytes());
+    let run = quick(extract(&path, &[]));
+    run.expect_ok();
+    assert_eq!(run.document()["kind"], "text");
+    assert_eq!(run.page_text(1), csv.trim_end());
+}
+
+#[test]
 fn truncated_pdf_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let whole = fs::read(corpus_dir().join("files/03_argparse_reference.pdf")).unwrap();
