@@ -208,7 +208,6 @@ impl Walker {
                     b"p" if !empty => self.paragraph.clear(),
                     b"t" if !empty => self.in_text = true,
                     b"br" => self.paragraph.push(' '),
-                    b"tab" => self.paragraph.push('\t'),
                     _ => {}
                 }
             }
