@@ -1,5 +1,6 @@
-//! DOCX: the main part (through the package's zip-bomb guards) and a streaming (non-recursive) conversion
-//! of WordprocessingML to light Markdown (headings, list items, table rows, paragraphs).
+//! DOCX: the main part, read through the package's zip-bomb guards, and a streaming
+//! (non-recursive) conversion of WordprocessingML to light Markdown (headings, list items,
+//! table rows, paragraphs).
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
