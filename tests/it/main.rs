@@ -19,6 +19,8 @@ mod hostile;
 mod index;
 mod ingest;
 mod migrations;
+#[path = "../../crates/extract/tests/common/office.rs"]
+mod office;
 mod processes;
 mod queue;
 mod serve;

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// Why a file could not be extracted. Each variant maps to one `kind` of the protocol's
 /// `error` line; the payload is the human reason (cleaned by [`clean_message`] on output).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ExtractError {
     /// The content is of a type engram cannot read (the message names the detected type).
     #[error("unsupported file type: {0}")]

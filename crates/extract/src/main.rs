@@ -7,10 +7,15 @@ mod html;
 mod image_input;
 mod limits;
 mod ocr;
+mod ods;
+mod package;
 mod pdf;
+mod pptx;
 mod protocol;
+mod sheet;
 mod sniff;
 mod text;
+mod xlsx;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -27,8 +32,9 @@ use sniff::Sniffed;
 const USAGE: &str = "\
 usage: engram-extract [OPTIONS] PATH
 
-Extract the text of one file (PDF, PNG, JPEG, TIFF, WebP, GIF, DOCX, HTML, Markdown, text)
-and print it page by page as JSON lines on stdout.
+Extract the text of one file (PDF, PNG, JPEG, TIFF, WebP, GIF, DOCX, XLSX, ODS, PPTX, HTML,
+Markdown, text) and print it page by page as JSON lines on stdout: a page per PDF page,
+spreadsheet sheet or slide.
 
 options:
   --memory-bytes N     address-space limit (default 1073741824)
@@ -225,11 +231,7 @@ fn run(args: &Args, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
             out.page(1, &page.text, true, page.warning.as_deref())
                 .map_err(write_failed)?;
         }
-        Sniffed::Zip => {
-            let text = docx::extract(&bytes)?;
-            out.document("docx", 1, &[]).map_err(write_failed)?;
-            out.page(1, &text, false, None).map_err(write_failed)?;
-        }
+        Sniffed::Zip => office(&bytes, args.max_pages, out)?,
         Sniffed::Text => {
             let decoded = text::decode(&bytes);
             drop(bytes);
@@ -252,6 +254,77 @@ fn run(args: &Args, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
         return Err(ExtractError::NoText(
             "no text could be extracted from the document".into(),
         ));
+    }
+    Ok(())
+}
+
+/// An Office package (DOCX, XLSX, PPTX, ODS): a page per sheet or slide (one for a DOCX).
+fn office(bytes: &[u8], max_pages: u64, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
+    let mut package = package::Package::open(bytes)?;
+    let kind = package.identify()?;
+    let noun = package.noun();
+    let mut budget = package::TextBudget::new(noun);
+    let check_count = |count: usize, what: &str| {
+        if count as u64 > max_pages {
+            return Err(ExtractError::too_large(format_args!(
+                "{noun} has {count} {what}; the limit is {max_pages}"
+            )));
+        }
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    };
+    fn emit(
+        out: &mut Emitter<impl Write>,
+        index: usize,
+        page: &package::Page,
+    ) -> Result<(), ExtractError> {
+        let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        out.page(number, &page.text, false, page.warning.as_deref())
+            .map_err(write_failed)
+    }
+    match &kind {
+        package::Kind::Word(main) => {
+            let text = docx::extract(&mut package, main)?;
+            out.document(kind.protocol_kind(), 1, &[])
+                .map_err(write_failed)?;
+            out.page(1, &text, false, None).map_err(write_failed)?;
+            return Ok(());
+        }
+        package::Kind::Excel(main) => {
+            let workbook = xlsx::Workbook::open(&mut package, main)?;
+            let count = check_count(workbook.len(), "sheets")?;
+            out.document(kind.protocol_kind(), count, &[])
+                .map_err(write_failed)?;
+            for index in 0..workbook.len() {
+                let page = workbook.sheet(&mut package, index, &mut budget)?;
+                emit(out, index, &page)?;
+            }
+        }
+        package::Kind::PowerPoint(main) => {
+            let deck = pptx::Presentation::open(&mut package, main)?;
+            let count = check_count(deck.len(), "slides")?;
+            out.document(kind.protocol_kind(), count, &[])
+                .map_err(write_failed)?;
+            for index in 0..deck.len() {
+                let page = deck.slide(&mut package, index, &mut budget)?;
+                emit(out, index, &page)?;
+            }
+        }
+        package::Kind::OpenDocumentSpreadsheet => {
+            let pages = ods::extract(&mut package, &mut budget)?;
+            let count = check_count(pages.len(), "sheets")?;
+            out.document(kind.protocol_kind(), count, &[])
+                .map_err(write_failed)?;
+            for (index, page) in pages.iter().enumerate() {
+                emit(out, index, page)?;
+            }
+        }
+    }
+    if out.chars() == 0 {
+        return Err(ExtractError::NoText(match kind {
+            package::Kind::PowerPoint(_) => "no text in the presentation: its slides hold only                 pictures or empty shapes (text inside pictures is not read)"
+                .into(),
+            _ => "no text in the workbook: its sheets are empty or hold only charts".into(),
+        }));
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Randomized input tests of the extractor's parsers for user files: content sniffing, text
-//! decoding and normalising, HTML and DOCX (WordprocessingML and the archive around it).
+//! decoding and normalising, HTML, and Office packages — DOCX, XLSX, PPTX and ODS (their XML
+//! and the archive around it).
 //! Generated inputs and mutated real ones (the shared corpus, the demo files), thousands per
 //! run: none may panic, hang or grow its output out of proportion, and each keeps its
 //! promises. The harness (seeds, mutators, the hang watchdog, `ENGRAM_FUZZ_SCALE`) is the
@@ -9,11 +10,15 @@
 #[path = "../../../src/randomized.rs"]
 mod randomized;
 
+#[path = "../tests/common/office.rs"]
+mod office;
+
 use std::io::{Cursor, Read, Write};
 
 use randomized::{check, corpus_file, mutate_bytes, mutate_text, repo_file, Rng};
 
 use crate::error::ExtractError;
+use crate::protocol::Emitter;
 use crate::sniff::Sniffed;
 use crate::{docx, html, sniff, text};
 
@@ -556,7 +561,7 @@ fn docx_archives_survive_mutation() {
                 mutate_bytes(rng, &archive, &[], &[b"PK\x01\x02", b"\xff\xff\xff\xff"])
             }
         };
-        if let Err(error) = docx::extract(&bytes) {
+        if let Err(error) = crate::office(&bytes, 2000, &mut Emitter::new(Vec::new())) {
             check_error(&error);
         }
     });
@@ -590,5 +595,348 @@ fn whole_text_files_through_sniff_decode_and_convert() {
             Ok(_) => {}
             Err(error) => check_error(&error),
         }
+    });
+}
+
+/// The text lines an Office file yields through the extractor's whole path (package, kind,
+/// parser, budget, protocol), or its error, checked to be well formed.
+fn office_run(bytes: &[u8]) -> Result<String, ExtractError> {
+    let mut out = Emitter::new(Vec::new());
+    let result = crate::office(bytes, 2000, &mut out);
+    if let Err(error) = &result {
+        check_error(error);
+    }
+    let chars = out.chars();
+    assert!(
+        chars <= crate::package::MAX_TEXT_BYTES as u64,
+        "{chars} characters of text"
+    );
+    result.map(|()| {
+        let lines = String::from_utf8(out.into_inner()).expect("the protocol is UTF-8");
+        lines
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|line| line["text"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// A random cell at `reference`, and the word it must show (formulas show their value).
+fn random_cell(rng: &mut Rng, reference: &str, shared: &mut Vec<String>) -> (String, String) {
+    let word = format!("w{}", rng.below(1_000_000));
+    match rng.below(6) {
+        0 => {
+            shared.push(format!(
+                "<si><r><t>{word}</t></r><rPh><t>PHONETIC</t></rPh></si>"
+            ));
+            let index = shared.len() - 1;
+            (
+                format!(r#"<c r="{reference}" t="s"><v>{index}</v></c>"#),
+                word,
+            )
+        }
+        1 => (
+            format!(r#"<c r="{reference}" t="inlineStr"><is><t>{word}</t></is></c>"#),
+            word,
+        ),
+        2 => (
+            format!(r#"<c r="{reference}" t="str"><f>CONCATX("{word}")</f><v>{word}</v></c>"#),
+            word,
+        ),
+        3 => {
+            let n = rng.below(1_000_000).to_string();
+            (
+                format!(r#"<c r="{reference}"><f>SUMX(A1:A9)</f><v>{n}</v></c>"#),
+                n,
+            )
+        }
+        4 => {
+            let n = rng.below(1_000_000).to_string();
+            (format!(r#"<c r="{reference}" s="0"><v>{n}</v></c>"#), n)
+        }
+        _ => (
+            format!(r#"<c r="{reference}" t="b"><v>1</v></c>"#),
+            "TRUE".to_owned(),
+        ),
+    }
+}
+
+fn column_name(mut column: usize) -> String {
+    let mut name = Vec::new();
+    while column > 0 {
+        name.push(b'A' + ((column - 1) % 26) as u8);
+        column = (column - 1) / 26;
+    }
+    name.reverse();
+    String::from_utf8(name).expect("ASCII")
+}
+
+/// A random workbook: sheets of sparse rows (the first row of each led by a number, so no
+/// row is taken for a header), with empty rows and cells between; and the words shown.
+fn random_workbook(rng: &mut Rng) -> (Vec<u8>, Vec<String>) {
+    let mut shared = Vec::new();
+    let mut words = Vec::new();
+    let mut parts = Vec::new();
+    let sheets = rng.range(1, 4);
+    for sheet in 0..sheets {
+        let mut data = String::new();
+        let mut row = 0;
+        for _ in 0..rng.range(0, 12) {
+            row += rng.range(1, 2000);
+            data.push_str(&format!(r#"<row r="{row}">"#));
+            let mut column = 0;
+            for i in 0..rng.range(0, 6) {
+                column += rng.range(1, 40);
+                let reference = format!("{}{row}", column_name(column));
+                if i == 0 && words.is_empty() {
+                    data.push_str(&format!(r#"<c r="{reference}"><v>7</v></c>"#));
+                    words.push("7".to_owned());
+                    continue;
+                }
+                if rng.percent(15) {
+                    data.push_str(&format!(r#"<c r="{reference}" s="0"/>"#));
+                    continue;
+                }
+                let (cell, word) = random_cell(rng, &reference, &mut shared);
+                data.push_str(&cell);
+                words.push(word);
+            }
+            data.push_str("</row>");
+            if rng.percent(20) {
+                data.push_str(&format!(r#"<row r="{}"/>"#, row + 1));
+                row += 1;
+            }
+        }
+        let dimension = if rng.percent(50) {
+            r#"<dimension ref="A1:XFD1048576"/>"#
+        } else {
+            ""
+        };
+        parts.push(office::worksheet_with(sheet, dimension, &data));
+    }
+    let names: Vec<String> = (0..sheets).map(|i| format!("Sheet{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    (office::workbook(&names, parts, &shared.concat()), words)
+}
+
+#[test]
+fn xlsx_keeps_every_value_of_generated_workbooks_and_no_formula() {
+    check("xlsx generated", 300, |rng| {
+        let (bytes, words) = random_workbook(rng);
+        match office_run(&bytes) {
+            Ok(text) => {
+                for word in &words {
+                    assert!(
+                        text.split(|c: char| !c.is_alphanumeric())
+                            .any(|w| w == word),
+                        "{word} lost: {text:?}"
+                    );
+                }
+                for hidden in ["SUMX", "CONCATX", "PHONETIC"] {
+                    assert!(!text.contains(hidden), "{hidden} shown: {text:?}");
+                }
+            }
+            Err(error) => {
+                assert!(words.is_empty(), "{}", error.message());
+                assert_eq!(error.kind(), "no_text");
+            }
+        }
+    });
+}
+
+#[test]
+fn xlsx_headers_label_every_cell_below_them() {
+    check("xlsx headers", 300, |rng| {
+        let columns = rng.range(2, 6);
+        let labels: Vec<String> = (0..columns)
+            .map(|i| format!("Head{i}x{}", rng.below(999)))
+            .collect();
+        let mut data = String::from(r#"<row r="1">"#);
+        for (i, label) in labels.iter().enumerate() {
+            data.push_str(&format!(
+                r#"<c r="{}1" t="inlineStr"><is><t>{label}</t></is></c>"#,
+                column_name(i + 1)
+            ));
+        }
+        data.push_str("</row>");
+        let mut expected = Vec::new();
+        for row in 2..rng.range(3, 30) {
+            data.push_str(&format!(r#"<row r="{row}">"#));
+            for (i, label) in labels.iter().enumerate() {
+                if rng.percent(70) {
+                    let value = format!("v{}", rng.below(1_000_000));
+                    data.push_str(&format!(
+                        r#"<c r="{}{row}" t="inlineStr"><is><t>{value}</t></is></c>"#,
+                        column_name(i + 1)
+                    ));
+                    expected.push(format!("{label}: {value}"));
+                }
+            }
+            data.push_str("</row>");
+        }
+        let bytes = office::workbook(&["H"], vec![office::worksheet(0, &data)], "");
+        let text = office_run(&bytes).expect("a sheet with a header row has text");
+        for pair in &expected {
+            assert!(text.contains(pair.as_str()), "{pair} missing: {text:?}");
+        }
+    });
+}
+
+/// A random deck: titles, bodies, text boxes, footers and slide numbers (never shown),
+/// tables, groups, pictures and notes; and the words that must be shown.
+fn random_deck(rng: &mut Rng) -> (Vec<u8>, Vec<String>) {
+    let mut words = Vec::new();
+    let mut slides = Vec::new();
+    for _ in 0..rng.range(1, 5) {
+        let mut shapes = String::new();
+        for _ in 0..rng.range(0, 6) {
+            let word = format!("w{}", rng.below(1_000_000));
+            match rng.below(7) {
+                0 => {
+                    shapes.push_str(&office::shape("title", &[&word]));
+                    words.push(word);
+                }
+                1 | 2 => {
+                    let other = format!("w{}", rng.below(1_000_000));
+                    shapes.push_str(&office::shape(rng.choose(&["body", ""]), &[&word, &other]));
+                    words.push(word);
+                    words.push(other);
+                }
+                3 => shapes.push_str(&office::shape(
+                    rng.choose(&["ftr", "sldNum", "dt"]),
+                    &["HIDDENX"],
+                )),
+                4 => {
+                    shapes.push_str(&format!(
+                        "<p:graphicFrame><a:graphic><a:graphicData><a:tbl><a:tr><a:tc><a:txBody><a:p><a:r><a:t>{word}</a:t></a:r></a:p></a:txBody></a:tc><a:tc/></a:tr></a:tbl></a:graphicData></a:graphic></p:graphicFrame>"
+                    ));
+                    words.push(word);
+                }
+                5 => {
+                    shapes.push_str(&format!(
+                        "<p:grpSp><p:nvGrpSpPr/>{}{}</p:grpSp>",
+                        office::picture(),
+                        office::shape("", &[&word])
+                    ));
+                    words.push(word);
+                }
+                _ => shapes.push_str(&office::picture()),
+            }
+        }
+        let notes = if rng.percent(40) {
+            let word = format!("n{}", rng.below(1_000_000));
+            words.push(word.clone());
+            Some(word)
+        } else {
+            None
+        };
+        slides.push((shapes, notes));
+    }
+    let slides: Vec<(String, Option<&str>)> = slides
+        .iter()
+        .map(|(shapes, notes)| (shapes.clone(), notes.as_deref()))
+        .collect();
+    (office::pptx(&slides), words)
+}
+
+#[test]
+fn pptx_keeps_every_word_of_generated_decks_and_no_footer() {
+    check("pptx generated", 300, |rng| {
+        let (bytes, words) = random_deck(rng);
+        match office_run(&bytes) {
+            Ok(text) => {
+                for word in &words {
+                    assert!(text.contains(word.as_str()), "{word} lost: {text:?}");
+                }
+                assert!(!text.contains("HIDDENX"), "{text:?}");
+                assert!(!text.contains("Click to edit"), "layouts are not slides");
+            }
+            Err(error) => {
+                assert!(words.is_empty(), "{}", error.message());
+                assert_eq!(error.kind(), "no_text");
+            }
+        }
+    });
+}
+
+/// The entries of a ZIP, for mutating its parts.
+fn entries_of(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).expect("a generated archive");
+    (0..archive.len())
+        .map(|i| {
+            let mut entry = archive.by_index(i).expect("an entry");
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).expect("inflates");
+            (entry.name().to_owned(), content)
+        })
+        .collect()
+}
+
+const OFFICE_TOKENS: &[&[u8]] = &[
+    b"<row>",
+    b"</row>",
+    b"<c t=\"s\"><v>99999999999</v></c>",
+    b"<c r=\"ZZZZZZ1\">",
+    b"<v>1e308</v>",
+    b"<v>-1</v>",
+    b"s=\"4294967295\"",
+    b"<si>",
+    b"</t>",
+    b"<p:sp>",
+    b"</p:sp>",
+    b"<a:tbl>",
+    b"<a:tc>",
+    b"r:id=\"rId99\"",
+    b"Target=\"../../../x.xml\"",
+    b"Target=\"/\"",
+    b"table:number-rows-repeated=\"4294967295\"",
+    b"table:number-columns-repeated=\"99999\"",
+    b"<![CDATA[",
+    b"&#0;",
+    b"\0",
+];
+
+/// A small ODS: one table with a header, values, repeats and a comment.
+fn ods_seed() -> Vec<u8> {
+    let content = r#"<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body><office:spreadsheet><table:table table:name="T"><table:table-row><table:table-cell office:value-type="string"><text:p>Item</text:p></table:table-cell><table:table-cell office:value-type="string"><text:p>Due</text:p></table:table-cell></table:table-row><table:table-row table:number-rows-repeated="3"><table:table-cell office:value-type="string"><text:p>Paper<text:s/>A4</text:p><office:annotation><text:p>note</text:p></office:annotation></table:table-cell><table:table-cell office:value-type="date" office:date-value="2024-03-01"><text:p>01/03/24</text:p></table:table-cell></table:table-row><table:table-row table:number-rows-repeated="1048570"><table:table-cell table:number-columns-repeated="1024"/></table:table-row></table:table></office:spreadsheet></office:body></office:document-content>"#;
+    office::zip_of(&[
+        (
+            "mimetype".to_owned(),
+            b"application/vnd.oasis.opendocument.spreadsheet".to_vec(),
+        ),
+        ("content.xml".to_owned(), content.as_bytes().to_vec()),
+    ])
+}
+
+#[test]
+fn office_packages_survive_mutation() {
+    check("office mutated", 400, |rng| {
+        let seed = match rng.below(3) {
+            0 => random_workbook(rng).0,
+            1 => random_deck(rng).0,
+            _ => ods_seed(),
+        };
+        let bytes = if rng.percent(30) {
+            // Damage the archive itself: headers, sizes, directory.
+            mutate_bytes(
+                rng,
+                &seed,
+                &[],
+                &[b"PK\x01\x02", b"\xff\xff\xff\xff", b"PK\x03\x04"],
+            )
+        } else {
+            // Damage one part and zip it again.
+            let mut entries = entries_of(&seed);
+            let at = rng.below(entries.len());
+            let donor = entries[rng.below(entries.len())].1.clone();
+            entries[at].1 = mutate_bytes(rng, &entries[at].1, &donor, OFFICE_TOKENS);
+            if rng.percent(10) {
+                let other = rng.below(entries.len());
+                entries.swap(at, other);
+            }
+            office::zip_of(&entries)
+        };
+        let _ = office_run(&bytes);
     });
 }
