@@ -7,10 +7,7 @@ use tesseract::{PageSegMode, Tesseract};
 
 use crate::error::ExtractError;
 
-/// Pages (images or rendered PDF pages) narrower than this are upscaled 2x: tesseract reads
-/// best when x-heights are ~20–30 px.
-const UPSCALE_BELOW_WIDTH: u32 = 1500;
-/// Pages whose typical glyph (the median height of the ink components that are not specks) is
+/// Pages whose typical glyph (the ink-weighted median height of the page's ink components) is
 /// taller than this many pixels are shrunk until it is this tall. Tesseract scales every text
 /// line to a fixed height before the LSTM reads it, so pixels beyond that only cost layout
 /// analysis time. The shared corpus has glyphs of 25–27 px on its 300 dpi scans and 17 px on
@@ -18,16 +15,34 @@ const UPSCALE_BELOW_WIDTH: u32 = 1500;
 /// instructions by 15% (to 22 px: 7%). Targets of 17–20 px gave overall CERs of 2.67–2.74%
 /// (2.73% unshrunk), the pages differing by a character or two.
 const MAX_GLYPH_HEIGHT: u32 = 17;
-/// Resolution assumed for images that do not say (a page scan).
-const DEFAULT_DPI: u32 = 300;
+/// The typical glyph of 10–11 pt text scanned at 300 dpi, the size the despeckling thresholds
+/// below were measured at. They scale with the page's own glyphs, never with a resolution a
+/// file claims (phones write 72 dpi; many PNGs say nothing).
+const REFERENCE_GLYPH: u32 = 26;
+/// Ink components of at most this many pixels (at the reference glyph size) with no larger
+/// ink within `SPECK_RADIUS` pixels are specks.
+const SPECK_AREA: u32 = 120;
+const SPECK_RADIUS: u32 = 12;
+/// Ink components of at most glyph height² / this many pixels are dust, removed even next to
+/// letters (a full stop covers about glyph height² / 60).
+const DUST_PER_GLYPH: usize = 120;
 /// A page whose OCR text has fewer non-whitespace characters than this counts as empty.
 pub const MIN_TEXT_CHARS: usize = 20;
-
+/// A pass whose mean word confidence (weighted by word length) reaches this is kept without
+/// trying the other: the cleaned page of every scan in the shared corpus and of every clean
+/// test page reads at 89 or more, a page read wrongly (upside down, or binarised into
+/// fragments) at 70 or less.
+const SURE: f64 = 75.0;
+/// Below this mean confidence after both passes the page may be sideways or upside down:
+/// it is read once more with tesseract's orientation detection.
+const UPRIGHT_DOUBT: f64 = 50.0;
 /// The OCR engine of this process (created on first use: most files never need it).
 pub struct Ocr {
     lang: String,
     datapath: Option<String>,
     engine: Option<Tesseract>,
+    /// Report every pass on stderr (`--ocr-report`).
+    report: bool,
 }
 
 impl std::fmt::Debug for Ocr {
@@ -47,27 +62,58 @@ pub struct PageText {
     pub warning: Option<String>,
 }
 
+/// How a pass showed the page to tesseract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prep {
+    /// Light evened out, inverted if dark, despeckled, sized, binarised by us.
+    Cleaned,
+    /// The page's own grey pixels (only sized), thresholded by tesseract as its CLI does.
+    Raw,
+}
+
+/// What one pass read.
+#[derive(Debug)]
+struct Pass {
+    prep: Prep,
+    text: String,
+    /// Mean word confidence, 0–100, each word weighted by its length.
+    conf: f64,
+    /// Confident characters: the sum over words of length × confidence / 100. A pass that
+    /// drops text (a dark corner, a faint column) scores lower even if what it kept is sure.
+    score: f64,
+}
+
+/// Pixels as tesseract's `SetImage` takes them.
+enum Frame<'a> {
+    Bits(&'a Bitmap),
+    Gray(&'a GrayImage, Option<u32>),
+}
+
 impl Ocr {
     pub fn new(lang: &str, datapath: Option<&str>) -> Self {
         Ocr {
             lang: lang.to_owned(),
             datapath: datapath.map(str::to_owned),
             engine: None,
+            report: false,
         }
+    }
+
+    /// Report each OCR pass (preparation, confidence, time) on stderr.
+    pub fn report_passes(&mut self, on: bool) {
+        self.report = on;
     }
 
     fn engine(&mut self) -> Result<Tesseract, ExtractError> {
         if let Some(engine) = self.engine.take() {
             return Ok(engine);
         }
-        let mut engine =
-            Tesseract::new(self.datapath.as_deref(), Some(&self.lang)).map_err(|e| {
-                ExtractError::internal(format_args!(
+        let engine = Tesseract::new(self.datapath.as_deref(), Some(&self.lang)).map_err(|e| {
+            ExtractError::internal(format_args!(
                 "cannot start OCR for language {:?}: {e} (is tesseract's language data installed?)",
                 self.lang
             ))
-            })?;
-        engine.set_page_seg_mode(PageSegMode::PsmAuto);
+        })?;
         // The fixed-pitch search only shapes how blobs are grouped into words before the LSTM
         // reads whole lines. Off, it saved 4% of a page's instructions with identical text on
         // the shared corpus.
@@ -78,36 +124,48 @@ impl Ocr {
 
     /// Recognise the text of one page. `dpi` is the scan resolution if known.
     /// `page` only labels the warning.
+    ///
+    /// The cleaned page is read first. When tesseract is not sure of what it read, the raw
+    /// page is read too and the pass with more confident characters kept; when neither pass
+    /// is sure, the page may be sideways or upside down, and the better one is read again
+    /// with orientation detection.
     pub fn recognize(
         &mut self,
         image: GrayImage,
         dpi: Option<u32>,
         page: u32,
     ) -> Result<PageText, ExtractError> {
-        let bitmap = prepare(image, dpi.unwrap_or(DEFAULT_DPI));
-        let too_big = || ExtractError::too_large("the image is too large to OCR");
-        let w = i32::try_from(bitmap.width).map_err(|_| too_big())?;
-        let h = i32::try_from(bitmap.height).map_err(|_| too_big())?;
-        let stride = i32::try_from(bitmap.stride()).map_err(|_| too_big())?;
-        let failed =
-            |e: &dyn std::fmt::Display| ExtractError::internal(format_args!("OCR failed: {e}"));
+        let cleaned = prepare(&image, dpi);
+        if self.report {
+            eprintln!(
+                "ocr page {page}: glyph {:?} px, scale {}/{}, inverted {}, light evened {}, \
+                 specks {}, dpi {:?}",
+                cleaned.glyph,
+                cleaned.scale.num,
+                cleaned.scale.den,
+                cleaned.inverted,
+                cleaned.evened,
+                cleaned.specks,
+                cleaned.bitmap.dpi
+            );
+        }
+        let mut best = self.pass(Frame::Bits(&cleaned.bitmap), Prep::Cleaned, false, page)?;
+        if best.conf < UPRIGHT_DOUBT {
+            let turned = self.pass(Frame::Bits(&cleaned.bitmap), Prep::Cleaned, true, page)?;
+            best = better(best, turned);
+        }
+        if best.conf < SURE {
+            let raw = sized(image, cleaned.scale);
+            let other = self.pass(
+                Frame::Gray(&raw, cleaned.bitmap.dpi),
+                Prep::Raw,
+                false,
+                page,
+            )?;
+            best = better(best, other);
+        }
 
-        let engine = self.engine()?;
-        // One bit per pixel: tesseract then keeps a 1 MB copy of a letter page instead of
-        // 8-bit copies of the page, its grey version and its threshold map (~25 MB at 300 dpi),
-        // and skips its own thresholding (ours already ran).
-        let engine = engine
-            .set_frame(&bitmap.bits, w, h, 0, stride)
-            .map_err(|e| failed(&e))?;
-        let dpi = i32::try_from(bitmap.dpi).map_err(|_| too_big())?;
-        drop(bitmap);
-        // Tesseract guesses 70 dpi without this, which hurts its size heuristics.
-        let engine = engine.set_source_resolution(dpi);
-        let mut engine = engine.recognize().map_err(|e| failed(&e))?;
-        let raw = engine.get_text().map_err(|e| failed(&e))?;
-        self.engine = Some(engine);
-
-        let text = crate::text::normalize(&raw);
+        let text = best.text;
         let visible = text.chars().filter(|c| !c.is_whitespace()).count();
         if visible < MIN_TEXT_CHARS {
             return Ok(PageText {
@@ -122,6 +180,114 @@ impl Ocr {
             warning: None,
         })
     }
+
+    /// One tesseract run over `frame`.
+    fn pass(
+        &mut self,
+        frame: Frame<'_>,
+        prep: Prep,
+        osd: bool,
+        page: u32,
+    ) -> Result<Pass, ExtractError> {
+        let started = std::time::Instant::now();
+        let too_big = || ExtractError::too_large("the image is too large to OCR");
+        let failed =
+            |e: &dyn std::fmt::Display| ExtractError::internal(format_args!("OCR failed: {e}"));
+        let mut engine = self.engine()?;
+        engine.set_page_seg_mode(if osd {
+            PageSegMode::PsmAutoOsd
+        } else {
+            PageSegMode::PsmAuto
+        });
+        let (engine, dpi) = match frame {
+            // One bit per pixel: tesseract then keeps a 1 MB copy of a letter page instead of
+            // 8-bit copies of the page, its grey version and its threshold map (~25 MB at
+            // 300 dpi), and skips its own thresholding (ours already ran).
+            Frame::Bits(bitmap) => {
+                let w = i32::try_from(bitmap.width).map_err(|_| too_big())?;
+                let h = i32::try_from(bitmap.height).map_err(|_| too_big())?;
+                let stride = i32::try_from(bitmap.stride()).map_err(|_| too_big())?;
+                let engine = engine
+                    .set_frame(&bitmap.bits, w, h, 0, stride)
+                    .map_err(|e| failed(&e))?;
+                (engine, bitmap.dpi)
+            }
+            Frame::Gray(image, dpi) => {
+                let w = i32::try_from(image.width()).map_err(|_| too_big())?;
+                let h = i32::try_from(image.height()).map_err(|_| too_big())?;
+                let engine = engine
+                    .set_frame(image.as_raw(), w, h, 1, w)
+                    .map_err(|e| failed(&e))?;
+                (engine, dpi)
+            }
+        };
+        // Tesseract assumes 70 dpi when told nothing, which hurts its size heuristics.
+        let engine = match dpi {
+            Some(dpi) => engine.set_source_resolution(i32::try_from(dpi).map_err(|_| too_big())?),
+            None => engine,
+        };
+        let mut engine = engine.recognize().map_err(|e| failed(&e))?;
+        let raw = engine.get_text().map_err(|e| failed(&e))?;
+        let tsv = engine.get_tsv_text(0).map_err(|e| failed(&e))?;
+        self.engine = Some(engine);
+        let (conf, score) = confidence(&tsv);
+        let pass = Pass {
+            prep,
+            text: crate::text::normalize(&raw),
+            conf,
+            score,
+        };
+        if self.report {
+            eprintln!(
+                "ocr page {page}: {:?}{} conf {:.1} score {:.0} chars {} in {:.2}s",
+                pass.prep,
+                if osd { " +osd" } else { "" },
+                pass.conf,
+                pass.score,
+                pass.text.chars().filter(|c| !c.is_whitespace()).count(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(pass)
+    }
+}
+
+/// The pass with more confident characters (the first on a tie).
+fn better(a: Pass, b: Pass) -> Pass {
+    if b.score > a.score {
+        b
+    } else {
+        a
+    }
+}
+
+/// Mean word confidence (weighted by word length) and confident characters, from tesseract's
+/// TSV output (word rows: level 5, confidence in column 11, text in column 12).
+fn confidence(tsv: &str) -> (f64, f64) {
+    let (mut chars, mut score) = (0usize, 0f64);
+    for line in tsv.lines() {
+        let mut columns = line.split('\t');
+        if columns.next() != Some("5") {
+            continue;
+        }
+        let mut rest = columns.skip(9);
+        let (Some(conf), Some(word)) = (rest.next(), rest.next()) else {
+            continue;
+        };
+        let Ok(conf) = conf.trim().parse::<f64>() else {
+            continue;
+        };
+        let len = word.trim().chars().count();
+        if len == 0 {
+            continue;
+        }
+        chars += len;
+        score += len as f64 * conf.clamp(0.0, 100.0) / 100.0;
+    }
+    if chars == 0 {
+        return (0.0, 0.0);
+    }
+    (100.0 * score / chars as f64, score)
 }
 
 /// A binarised page packed one bit per pixel, most significant bit first, 1 = white: the
@@ -131,7 +297,7 @@ struct Bitmap {
     bits: Vec<u8>,
     width: u32,
     height: u32,
-    dpi: u32,
+    dpi: Option<u32>,
 }
 
 impl Bitmap {
@@ -140,37 +306,200 @@ impl Bitmap {
     }
 }
 
-/// Turn a page into what tesseract reads: upscale narrow pages, drop isolated specks, shrink
-/// pages with large text, binarise with Otsu's threshold (measured on the shared corpus:
-/// despeckling took the heavy-noise scan from 19.1% to 5.9% CER and the scanned PDF from
-/// 10.3%/5.2% to 2.2%/2.5%; Otsu after it lowered the overall CER from 2.79% to 2.58%; a 3x3
-/// median was slower and worse on clean pages).
-fn prepare(mut image: GrayImage, mut dpi: u32) -> Bitmap {
-    let upscaled = image.width() < UPSCALE_BELOW_WIDTH;
-    if upscaled {
-        image = imageops::resize(
+/// The cleaned page, the scale it was drawn at (1 = the page's own size) and what was done.
+#[derive(Debug)]
+struct Cleaned {
+    bitmap: Bitmap,
+    scale: Scale,
+    /// The typical glyph height before sizing, in pixels.
+    glyph: Option<u32>,
+    inverted: bool,
+    evened: bool,
+    specks: usize,
+}
+
+/// A size change: `num / den` (both positive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scale {
+    num: u32,
+    den: u32,
+}
+
+impl Scale {
+    const ONE: Scale = Scale { num: 1, den: 1 };
+
+    fn apply(self, side: u32) -> u32 {
+        ((u64::from(side) * u64::from(self.num) / u64::from(self.den)) as u32).max(1)
+    }
+}
+
+/// `image` at `scale` (shrunk by area averaging, enlarged by Catmull-Rom).
+fn sized(image: GrayImage, scale: Scale) -> GrayImage {
+    let (w, h) = image.dimensions();
+    match scale.num.cmp(&scale.den) {
+        std::cmp::Ordering::Equal => image,
+        std::cmp::Ordering::Less => shrink_area(&image, scale.apply(w), scale.apply(h)),
+        std::cmp::Ordering::Greater => imageops::resize(
             &image,
-            image.width() * 2,
-            image.height() * 2,
+            scale.apply(w),
+            scale.apply(h),
             FilterType::CatmullRom,
-        );
-        dpi *= 2;
+        ),
     }
-    let glyph_height = despeckle(&mut image, dpi);
-    if let Some(glyph) = glyph_height.filter(|&g| !upscaled && g > MAX_GLYPH_HEIGHT) {
-        let (w, h) = image.dimensions();
-        let shrink =
-            |side: u32| (u64::from(side) * u64::from(MAX_GLYPH_HEIGHT) / u64::from(glyph)) as u32;
-        let (new_w, new_h) = (shrink(w).max(1), shrink(h).max(1));
-        image = shrink_area(&image, new_w, new_h);
-        dpi = (u64::from(dpi) * u64::from(new_w) / u64::from(w)).max(1) as u32;
+}
+
+/// Glyphs smaller than this are enlarged 2x before binarisation: thresholding a stroke one
+/// or two pixels wide breaks it, while the interpolated page keeps its shape.
+const MIN_GLYPH_HEIGHT: u32 = 12;
+
+/// Turn a page into what tesseract reads: invert a light-on-dark page, even out uneven light,
+/// enlarge tiny glyphs and shrink large ones, drop isolated specks, binarise with Otsu's
+/// threshold (measured on the shared corpus: despeckling took the heavy-noise scan from 19.1%
+/// to 5.9% CER and the scanned PDF from 10.3%/5.2% to 2.2%/2.5%; Otsu after it lowered the
+/// overall CER from 2.79% to 2.58%; a 3x3 median was slower and worse on clean pages).
+/// `dpi` is the page's resolution if known; without it the resolution given to tesseract is
+/// estimated from the glyph size.
+fn prepare(image: &GrayImage, dpi: Option<u32>) -> Cleaned {
+    let mut work = image.clone();
+    let inverted = mostly_dark(&work);
+    if inverted {
+        imageops::invert(&mut work);
     }
-    let threshold = otsu_threshold(&image);
-    pack_bits(&image, threshold, dpi)
+    let evened = even_out_light(&mut work);
+    let mut threshold = otsu_threshold(&work);
+    let glyph = glyph_height(&work, threshold);
+    let mut glyph_now = glyph;
+    let mut scale = Scale::ONE;
+    if let Some(g) = glyph.filter(|&g| g < MIN_GLYPH_HEIGHT) {
+        scale = Scale {
+            num: MIN_GLYPH_HEIGHT,
+            den: g,
+        };
+        work = sized(work, scale);
+        threshold = otsu_threshold(&work);
+        glyph_now = Some(MIN_GLYPH_HEIGHT);
+    }
+    // Specks are told from punctuation at the page's own resolution, before any shrinking
+    // blurs the two together.
+    let mut specks = 0;
+    if let Some(g) = glyph_now {
+        specks = despeckle(&mut work, threshold, g);
+        if let Some(g) = glyph_now.filter(|&g| g > MAX_GLYPH_HEIGHT) {
+            scale = Scale {
+                num: MAX_GLYPH_HEIGHT,
+                den: g,
+            };
+            work = sized(work, scale);
+        }
+        threshold = otsu_threshold(&work);
+    }
+    // 10–11 pt text at 300 dpi has glyphs of about `REFERENCE_GLYPH` px.
+    let dpi = dpi
+        .map(|d| scale.apply(d))
+        .or_else(|| glyph.map(|g| (scale.apply(300 * g) / REFERENCE_GLYPH).clamp(70, 1200)));
+    Cleaned {
+        bitmap: pack_bits(&work, threshold, dpi),
+        scale,
+        glyph,
+        inverted,
+        evened,
+        specks,
+    }
+}
+
+/// Whether most of the page is darker than Otsu's threshold: light text on a dark ground.
+fn mostly_dark(image: &GrayImage) -> bool {
+    let threshold = otsu_threshold(image);
+    let dark = image.as_raw().iter().filter(|&&p| p <= threshold).count();
+    dark * 2 > image.as_raw().len()
+}
+
+/// Side of the square blocks the paper's brightness is sampled in, as a fraction of the
+/// shorter side of the page.
+const LIGHT_BLOCKS: u32 = 48;
+/// Light that varies by more than this fraction of the brightest paper is evened out.
+const UNEVEN_LIGHT: u32 = 12;
+
+/// Even out uneven light (a photo lit from one side, a shadow from a book's spine): estimate
+/// the paper's brightness over the page from the brightest pixel of each block (a block of
+/// pure ink takes its brighter neighbour's), and divide every pixel by it. A page whose paper
+/// varies by less than `UNEVEN_LIGHT` percent is left alone. Returns whether it changed.
+fn even_out_light(image: &mut GrayImage) -> bool {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let block = (w.min(h) / LIGHT_BLOCKS as usize).max(8);
+    let (bw, bh) = (w.div_ceil(block), h.div_ceil(block));
+    if bw < 3 || bh < 3 {
+        return false;
+    }
+    let mut paper = vec![0u8; bw * bh];
+    for (y, row) in image.as_raw().chunks_exact(w).enumerate() {
+        let cells = &mut paper[(y / block) * bw..(y / block + 1) * bw];
+        for (cell, pixels) in cells.iter_mut().zip(row.chunks(block)) {
+            *cell = (*cell).max(pixels.iter().copied().max().unwrap_or(0));
+        }
+    }
+    // A block inside a large glyph or a dark picture is not paper: take the brightest of
+    // each block's neighbourhood, then smooth.
+    let at = |v: &[u8], x: isize, y: isize| {
+        v[y.clamp(0, bh as isize - 1) as usize * bw + x.clamp(0, bw as isize - 1) as usize]
+    };
+    let mut widest = vec![0u8; bw * bh];
+    for y in 0..bh as isize {
+        for x in 0..bw as isize {
+            let mut m = 0;
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    m = m.max(at(&paper, x + dx, y + dy));
+                }
+            }
+            widest[y as usize * bw + x as usize] = m;
+        }
+    }
+    for y in 0..bh as isize {
+        for x in 0..bw as isize {
+            let mut sum = 0u32;
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    sum += u32::from(at(&widest, x + dx, y + dy));
+                }
+            }
+            paper[y as usize * bw + x as usize] = (sum / 9) as u8;
+        }
+    }
+    let mut levels = paper.clone();
+    levels.sort_unstable();
+    let low = u32::from(levels[levels.len() / 20]);
+    let high = u32::from(levels[levels.len() - 1 - levels.len() / 20]);
+    if high == 0 || (high - low) * 100 <= high * UNEVEN_LIGHT {
+        return false;
+    }
+    // Bilinear interpolation between block centres, one output row at a time.
+    let centre = |i: usize| i as f32 * block as f32 + block as f32 / 2.0;
+    let mut row_paper = vec![0f32; bw];
+    let pixels = image.as_mut();
+    for y in 0..h {
+        let fy = ((y as f32 - block as f32 / 2.0) / block as f32).clamp(0.0, (bh - 1) as f32);
+        let (y0, ty) = (fy as usize, fy.fract());
+        let y1 = (y0 + 1).min(bh - 1);
+        for (x, cell) in row_paper.iter_mut().enumerate() {
+            let a = f32::from(paper[y0 * bw + x]);
+            let b = f32::from(paper[y1 * bw + x]);
+            *cell = a + (b - a) * ty;
+        }
+        let row = &mut pixels[y * w..(y + 1) * w];
+        for (x, p) in row.iter_mut().enumerate() {
+            let fx = ((x as f32 - centre(0)) / block as f32).clamp(0.0, (bw - 1) as f32);
+            let (x0, tx) = (fx as usize, fx.fract());
+            let x1 = (x0 + 1).min(bw - 1);
+            let level = row_paper[x0] + (row_paper[x1] - row_paper[x0]) * tx;
+            *p = (f32::from(*p) * 255.0 / level.max(1.0)).min(255.0) as u8;
+        }
+    }
+    true
 }
 
 /// Binarise at `threshold` (darker than or equal to it is ink) and pack one bit per pixel.
-fn pack_bits(image: &GrayImage, threshold: u8, dpi: u32) -> Bitmap {
+fn pack_bits(image: &GrayImage, threshold: u8, dpi: Option<u32>) -> Bitmap {
     let (width, height) = image.dimensions();
     let stride = (width as usize).div_ceil(8);
     let mut bits = vec![0u8; stride * height as usize];
@@ -296,92 +625,150 @@ pub fn otsu_threshold(image: &GrayImage) -> u8 {
     best_t
 }
 
-/// Remove isolated specks: small dark connected components with no larger ink nearby (dust
-/// and noise in margins and between lines; dots of `i` and full stops sit next to letters
-/// and are kept). `dpi` scales the size and distance thresholds. Returns the median height
-/// of the larger components (the page's typical glyph height), if it has any.
-pub fn despeckle(image: &mut GrayImage, dpi: u32) -> Option<u32> {
+/// Visit every 8-connected component of pixels at or below `threshold` (ink) with its pixel
+/// indices and its bounding box `(left, top, right, bottom)`, inclusive. `state` is scratch:
+/// one byte per pixel, zero on entry; each component's pixels are left marked with the value
+/// `visit` returns (at least 1).
+fn components(
+    image: &GrayImage,
+    threshold: u8,
+    state: &mut [u8],
+    mut visit: impl FnMut(&[u32], (usize, usize, usize, usize)) -> u8,
+) {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let raw = image.as_raw();
+    let dark = |i: usize| raw[i] <= threshold;
+    let mut component: Vec<u32> = Vec::new();
+    let mut stack: Vec<u32> = Vec::new();
+    let w32 = w as u32;
+    for start in 0..w * h {
+        if !dark(start) || state[start] != 0 {
+            continue;
+        }
+        // Label with an explicit stack (no recursion).
+        component.clear();
+        state[start] = 1;
+        stack.push(start as u32);
+        let (mut top, mut bottom) = (start / w, start / w);
+        let (mut left, mut right) = (start % w, start % w);
+        while let Some(i) = stack.pop() {
+            component.push(i);
+            // 32-bit division is several times cheaper than 64-bit and runs for every ink
+            // pixel (pages are far below 2^32 pixels).
+            let y = (i / w32) as usize;
+            let x = i as usize - y * w;
+            top = top.min(y);
+            bottom = bottom.max(y);
+            left = left.min(x);
+            right = right.max(x);
+            for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                    let n = ny * w + nx;
+                    if dark(n) && state[n] == 0 {
+                        state[n] = 1;
+                        stack.push(n as u32);
+                    }
+                }
+            }
+        }
+        let mark = visit(&component, (left, top, right, bottom)).max(1);
+        if mark != 1 {
+            for &i in &component {
+                state[i as usize] = mark;
+            }
+        }
+    }
+}
+
+/// The page's typical glyph height: the median height of its ink components, each weighted by
+/// its ink, so that a sea of specks does not outvote the letters. Rules, frames and pictures
+/// (components over a quarter of the page's width or half its height) do not count.
+fn glyph_height(image: &GrayImage, threshold: u8) -> Option<u32> {
     let (w, h) = (image.width() as usize, image.height() as usize);
     if w == 0 || h == 0 {
         return None;
     }
-    let scale = f64::from(dpi) / 300.0;
-    let max_speck_area = ((120.0 * scale * scale) as usize).max(1);
-    let radius = ((12.0 * scale).round() as usize).max(1);
-    let threshold = otsu_threshold(image);
+    let mut state = vec![0u8; w * h];
+    let mut sizes: Vec<(u32, usize)> = Vec::new();
+    components(
+        image,
+        threshold,
+        &mut state,
+        |pixels, (left, top, right, bottom)| {
+            let (cw, ch) = (right - left + 1, bottom - top + 1);
+            if cw * 4 <= w && ch * 2 <= h {
+                sizes.push((ch as u32, pixels.len()));
+            }
+            1
+        },
+    );
+    let total: usize = sizes.iter().map(|&(_, ink)| ink).sum();
+    if total == 0 {
+        return None;
+    }
+    sizes.sort_unstable();
+    let mut seen = 0;
+    sizes.iter().find_map(|&(height, ink)| {
+        seen += ink;
+        (seen * 2 >= total).then_some(height)
+    })
+}
+
+/// Remove isolated specks: small compact dark connected components with no larger ink nearby
+/// (dust and noise in margins and between lines; dots of `i` and full stops sit next to
+/// letters and are kept, and dashes, however far from the words, are long). The size and distance thresholds scale with `glyph`, the page's typical
+/// glyph height. Returns how many specks were removed.
+pub fn despeckle(image: &mut GrayImage, threshold: u8, glyph: u32) -> usize {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    if w == 0 || h == 0 {
+        return 0;
+    }
+    let scale = f64::from(glyph) / f64::from(REFERENCE_GLYPH);
+    let max_speck_area = ((f64::from(SPECK_AREA) * scale * scale) as usize).max(1);
+    let radius = ((f64::from(SPECK_RADIUS) * scale).round() as usize).max(1);
+    // Far smaller than a full stop (about a seventh of a glyph across): noise wherever it is.
+    let dust = (glyph as usize).pow(2) / DUST_PER_GLYPH;
 
     // One byte per pixel for all the bookkeeping (a 300 dpi page is 8.4 M pixels, so every
-    // full-page array counts): UNSEEN, then SMALL or BIG once its component is labelled.
-    const UNSEEN: u8 = 0;
+    // full-page array counts): unseen, then SMALL or BIG once its component is labelled.
     const SMALL: u8 = 1;
     const BIG: u8 = 2;
-    let mut state = vec![UNSEEN; w * h];
+    let mut state = vec![0u8; w * h];
     let mut specks: Vec<u32> = Vec::new();
     let mut speck_ranges: Vec<(usize, usize)> = Vec::new();
-    let mut component: Vec<u32> = Vec::new();
-    let mut stack: Vec<u32> = Vec::new();
-    let mut heights: Vec<u32> = Vec::new();
-    let w32 = w as u32;
-    {
-        let raw = image.as_raw();
-        let dark = |i: usize| raw[i] <= threshold;
-        for start in 0..w * h {
-            if !dark(start) || state[start] != UNSEEN {
-                continue;
-            }
-            // Label 8-connected dark components with an explicit stack (no recursion).
-            component.clear();
-            state[start] = SMALL;
-            stack.push(start as u32);
-            let (mut top, mut bottom) = (start / w, start / w);
-            while let Some(i) = stack.pop() {
-                component.push(i);
-                // 32-bit division is several times cheaper than 64-bit and runs for every ink
-                // pixel (pages are far below 2^32 pixels).
-                let y = (i / w32) as usize;
-                let x = i as usize - y * w;
-                top = top.min(y);
-                bottom = bottom.max(y);
-                for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
-                    for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
-                        let n = ny * w + nx;
-                        if dark(n) && state[n] == UNSEEN {
-                            state[n] = SMALL;
-                            stack.push(n as u32);
-                        }
-                    }
-                }
-            }
-            if component.len() > max_speck_area {
-                heights.push((bottom - top + 1) as u32);
-                for &i in &component {
-                    state[i as usize] = BIG;
-                }
+    // Half a glyph long is a letter, a dash or a rule, however thin: a speck is compact.
+    let long = (glyph as usize).div_ceil(2);
+    components(
+        image,
+        threshold,
+        &mut state,
+        |pixels, (left, top, right, bottom)| {
+            if pixels.len() > max_speck_area || (right - left + 1).max(bottom - top + 1) >= long {
+                BIG
             } else {
-                speck_ranges.push((specks.len(), specks.len() + component.len()));
-                specks.extend_from_slice(&component);
+                speck_ranges.push((specks.len(), specks.len() + pixels.len()));
+                specks.extend_from_slice(pixels);
+                SMALL
             }
-        }
-    }
+        },
+    );
     // Reuse the state array: it becomes "within `radius` of a big component".
     for cell in state.iter_mut() {
         *cell = u8::from(*cell == BIG);
     }
     dilate_in_place(&mut state, w, h, radius);
     let pixels = image.as_mut();
+    let mut removed = 0;
     for (a, b) in speck_ranges {
         let comp = &specks[a..b];
-        if !comp.iter().any(|&i| state[i as usize] != 0) {
+        if comp.len() <= dust || !comp.iter().any(|&i| state[i as usize] != 0) {
+            removed += 1;
             for &i in comp {
                 pixels[i as usize] = 255;
             }
         }
     }
-    if heights.is_empty() {
-        return None;
-    }
-    let middle = heights.len() / 2;
-    Some(*heights.select_nth_unstable(middle).1)
+    removed
 }
 
 /// Square dilation of a 0/1 mask by `r` pixels, in place: separable running counts, O(pixels).
@@ -437,31 +824,166 @@ fn dilate_in_place(mask: &mut [u8], w: usize, h: usize, r: usize) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn despeckle_keeps_text_and_drops_isolated_dots() {
-        let mut img = GrayImage::from_pixel(200, 200, image::Luma([255]));
-        // A big "letter" block and a dot beside it, plus a lone dot far away.
-        for y in 50..80 {
-            for x in 50..70 {
-                img.put_pixel(x, y, image::Luma([0]));
-            }
-        }
-        for (x0, y0) in [(74, 75), (150, 150)] {
-            for y in y0..y0 + 4 {
-                for x in x0..x0 + 4 {
+    /// A white page with black rectangles (x, y, width, height).
+    fn page(w: u32, h: u32, boxes: &[(u32, u32, u32, u32)]) -> GrayImage {
+        let mut img = GrayImage::from_pixel(w, h, image::Luma([255]));
+        for &(x0, y0, bw, bh) in boxes {
+            for y in y0..y0 + bh {
+                for x in x0..x0 + bw {
                     img.put_pixel(x, y, image::Luma([0]));
                 }
             }
         }
-        let glyph_height = despeckle(&mut img, 300);
-        assert_eq!(
-            glyph_height,
-            Some(30),
-            "the letter's height; dots do not count"
+        img
+    }
+
+    #[test]
+    fn despeckle_keeps_text_and_drops_isolated_dots() {
+        // A "letter" 30 px tall, a full stop beside it, a lone speck far away, a dash far
+        // from the letter (long and thin), and dust touching the letter's neighbourhood.
+        let mut img = page(
+            200,
+            200,
+            &[
+                (50, 50, 20, 30),
+                (74, 75, 4, 4),
+                (150, 150, 4, 4),
+                (100, 60, 16, 2),
+                (72, 52, 2, 2),
+            ],
         );
+        let glyph = glyph_height(&img, 127);
+        assert_eq!(glyph, Some(30), "the letter's height; dots do not count");
+        let removed = despeckle(&mut img, 127, 30);
+        assert_eq!(removed, 2);
         assert_eq!(img.get_pixel(60, 60).0[0], 0, "letter kept");
         assert_eq!(img.get_pixel(75, 76).0[0], 0, "full stop kept");
+        assert_eq!(img.get_pixel(105, 60).0[0], 0, "dash kept");
         assert_eq!(img.get_pixel(151, 151).0[0], 255, "lone speck removed");
+        assert_eq!(
+            img.get_pixel(72, 52).0[0],
+            255,
+            "dust removed even next to ink"
+        );
+    }
+
+    #[test]
+    fn despeckling_scales_with_the_glyphs_not_the_resolution() {
+        // Small print: letters 9 px tall, 4 px wide, a full stop of 2x2 px beside one. At
+        // 300 dpi thresholds every letter here would be a speck.
+        let mut boxes: Vec<(u32, u32, u32, u32)> =
+            (0..20).map(|i| (10 + i * 7, 20, 4, 9)).collect();
+        boxes.push((150, 27, 2, 2));
+        let mut img = page(200, 60, &boxes);
+        let glyph = glyph_height(&img, 127).unwrap();
+        assert_eq!(glyph, 9);
+        assert_eq!(despeckle(&mut img, 127, glyph), 0);
+        assert_eq!(img.get_pixel(150, 27).0[0], 0, "full stop kept");
+    }
+
+    #[test]
+    fn glyph_height_ignores_rules_and_frames() {
+        // Letters 20 px tall and a frame around the page: the frame is one huge component.
+        let mut boxes: Vec<(u32, u32, u32, u32)> =
+            (0..30).map(|i| (40 + i * 16, 100, 10, 20)).collect();
+        boxes.extend([
+            (0, 0, 600, 6),
+            (0, 394, 600, 6),
+            (0, 0, 6, 400),
+            (594, 0, 6, 400),
+        ]);
+        assert_eq!(glyph_height(&page(600, 400, &boxes), 127), Some(20));
+        assert_eq!(glyph_height(&page(50, 50, &[]), 127), None);
+    }
+
+    #[test]
+    fn light_on_dark_is_inverted_and_dark_on_light_is_not() {
+        let boxes: Vec<(u32, u32, u32, u32)> = (0..20).map(|i| (10 + i * 20, 40, 10, 20)).collect();
+        let mut img = page(420, 100, &boxes);
+        assert!(!mostly_dark(&img));
+        imageops::invert(&mut img);
+        assert!(mostly_dark(&img));
+        let cleaned = prepare(&img, Some(300));
+        assert!(cleaned.inverted);
+        let white = |x: u32, y: u32| {
+            let b = &cleaned.bitmap;
+            b.bits[y as usize * b.stride() + x as usize / 8] & (0x80 >> (x % 8)) != 0
+        };
+        assert!(white(5, 5), "the dark ground becomes paper");
+        assert!(!white(15, 50), "the light letters become ink");
+    }
+
+    /// Text-like marks on paper lit from the left: 250 there, falling to `far` on the right.
+    fn lit_page(far: u8) -> GrayImage {
+        let (w, h) = (480u32, 480u32);
+        GrayImage::from_fn(w, h, |x, y| {
+            let paper = 250.0 - (250.0 - f32::from(far)) * x as f32 / (w - 1) as f32;
+            let ink = (y / 12) % 3 == 1 && (x / 6) % 3 != 2;
+            image::Luma([if ink {
+                (paper * 0.25) as u8
+            } else {
+                paper as u8
+            }])
+        })
+    }
+
+    #[test]
+    fn uneven_light_is_evened_out() {
+        let mut img = lit_page(90);
+        // Otsu on the raw page puts the dim paper on the right with the ink.
+        let t = otsu_threshold(&img);
+        assert!(
+            img.get_pixel(470, 5).0[0] <= t,
+            "dim paper reads as ink before"
+        );
+        assert!(even_out_light(&mut img));
+        let t = otsu_threshold(&img);
+        for (x, y) in [(5, 5), (240, 5), (470, 5), (470, 470)] {
+            assert!(img.get_pixel(x, y).0[0] > t, "paper at ({x}, {y}) is paper");
+        }
+        for (x, y) in [(1, 13), (241, 13), (469, 13)] {
+            assert!(img.get_pixel(x, y).0[0] <= t, "ink at ({x}, {y}) is ink");
+        }
+    }
+
+    #[test]
+    fn evenly_lit_pages_are_left_alone() {
+        let mut img = lit_page(240);
+        let before = img.clone();
+        assert!(!even_out_light(&mut img));
+        assert_eq!(img, before);
+    }
+
+    #[test]
+    fn confidence_weighs_words_by_length() {
+        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
+                   1\t1\t0\t0\t0\t0\t0\t0\t100\t100\t-1\t\n\
+                   5\t1\t1\t1\t1\t1\t0\t0\t10\t10\t90.5\tabcd\n\
+                   5\t1\t1\t1\t1\t2\t0\t0\t10\t10\t30\tz\n\
+                   5\t1\t1\t1\t1\t3\t0\t0\t10\t10\t95\t \n";
+        let (conf, score) = confidence(tsv);
+        assert!((score - (4.0 * 0.905 + 0.30)).abs() < 1e-9, "{score}");
+        assert!((conf - 100.0 * score / 5.0).abs() < 1e-9, "{conf}");
+        assert_eq!(confidence(""), (0.0, 0.0));
+    }
+
+    #[test]
+    fn the_pass_with_more_confident_characters_wins() {
+        let pass = |prep, score| Pass {
+            prep,
+            text: String::new(),
+            conf: 95.0,
+            score,
+        };
+        // A sure pass that dropped a dark corner loses to one that read the whole page.
+        assert_eq!(
+            better(pass(Prep::Raw, 1400.0), pass(Prep::Cleaned, 1800.0)).prep,
+            Prep::Cleaned
+        );
+        assert_eq!(
+            better(pass(Prep::Cleaned, 10.0), pass(Prep::Raw, 10.0)).prep,
+            Prep::Cleaned
+        );
     }
 
     #[test]
@@ -509,11 +1031,13 @@ mod tests {
                 }
             }
         }
-        let bitmap = prepare(img, 300);
+        let cleaned = prepare(&img, Some(300));
+        let bitmap = &cleaned.bitmap;
         let shrink = |side: u32| side * MAX_GLYPH_HEIGHT / 40;
+        assert_eq!(cleaned.glyph, Some(40));
         assert_eq!(
             (bitmap.width, bitmap.height, bitmap.dpi),
-            (shrink(1600), shrink(400), shrink(300))
+            (shrink(1600), shrink(400), Some(shrink(300)))
         );
         assert_eq!(bitmap.bits.len(), bitmap.stride() * bitmap.height as usize);
         let white = |x: u32, y: u32| {
@@ -529,7 +1053,7 @@ mod tests {
         let img = GrayImage::from_fn(10, 2, |x, _| {
             image::Luma([if x % 2 == 0 { 0 } else { 255 }])
         });
-        let bitmap = pack_bits(&img, 127, 300);
+        let bitmap = pack_bits(&img, 127, Some(300));
         assert_eq!(bitmap.stride(), 2);
         assert_eq!(
             bitmap.bits,
