@@ -26,6 +26,8 @@ const SPECK_RADIUS: u32 = 12;
 /// Ink components of at most glyph height² / this many pixels are dust, removed even next to
 /// letters (a full stop covers about glyph height² / 60).
 const DUST_PER_GLYPH: usize = 120;
+/// Isolated specks are kept when at least this many like dots stand in an evenly spaced row.
+const DOT_ROW: usize = 4;
 /// A page whose OCR text has fewer non-whitespace characters than this counts as empty.
 pub const MIN_TEXT_CHARS: usize = 20;
 /// A pass whose mean word confidence (weighted by word length) reaches this is kept without
@@ -138,9 +140,9 @@ impl Ocr {
         let cleaned = prepare(&image, dpi);
         if self.report {
             eprintln!(
-                "ocr page {page}: glyph {:?} px, scale {}/{}, inverted {}, light evened {}, \
+                "ocr page {page}: glyphs {:?}, scale {}/{}, inverted {}, light evened {}, \
                  specks {}, dpi {:?}",
-                cleaned.glyph,
+                cleaned.glyphs,
                 cleaned.scale.num,
                 cleaned.scale.den,
                 cleaned.inverted,
@@ -311,8 +313,8 @@ impl Bitmap {
 struct Cleaned {
     bitmap: Bitmap,
     scale: Scale,
-    /// The typical glyph height before sizing, in pixels.
-    glyph: Option<u32>,
+    /// The glyph sizes before sizing.
+    glyphs: Option<Glyphs>,
     inverted: bool,
     evened: bool,
     specks: usize,
@@ -327,6 +329,16 @@ struct Scale {
 
 impl Scale {
     const ONE: Scale = Scale { num: 1, den: 1 };
+
+    /// The larger of two scales.
+    fn max(self, other: Scale) -> Scale {
+        if u64::from(self.num) * u64::from(other.den) >= u64::from(other.num) * u64::from(self.den)
+        {
+            self
+        } else {
+            other
+        }
+    }
 
     fn apply(self, side: u32) -> u32 {
         ((u64::from(side) * u64::from(self.num) / u64::from(self.den)) as u32).max(1)
@@ -367,40 +379,45 @@ fn prepare(image: &GrayImage, dpi: Option<u32>) -> Cleaned {
     }
     let evened = even_out_light(&mut work);
     let mut threshold = otsu_threshold(&work);
-    let glyph = glyph_height(&work, threshold);
-    let mut glyph_now = glyph;
+    let glyphs = glyph_sizes(&work, threshold);
     let mut scale = Scale::ONE;
-    if let Some(g) = glyph.filter(|&g| g < MIN_GLYPH_HEIGHT) {
-        scale = Scale {
-            num: MIN_GLYPH_HEIGHT,
-            den: g,
-        };
-        work = sized(work, scale);
-        threshold = otsu_threshold(&work);
-        glyph_now = Some(MIN_GLYPH_HEIGHT);
-    }
-    // Specks are told from punctuation at the page's own resolution, before any shrinking
-    // blurs the two together.
     let mut specks = 0;
-    if let Some(g) = glyph_now {
-        specks = despeckle(&mut work, threshold, g);
-        if let Some(g) = glyph_now.filter(|&g| g > MAX_GLYPH_HEIGHT) {
+    if let Some(glyphs) = glyphs {
+        if glyphs.typical < MIN_GLYPH_HEIGHT {
             scale = Scale {
-                num: MAX_GLYPH_HEIGHT,
-                den: g,
+                num: MIN_GLYPH_HEIGHT,
+                den: glyphs.typical,
             };
+            work = sized(work, scale);
+            threshold = otsu_threshold(&work);
+        }
+        // Specks are told from punctuation at the page's own resolution, before any
+        // shrinking blurs the two together, and at the size of its smallest text.
+        specks = despeckle(&mut work, threshold, scale.apply(glyphs.small));
+        // Shrink for the typical glyph, but never so far that the small print is lost.
+        let shrink = Scale {
+            num: MAX_GLYPH_HEIGHT,
+            den: glyphs.typical,
+        }
+        .max(Scale {
+            num: MIN_GLYPH_HEIGHT,
+            den: glyphs.small,
+        });
+        if scale == Scale::ONE && shrink.num < shrink.den {
+            scale = shrink;
             work = sized(work, scale);
         }
         threshold = otsu_threshold(&work);
     }
-    // 10–11 pt text at 300 dpi has glyphs of about `REFERENCE_GLYPH` px.
+    // 10–11 pt text at 300 dpi has glyphs of about `REFERENCE_GLYPH` px; the body text is
+    // the small print under a headline.
     let dpi = dpi
         .map(|d| scale.apply(d))
-        .or_else(|| glyph.map(|g| (scale.apply(300 * g) / REFERENCE_GLYPH).clamp(70, 1200)));
+        .or_else(|| glyphs.map(|g| (scale.apply(300 * g.small) / REFERENCE_GLYPH).clamp(70, 1200)));
     Cleaned {
         bitmap: pack_bits(&work, threshold, dpi),
         scale,
-        glyph,
+        glyphs,
         inverted,
         evened,
         specks,
@@ -680,10 +697,20 @@ fn components(
     }
 }
 
-/// The page's typical glyph height: the median height of its ink components, each weighted by
-/// its ink, so that a sea of specks does not outvote the letters. Rules, frames and pictures
-/// (components over a quarter of the page's width or half its height) do not count.
-fn glyph_height(image: &GrayImage, threshold: u8) -> Option<u32> {
+/// The sizes of a page's glyphs, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Glyphs {
+    /// The median height of the page's ink components, each weighted by its ink, so that a
+    /// sea of specks does not outvote the letters.
+    typical: u32,
+    /// The ink-weighted 20th percentile: the smallest text that holds a real share of the
+    /// ink (the small print under a headline; on a page of one size, its short letters).
+    small: u32,
+}
+
+/// The page's glyph sizes. Rules, frames and pictures (components over a quarter of the
+/// page's width or half its height) do not count.
+fn glyph_sizes(image: &GrayImage, threshold: u8) -> Option<Glyphs> {
     let (w, h) = (image.width() as usize, image.height() as usize);
     if w == 0 || h == 0 {
         return None;
@@ -707,17 +734,24 @@ fn glyph_height(image: &GrayImage, threshold: u8) -> Option<u32> {
         return None;
     }
     sizes.sort_unstable();
-    let mut seen = 0;
-    sizes.iter().find_map(|&(height, ink)| {
-        seen += ink;
-        (seen * 2 >= total).then_some(height)
+    let percentile = |p: usize| {
+        let mut seen = 0;
+        sizes.iter().find_map(|&(height, ink)| {
+            seen += ink;
+            (seen * 100 >= total * p).then_some(height)
+        })
+    };
+    Some(Glyphs {
+        typical: percentile(50)?,
+        small: percentile(20)?,
     })
 }
 
 /// Remove isolated specks: small compact dark connected components with no larger ink nearby
 /// (dust and noise in margins and between lines; dots of `i` and full stops sit next to
 /// letters and are kept, and dashes, however far from the words, are long). The size and distance thresholds scale with `glyph`, the page's typical
-/// glyph height. Returns how many specks were removed.
+/// glyph height. Rows of like dots (leaders, dotted lines) are kept. Returns how many specks
+/// were removed.
 pub fn despeckle(image: &mut GrayImage, threshold: u8, glyph: u32) -> usize {
     let (w, h) = (image.width() as usize, image.height() as usize);
     if w == 0 || h == 0 {
@@ -736,14 +770,18 @@ pub fn despeckle(image: &mut GrayImage, threshold: u8, glyph: u32) -> usize {
     let mut state = vec![0u8; w * h];
     let mut specks: Vec<u32> = Vec::new();
     let mut speck_ranges: Vec<(usize, usize)> = Vec::new();
-    // Half a glyph long is a letter, a dash or a rule, however thin: a speck is compact.
-    let long = (glyph as usize).div_ceil(2);
+    // Half a glyph long is a letter or a rule; a quarter of one, and twice as long as it is
+    // thick, a hyphen or a dash. A speck is small and compact.
+    let (long, dash) = ((glyph as usize).div_ceil(2), (glyph as usize).div_ceil(4));
     components(
         image,
         threshold,
         &mut state,
         |pixels, (left, top, right, bottom)| {
-            if pixels.len() > max_speck_area || (right - left + 1).max(bottom - top + 1) >= long {
+            let (cw, ch) = (right - left + 1, bottom - top + 1);
+            let (longest, shortest) = (cw.max(ch), cw.min(ch));
+            let letter = longest >= long || (longest >= dash && longest >= 2 * shortest);
+            if pixels.len() > max_speck_area || letter {
                 BIG
             } else {
                 speck_ranges.push((specks.len(), specks.len() + pixels.len()));
@@ -757,18 +795,101 @@ pub fn despeckle(image: &mut GrayImage, threshold: u8, glyph: u32) -> usize {
         *cell = u8::from(*cell == BIG);
     }
     dilate_in_place(&mut state, w, h, radius);
+    // Isolated specks, and dust anywhere.
+    let doomed: Vec<&[u32]> = speck_ranges
+        .iter()
+        .map(|&(a, b)| &specks[a..b])
+        .filter(|comp| comp.len() <= dust || !comp.iter().any(|&i| state[i as usize] != 0))
+        .collect();
+    // Dot leaders and dotted lines: rows of like dots, kept whatever their distance to text.
+    let centres: Vec<(u32, u32, u32)> = doomed
+        .iter()
+        .map(|comp| {
+            let (sx, sy) = comp.iter().fold((0u64, 0u64), |(sx, sy), &i| {
+                (sx + u64::from(i) % w as u64, sy + u64::from(i) / w as u64)
+            });
+            let n = comp.len() as u64;
+            ((sx / n) as u32, (sy / n) as u32, n as u32)
+        })
+        .collect();
+    let dotted = in_dot_rows(&centres, dust as u32, (glyph / 16).max(1), glyph * 2);
     let pixels = image.as_mut();
     let mut removed = 0;
-    for (a, b) in speck_ranges {
-        let comp = &specks[a..b];
-        if comp.len() <= dust || !comp.iter().any(|&i| state[i as usize] != 0) {
+    for (comp, keep) in doomed.iter().zip(dotted) {
+        if !keep {
             removed += 1;
-            for &i in comp {
+            for &i in comp.iter() {
                 pixels[i as usize] = 255;
             }
         }
     }
     removed
+}
+
+/// Which of the specks `(x, y, area)` (centres) belong to a row of at least `DOT_ROW` like
+/// dots: evenly spaced (each gap within a quarter of the one before), each within `gap`
+/// pixels of the next and within `tolerance` pixels of its height, areas within a factor of
+/// two, none of them dust (`area <= dust`). Leaders in a table of contents and dotted lines
+/// are such rows; random noise seldom lines up evenly four times over.
+fn in_dot_rows(specks: &[(u32, u32, u32)], dust: u32, tolerance: u32, gap: u32) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..specks.len()).filter(|&i| specks[i].2 > dust).collect();
+    order.sort_unstable_by_key(|&i| (specks[i].1, specks[i].0));
+    // Each speck's nearest like neighbour to its right, on its line.
+    let mut next: Vec<Option<usize>> = vec![None; specks.len()];
+    let mut has_prev = vec![false; specks.len()];
+    for (k, &i) in order.iter().enumerate() {
+        let (x, y, area) = specks[i];
+        let mut best: Option<(u32, usize)> = None;
+        // Entries before k up to `tolerance` above, and after it up to `tolerance` below.
+        let above = order[..k]
+            .iter()
+            .rev()
+            .take_while(|&&j| specks[j].1 + tolerance >= y);
+        let below = order[k + 1..]
+            .iter()
+            .take_while(|&&j| specks[j].1 <= y + tolerance);
+        for &j in above.chain(below) {
+            let (x2, _, area2) = specks[j];
+            let alike = area.max(area2) <= 2 * area.min(area2);
+            if x2 > x && x2 - x <= gap && alike && best.is_none_or(|(d, _)| x2 - x < d) {
+                best = Some((x2 - x, j));
+            }
+        }
+        if let Some((_, j)) = best {
+            next[i] = Some(j);
+            has_prev[j] = true;
+        }
+    }
+    let mut keep = vec![false; specks.len()];
+    for &start in &order {
+        if has_prev[start] {
+            continue;
+        }
+        // Follow the row from its left end, cutting it where the spacing changes.
+        let mut row = vec![start];
+        let mut spacing: Option<u32> = None;
+        let mut at = start;
+        while let Some(j) = next[at] {
+            let step = specks[j].0 - specks[at].0;
+            let even = spacing.is_none_or(|s| s.abs_diff(step) * 4 <= s.max(4));
+            if !even {
+                if row.len() >= DOT_ROW {
+                    row.iter().for_each(|&i| keep[i] = true);
+                }
+                row = vec![at];
+            }
+            spacing = Some(step);
+            row.push(j);
+            at = j;
+            if row.len() > specks.len() {
+                break;
+            }
+        }
+        if row.len() >= DOT_ROW {
+            row.iter().for_each(|&i| keep[i] = true);
+        }
+    }
+    keep
 }
 
 /// Square dilation of a 0/1 mask by `r` pixels, in place: separable running counts, O(pixels).
@@ -852,7 +973,7 @@ mod tests {
                 (72, 52, 2, 2),
             ],
         );
-        let glyph = glyph_height(&img, 127);
+        let glyph = glyph_sizes(&img, 127).map(|g| g.typical);
         assert_eq!(glyph, Some(30), "the letter's height; dots do not count");
         let removed = despeckle(&mut img, 127, 30);
         assert_eq!(removed, 2);
@@ -875,10 +996,75 @@ mod tests {
             (0..20).map(|i| (10 + i * 7, 20, 4, 9)).collect();
         boxes.push((150, 27, 2, 2));
         let mut img = page(200, 60, &boxes);
-        let glyph = glyph_height(&img, 127).unwrap();
+        let glyph = glyph_sizes(&img, 127).unwrap().small;
         assert_eq!(glyph, 9);
         assert_eq!(despeckle(&mut img, 127, glyph), 0);
         assert_eq!(img.get_pixel(150, 27).0[0], 0, "full stop kept");
+    }
+
+    #[test]
+    fn dot_leaders_are_kept_and_scattered_specks_are_not() {
+        // A word, then a leader of ten 3x3 dots every 14 px far from it, then a page number;
+        // below, specks at random-looking places, and a row of three (too short to count).
+        let mut boxes: Vec<(u32, u32, u32, u32)> = vec![(10, 20, 40, 20)];
+        boxes.extend((0..10).map(|i| (90 + i * 14, 36, 3, 3)));
+        boxes.push((260, 20, 10, 20));
+        boxes.extend([
+            (37, 90, 3, 3),
+            (151, 97, 3, 3),
+            (88, 131, 3, 3),
+            (203, 84, 3, 3),
+        ]);
+        boxes.extend((0..3).map(|i| (100 + i * 14, 160, 3, 3)));
+        let mut img = page(300, 200, &boxes);
+        let removed = despeckle(&mut img, 127, 20);
+        assert_eq!(removed, 7, "four scattered specks and a row of three");
+        for i in 0..10 {
+            assert_eq!(
+                img.get_pixel(91 + i * 14, 37).0[0],
+                0,
+                "leader dot {i} kept"
+            );
+        }
+        assert_eq!(img.get_pixel(152, 98).0[0], 255, "scattered speck removed");
+        assert_eq!(img.get_pixel(101, 161).0[0], 255, "short row removed");
+    }
+
+    #[test]
+    fn dot_rows_must_be_evenly_spaced() {
+        let row = |xs: &[u32]| xs.iter().map(|&x| (x, 50, 9)).collect::<Vec<_>>();
+        assert!(in_dot_rows(&row(&[10, 20, 30, 40]), 2, 1, 30)
+            .iter()
+            .all(|&k| k));
+        // Gaps of 10, 25, 5: no four evenly spaced.
+        assert!(!in_dot_rows(&row(&[10, 20, 45, 50]), 2, 1, 30)
+            .iter()
+            .any(|&k| k));
+        // Dust never counts, nor dots of very different sizes.
+        let mixed = vec![(10, 50, 9), (20, 50, 2), (30, 50, 9), (40, 50, 30)];
+        assert!(!in_dot_rows(&mixed, 2, 1, 30).iter().any(|&k| k));
+    }
+
+    #[test]
+    fn small_print_under_a_headline_keeps_its_size() {
+        // A headline of letters 60 px tall (most of the ink) over lines of 14 px letters:
+        // shrinking for the headline alone would make the small print 4 px tall.
+        let mut boxes: Vec<(u32, u32, u32, u32)> =
+            (0..12).map(|i| (20 + i * 50, 20, 30, 60)).collect();
+        boxes.extend((0..60).map(|i| (20 + i * 10, 120, 5, 14)));
+        boxes.extend((0..60).map(|i| (20 + i * 10, 150, 5, 14)));
+        let img = page(640, 200, &boxes);
+        let glyphs = glyph_sizes(&img, 127).unwrap();
+        assert_eq!((glyphs.typical, glyphs.small), (60, 14));
+        let cleaned = prepare(&img, Some(300));
+        assert_eq!(
+            cleaned.scale,
+            Scale {
+                num: MIN_GLYPH_HEIGHT,
+                den: 14
+            }
+        );
+        assert_eq!(cleaned.specks, 0);
     }
 
     #[test]
@@ -892,8 +1078,9 @@ mod tests {
             (0, 0, 6, 400),
             (594, 0, 6, 400),
         ]);
-        assert_eq!(glyph_height(&page(600, 400, &boxes), 127), Some(20));
-        assert_eq!(glyph_height(&page(50, 50, &[]), 127), None);
+        let glyphs = glyph_sizes(&page(600, 400, &boxes), 127);
+        assert_eq!(glyphs.map(|g| (g.typical, g.small)), Some((20, 20)));
+        assert_eq!(glyph_sizes(&page(50, 50, &[]), 127), None);
     }
 
     #[test]
@@ -1034,7 +1221,7 @@ mod tests {
         let cleaned = prepare(&img, Some(300));
         let bitmap = &cleaned.bitmap;
         let shrink = |side: u32| side * MAX_GLYPH_HEIGHT / 40;
-        assert_eq!(cleaned.glyph, Some(40));
+        assert_eq!(cleaned.glyphs.map(|g| g.typical), Some(40));
         assert_eq!(
             (bitmap.width, bitmap.height, bitmap.dpi),
             (shrink(1600), shrink(400), Some(shrink(300)))

@@ -18,6 +18,15 @@ Each page is one kind a team posts and that stresses OCR preprocessing in its ow
 - rotated_90.png, rotated_180.png: pages scanned sideways and upside down, light speckle.
 - large_type.png: 20 pt type at 300 dpi with heavy speckle (glyph-size normalisation and
   despeckling both matter here: the case where leaving the page raw hurts).
+
+And pages built so that one of the extractor's own heuristics would hurt if applied blindly:
+
+- mixed_sizes.png: a notice whose huge headline holds most of the ink above a paragraph of
+  small print (sizing the page for the headline's glyphs would erase the small print).
+- dark_picture.png: a dark picture over most of the page above dark text on white (a page that
+  is mostly dark but not inverted; its paper is not evenly lit either).
+- dot_leaders.png: a table of contents with dot leaders (rows of isolated dots, which a
+  despeckler can take for noise).
 """
 
 import math
@@ -235,6 +244,83 @@ def large_type():
     save(page, "large_type.png", image=image)
 
 
+def mixed_sizes():
+    dpi = 200
+    page = Page(int(8.5 * dpi), 11 * dpi)
+    huge = font(SERIF_BOLD, 40, dpi)
+    small = font(SERIF, 8, dpi)
+    margin = int(0.7 * dpi)
+    width = page.image.width - 2 * margin
+    y = margin
+    for line in ["PUBLIC NOTICE", "Four score and", "seven years ago"]:
+        y = page.block([line], huge, margin, y, 130)
+    page.truth.append("")
+    y += 40
+    lines = fit(wrap(texts.GETTYSBURG, small, width), 9)
+    page.block(lines, small, margin, y, 27)
+    save(page, "mixed_sizes.png")
+
+
+def dark_picture():
+    dpi = 200
+    w, h = int(8.5 * dpi), 11 * dpi
+    page = Page(w, h)
+    # A dark photograph: a noisy gradient with lighter shapes, over the top 62% of the page.
+    rng = random.Random(13)
+    picture_h = int(h * 0.62)
+    picture = Image.new("L", (w, picture_h))
+    picture.putdata(
+        [
+            max(0, min(255, int(25 + 60 * y / picture_h + rng.gauss(0, 8))))
+            for y in range(picture_h)
+            for x in range(w)
+        ]
+    )
+    draw = ImageDraw.Draw(picture)
+    for _ in range(12):
+        x, y, r = rng.randrange(w), rng.randrange(picture_h), rng.randrange(40, 160)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=rng.randrange(60, 140))
+    page.image.paste(picture.filter(ImageFilter.GaussianBlur(3)), (0, 0))
+    body = font(SERIF, 10, dpi)
+    margin = int(0.8 * dpi)
+    lines = fit(wrap(texts.DECLARATION, body, w - 2 * margin), 17)
+    page.block(lines, body, margin, picture_h + 50, 36)
+    save(page, "dark_picture.png")
+
+
+def dot_leaders():
+    dpi = 200
+    page = Page(int(8.5 * dpi), 11 * dpi)
+    body = font(SERIF, 11, dpi)
+    title = font(SERIF_BOLD, 14, dpi)
+    margin = int(1.0 * dpi)
+    right = page.image.width - margin
+    y = page.heading("Contents", title, margin, margin, 56)
+    entries = [
+        ("Preamble", 1), ("Article I. The Legislative Branch", 1), ("Section 1. Congress", 1),
+        ("Section 2. The House of Representatives", 2), ("Section 3. The Senate", 3),
+        ("Section 4. Elections and Meetings", 4), ("Section 5. Rules and Journals", 4),
+        ("Section 6. Compensation", 5), ("Section 7. Revenue Bills", 5),
+        ("Section 8. Powers of Congress", 6), ("Section 9. Limits on Congress", 8),
+        ("Section 10. Limits on the States", 9), ("Article II. The Executive Branch", 10),
+        ("Article III. The Judicial Branch", 14), ("Article IV. The States", 16),
+        ("Article V. Amendment", 18), ("Article VI. Debts, Supremacy, Oaths", 19),
+        ("Article VII. Ratification", 20), ("Amendments I to X: the Bill of Rights", 21),
+    ]
+    dot = body.getlength(". ")
+    for name, number in entries:
+        number = str(number)
+        start = margin + body.getlength(name + " ")
+        end = right - body.getlength(" " + number)
+        dots = int((end - start) // dot)
+        line = name + " " + ". " * dots
+        page.draw.text((margin, y), line, font=body, fill=0)
+        page.draw.text((right - body.getlength(number), y), number, font=body, fill=0)
+        page.truth.append(line.rstrip() + " " + number)
+        y += 44
+    save(page, "dot_leaders.png")
+
+
 if __name__ == "__main__":
     small_print()
     photo_uneven_light()
@@ -244,3 +330,6 @@ if __name__ == "__main__":
     rotated("rotated_90.png", texts.DECLARATION, "A Declaration", Image.ROTATE_90, 3)
     rotated("rotated_180.png", texts.BILL_OF_RIGHTS, "The Bill of Rights", Image.ROTATE_180, 5)
     large_type()
+    mixed_sizes()
+    dark_picture()
+    dot_leaders()
