@@ -12,7 +12,6 @@
 //! overall CER is at most the CLI's. Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
 
-#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 
