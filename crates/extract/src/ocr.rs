@@ -30,6 +30,9 @@ const SPECK_RADIUS: u32 = 12;
 const DUST_PER_GLYPH: usize = 120;
 /// Isolated specks are kept when at least this many like dots stand in an evenly spaced row.
 const DOT_ROW: usize = 4;
+/// Most isolated specks looked at for rows of dots (a dense table of contents has a few
+/// thousand; each costs about 40 bytes).
+const MAX_DOT_CANDIDATES: usize = 200_000;
 /// A page whose OCR text has fewer non-whitespace characters than this counts as empty.
 pub const MIN_TEXT_CHARS: usize = 20;
 /// A pass whose mean word confidence (weighted by word length) reaches this is kept without
@@ -141,6 +144,9 @@ impl Ocr {
         page: u32,
     ) -> Result<PageText, ExtractError> {
         let cleaned = prepare(&image, dpi);
+        // The raw page at the cleaned page's size: what a second pass would read, and on a
+        // 300 dpi scan under half the pixels of the original, which is not kept.
+        let raw = sized(image, cleaned.scale);
         if self.report {
             eprintln!(
                 "ocr page {page}: glyphs {:?}, scale {}/{}, inverted {}, light evened {}, \
@@ -160,7 +166,6 @@ impl Ocr {
             best = better(best, turned);
         }
         if best.conf < SURE {
-            let raw = sized(image, cleaned.scale);
             let other = self.pass(
                 Frame::Gray(&raw, cleaned.bitmap.dpi),
                 Prep::Raw,
@@ -723,7 +728,9 @@ fn glyph_sizes(image: &GrayImage, threshold: u8) -> Option<Glyphs> {
         return None;
     }
     let mut state = vec![0u8; w * h];
-    let mut sizes: Vec<(u32, usize)> = Vec::new();
+    // Ink per component height: a histogram, so that a page of noise costs no more memory
+    // than a page of text.
+    let mut ink_by_height = vec![0u64; h + 1];
     components(
         image,
         threshold,
@@ -731,21 +738,20 @@ fn glyph_sizes(image: &GrayImage, threshold: u8) -> Option<Glyphs> {
         |pixels, (left, top, right, bottom)| {
             let (cw, ch) = (right - left + 1, bottom - top + 1);
             if cw * 4 <= w && ch * 2 <= h {
-                sizes.push((ch as u32, pixels.len()));
+                ink_by_height[ch] += pixels.len() as u64;
             }
             1
         },
     );
-    let total: usize = sizes.iter().map(|&(_, ink)| ink).sum();
+    let total: u64 = ink_by_height.iter().sum();
     if total == 0 {
         return None;
     }
-    sizes.sort_unstable();
-    let percentile = |p: usize| {
+    let percentile = |p: u64| {
         let mut seen = 0;
-        sizes.iter().find_map(|&(height, ink)| {
+        ink_by_height.iter().enumerate().find_map(|(height, &ink)| {
             seen += ink;
-            (seen * 100 >= total * p).then_some(height)
+            (seen * 100 >= total * p).then_some(height as u32)
         })
     };
     Some(Glyphs {
@@ -756,9 +762,9 @@ fn glyph_sizes(image: &GrayImage, threshold: u8) -> Option<Glyphs> {
 
 /// Remove isolated specks: small compact dark connected components with no larger ink nearby
 /// (dust and noise in margins and between lines; dots of `i` and full stops sit next to
-/// letters and are kept, and dashes, however far from the words, are long). The size and distance thresholds scale with `glyph`, the page's typical
-/// glyph height. Rows of like dots (leaders, dotted lines) are kept. Returns how many specks
-/// were removed.
+/// letters and are kept, and dashes, however far from the words, are long). The size and
+/// distance thresholds scale with `glyph`, the height of the page's small print. Rows of like
+/// dots (leaders, dotted lines) are kept. Returns how many specks were removed.
 pub fn despeckle(image: &mut GrayImage, threshold: u8, glyph: u32) -> usize {
     let (w, h) = (image.width() as usize, image.height() as usize);
     if w == 0 || h == 0 {
@@ -803,29 +809,34 @@ pub fn despeckle(image: &mut GrayImage, threshold: u8, glyph: u32) -> usize {
     }
     dilate_in_place(&mut state, w, h, radius);
     // Isolated specks, and dust anywhere.
-    let doomed: Vec<&[u32]> = speck_ranges
-        .iter()
-        .map(|&(a, b)| &specks[a..b])
-        .filter(|comp| comp.len() <= dust || !comp.iter().any(|&i| state[i as usize] != 0))
-        .collect();
+    let doomed = |&(a, b): &(usize, usize)| {
+        let comp = &specks[a..b];
+        comp.len() <= dust || !comp.iter().any(|&i| state[i as usize] != 0)
+    };
     // Dot leaders and dotted lines: rows of like dots, kept whatever their distance to text.
-    let centres: Vec<(u32, u32, u32)> = doomed
-        .iter()
-        .map(|comp| {
-            let (sx, sy) = comp.iter().fold((0u64, 0u64), |(sx, sy), &i| {
-                (sx + u64::from(i) % w as u64, sy + u64::from(i) / w as u64)
-            });
-            let n = comp.len() as u64;
-            ((sx / n) as u32, (sy / n) as u32, n as u32)
-        })
-        .collect();
-    let dotted = in_dot_rows(&centres, dust as u32, (glyph / 16).max(1), glyph * 2);
+    // A page with more candidates than `MAX_DOT_CANDIDATES` is noise, not a table of contents.
+    let dotted = if speck_ranges.iter().filter(|r| doomed(r)).count() <= MAX_DOT_CANDIDATES {
+        let centres: Vec<(u32, u32, u32)> = speck_ranges
+            .iter()
+            .filter(|r| doomed(r))
+            .map(|&(a, b)| {
+                let (sx, sy) = specks[a..b].iter().fold((0u64, 0u64), |(sx, sy), &i| {
+                    (sx + u64::from(i) % w as u64, sy + u64::from(i) / w as u64)
+                });
+                let n = (b - a) as u64;
+                ((sx / n) as u32, (sy / n) as u32, n as u32)
+            })
+            .collect();
+        in_dot_rows(&centres, dust as u32, (glyph / 16).max(1), glyph * 2)
+    } else {
+        Vec::new()
+    };
     let pixels = image.as_mut();
     let mut removed = 0;
-    for (comp, keep) in doomed.iter().zip(dotted) {
-        if !keep {
+    for (k, &(a, b)) in speck_ranges.iter().filter(|r| doomed(r)).enumerate() {
+        if !dotted.get(k).copied().unwrap_or(false) {
             removed += 1;
-            for &i in comp.iter() {
+            for &i in &specks[a..b] {
                 pixels[i as usize] = 255;
             }
         }
