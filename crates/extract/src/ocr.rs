@@ -143,6 +143,7 @@ impl Ocr {
         dpi: Option<u32>,
         page: u32,
     ) -> Result<PageText, ExtractError> {
+        let started = std::time::Instant::now();
         let cleaned = prepare(&image, dpi);
         // The raw page at the cleaned page's size: what a second pass would read, and on a
         // 300 dpi scan under half the pixels of the original, which is not kept.
@@ -150,14 +151,15 @@ impl Ocr {
         if self.report {
             eprintln!(
                 "ocr page {page}: glyphs {:?}, scale {}/{}, inverted {}, light evened {}, \
-                 specks {}, dpi {:?}",
+                 specks {}, dpi {:?}, prepared in {:.2}s",
                 cleaned.glyphs,
                 cleaned.scale.num,
                 cleaned.scale.den,
                 cleaned.inverted,
                 cleaned.evened,
                 cleaned.specks,
-                cleaned.bitmap.dpi
+                cleaned.bitmap.dpi,
+                started.elapsed().as_secs_f64()
             );
         }
         let mut best = self.pass(Frame::Bits(&cleaned.bitmap), Prep::Cleaned, false, page)?;
