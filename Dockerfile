@@ -70,7 +70,8 @@ CMD ["serve", "--roles", "chat"]
 FROM base AS ingest-base
 USER root
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng poppler-utils \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd \
+      poppler-utils \
  && rm -rf /var/lib/apt/lists/*
 # The sandboxed extractor, found beside engram.
 COPY --from=binaries /out/engram-extract /usr/local/bin/engram-extract

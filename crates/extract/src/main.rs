@@ -46,6 +46,8 @@ options:
   --defer-ocr          PDFs: OCR only the first page that needs it and list the others as
                        `deferred` in the document line, to be run one by one with --page
   --page N             PDFs: read only page N
+  --ocr-report         print each OCR pass (how the page was prepared, tesseract's mean
+                       word confidence, time) on stderr
   --help               print this help
 
 exit status: 0 on success, 2 on a per-file error (reported as a JSON `error` line)";
@@ -60,6 +62,7 @@ struct Args {
     lang: String,
     tessdata: Option<String>,
     pages: Pages,
+    ocr_report: bool,
     path: PathBuf,
 }
 
@@ -78,6 +81,7 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
     let mut lang = "eng".to_owned();
     let mut tessdata = None;
     let mut pages = Pages::All;
+    let mut ocr_report = false;
     let mut path = None;
 
     fn value(name: &str, argv: &mut impl Iterator<Item = OsString>) -> Result<String, String> {
@@ -103,6 +107,7 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
             Some("--max-file-bytes") => max_file_bytes = number("--max-file-bytes", &mut argv)?,
             Some("--lang") => lang = value("--lang", &mut argv)?,
             Some("--tessdata") => tessdata = Some(value("--tessdata", &mut argv)?),
+            Some("--ocr-report") => ocr_report = true,
             Some("--defer-ocr") if pages == Pages::All => pages = Pages::DeferOcr,
             Some("--page") if pages == Pages::All => {
                 pages = Pages::Only(number("--page", &mut argv)?)
@@ -135,6 +140,7 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
         lang,
         tessdata,
         pages,
+        ocr_report,
         path,
     }))
 }
@@ -210,6 +216,7 @@ fn run(args: &Args, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
     let bytes = read_input(&args.path, args.max_file_bytes)?;
     let sniffed = sniff::sniff(&bytes)?;
     let mut ocr = Ocr::new(&args.lang, args.tessdata.as_deref());
+    ocr.report_passes(args.ocr_report);
     if matches!(args.pages, Pages::Only(_)) && !matches!(sniffed, Sniffed::Pdf) {
         return Err(ExtractError::internal("--page applies to PDFs only"));
     }
