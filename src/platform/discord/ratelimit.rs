@@ -166,8 +166,16 @@ impl Limiter {
     /// Waits for `route`'s turn: behind the requests before it in its bucket, for the bucket
     /// to reset when it has nothing left, and for the global limit.
     pub async fn acquire(&self, route: &Route) -> Ticket {
-        let window = self.window(route).lock_owned().await;
-        tokio::time::sleep_until(self.ready_at(route, &window)).await;
+        let window = loop {
+            let shared = self.window(route);
+            let window = shared.clone().lock_owned().await;
+            tokio::time::sleep_until(self.ready_at(route, &window)).await;
+            // An answer may have named the route's bucket while this request waited in the
+            // window of routes not known yet: then it queues in its bucket's window instead.
+            if Arc::ptr_eq(&shared, &self.window(route)) {
+                break window;
+            }
+        };
         self.global_slot(true).await;
         Ticket {
             route: route.clone(),
@@ -410,6 +418,36 @@ mod tests {
             Duration::ZERO,
             "once known to be another bucket, the edit does not wait for this one"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_queued_before_their_bucket_was_named_move_to_it() {
+        let limiter = Limiter::new();
+        let create = Route::of("POST", "/channels/1/messages");
+        let edit = Route::of("PATCH", "/channels/1/messages/9");
+        // The bucket's window (named by a create) is held by a request in flight.
+        let ticket = limiter.acquire(&create).await;
+        limiter.settle(ticket, &answered("messages", 3, 5_000));
+        let in_flight = limiter.acquire(&create).await;
+        // Two edits queue while their bucket is not known.
+        let first_edit = limiter.acquire(&edit).await;
+        let waiting = {
+            let limiter = limiter.clone();
+            let edit = edit.clone();
+            tokio::spawn(async move { limiter.acquire(&edit).await })
+        };
+        tokio::task::yield_now().await;
+        // The first edit's answer names its bucket: the one the create is in flight in.
+        limiter.settle(first_edit, &answered("messages", 1, 5_000));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the second edit waits behind the create in flight in its bucket"
+        );
+        limiter.settle(in_flight, &answered("messages", 0, 4_000));
+        let start = Instant::now();
+        drop(waiting.await.unwrap());
+        assert_eq!(start.elapsed(), Duration::from_secs(4), "and for its reset");
     }
 
     #[tokio::test(start_paused = true)]
