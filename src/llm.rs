@@ -388,7 +388,7 @@ pub struct ChatModel {
     total_timeout: Duration,
 }
 
-/// Attempts of a chat request; only failures before the first token are retried.
+/// Attempts of a chat request whose first token does not come in time.
 const CHAT_ATTEMPTS: u32 = 3;
 
 impl ChatModel {
@@ -424,7 +424,7 @@ impl ChatModel {
             let mut stream = self.client.chat().create_stream(request).await?;
             match stream.next().await {
                 Some(Err(error)) => Err(LlmError::from(error)),
-                _ => Ok(()),
+                _ => Ok::<(), LlmError>(()),
             }
         };
         tokio::time::timeout(limit, probe)
@@ -433,9 +433,10 @@ impl ChatModel {
     }
 
     /// Streams a completion of `messages` with `model` (or the configured one), calling
-    /// `on_text` with each piece of text as it arrives. A failure before the first token is
-    /// retried (up to 3 attempts within the total timeout); after it, the error carries the
-    /// partial text so the caller can end the message with a notice.
+    /// `on_text` with each piece of text as it arrives. No first token in time is retried (up
+    /// to 3 attempts within the total timeout; async-openai itself retries 429s, server errors
+    /// and failed connections 3 times with backoff); after the first token, the error carries
+    /// the partial text so the caller can end the message with a notice.
     pub async fn stream(
         &self,
         messages: &[ChatMessage],
@@ -458,7 +459,9 @@ impl ChatModel {
         loop {
             match self.attempt(&request, deadline, &mut on_text).await {
                 Ok(completion) => return Ok(completion),
-                Err(error) if error.is_transient() && attempt < CHAT_ATTEMPTS => {
+                // async-openai already retries 429s, 5xx and failed connections three times
+                // with backoff; a missing first token is retried here.
+                Err(error) if error.fault() == LlmFault::Timeout && attempt < CHAT_ATTEMPTS => {
                     tracing::warn!(%error, attempt, "LLM request failed before the first token; retrying");
                     let pause = Duration::from_millis(250) * 2u32.pow(attempt - 1);
                     if tokio::time::Instant::now() + pause >= deadline {

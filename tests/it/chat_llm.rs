@@ -143,13 +143,14 @@ async fn a_refused_key_is_not_retried_and_not_shown() {
 
 #[tokio::test]
 async fn each_refusal_is_named_and_only_passing_trouble_is_retried() {
+    // 429s and server errors: the first request and async-openai's three retries.
     for (status, fault, attempts) in [
         (401, LlmFault::Key, 1),
         (403, LlmFault::Permission, 1),
         (404, LlmFault::Model, 1),
         (400, LlmFault::Refused, 1),
-        (429, LlmFault::RateLimited, 3),
-        (503, LlmFault::Server, 3),
+        (429, LlmFault::RateLimited, 4),
+        (503, LlmFault::Server, 4),
     ] {
         let fake = fake_openai::start(Behaviour {
             always_status: Some(status),
