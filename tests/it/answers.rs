@@ -707,7 +707,8 @@ async fn a_failing_llm_is_named_in_chat_before_the_quoted_passages() {
         shown,
         format!(
             "⚠️ The LLM rejected engram's API key — an admin can run `engram doctor`.\n\n\
-             Here is what the documents say:\n\n> {HANDBOOK} [1]\n\n**Sources**\n\
+             Here is what the documents say:\n\n> Vacation requests go through the HR portal at \
+             least two weeks ahead. [1]\n\n**Sources**\n\
              [1] [handbook.md](<https://chat.example/files/1>) — Time off"
         )
     );
