@@ -100,7 +100,10 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
         &config_path,
         &["ingest", "corpus", corpus.to_str().ok_or("corpus path")?],
     )?;
-    let files = ingested.lines().filter(|l| l.starts_with("ingested")).count();
+    let files = ingested
+        .lines()
+        .filter(|l| l.starts_with("ingested"))
+        .count();
 
     let mut config = Config::defaults();
     config.store.url = StoreUrl::new(&url);
@@ -115,9 +118,8 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("no corpus brain")?;
     let answerer: Answerer = engram::app::answerer(&config, store.clone()).await?;
 
-    let questions = std::fs::read_to_string(
-        support::crate_dir().join("benches/questions/abstention.jsonl"),
-    )?;
+    let questions =
+        std::fs::read_to_string(support::crate_dir().join("benches/questions/abstention.jsonl"))?;
     let mut tallies: BTreeMap<(String, String), Tally> = BTreeMap::new();
     for line in questions.lines().filter(|line| !line.trim().is_empty()) {
         let question: Value = serde_json::from_str(line)?;

@@ -85,14 +85,14 @@ impl LlmFault {
                 "The LLM is rate-limiting engram (too many requests, or its quota is used up) — \
                  try again in a while."
             }
-            LlmFault::Timeout => "The LLM did not answer in time — an admin can run `engram doctor`.",
+            LlmFault::Timeout => {
+                "The LLM did not answer in time — an admin can run `engram doctor`."
+            }
             LlmFault::Unreachable => {
                 "engram cannot reach the LLM — an admin can run `engram doctor`."
             }
             LlmFault::Server => "The LLM failed with a server error — try again in a while.",
-            LlmFault::Refused => {
-                "The LLM refused the request — an admin can run `engram doctor`."
-            }
+            LlmFault::Refused => "The LLM refused the request — an admin can run `engram doctor`.",
             LlmFault::Malformed => {
                 "The LLM answered with something engram cannot read — an admin can run \
                  `engram doctor`."

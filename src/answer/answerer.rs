@@ -255,8 +255,7 @@ impl Answerer {
 /// The answer without a model's text: quoted passages after `lead` when retrieval's evidence
 /// says they answer the question, else the plain abstention.
 fn quote(question: &str, retrieved: &Retrieved, lead: &str) -> (String, Provenance) {
-    let (text, quoted) =
-        extractive_answer(question, &retrieved.sources, retrieved.answers(), lead);
+    let (text, quoted) = extractive_answer(question, &retrieved.sources, retrieved.answers(), lead);
     let provenance = if quoted {
         Provenance::Quoted
     } else {

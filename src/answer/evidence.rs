@@ -151,7 +151,9 @@ mod tests {
         let evidence = weigh(
             question,
             Some(&stats),
-            &[passage("Vacation is requested in the HR portal; request it early.")],
+            &[passage(
+                "Vacation is requested in the HR portal; request it early.",
+            )],
         );
         assert!((evidence.coverage - 1.0).abs() < 1e-6, "{evidence:?}");
         assert!(evidence.answers());
@@ -190,7 +192,9 @@ mod tests {
         let found = weigh(
             question,
             Some(&stats),
-            &[passage("This License does not grant permission to use trademarks.")],
+            &[passage(
+                "This License does not grant permission to use trademarks.",
+            )],
         );
         assert!(found.answers());
         let missing = weigh("parking?", None, &[passage("Trademarks are not granted.")]);
@@ -209,7 +213,9 @@ mod tests {
         let evidence = weigh(
             question,
             Some(&stats),
-            &[passage("textwrap: width (default: 70) is the maximum width.")],
+            &[passage(
+                "textwrap: width (default: 70) is the maximum width.",
+            )],
         );
         assert!(evidence.answers(), "{evidence:?}");
     }

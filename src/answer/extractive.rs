@@ -80,12 +80,13 @@ pub fn abstention(sources: &[Source]) -> String {
         }
     }
     if files.is_empty() {
-        return format!(
-            "{NOTHING_FOUND} Try other words, or add the document that answers it."
-        );
+        return format!("{NOTHING_FOUND} Try other words, or add the document that answers it.");
     }
     files.truncate(CLOSEST_DOCUMENTS);
-    format!("{NOTHING_FOUND} The closest documents: {}.", files.join(", "))
+    format!(
+        "{NOTHING_FOUND} The closest documents: {}.",
+        files.join(", ")
+    )
 }
 
 /// Quotes the best sentences of the best sources, each with its `[n]`. A sentence is quoted

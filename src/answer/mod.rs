@@ -185,7 +185,7 @@ pub fn citations(text: &str, count: usize) -> Vec<usize> {
 
 /// Marks the sources `text` cites and orders them: cited ones first in the order first cited,
 /// then the others in rank order. Numbers are kept, so the text's `[n]` still match.
-pub fn mark_cited(text: &str, sources: &mut Vec<Source>) {
+pub fn mark_cited(text: &str, sources: &mut [Source]) {
     let order = citations(text, sources.len());
     for source in sources.iter_mut() {
         source.cited = order.contains(&source.n);

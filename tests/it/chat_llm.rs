@@ -307,7 +307,10 @@ async fn ask_names_each_llm_fault_then_quotes_the_passages_and_exits_1() {
             answer["error"].as_str().unwrap().starts_with(notice),
             "{answer}"
         );
-        assert!(answer["answer"].as_str().unwrap().contains("> "), "{answer}");
+        assert!(
+            answer["answer"].as_str().unwrap().contains("> "),
+            "{answer}"
+        );
         assert_eq!(answer["sources"][0]["cited"], true, "{answer}");
     }
 }
@@ -402,7 +405,10 @@ async fn doctor_makes_one_real_request_per_endpoint_and_names_what_fails() {
             .unwrap_or_default();
         assert!(line.contains(expected), "{expected}: {stdout}");
         assert!(!stdout.contains("sk-wrong-key-never-shown"));
-        assert!(!stdout.contains("sk-***"), "the provider's echo of the key is not shown");
+        assert!(
+            !stdout.contains("sk-***"),
+            "the provider's echo of the key is not shown"
+        );
         assert_eq!(
             fake.requests.load(Ordering::SeqCst),
             1,

@@ -160,7 +160,11 @@ async fn fault(shared: &Shared, headers: &HeaderMap, body: &Value) -> Option<Res
         .unwrap_or("");
     let model = body["model"].as_str().unwrap_or("");
     let status = behaviour.always_status.or_else(|| {
-        if behaviour.api_key.as_deref().is_some_and(|expected| expected != key) {
+        if behaviour
+            .api_key
+            .as_deref()
+            .is_some_and(|expected| expected != key)
+        {
             Some(401)
         } else if !behaviour.models.is_empty() && !behaviour.models.iter().any(|m| m == model) {
             Some(404)
@@ -227,7 +231,11 @@ fn chunk(model: &Value, content: Option<&str>, usage: Option<Value>) -> Value {
     chunk
 }
 
-async fn chat(State(shared): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn chat(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let n = shared.requests.fetch_add(1, Ordering::SeqCst);
     if let Some(response) = fault(&shared, &headers, &body).await {
         return response;
@@ -251,7 +259,12 @@ async fn chat(State(shared): State<Shared>, headers: HeaderMap, Json(body): Json
         .or_else(|| body["max_tokens"].as_u64())
         .map_or(usize::MAX, |limit| limit as usize);
     if body["stream"].as_bool() != Some(true) {
-        let words: Vec<&str> = shared.behaviour.reply.split_inclusive(' ').take(limit).collect();
+        let words: Vec<&str> = shared
+            .behaviour
+            .reply
+            .split_inclusive(' ')
+            .take(limit)
+            .collect();
         return Json(json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
             "model": body["model"],
