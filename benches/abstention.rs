@@ -23,6 +23,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use engram::answer::evidence::MIN_COVERAGE;
+use engram::answer::extractive::quotes;
 use engram::answer::{retrieve, Answerer, Provenance, Question, RetrievalOptions};
 use engram::brain::{BrainName, TenantKey};
 use engram::config::{Config, StoreUrl};
@@ -121,6 +123,9 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
     let questions =
         std::fs::read_to_string(support::crate_dir().join("benches/questions/abstention.jsonl"))?;
     let mut tallies: BTreeMap<(String, String), Tally> = BTreeMap::new();
+    // Per question: half, whether it is answerable, its coverage, and whether it would be
+    // abstained on whatever the threshold (nothing retrieved, no sentence to quote).
+    let mut sweep: Vec<(String, bool, f32, bool)> = Vec::new();
     for line in questions.lines().filter(|line| !line.trim().is_empty()) {
         let question: Value = serde_json::from_str(line)?;
         let text = question["question"].as_str().ok_or("question")?;
@@ -147,15 +152,21 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
         let abstained = answered.provenance == Provenance::NothingFound;
         let first_cited = answered.sources.iter().find(|s| s.cited);
         let right = first_cited.is_some_and(|s| expected.contains(&s.file.as_str()));
-        let evidence = retrieve(
+        let retrieved = retrieve(
             answerer.index.as_ref(),
             None,
             brain.id,
             text,
             RetrievalOptions::default(),
         )
-        .await?
-        .evidence;
+        .await?;
+        let evidence = retrieved.evidence;
+        sweep.push((
+            split.clone(),
+            !kind.starts_with("unanswerable"),
+            evidence.coverage,
+            quotes(text, &retrieved.sources).is_none(),
+        ));
         if list {
             println!(
                 "{:4} {:5} {:24} coverage {:.2} {} {}",
@@ -229,6 +240,36 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
             answerable.questions,
             percent(answerable.abstained, answerable.questions)
         );
+    }
+    println!(
+        "\nThe same questions at other coverage thresholds (the rule uses {MIN_COVERAGE}): \
+         unanswerable abstained / answerable falsely abstained.\n"
+    );
+    println!("| threshold | tune | test |");
+    println!("|---|---|---|");
+    for threshold in [0.2f32, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5] {
+        let cell = |half: &str| {
+            let (mut unanswerable, mut abstained, mut answerable, mut falsely) = (0, 0, 0, 0);
+            for (split, answerable_question, coverage, unquotable) in &sweep {
+                if split != half {
+                    continue;
+                }
+                let abstains = *unquotable || *coverage < threshold;
+                if *answerable_question {
+                    answerable += 1;
+                    falsely += usize::from(abstains);
+                } else {
+                    unanswerable += 1;
+                    abstained += usize::from(abstains);
+                }
+            }
+            format!(
+                "{} / {}",
+                percent(abstained, unanswerable),
+                percent(falsely, answerable)
+            )
+        };
+        println!("| {threshold:.2} | {} | {} |", cell("tune"), cell("test"));
     }
     store.close().await;
     Ok(())
