@@ -175,7 +175,13 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
                 kind,
                 evidence.coverage,
                 if abstained {
-                    "ABSTAINED".to_string()
+                    format!(
+                        "ABSTAINED (retrieved first: {})",
+                        answered
+                            .sources
+                            .first()
+                            .map_or("nothing", |s| s.file.as_str())
+                    )
                 } else {
                     format!(
                         "quoted {}",
