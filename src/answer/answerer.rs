@@ -263,3 +263,48 @@ fn quote(question: &str, retrieved: &Retrieved, lead: &str) -> (String, Provenan
     };
     (text, provenance)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(provenance: Provenance, cited: &[usize]) -> Answered {
+        let sources = (1..=3)
+            .map(|n| Source {
+                n,
+                file: format!("doc{n}.md"),
+                page: None,
+                heading: None,
+                score: 1.0,
+                link: None,
+                cited: cited.contains(&n),
+                text: String::new(),
+                document_id: n as i64,
+            })
+            .collect();
+        Answered {
+            text: String::new(),
+            sources,
+            usage: None,
+            provenance,
+            fault: None,
+        }
+    }
+
+    fn shown(answered: &Answered) -> Vec<usize> {
+        answered.shown_sources().iter().map(|s| s.n).collect()
+    }
+
+    #[test]
+    fn only_cited_sources_are_shown() {
+        let model = Provenance::Model { model: "m".into() };
+        assert_eq!(shown(&answered(model.clone(), &[2])), [2]);
+        assert_eq!(
+            shown(&answered(model, &[])),
+            [1, 2, 3],
+            "an LLM answer citing nothing shows what it was given"
+        );
+        assert_eq!(shown(&answered(Provenance::Quoted, &[1, 3])), [1, 3]);
+        assert!(shown(&answered(Provenance::NothingFound, &[])).is_empty());
+    }
+}

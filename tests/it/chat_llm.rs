@@ -418,6 +418,30 @@ async fn doctor_makes_one_real_request_per_endpoint_and_names_what_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_an_unreachable_endpoint() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("engram.toml"),
+        format!(
+            "[store]\nurl = \"sqlite://{}/engram.db\"\n{}",
+            dir.path().display(),
+            llm_section(&format!("http://{addr}/v1"), "gpt-4o-mini")
+        ),
+    )
+    .unwrap();
+    let output = engram_async(dir.path(), &["doctor"]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("[FAIL] llm ") && stdout.contains("unreachable ("),
+        "{stdout}"
+    );
+    assert!(!output.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_checks_the_embeddings_width_against_the_config() {
     let fake = fake_openai::start(Behaviour {
         dimensions: Some(384),
