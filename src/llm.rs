@@ -182,8 +182,17 @@ impl From<OpenAIError> for LlmError {
                 } else {
                     LlmFault::Unreachable
                 };
-                // reqwest's Display includes the URL but never headers, so no key leaks.
-                LlmError::from_failure(Failure::new(fault, error.without_url().to_string()))
+                // reqwest's Display includes the URL but never headers, so no key leaks; the
+                // causes (connection refused, DNS, TLS) say what went wrong.
+                let error = error.without_url();
+                let mut detail = error.to_string();
+                let mut cause = std::error::Error::source(&error);
+                while let Some(inner) = cause {
+                    detail.push_str(": ");
+                    detail.push_str(&inner.to_string());
+                    cause = inner.source();
+                }
+                LlmError::from_failure(Failure::new(fault, detail))
             }
             OpenAIError::JSONDeserialize(error, _) => LlmError::Malformed(error.to_string()),
             other => LlmError::Malformed(other.to_string()),
