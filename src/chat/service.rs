@@ -307,7 +307,8 @@ impl AnswerService {
                     |piece| sender.send_modify(|text| text.push_str(piece)),
                 )
                 .await?;
-            let footer = sources_footer(&footer_sources(&answered.sources), platform);
+            // Only the sources the answer cites (see `Answered::shown_sources`).
+            let footer = sources_footer(&footer_sources(&answered.shown_sources()), platform);
             if !footer.is_empty() {
                 sender.send_modify(|text| {
                     text.push_str("\n\n");
@@ -414,7 +415,7 @@ impl AnswerService {
     }
 }
 
-fn footer_sources(sources: &[Source]) -> Vec<FooterSource> {
+fn footer_sources(sources: &[&Source]) -> Vec<FooterSource> {
     sources
         .iter()
         .map(|source| FooterSource {

@@ -14,6 +14,7 @@ use crate::brain::BrainId;
 use crate::ingest::chunk::ChunkDraft;
 
 pub use embedded::EmbeddedIndex;
+pub use keyword::query_terms;
 pub use qdrant::{QdrantIndex, QdrantOptions};
 
 /// Store id of a document (a row of `documents`); the index writes its chunks under it.
@@ -58,6 +59,15 @@ pub struct SearchHit {
     pub keyword_rank: Option<u32>,
     /// 1-based rank in the vector results, when the chunk was among them.
     pub vector_rank: Option<u32>,
+}
+
+/// A brain's keyword statistics for some terms, as its keyword search weighs them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TermStatistics {
+    /// Chunks in the brain.
+    pub chunks: u64,
+    /// For each term asked about, in order, how many of the brain's chunks hold it.
+    pub holding: Vec<u64>,
 }
 
 /// Why an index call failed; `is_transient` says whether trying again later may help.
@@ -131,6 +141,17 @@ pub trait Index: Send + Sync + std::fmt::Debug {
         brain: BrainId,
         query: &SearchQuery,
     ) -> Result<Vec<SearchHit>, IndexError>;
+    /// How many of the brain's chunks there are and how many hold each of `terms` (terms as
+    /// `query_terms` makes them): what an answer weighs a question's words by when it decides
+    /// whether a passage answers it. `None` when this index cannot tell; answers then weigh
+    /// every word alike.
+    async fn term_statistics(
+        &self,
+        _brain: BrainId,
+        _terms: &[String],
+    ) -> Result<Option<TermStatistics>, IndexError> {
+        Ok(None)
+    }
     /// Removes every chunk of a brain about to be deleted from the store. An index inside the
     /// store has nothing to do: deleting the brain deletes its chunks with it.
     async fn forget_brain(&self, _brain: BrainId) -> Result<(), IndexError> {
