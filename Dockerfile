@@ -6,8 +6,20 @@
 # Build one with: docker build --target gateway -t engram:gateway .
 # Migrations and the built-in defaults are embedded in the binary; config/ is copied so the
 # deployed defaults can be read and edited.
+#
+# Build arguments (the defaults are the standard build):
+#   RUST_IMAGE    the image the `build` stage compiles in
+#   DEBIAN_IMAGE  the base of every runtime image
+#   BINARIES      where engram and engram-extract come from: `build` compiles them in the
+#                 `build` stage; `prebuilt` takes them from the build context's prebuilt/
+#                 folder instead (a release build made on Debian 12 for the same architecture,
+#                 e.g. `cargo build --release --locked --workspace`). scripts/images.sh uses
+#                 `prebuilt` on machines where no Rust image can be pulled.
+ARG RUST_IMAGE=rust:1-bookworm
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+ARG BINARIES=build
 
-FROM rust:1-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 # tesseract and leptonica headers and libclang are for engram-extract only.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends clang libclang-dev pkg-config \
@@ -22,16 +34,24 @@ COPY config config
 COPY demo demo
 COPY benches benches
 COPY tests tests
-RUN cargo build --release --locked --workspace
+RUN cargo build --release --locked --workspace \
+ && mkdir /out && cp target/release/engram target/release/engram-extract /out/
 
-FROM debian:bookworm-slim AS base
+FROM scratch AS prebuilt
+COPY prebuilt/engram prebuilt/engram-extract /out/
+
+# Only the stage BINARIES names is built (BuildKit, Docker's default builder, and Buildah skip
+# the stages a target does not need).
+FROM ${BINARIES} AS binaries
+
+FROM ${DEBIAN_IMAGE} AS base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/engram --create-home engram \
  && install -d -o engram -g engram /var/lib/engram/data
 WORKDIR /var/lib/engram
-COPY --from=build /src/target/release/engram /usr/local/bin/engram
+COPY --from=binaries /out/engram /usr/local/bin/engram
 COPY config config
 ENV ENGRAM__HTTP__LISTEN=0.0.0.0:8080
 EXPOSE 8080
@@ -50,10 +70,11 @@ CMD ["serve", "--roles", "chat"]
 FROM base AS ingest-base
 USER root
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng poppler-utils \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd \
+      poppler-utils \
  && rm -rf /var/lib/apt/lists/*
 # The sandboxed extractor, found beside engram.
-COPY --from=build /src/target/release/engram-extract /usr/local/bin/engram-extract
+COPY --from=binaries /out/engram-extract /usr/local/bin/engram-extract
 USER engram
 
 FROM ingest-base AS ingest

@@ -17,11 +17,12 @@
 //! Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
 
+#[allow(dead_code)] // each benchmark uses some of the helpers.
 mod support;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,7 +161,7 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
 
     // Probes for the whole loaded phase.
     let stop = Arc::new(AtomicBool::new(false));
-    let health = spawn_health_poller(api, stop.clone());
+    let health = support::spawn_health_poller(api, stop.clone());
     let peak_rss = Arc::new(AtomicU64::new(0));
     let peak_rss_all_in_flight = Arc::new(AtomicU64::new(0));
     let max_in_flight = Arc::new(AtomicUsize::new(0));
@@ -212,7 +213,11 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
                 let asked = ask(store.as_ref(), &outlet, question, 3)
                     .await
                     .expect("question queued");
-                (asked.job, asked.placeholder.id, Instant::now())
+                (
+                    asked.job,
+                    asked.placeholder.expect("a placeholder").id,
+                    Instant::now(),
+                )
             }));
         }
         let mut asked = Vec::new();
@@ -537,29 +542,6 @@ impl ChatPlatform for FakePlatform {
     async fn download(&self, _url: &str, _max_bytes: u64) -> Result<Vec<u8>, PlatformError> {
         Err(PlatformError::Other("the benchmark posts no files".into()))
     }
-}
-
-/// Polls `GET /healthz` every 10 ms on its own thread until `stop`; returns every latency.
-fn spawn_health_poller(
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Vec<Duration>> {
-    std::thread::spawn(move || {
-        let mut latencies = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let started = std::time::Instant::now();
-            let mut stream = TcpStream::connect(addr).expect("connect to the API");
-            stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).unwrap();
-            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-            latencies.push(started.elapsed());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        latencies
-    })
 }
 
 /// This process's resident set size, in KiB.

@@ -57,21 +57,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let minute = Duration::from_secs(60);
-    let mut options = Options::default();
-    for (method, calls) in [
-        ("chat.startStream", 20),
-        ("chat.stopStream", 20),
-        ("chat.update", 50),
-        ("chat.delete", 50),
-        ("reactions.add", 50),
-        ("chat.appendStream", 100),
-    ] {
-        options.limits.insert(method, (calls, minute));
-    }
-    options
-        .limits
-        .insert("chat.postMessage", (1, Duration::from_secs(1)));
+    // The fake enforces Slack's tier limits by default.
+    let options = Options::default();
     let slack = fakes.block_on(FakeSlack::start(options));
     let llm = fakes.block_on(fake_openai::start(Behaviour {
         reply: REPLY.into(),

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config clang libclang-dev     # C parts of crates (bundled SQLite, bindings)
   tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-dev   # OCR
+  tesseract-ocr-osd                                 # orientation detection (sideways scans)
   poppler-utils                                     # pdftotext, pdftoppm
   postgresql                                        # the scale-out store, and its tests
   xz-utils                                          # unpacks the test Qdrant server (scripts/qdrant.sh)

@@ -26,6 +26,7 @@ use crate::ingest::sandbox::Sandbox;
 use crate::ingest::Pipeline;
 use crate::jobs::{JobKind, RetryPolicy};
 use crate::llm::{ChatModel, Embedder};
+use crate::platform::connection::{Backoff, Connections};
 use crate::platform::{discord, slack};
 use crate::store::{self, Retention, Store};
 use crate::telemetry::Metrics;
@@ -120,9 +121,9 @@ impl fmt::Debug for Running {
 pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::Result<Running> {
     let has = |role: Role| roles.contains(&role);
     let discord_outlet = if config.discord.token.is_set() {
-        let outlet = discord::outlet(&config.discord)?;
+        let (outlet, rest) = discord::outlet(&config.discord)?;
         outlets.insert(discord::PLATFORM, outlet.clone());
-        Some(outlet)
+        Some((outlet, rest))
     } else {
         None
     };
@@ -145,6 +146,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         "engram starting"
     );
     let metrics = Arc::new(Metrics::default());
+    let connections = Arc::new(Connections::default());
     let shutdown = Shutdown::default();
     let retry = RetryPolicy::from(&config.jobs);
 
@@ -242,6 +244,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         control.spawn(async move { resuming.resume_reports(platform).await });
         gateway
     };
+    let slack_api = slack_transport.as_ref().map(|(_, api)| api.clone());
     let slack_adapter = match (slack_transport, &adapter_index) {
         (Some((outlet, api)), Some(index)) => Some(slack::adapter(
             &config.slack,
@@ -260,6 +263,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
             store: store.clone(),
             metrics: metrics.clone(),
             index: readiness_index(config, store.clone())?,
+            connections: connections.clone(),
         };
         let mut router = http::router(state);
         if let (Some(adapter), SlackMode::Http) = (&slack_adapter, config.slack.mode) {
@@ -288,30 +292,48 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     ))];
     if has(Role::Gateway) {
         log_gateway_state(config);
-        if let (Some(outlet), Some(index)) = (discord_outlet, &adapter_index) {
+        if let (Some((outlet, rest)), Some(index)) = (discord_outlet, &adapter_index) {
             let gateway = gateway_for(index, outlet, discord::PLATFORM);
             let discord_config = config.discord.clone();
-            let stop = shutdown.stop_claiming.clone();
-            adapters.push(control.spawn(async move {
-                tokio::select! {
-                    result = discord::run(discord_config, gateway) => {
-                        if let Err(error) = result {
-                            tracing::error!("Discord: {error:#}");
-                        }
-                    }
-                    () = stop.cancelled() => {}
-                }
-            }));
+            let connections = connections.clone();
+            connections.expect(discord::PLATFORM);
+            adapters.push(control.spawn(reconnecting(
+                "Discord",
+                discord::PLATFORM,
+                connections.clone(),
+                shutdown.stop_claiming.clone(),
+                move || {
+                    discord::run(
+                        discord_config.clone(),
+                        gateway.clone(),
+                        rest.clone(),
+                        connections.clone(),
+                    )
+                },
+            )));
         }
+    }
+    if let Some(api) = slack_api.filter(|_| slack_adapter.is_some()) {
+        connections.expect(slack::PLATFORM);
+        adapters.push(control.spawn(slack::probe(
+            api,
+            connections.clone(),
+            shutdown.stop_claiming.clone(),
+        )));
     }
     if let (Some(adapter), SlackMode::Socket) = (slack_adapter, config.slack.mode) {
         let slack_config = config.slack.clone();
         let stop = shutdown.stop_claiming.clone();
-        adapters.push(control.spawn(async move {
-            if let Err(error) = slack::socket::run(&slack_config, adapter, stop).await {
-                tracing::error!("Slack: {error:#}");
-            }
-        }));
+        adapters.push(control.spawn(reconnecting(
+            "Slack Socket Mode",
+            slack::PLATFORM,
+            connections.clone(),
+            stop.clone(),
+            move || {
+                let (config, adapter, stop) = (slack_config.clone(), adapter.clone(), stop.clone());
+                async move { slack::socket::run(&config, adapter, stop).await }
+            },
+        )));
     }
     Ok(Running {
         control,
@@ -324,6 +346,51 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         shutdown,
         grace: config.jobs.shutdown_grace(),
     })
+}
+
+/// Runs a platform connection (`connect`) for as long as the process runs: when it ends or
+/// fails, the platform is marked down with the reason (so `/readyz` says it) and connected
+/// again after a capped, jittered backoff, reset once a connection has held for a while.
+async fn reconnecting<F, Fut>(
+    name: &'static str,
+    platform: &'static str,
+    connections: Arc<Connections>,
+    stop: tokio_util::sync::CancellationToken,
+    connect: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    /// A connection that lasted this long was healthy: the next loss starts the backoff over.
+    const HELD: Duration = Duration::from_secs(300);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        let started = tokio::time::Instant::now();
+        let ended = tokio::select! {
+            ended = connect() => ended,
+            () = stop.cancelled() => return,
+        };
+        if stop.is_cancelled() {
+            return;
+        }
+        let reason = match ended {
+            Ok(()) => "the connection ended".to_string(),
+            Err(error) => format!("{error:#}"),
+        };
+        connections.down(platform, reason.clone());
+        if started.elapsed() >= HELD {
+            backoff.reset();
+        }
+        let wait = backoff.next_wait();
+        tracing::warn!(
+            "{name}: {reason}; connecting again in {:.1} s",
+            wait.as_secs_f64()
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 impl Running {

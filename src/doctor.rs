@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::config::{Config, IndexKind};
+use crate::llm::{ChatModel, Embedder, LlmError, LlmFault};
 use crate::platform::discord::diagnose as discord;
 use crate::store::{self, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
@@ -71,20 +72,8 @@ pub async fn run(config: &Config) -> Report {
     );
     check_store(config, &mut report).await;
     check_index(config, &mut report).await;
-    check_endpoint(
-        &mut report,
-        "llm",
-        &config.llm.base_url,
-        "not configured: answers will quote the best passages (set llm.base_url for an LLM)",
-    )
-    .await;
-    check_endpoint(
-        &mut report,
-        "embeddings",
-        &config.embeddings.base_url,
-        "not configured: keyword (BM25) retrieval only",
-    )
-    .await;
+    check_llm(config, &mut report).await;
+    check_embeddings(config, &mut report).await;
     check_tool(
         &mut report,
         "tesseract",
@@ -428,55 +417,150 @@ async fn check_store(config: &Config, report: &mut Report) {
     }
 }
 
-/// Is something listening at the endpoint's host and port? (No request is sent, so no key
-/// is used.)
-async fn check_endpoint(report: &mut Report, name: &'static str, base_url: &str, unset: &str) {
-    if base_url.is_empty() {
-        report.add(name, Status::Ok, unset);
-        return;
-    }
-    let Some(address) = host_and_port(base_url) else {
-        report.add(
-            name,
-            Status::Fail,
-            format!("{base_url}: cannot tell host and port"),
-        );
-        return;
+/// How long each endpoint's one tiny request may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What an admin reads for a failed endpoint request: the fault, and the key to check.
+fn endpoint_problem(error: &LlmError, model: &str, section: &str) -> (Status, String) {
+    let detail = match error {
+        LlmError::Unavailable(failure) | LlmError::Rejected(failure) => failure.detail.clone(),
+        other => other.to_string(),
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
-        Ok(Ok(_)) => report.add(name, Status::Ok, format!("{base_url}: reachable")),
-        Ok(Err(error)) => report.add(name, Status::Fail, format!("{base_url}: {error}")),
-        Err(_) => report.add(
-            name,
+    match error.fault() {
+        // The provider's message can echo part of the key: it is not shown.
+        LlmFault::Key => (
+            Status::Fail,
+            format!("the API key was rejected (HTTP 401): check {section}.api_key"),
+        ),
+        LlmFault::Permission => (
             Status::Fail,
             format!(
-                "{base_url}: no answer within {} s",
-                CONNECT_TIMEOUT.as_secs()
+                "the API key may not use model `{model}` (HTTP 403): check the key's \
+                 permissions or {section}.model"
+            ),
+        ),
+        LlmFault::Model => (
+            Status::Fail,
+            format!(
+                "model `{model}` not found (HTTP 404): check {section}.model, and that \
+                 {section}.base_url is the API's base (it usually ends in /v1)"
+            ),
+        ),
+        LlmFault::RateLimited => (
+            Status::Warn,
+            "rate limited, or the account's quota is used up (HTTP 429): requests will fail \
+             until it recovers"
+                .to_string(),
+        ),
+        LlmFault::Timeout => (
+            Status::Fail,
+            format!(
+                "no answer within {} s: check {section}.base_url, or whether the server is \
+                 overloaded",
+                PROBE_TIMEOUT.as_secs()
+            ),
+        ),
+        LlmFault::Unreachable => (
+            Status::Fail,
+            format!("unreachable ({detail}): check {section}.base_url"),
+        ),
+        LlmFault::Server => (Status::Fail, format!("server error: {detail}")),
+        LlmFault::Refused => (Status::Fail, format!("refused the request: {detail}")),
+        LlmFault::Malformed => (
+            Status::Fail,
+            format!(
+                "answered with something engram cannot read ({detail}): is {section}.base_url \
+                 an OpenAI-compatible API?"
             ),
         ),
     }
 }
 
-/// `host:port` of an http(s) URL, with the scheme's default port.
-fn host_and_port(url: &str) -> Option<String> {
-    let (default_port, rest) = if let Some(rest) = url.strip_prefix("https://") {
-        (443, rest)
-    } else {
-        (80, url.strip_prefix("http://")?)
+/// The chat endpoint: one real request (a one-token completion of the configured model).
+async fn check_llm(config: &Config, report: &mut Report) {
+    let llm = &config.llm;
+    let model = match ChatModel::from_config(llm) {
+        Ok(Some(model)) => model,
+        Ok(None) => {
+            report.add(
+                "llm",
+                Status::Ok,
+                "not configured: answers will quote the best passages (set llm.base_url for an \
+                 LLM)",
+            );
+            return;
+        }
+        Err(error) => {
+            report.add("llm", Status::Fail, format!("{}: {error}", llm.base_url));
+            return;
+        }
     };
-    let authority = rest.split('/').next()?;
-    let authority = authority.rsplit('@').next()?;
-    if authority.is_empty() {
-        return None;
+    match model.probe(PROBE_TIMEOUT).await {
+        Ok(()) => report.add(
+            "llm",
+            Status::Ok,
+            format!(
+                "{}: model `{}` answered a one-token request",
+                llm.base_url, llm.model
+            ),
+        ),
+        Err(error) => {
+            let (status, problem) = endpoint_problem(&error, &llm.model, "llm");
+            report.add("llm", status, format!("{}: {problem}", llm.base_url));
+        }
     }
-    let has_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
-    Some(if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:{default_port}")
-    })
+}
+
+/// The embeddings endpoint: one real request (one short input), its width checked against
+/// `embeddings.dimensions`.
+async fn check_embeddings(config: &Config, report: &mut Report) {
+    let embeddings = &config.embeddings;
+    let embedder = match Embedder::from_config(embeddings) {
+        Ok(Some(embedder)) => embedder,
+        Ok(None) => {
+            report.add(
+                "embeddings",
+                Status::Ok,
+                "not configured: keyword (BM25) retrieval only",
+            );
+            return;
+        }
+        Err(error) => {
+            report.add(
+                "embeddings",
+                Status::Fail,
+                format!("{}: {error}", embeddings.base_url),
+            );
+            return;
+        }
+    };
+    match embedder.probe(PROBE_TIMEOUT).await {
+        Ok(width) if width == embeddings.dimensions as usize => report.add(
+            "embeddings",
+            Status::Ok,
+            format!(
+                "{}: model `{}` returned a {width}-dimensional vector",
+                embeddings.base_url, embeddings.model
+            ),
+        ),
+        Ok(width) => report.add(
+            "embeddings",
+            Status::Fail,
+            format!(
+                "{}: model `{}` returns {width}-dimensional vectors, but \
+                 embeddings.dimensions is {}: set it to {width} (or choose another model)",
+                embeddings.base_url, embeddings.model, embeddings.dimensions
+            ),
+        ),
+        Err(error) => {
+            let (status, problem) = endpoint_problem(&error, &embeddings.model, "embeddings");
+            report.add(
+                "embeddings",
+                status,
+                format!("{}: {problem}", embeddings.base_url),
+            );
+        }
+    }
 }
 
 async fn check_tool(report: &mut Report, tool: &'static str, args: &[&str], package: &str) {
@@ -503,27 +587,5 @@ async fn check_tool(report: &mut Report, tool: &'static str, args: &[&str], pack
             Status::Warn,
             format!("not installed; the ingest role will need it (apt-get install {package})"),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_addresses() {
-        assert_eq!(
-            host_and_port("https://api.openai.com/v1").as_deref(),
-            Some("api.openai.com:443")
-        );
-        assert_eq!(
-            host_and_port("http://127.0.0.1:11434/v1").as_deref(),
-            Some("127.0.0.1:11434")
-        );
-        assert_eq!(
-            host_and_port("http://localhost").as_deref(),
-            Some("localhost:80")
-        );
-        assert_eq!(host_and_port("ftp://x"), None);
     }
 }

@@ -1,5 +1,6 @@
-//! The HTTP API on the control runtime: `/healthz`, `/readyz`, `/metrics` (and, in Slack's
-//! HTTP mode, the Slack adapter's endpoints under `/slack/`, merged in by `app`).
+//! The HTTP API on the control runtime: `/healthz`, `/readyz` (the store, an index outside it,
+//! and each configured chat platform's connection), `/metrics` (and, in Slack's HTTP mode, the
+//! Slack adapter's endpoints under `/slack/`, merged in by `app`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::index::Index;
+use crate::platform::connection::Connections;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -27,6 +29,9 @@ pub struct ApiState {
     /// An index outside the store (Qdrant), checked by `/readyz`; `None` for the embedded
     /// index, which is as ready as the store.
     pub index: Option<Arc<dyn Index>>,
+    /// The chat platforms this process connects to; `/readyz` is 503 while one is not
+    /// connected.
+    pub connections: Arc<Connections>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -84,6 +89,9 @@ async fn readyz(State(state): State<ApiState>) -> Response {
             }
         }
     }
+    if let Some((platform, reason)) = state.connections.unavailable().into_iter().next() {
+        return unavailable(format!("{platform}: {reason}"));
+    }
     Json(json!({ "status": "ready" })).into_response()
 }
 
@@ -107,6 +115,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         Err(_) => (Vec::new(), 0),
     };
     let mut body = state.metrics.render(&depths);
+    body.push_str(&state.connections.render());
     body.push_str("# HELP engram_store_up Whether the store answered this scrape.\n");
     body.push_str("# TYPE engram_store_up gauge\n");
     body.push_str(&format!("engram_store_up {store_up}\n"));

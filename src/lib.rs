@@ -16,6 +16,8 @@ pub mod ingest;
 pub mod jobs;
 pub mod llm;
 pub mod platform;
+#[cfg(test)]
+pub(crate) mod randomized;
 pub mod render;
 pub mod store;
 pub mod telemetry;

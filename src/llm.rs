@@ -22,15 +22,116 @@ const ATTEMPTS: u32 = 3;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What went wrong with an endpoint, in the terms an admin acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmFault {
+    /// HTTP 401: the API key is wrong, revoked or missing.
+    Key,
+    /// HTTP 403: the key may not use this model or endpoint.
+    Permission,
+    /// HTTP 404: the endpoint does not know the model (or the base URL is wrong).
+    Model,
+    /// HTTP 429: too many requests, or the account's quota is used up.
+    RateLimited,
+    /// No answer, or no first token, in time.
+    Timeout,
+    /// Nothing answers at the address (connection refused, DNS, TLS).
+    Unreachable,
+    /// HTTP 5xx: the endpoint failed.
+    Server,
+    /// Another refusal of the request (HTTP 400, 413, 422, …).
+    Refused,
+    /// An answer engram cannot read, or not what the config promised.
+    Malformed,
+}
+
+impl LlmFault {
+    /// The fault from an HTTP status of a failed request.
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            401 => LlmFault::Key,
+            403 => LlmFault::Permission,
+            404 => LlmFault::Model,
+            429 => LlmFault::RateLimited,
+            408 => LlmFault::Timeout,
+            500..=599 => LlmFault::Server,
+            _ => LlmFault::Refused,
+        }
+    }
+
+    /// Whether trying again later may help.
+    fn is_transient(self) -> bool {
+        matches!(
+            self,
+            LlmFault::RateLimited | LlmFault::Timeout | LlmFault::Unreachable | LlmFault::Server
+        )
+    }
+
+    /// One short sentence for the person who asked (no addresses, no provider text).
+    pub fn notice(self) -> &'static str {
+        match self {
+            LlmFault::Key => {
+                "The LLM rejected engram's API key — an admin can run `engram doctor`."
+            }
+            LlmFault::Permission => {
+                "The LLM refused engram's API key access to its model — an admin can run \
+                 `engram doctor`."
+            }
+            LlmFault::Model => {
+                "The LLM does not know the configured model — an admin can run `engram doctor`."
+            }
+            LlmFault::RateLimited => {
+                "The LLM is rate-limiting engram (too many requests, or its quota is used up) — \
+                 try again in a while."
+            }
+            LlmFault::Timeout => {
+                "The LLM did not answer in time — an admin can run `engram doctor`."
+            }
+            LlmFault::Unreachable => {
+                "engram cannot reach the LLM — an admin can run `engram doctor`."
+            }
+            LlmFault::Server => "The LLM failed with a server error — try again in a while.",
+            LlmFault::Refused => "The LLM refused the request — an admin can run `engram doctor`.",
+            LlmFault::Malformed => {
+                "The LLM answered with something engram cannot read — an admin can run \
+                 `engram doctor`."
+            }
+        }
+    }
+}
+
+/// A failed call: what kind of fault, and the details for the log (never the API key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub fault: LlmFault,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(fault: LlmFault, detail: impl Into<String>) -> Self {
+        Self {
+            fault,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
 /// Why an endpoint call failed; never contains the API key.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LlmError {
     /// Unreachable, timed out, rate limited or a server error: try again later.
     #[error("the model endpoint is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Failure),
     /// The endpoint refused the request (bad key, unknown model, …): retrying will not help.
     #[error("the model endpoint refused the request: {0}")]
-    Rejected(String),
+    Rejected(Failure),
     /// The answer was not what the config promised (wrong count or dimension).
     #[error("the model endpoint answered unexpectedly: {0}")]
     Malformed(String),
@@ -43,6 +144,23 @@ impl LlmError {
     pub fn is_transient(&self) -> bool {
         matches!(self, LlmError::Unavailable(_))
     }
+
+    /// What kind of fault this is; a stream cut after text counts as unreachable.
+    pub fn fault(&self) -> LlmFault {
+        match self {
+            LlmError::Unavailable(failure) | LlmError::Rejected(failure) => failure.fault,
+            LlmError::Malformed(_) => LlmFault::Malformed,
+            LlmError::Interrupted { .. } => LlmFault::Unreachable,
+        }
+    }
+
+    fn from_failure(failure: Failure) -> Self {
+        if failure.fault.is_transient() {
+            LlmError::Unavailable(failure)
+        } else {
+            LlmError::Rejected(failure)
+        }
+    }
 }
 
 impl From<OpenAIError> for LlmError {
@@ -51,20 +169,43 @@ impl From<OpenAIError> for LlmError {
             OpenAIError::ApiError(response) => {
                 let status = response.status_code;
                 let message = format!("HTTP {status}: {}", response.api_error.message);
-                if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-                    LlmError::Unavailable(message)
-                } else {
-                    LlmError::Rejected(message)
-                }
+                LlmError::from_failure(Failure::new(
+                    LlmFault::from_status(status.as_u16()),
+                    message,
+                ))
             }
             OpenAIError::Reqwest(error) => {
-                // reqwest's Display includes the URL but never headers, so no key leaks.
-                LlmError::Unavailable(error.without_url().to_string())
+                let fault = if error.is_timeout() {
+                    LlmFault::Timeout
+                } else if let Some(status) = error.status() {
+                    LlmFault::from_status(status.as_u16())
+                } else {
+                    LlmFault::Unreachable
+                };
+                // reqwest's Display includes the URL but never headers, so no key leaks; the
+                // causes (connection refused, DNS, TLS) say what went wrong.
+                let error = error.without_url();
+                let mut detail = error.to_string();
+                let mut cause = std::error::Error::source(&error);
+                while let Some(inner) = cause {
+                    detail.push_str(": ");
+                    detail.push_str(&inner.to_string());
+                    cause = inner.source();
+                }
+                LlmError::from_failure(Failure::new(fault, detail))
             }
             OpenAIError::JSONDeserialize(error, _) => LlmError::Malformed(error.to_string()),
             other => LlmError::Malformed(other.to_string()),
         }
     }
+}
+
+/// No answer within `limit`.
+fn timed_out(limit: Duration) -> LlmError {
+    LlmError::Unavailable(Failure::new(
+        LlmFault::Timeout,
+        format!("no answer within {:.1} s", limit.as_secs_f64()),
+    ))
 }
 
 /// An async-openai client for an OpenAI-compatible endpoint, with connect (and optionally
@@ -80,7 +221,7 @@ fn client(
     }
     let http = http
         .build()
-        .map_err(|error| LlmError::Rejected(format!("cannot build an HTTP client: {error}")))?;
+        .map_err(|error| LlmError::Malformed(format!("cannot build an HTTP client: {error}")))?;
     let openai = OpenAIConfig::new()
         .with_api_base(base_url.trim_end_matches('/'))
         .with_api_key(api_key.expose());
@@ -121,6 +262,29 @@ impl Embedder {
         Ok(vectors)
     }
 
+    /// One tiny request (one short input, no retry) for `engram doctor`: the width of the
+    /// vector the endpoint returns, whatever `embeddings.dimensions` says.
+    pub async fn probe(&self, limit: Duration) -> Result<usize, LlmError> {
+        let request = CreateEmbeddingRequest {
+            model: self.model.clone(),
+            input: EmbeddingInput::StringArray(vec!["engram doctor".to_string()]),
+            encoding_format: None,
+            user: None,
+            dimensions: self
+                .model
+                .starts_with("text-embedding-3")
+                .then_some(self.dimensions),
+        };
+        let response = tokio::time::timeout(limit, self.client.embeddings().create(request))
+            .await
+            .map_err(|_| timed_out(limit))??;
+        response
+            .data
+            .first()
+            .map(|embedding| embedding.embedding.len())
+            .ok_or_else(|| LlmError::Malformed("no vector in the answer".into()))
+    }
+
     async fn embed_batch(&self, batch: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
         let mut attempt = 1;
         loop {
@@ -153,9 +317,9 @@ impl Embedder {
             tokio::time::timeout(REQUEST_TIMEOUT, self.client.embeddings().create(request))
                 .await
                 .map_err(|_| {
-                    LlmError::Unavailable(format!(
-                        "no answer within {} s",
-                        REQUEST_TIMEOUT.as_secs()
+                    LlmError::Unavailable(Failure::new(
+                        LlmFault::Timeout,
+                        format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
                     ))
                 })??;
         let mut data = response.data;
@@ -233,7 +397,7 @@ pub struct ChatModel {
     total_timeout: Duration,
 }
 
-/// Attempts of a chat request; only failures before the first token are retried.
+/// Attempts of a chat request whose first token does not come in time.
 const CHAT_ATTEMPTS: u32 = 3;
 
 impl ChatModel {
@@ -255,10 +419,33 @@ impl ChatModel {
         &self.model
     }
 
+    /// One tiny real request for `engram doctor`: a one-token completion of the configured
+    /// model, no retry, within `limit`. Succeeds when the endpoint accepts the request.
+    pub async fn probe(&self, limit: Duration) -> Result<(), LlmError> {
+        let request: CreateChatCompletionRequest = serde_json::from_value(serde_json::json!({
+            "model": self.model,
+            "messages": [{"role": "user", "content": "Say OK."}],
+            "max_completion_tokens": 1,
+            "stream": true,
+        }))
+        .map_err(|error| LlmError::Malformed(format!("cannot build the request: {error}")))?;
+        let probe = async {
+            let mut stream = self.client.chat().create_stream(request).await?;
+            match stream.next().await {
+                Some(Err(error)) => Err(LlmError::from(error)),
+                _ => Ok::<(), LlmError>(()),
+            }
+        };
+        tokio::time::timeout(limit, probe)
+            .await
+            .map_err(|_| timed_out(limit))?
+    }
+
     /// Streams a completion of `messages` with `model` (or the configured one), calling
-    /// `on_text` with each piece of text as it arrives. A failure before the first token is
-    /// retried (up to 3 attempts within the total timeout); after it, the error carries the
-    /// partial text so the caller can end the message with a notice.
+    /// `on_text` with each piece of text as it arrives. No first token in time is retried (up
+    /// to 3 attempts within the total timeout; async-openai itself retries 429s, server errors
+    /// and failed connections 3 times with backoff); after the first token, the error carries
+    /// the partial text so the caller can end the message with a notice.
     pub async fn stream(
         &self,
         messages: &[ChatMessage],
@@ -281,7 +468,9 @@ impl ChatModel {
         loop {
             match self.attempt(&request, deadline, &mut on_text).await {
                 Ok(completion) => return Ok(completion),
-                Err(error) if error.is_transient() && attempt < CHAT_ATTEMPTS => {
+                // async-openai already retries 429s, 5xx and failed connections three times
+                // with backoff; a missing first token is retried here.
+                Err(error) if error.fault() == LlmFault::Timeout && attempt < CHAT_ATTEMPTS => {
                     tracing::warn!(%error, attempt, "LLM request failed before the first token; retrying");
                     let pause = Duration::from_millis(250) * 2u32.pow(attempt - 1);
                     if tokio::time::Instant::now() + pause >= deadline {
@@ -303,9 +492,12 @@ impl ChatModel {
     ) -> Result<Completion, LlmError> {
         let first_token_by = (tokio::time::Instant::now() + self.first_token_timeout).min(deadline);
         let no_first_token = || {
-            LlmError::Unavailable(format!(
-                "no first token within {} ms (llm.first_token_timeout_ms)",
-                self.first_token_timeout.as_millis()
+            LlmError::Unavailable(Failure::new(
+                LlmFault::Timeout,
+                format!(
+                    "no first token within {} ms (llm.first_token_timeout_ms)",
+                    self.first_token_timeout.as_millis()
+                ),
             ))
         };
         let mut stream = tokio::time::timeout_at(

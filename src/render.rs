@@ -35,13 +35,15 @@ pub const FENCE_CLOSE: &str = "\n```";
 const MAX_OPENER: usize = 24;
 
 /// Makes generated text unable to ping everyone: `@everyone`/`@here` (Discord) and
-/// `<!channel>`/`<!here>`/`<!everyone>` (Slack) get a zero-width space after the sigil.
+/// `<!channel>`/`<!here>`/`<!everyone>` and user groups `<!subteam^…>` (Slack) get a
+/// zero-width space after the sigil.
 pub fn neutralise_mass_mentions(text: &str) -> String {
     text.replace("@everyone", "@\u{200B}everyone")
         .replace("@here", "@\u{200B}here")
         .replace("<!channel", "<\u{200B}!channel")
         .replace("<!here", "<\u{200B}!here")
         .replace("<!everyone", "<\u{200B}!everyone")
+        .replace("<!subteam^", "<\u{200B}!subteam^")
 }
 
 /// A source as the footer shows it.
@@ -108,6 +110,7 @@ pub fn split_message(text: &str, limits: Limits) -> Vec<String> {
         // Leave room to close a fence, in case the cut lands inside one.
         let window = (budget - FENCE_CLOSE.len()).min(remaining);
         let end = start + best_cut(&chars[start..start + window], remaining <= window);
+        let end = fence_safe_cut(&chars, start, end, start + window);
         let open = fence_at_end(end);
         let mut part = prefix.unwrap_or_default();
         part.extend(&chars[start..end]);
@@ -165,6 +168,65 @@ fn fence_state(
     open
 }
 
+/// `end`, or another cut where `end` would break a code fence. Each message is read on its
+/// own, so whatever follows a cut starts a line there. A cut inside a line must not leave a
+/// fence marker (```` ``` ````, after spaces) at the start of the next message, where it would
+/// open a fence the text does not have, nor fall inside a fence line's indentation or marker,
+/// where neither message would see the fence the text does have. Such a cut moves back to the
+/// start of its line if the message holds one, else to the nearest safe point before it, else
+/// to the nearest one after it within `max_end`; if there is none (a fence line indented
+/// further than a message holds) the cut stays.
+fn fence_safe_cut(chars: &[char], start: usize, end: usize, max_end: usize) -> usize {
+    if cut_keeps_fences(chars, end) {
+        return end;
+    }
+    if let Some(newline) = chars[start..end].iter().rposition(|&c| c == '\n') {
+        return start + newline + 1;
+    }
+    (start + 1..end)
+        .rev()
+        .find(|&i| cut_keeps_fences(chars, i))
+        .or_else(|| (end + 1..=max_end).find(|&i| cut_keeps_fences(chars, i)))
+        .unwrap_or(end)
+}
+
+/// Indentation longer than this is not searched for a fence marker by `cut_keeps_fences`
+/// (it keeps the search cheap; no real fence is indented so far).
+const FENCE_INDENT_SEARCHED: usize = 64;
+
+/// Whether a cut before `chars[i]` leaves every fence line whole at the start of a line.
+fn cut_keeps_fences(chars: &[char], i: usize) -> bool {
+    if i == 0 || i >= chars.len() || chars[i - 1] == '\n' {
+        return true;
+    }
+    // After spaces (not past the line's end), a marker would start the next message's first line.
+    let marker_at = |from: usize| {
+        let text = chars[from..]
+            .iter()
+            .take(FENCE_INDENT_SEARCHED + 3)
+            .skip_while(|c| c.is_whitespace() && **c != '\n');
+        text.take(3).filter(|&&c| c == '`').count() == 3
+    };
+    if marker_at(i) {
+        return false;
+    }
+    // Inside a fence line's indentation or marker: the line up to the cut is spaces and at
+    // most two backticks.
+    let before = &chars[i.saturating_sub(FENCE_INDENT_SEARCHED + 2)..i];
+    let ticks = before.iter().rev().take_while(|&&c| c == '`').count();
+    if ticks > 2 {
+        return true;
+    }
+    let spaces = before[..before.len() - ticks]
+        .iter()
+        .rev()
+        .take_while(|c| c.is_whitespace() && **c != '\n')
+        .count();
+    let line_start = i - ticks - spaces;
+    let at_line_start = line_start == 0 || chars[line_start - 1] == '\n';
+    !(at_line_start && marker_at(line_start))
+}
+
 /// How many characters of `window` to take: after the last paragraph break, else the last line
 /// break (list items, code lines), else the last sentence end, else the last space, else all
 /// of it.
@@ -202,6 +264,10 @@ fn best_cut(window: &[char], whole_rest_fits: bool) -> usize {
         .unwrap_or(window.len())
         .clamp(1, window.len())
 }
+
+#[cfg(test)]
+#[path = "render_randomized.rs"]
+mod randomized_tests;
 
 #[cfg(test)]
 mod tests {
@@ -331,6 +397,11 @@ mod tests {
         let text = neutralise_mass_mentions("hey @everyone and @here, <!channel> <!here|here>");
         assert!(!text.contains("@everyone") && !text.contains("@here"));
         assert!(!text.contains("<!channel>") && !text.contains("<!here"));
+        let group = neutralise_mass_mentions("ask <!subteam^S0ONCALL|@oncall> now");
+        assert!(
+            !group.contains("<!subteam^"),
+            "a user group is many people: {group}"
+        );
     }
 
     #[test]

@@ -1,7 +1,12 @@
-//! Helpers shared by the benchmarks: where the package and the release binaries are, and a
-//! brain that knows one short note.
+//! Helpers shared by the benchmarks: where the package and the release binaries are, a brain
+//! that knows one short note, and a `/healthz` poller.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use engram::brain::{AddedDocument, BrainId, BrainName, NewDocument, TenantId};
 use engram::index::{Index, IndexedDocument};
@@ -74,4 +79,36 @@ pub async fn brain_knowing(
         .await
         .unwrap();
     brain.id
+}
+
+/// Polls `GET /healthz` every 10 ms on its own thread until `stop`; returns every latency.
+pub fn spawn_health_poller(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Duration>> {
+    std::thread::spawn(move || {
+        let mut latencies = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let started = std::time::Instant::now();
+            let mut stream = TcpStream::connect(addr).expect("connect to the API");
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            latencies.push(started.elapsed());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        latencies
+    })
+}
+
+/// The `p`-th percentile (0–1) of sorted `values`.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
 }

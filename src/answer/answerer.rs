@@ -1,15 +1,22 @@
 //! One answer from start to end, the same for the shell and the chat pool: retrieve, build the
 //! prompt with the conversation's recent turns, stream the LLM (or quote passages when there is
-//! none, it fails before its first token, or nothing is relevant), record the tokens used and
-//! the conversation's new turns.
+//! none, or it fails before its first token — then after a notice naming the fault), say so
+//! plainly when nothing answers the question, record the tokens used and the conversation's
+//! new turns, and mark the sources the text cites.
 
 use std::sync::Arc;
 
-use super::{extractive_answer, prompt, retrieve, RetrievalOptions, Source};
+use super::{extractive_answer, mark_cited, prompt, retrieve, RetrievalOptions, Retrieved, Source};
 use crate::brain::Brain;
 use crate::config::LlmConfig;
 use crate::index::{Index, IndexError};
-use crate::llm::{ChatModel, Embedder, LlmError, Role, Usage};
+use crate::llm::{ChatModel, Embedder, LlmError, LlmFault, Role, Usage};
+
+/// What quoted passages follow when no LLM is configured.
+pub const NO_LLM: &str = "No LLM is configured, so here is what the documents say:";
+
+/// What quoted passages follow when the LLM failed (after the fault's notice).
+const LLM_FAILED: &str = "Here is what the documents say:";
 use crate::store::{Store, StoreError, StoredTurn, UsageRecord};
 
 /// Earlier turns a prompt may include, at most (the token budget usually cuts sooner).
@@ -48,7 +55,8 @@ pub enum Provenance {
     Interrupted { reason: String },
     /// Quoted passages (no LLM, or it was unavailable).
     Quoted,
-    /// Nothing relevant in the brain; the text says so.
+    /// Nothing in the brain answers the question; the text says so and names the closest
+    /// documents.
     NothingFound,
 }
 
@@ -56,9 +64,29 @@ pub enum Provenance {
 #[derive(Debug, Clone)]
 pub struct Answered {
     pub text: String,
+    /// Every retrieved source: the ones the text cites first (`cited`, in the order first
+    /// cited), then the others in rank order. Numbers match the text's `[n]`.
     pub sources: Vec<Source>,
     pub usage: Option<Usage>,
     pub provenance: Provenance,
+    /// The configured LLM failed before its first token; the text starts with its notice.
+    pub fault: Option<LlmFault>,
+}
+
+impl Answered {
+    /// The sources to list with the answer: the ones it cites, in citation order. An LLM
+    /// answer that cites none lists every retrieved source (the model used them all); an
+    /// answer that found nothing lists none (its text names the closest documents).
+    pub fn shown_sources(&self) -> Vec<&Source> {
+        let cited: Vec<&Source> = self.sources.iter().filter(|s| s.cited).collect();
+        match self.provenance {
+            Provenance::Model { .. } | Provenance::Interrupted { .. } if cited.is_empty() => {
+                self.sources.iter().collect()
+            }
+            Provenance::NothingFound => Vec::new(),
+            _ => cited,
+        }
+    }
 }
 
 /// Why no answer could be given at all (nothing was shown yet; worth another try).
@@ -90,7 +118,7 @@ impl Answerer {
         mut on_text: impl FnMut(&str) + Send,
     ) -> Result<Answered, AnswerError> {
         let brain = question.brain;
-        let sources = retrieve(
+        let retrieved = retrieve(
             self.index.as_ref(),
             self.embedder.as_ref(),
             brain.id,
@@ -98,22 +126,21 @@ impl Answerer {
             self.retrieval,
         )
         .await?;
-        let (text, usage, provenance) = match (&self.chat, sources.is_empty()) {
-            (Some(chat), false) => {
-                self.ask_model(chat, question, &sources, &mut on_text)
+        let (text, usage, provenance, fault) = match &self.chat {
+            Some(chat) if !retrieved.sources.is_empty() => {
+                self.ask_model(chat, question, &retrieved, &mut on_text)
                     .await?
             }
-            (_, nothing_found) => {
-                let text = extractive_answer(question.text, &sources);
+            _ => {
+                let (text, provenance) = quote(question.text, &retrieved, NO_LLM);
                 on_text(&text);
-                let provenance = if nothing_found {
-                    Provenance::NothingFound
-                } else {
-                    Provenance::Quoted
-                };
-                (text, None, provenance)
+                (text, None, provenance, None)
             }
         };
+        let mut sources = retrieved.sources;
+        if provenance != Provenance::NothingFound {
+            mark_cited(&text, &mut sources);
+        }
         if let Some(key) = question.conversation {
             for (role, turn_text) in [("user", question.text), ("assistant", text.as_str())] {
                 let turn = StoredTurn {
@@ -131,6 +158,7 @@ impl Answerer {
             sources,
             usage,
             provenance,
+            fault,
         })
     }
 
@@ -138,10 +166,11 @@ impl Answerer {
         &self,
         chat: &ChatModel,
         question: Question<'_>,
-        sources: &[Source],
+        retrieved: &Retrieved,
         on_text: &mut (impl FnMut(&str) + Send),
-    ) -> Result<(String, Option<Usage>, Provenance), AnswerError> {
+    ) -> Result<(String, Option<Usage>, Provenance, Option<LlmFault>), AnswerError> {
         let brain = question.brain;
+        let sources: &[Source] = &retrieved.sources;
         let history = match question.conversation {
             Some(key) => self
                 .store
@@ -198,6 +227,7 @@ impl Answerer {
                     Provenance::Model {
                         model: completion.model,
                     },
+                    None,
                 ))
             }
             Err(LlmError::Interrupted { partial, reason }) => {
@@ -207,14 +237,74 @@ impl Answerer {
                     format!("{partial}{notice}"),
                     None,
                     Provenance::Interrupted { reason },
+                    None,
                 ))
             }
             Err(error) => {
-                tracing::warn!(%error, "the LLM is unavailable; quoting the best passages");
-                let text = extractive_answer(question.text, sources);
+                let fault = error.fault();
+                tracing::warn!(%error, ?fault, "the LLM failed; quoting the best passages");
+                let (quoted, provenance) = quote(question.text, retrieved, LLM_FAILED);
+                let text = format!("⚠️ {}\n\n{quoted}", fault.notice());
                 on_text(&text);
-                Ok((text, None, Provenance::Quoted))
+                Ok((text, None, provenance, Some(fault)))
             }
         }
+    }
+}
+
+/// The answer without a model's text: quoted passages after `lead` when retrieval's evidence
+/// says they answer the question, else the plain abstention.
+fn quote(question: &str, retrieved: &Retrieved, lead: &str) -> (String, Provenance) {
+    let (text, quoted) = extractive_answer(question, &retrieved.sources, retrieved.answers(), lead);
+    let provenance = if quoted {
+        Provenance::Quoted
+    } else {
+        Provenance::NothingFound
+    };
+    (text, provenance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(provenance: Provenance, cited: &[usize]) -> Answered {
+        let sources = (1..=3)
+            .map(|n| Source {
+                n,
+                file: format!("doc{n}.md"),
+                page: None,
+                heading: None,
+                score: 1.0,
+                link: None,
+                cited: cited.contains(&n),
+                text: String::new(),
+                document_id: n as i64,
+            })
+            .collect();
+        Answered {
+            text: String::new(),
+            sources,
+            usage: None,
+            provenance,
+            fault: None,
+        }
+    }
+
+    fn shown(answered: &Answered) -> Vec<usize> {
+        answered.shown_sources().iter().map(|s| s.n).collect()
+    }
+
+    #[test]
+    fn only_cited_sources_are_shown() {
+        let model = Provenance::Model { model: "m".into() };
+        assert_eq!(shown(&answered(model.clone(), &[2])), [2]);
+        assert_eq!(
+            shown(&answered(model, &[])),
+            [1, 2, 3],
+            "an LLM answer citing nothing shows what it was given"
+        );
+        assert_eq!(shown(&answered(Provenance::Quoted, &[1, 3])), [1, 3]);
+        assert!(shown(&answered(Provenance::NothingFound, &[])).is_empty());
     }
 }

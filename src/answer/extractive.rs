@@ -1,11 +1,15 @@
-//! The answer engram gives without an LLM: the sentences of the best sources that share the
-//! most words with the question, quoted and attributed. Pure and deterministic.
+//! The answer engram gives without an LLM (none configured, or it failed): the sentences of
+//! the best sources that share the most words with the question, quoted and attributed — or,
+//! when the passages do not answer it, a plain "found nothing" naming the closest documents.
+//! Pure and deterministic.
 
 use super::Source;
 
-/// Said when a brain has nothing relevant.
-pub const NOTHING_FOUND: &str = "I found nothing about that in this brain's documents. Try \
-    other words, or add the document that answers it.";
+/// The start of every answer that says the brain has nothing that answers the question.
+pub const NOTHING_FOUND: &str = "I found nothing in this brain that answers that.";
+
+/// Documents named as the closest when nothing answers, at most.
+const CLOSEST_DOCUMENTS: usize = 3;
 
 /// Sources whose sentences are quoted, at most.
 const QUOTED_SOURCES: usize = 3;
@@ -66,9 +70,29 @@ fn score(sentence: &str, terms: &[String]) -> usize {
         .count()
 }
 
+/// Says that nothing in the brain answers the question, naming the closest documents (the
+/// files of `sources`, best first, each once) when there are any.
+pub fn abstention(sources: &[Source]) -> String {
+    let mut files: Vec<&str> = Vec::new();
+    for source in sources {
+        if !files.contains(&source.file.as_str()) {
+            files.push(&source.file);
+        }
+    }
+    if files.is_empty() {
+        return format!("{NOTHING_FOUND} Try other words, or add the document that answers it.");
+    }
+    files.truncate(CLOSEST_DOCUMENTS);
+    format!(
+        "{NOTHING_FOUND} The closest documents: {}.",
+        files.join(", ")
+    )
+}
+
 /// Quotes the best sentences of the best sources, each with its `[n]`. A sentence is quoted
 /// only if it shares at least half as many of the question's words as the best sentence does.
-pub fn extractive_answer(question: &str, sources: &[Source]) -> String {
+/// `None` when no sentence shares a word with the question.
+pub fn quotes(question: &str, sources: &[Source]) -> Option<String> {
     let terms = content_terms(question);
     let scored: Vec<Vec<(usize, usize, String)>> = sources
         .iter()
@@ -102,13 +126,23 @@ pub fn extractive_answer(question: &str, sources: &[Source]) -> String {
             quotes.push(format!("> {} [{}]", text.join(" "), source.n));
         }
     }
-    if quotes.is_empty() {
-        return NOTHING_FOUND.to_string();
+    (!quotes.is_empty()).then(|| quotes.join("\n\n"))
+}
+
+/// The answer without an LLM: `lead` (why there is no model's answer, e.g. "No LLM is
+/// configured, so here is what the documents say:") and the quoted passages when `answers`
+/// (retrieval's evidence) holds and some sentence shares the question's words; otherwise the
+/// abstention. The second value says whether passages were quoted.
+pub fn extractive_answer(
+    question: &str,
+    sources: &[Source],
+    answers: bool,
+    lead: &str,
+) -> (String, bool) {
+    match quotes(question, sources).filter(|_| answers) {
+        Some(quoted) => (format!("{lead}\n\n{quoted}"), true),
+        None => (abstention(sources), false),
     }
-    format!(
-        "No LLM is configured, so here is what the documents say:\n\n{}",
-        quotes.join("\n\n")
-    )
 }
 
 #[cfg(test)]
@@ -123,6 +157,7 @@ mod tests {
             heading: None,
             score: 1.0,
             link: None,
+            cited: false,
             text: text.to_string(),
             document_id: n as i64,
         }
@@ -138,7 +173,10 @@ mod tests {
             ),
             source(2, "Expenses are filed monthly."),
         ];
-        let answer = extractive_answer("How do I request vacation?", &sources);
+        let (answer, quoted) =
+            extractive_answer("How do I request vacation?", &sources, true, "Lead:");
+        assert!(quoted);
+        assert!(answer.starts_with("Lead:\n\n> "));
         assert!(answer.contains("> Vacation is requested in the HR portal two weeks ahead."));
         assert!(answer.contains("approves vacation within three days. [1]"));
         assert!(!answer.contains("Lunch"));
@@ -150,12 +188,40 @@ mod tests {
 
     #[test]
     fn says_so_when_nothing_is_relevant() {
-        assert_eq!(extractive_answer("parking rules?", &[]), NOTHING_FOUND);
-        let unrelated = [source(1, "Expenses are filed monthly.")];
+        let (nothing, quoted) = extractive_answer("parking rules?", &[], true, "Lead:");
+        assert!(!quoted);
         assert_eq!(
-            extractive_answer("parking rules?", &unrelated),
-            NOTHING_FOUND
+            nothing,
+            "I found nothing in this brain that answers that. Try other words, or add the \
+             document that answers it."
         );
+        let unrelated = [source(1, "Expenses are filed monthly.")];
+        let (answer, quoted) = extractive_answer("parking rules?", &unrelated, true, "Lead:");
+        assert!(!quoted);
+        assert_eq!(
+            answer,
+            "I found nothing in this brain that answers that. The closest documents: doc1.md."
+        );
+    }
+
+    #[test]
+    fn weak_evidence_abstains_and_names_the_closest_documents_once() {
+        let mut sources = vec![
+            source(1, "Visitors park in the garage."),
+            source(2, "Parking is free."),
+            source(3, "Parking again."),
+            source(4, "More parking."),
+        ];
+        sources[1].file = "doc1.md".into();
+        let (answer, quoted) =
+            extractive_answer("Where do visitors park bikes?", &sources, false, "Lead:");
+        assert!(!quoted);
+        assert_eq!(
+            answer,
+            "I found nothing in this brain that answers that. The closest documents: doc1.md, \
+             doc3.md, doc4.md."
+        );
+        assert!(!answer.contains('>'), "nothing is quoted");
     }
 
     #[test]

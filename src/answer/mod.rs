@@ -1,7 +1,9 @@
 //! Answers: retrieve a brain's best passages for a question — diverse across documents and
-//! above a relevance floor — and answer from them (`Answerer`), by the LLM or by quoting them.
+//! above a relevance floor, with the evidence of whether they answer it — and answer from them
+//! (`Answerer`), by the LLM or by quoting them; which sources an answer cites.
 
 pub mod answerer;
+pub mod evidence;
 pub mod extractive;
 pub mod prompt;
 
@@ -12,6 +14,7 @@ use crate::index::{Index, IndexError, SearchQuery};
 use crate::llm::Embedder;
 
 pub use answerer::{AnswerError, Answered, Answerer, Provenance, Question};
+pub use evidence::Evidence;
 pub use extractive::{content_terms, extractive_answer};
 
 /// A numbered source an answer may cite.
@@ -24,6 +27,8 @@ pub struct Source {
     pub heading: Option<String>,
     pub score: f32,
     pub link: Option<String>,
+    /// Whether the answer's text cites it (`[n]`).
+    pub cited: bool,
     #[serde(skip)]
     pub text: String,
     #[serde(skip)]
@@ -49,16 +54,32 @@ impl Default for RetrievalOptions {
 /// A vector-only hit (no keyword in common) counts only this high in the vector ranking.
 const VECTOR_ONLY_MAX_RANK: u32 = 3;
 
+/// What retrieval found for a question.
+#[derive(Debug, Clone, Default)]
+pub struct Retrieved {
+    /// The passages, best first (numbered from 1).
+    pub sources: Vec<Source>,
+    /// Whether they answer the question.
+    pub evidence: Evidence,
+}
+
+impl Retrieved {
+    /// Whether the passages answer the question well enough to be quoted.
+    pub fn answers(&self) -> bool {
+        !self.sources.is_empty() && self.evidence.answers()
+    }
+}
+
 /// The brain's most relevant passages for `question`, best first, at most
-/// `options.per_document` per document. Empty when nothing is relevant: the caller says so
-/// rather than inventing an answer.
+/// `options.per_document` per document, with the evidence of whether they answer it. No
+/// sources when nothing is relevant: the caller says so rather than inventing an answer.
 pub async fn retrieve(
     index: &dyn Index,
     embedder: Option<&Embedder>,
     brain: BrainId,
     question: &str,
     options: RetrievalOptions,
-) -> Result<Vec<Source>, IndexError> {
+) -> Result<Retrieved, IndexError> {
     let vector = match embedder {
         Some(embedder) => match embedder.embed(&[question.to_string()]).await {
             Ok(mut vectors) => vectors.pop(),
@@ -80,6 +101,7 @@ pub async fn retrieve(
         )
         .await?;
     let terms = content_terms(question);
+    let mut passages = Vec::new();
     let mut per_document: std::collections::HashMap<i64, usize> = Default::default();
     let mut sources = Vec::new();
     for hit in hits {
@@ -97,6 +119,7 @@ pub async fn retrieve(
             continue;
         }
         *taken += 1;
+        passages.push((hit.keyword_rank, hit.vector_rank));
         sources.push(Source {
             n: sources.len() + 1,
             file: hit.file_name,
@@ -104,6 +127,7 @@ pub async fn retrieve(
             heading: hit.heading,
             score: hit.score,
             link: hit.source_link,
+            cited: false,
             text: hit.text,
             document_id: hit.document_id,
         });
@@ -111,5 +135,102 @@ pub async fn retrieve(
             break;
         }
     }
-    Ok(sources)
+    let evidence = if sources.is_empty() {
+        Evidence::default()
+    } else {
+        let statistics = index
+            .term_statistics(brain, &crate::index::query_terms(question))
+            .await?;
+        let passages: Vec<evidence::Passage<'_>> = sources
+            .iter()
+            .zip(&passages)
+            .map(|(source, &(keyword_rank, vector_rank))| evidence::Passage {
+                heading: source.heading.as_deref(),
+                text: &source.text,
+                keyword_rank,
+                vector_rank,
+            })
+            .collect();
+        evidence::weigh(question, statistics.as_ref(), &passages)
+    };
+    Ok(Retrieved { sources, evidence })
+}
+
+/// The source numbers `text` cites (`[2]`, `[1, 3]`, `[1][2]`), in the order first cited,
+/// each once; numbers that name no source (0, or above `count`) are ignored.
+pub fn citations(text: &str, count: usize) -> Vec<usize> {
+    let mut cited = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find(']') else {
+            break;
+        };
+        let inside = &rest[..close];
+        let numbers: Option<Vec<usize>> = inside
+            .split(',')
+            .map(|part| part.trim().parse::<usize>().ok())
+            .collect();
+        if let Some(numbers) = numbers {
+            for n in numbers {
+                if (1..=count).contains(&n) && !cited.contains(&n) {
+                    cited.push(n);
+                }
+            }
+        }
+        rest = &rest[close..];
+    }
+    cited
+}
+
+/// Marks the sources `text` cites and orders them: cited ones first in the order first cited,
+/// then the others in rank order. Numbers are kept, so the text's `[n]` still match.
+pub fn mark_cited(text: &str, sources: &mut [Source]) {
+    let order = citations(text, sources.len());
+    for source in sources.iter_mut() {
+        source.cited = order.contains(&source.n);
+    }
+    sources.sort_by_key(|source| {
+        order
+            .iter()
+            .position(|&n| n == source.n)
+            .map_or((1, source.n), |at| (0, at))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn citations_are_read_in_order_once() {
+        assert_eq!(
+            citations("See [3]. Also [1, 2] and [1][3]; not [9] or [x] or [0].", 3),
+            [3, 1, 2]
+        );
+        assert!(citations("no markers [", 3).is_empty());
+        assert_eq!(citations("a [2] b [ 1 ]", 2), [2, 1]);
+    }
+
+    fn source(n: usize) -> Source {
+        Source {
+            n,
+            file: format!("doc{n}.md"),
+            page: None,
+            heading: None,
+            score: 1.0,
+            link: None,
+            cited: false,
+            text: String::new(),
+            document_id: n as i64,
+        }
+    }
+
+    #[test]
+    fn cited_sources_come_first_in_citation_order() {
+        let mut sources: Vec<Source> = (1..=4).map(source).collect();
+        mark_cited("Yes [3], because [1].", &mut sources);
+        let order: Vec<(usize, bool)> = sources.iter().map(|s| (s.n, s.cited)).collect();
+        assert_eq!(order, [(3, true), (1, true), (2, false), (4, false)]);
+    }
 }

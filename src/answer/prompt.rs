@@ -102,6 +102,7 @@ mod tests {
             heading: Some("Time off".into()),
             score: 1.0,
             link: None,
+            cited: false,
             text: text.into(),
             document_id: n as i64,
         }

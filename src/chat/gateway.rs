@@ -97,8 +97,12 @@ pub enum ChatEvent {
 /// What the core did with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
-    /// Queued as an `answer` job behind this placeholder.
-    Asked { job: JobId, placeholder: MessageRef },
+    /// Queued as an `answer` job behind this placeholder (`None`: the platform refused it for
+    /// now; the job posts it).
+    Asked {
+        job: JobId,
+        placeholder: Option<MessageRef>,
+    },
     /// The channel has no brain for this (told the asker, or nothing to do for files).
     Unbound,
     /// Files queued for ingestion (or already known): how many.

@@ -59,8 +59,12 @@ pub struct AnswerRequest {
     pub tenant: TenantId,
     pub brain: BrainId,
     pub channel: ChannelKey,
-    /// The message the answer grows in.
-    pub placeholder: String,
+    /// The message the answer grows in; `None` when it could not be posted when the question
+    /// came (the platform failed), so the chat role posts it first.
+    pub placeholder: Option<String>,
+    /// The asker's message, which the placeholder replies to.
+    #[serde(default)]
+    pub reply_to: Option<String>,
     /// The conversation (thread or reply chain) the question continues, if any.
     pub conversation: Option<String>,
     /// The platform user who asked.
@@ -86,7 +90,8 @@ pub struct NewQuestion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asked {
     pub job: JobId,
-    pub placeholder: MessageRef,
+    /// `None`: the platform refused the placeholder for now; the answer job posts it.
+    pub placeholder: Option<MessageRef>,
 }
 
 /// Why a question could not be queued.
@@ -100,35 +105,58 @@ pub enum AskError {
 
 /// The gateway's side: replies with a placeholder at once, records it as a message of the
 /// question's conversation (a question that starts none starts one keyed by the placeholder,
-/// so a reply to any answer continues it), then queues the answer job. The placeholder goes
-/// out without waiting on the edit budget, so an asker sees it immediately.
+/// so a reply to any answer continues it), then queues the answer job. The placeholder waits
+/// only for the channel's rate limit (the platform's write path), not for the edit budget.
+/// A question is not lost when the placeholder cannot be posted: the job is queued anyway and
+/// posts it itself (retried with the job), unless the channel itself is gone or closed to the
+/// bot.
 pub async fn ask(
     store: &dyn Store,
     outlet: &Outlet,
     mut question: NewQuestion,
     max_attempts: u32,
 ) -> Result<Asked, AskError> {
-    let placeholder = outlet
+    let placeholder = match outlet
         .platform
         .post(&question.channel, THINKING, question.reply_to.as_ref())
-        .await?;
+        .await
+    {
+        Ok(placeholder) => Some(placeholder),
+        Err(error @ PlatformError::Gone(_)) => return Err(error.into()),
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                channel = %question.channel,
+                "cannot post a question's placeholder now; the answer job will post it"
+            );
+            None
+        }
+    };
+    let conversation_root = placeholder
+        .as_ref()
+        .or(question.reply_to.as_ref())
+        .map_or_else(|| format!("q{}", crate::clock::now_ms()), |m| m.id.clone());
     let conversation = question
         .conversation
-        .get_or_insert_with(|| format!("{}:{}", question.channel, placeholder.id));
-    store
-        .record_answer_message(
-            question.tenant,
-            &question.channel.0,
-            &placeholder.id,
-            conversation,
-        )
-        .await?;
+        .get_or_insert_with(|| format!("{}:{conversation_root}", question.channel))
+        .clone();
+    if let Some(placeholder) = &placeholder {
+        store
+            .record_answer_message(
+                question.tenant,
+                &question.channel.0,
+                &placeholder.id,
+                &conversation,
+            )
+            .await?;
+    }
     let request = AnswerRequest {
         platform: question.platform,
         tenant: question.tenant,
         brain: question.brain,
         channel: question.channel,
-        placeholder: placeholder.id.clone(),
+        placeholder: placeholder.as_ref().map(|p| p.id.clone()),
+        reply_to: question.reply_to.map(|m| m.id),
         conversation: question.conversation,
         user: question.user,
         question: question.text,
@@ -164,10 +192,7 @@ impl JobHandler for AnswerService {
                 request.platform
             ))
         })?;
-        let placeholder = MessageRef {
-            channel: request.channel.clone(),
-            id: request.placeholder.clone(),
-        };
+        let placeholder = self.placeholder(&request, outlet).await?;
         // Counted once per question: a retried attempt is not a new question.
         if job.attempts == 1 {
             if let Some(limit) = &self.rate_limit {
@@ -200,6 +225,52 @@ impl JobHandler for AnswerService {
 }
 
 impl AnswerService {
+    /// The message the answer grows in: the one the gateway posted, or — when the platform
+    /// refused it then — one posted now in reply to the question (a failure is retried with
+    /// the job).
+    async fn placeholder(
+        &self,
+        request: &AnswerRequest,
+        outlet: &Outlet,
+    ) -> Result<MessageRef, JobFailure> {
+        if let Some(id) = &request.placeholder {
+            return Ok(MessageRef {
+                channel: request.channel.clone(),
+                id: id.clone(),
+            });
+        }
+        let reply_to = request.reply_to.as_ref().map(|id| MessageRef {
+            channel: request.channel.clone(),
+            id: id.clone(),
+        });
+        let placeholder = outlet
+            .platform
+            .post(&request.channel, THINKING, reply_to.as_ref())
+            .await
+            .map_err(|error| match error {
+                PlatformError::Gone(_) => {
+                    JobFailure::permanent(format!("cannot post the answer's message: {error}"))
+                }
+                _ => JobFailure::transient(format!("cannot post the answer's message: {error}")),
+            })?;
+        if let Some(conversation) = &request.conversation {
+            if let Err(error) = self
+                .answerer
+                .store
+                .record_answer_message(
+                    request.tenant,
+                    &placeholder.channel.0,
+                    &placeholder.id,
+                    conversation,
+                )
+                .await
+            {
+                tracing::warn!(%error, "cannot record an answer's message");
+            }
+        }
+        Ok(placeholder)
+    }
+
     async fn answer(
         &self,
         job: &Job,
@@ -236,7 +307,8 @@ impl AnswerService {
                     |piece| sender.send_modify(|text| text.push_str(piece)),
                 )
                 .await?;
-            let footer = sources_footer(&footer_sources(&answered.sources), platform);
+            // Only the sources the answer cites (see `Answered::shown_sources`).
+            let footer = sources_footer(&footer_sources(&answered.shown_sources()), platform);
             if !footer.is_empty() {
                 sender.send_modify(|text| {
                     text.push_str("\n\n");
@@ -343,7 +415,7 @@ impl AnswerService {
     }
 }
 
-fn footer_sources(sources: &[Source]) -> Vec<FooterSource> {
+fn footer_sources(sources: &[&Source]) -> Vec<FooterSource> {
     sources
         .iter()
         .map(|source| FooterSource {

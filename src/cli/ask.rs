@@ -1,6 +1,7 @@
 //! `engram ask` (retrieve, then stream an LLM's answer — or quote the passages when no LLM is
-//! configured — to the terminal) and `engram demo` (the offline tour on the sample documents
-//! built into the binary).
+//! configured or it fails, after a notice naming the fault — to the terminal, with the sources
+//! the answer cites) and `engram demo` (the offline tour on the sample documents built into the
+//! binary).
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use serde_json::json;
 
 use std::io::Write as _;
 
-use crate::answer::{self, Question, Source};
+use crate::answer::{self, Provenance, Question, Source};
 use crate::app;
 use crate::brain::{BrainName, TenantKey};
 use crate::config::{Config, StoreUrl};
@@ -25,7 +26,8 @@ pub struct AskArgs {
     /// Tenant that owns the brain.
     #[arg(long, default_value = "local", value_parser = TenantKey::parse)]
     pub tenant: TenantKey,
-    /// One JSON object: {"answer": …, "sources": […], "usage": …}.
+    /// One JSON object: {"answer": …, "sources": [… "cited": true|false …], "usage": …,
+    /// "error": null|"what failed"}.
     #[arg(long)]
     pub json: bool,
     /// Only the ranked sources an answer would use (no answer).
@@ -50,11 +52,12 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
             answerer.retrieval,
         )
         .await
-        .context("cannot search the brain")?;
+        .context("cannot search the brain")?
+        .sources;
         if args.json {
             println!("{}", json!({ "sources": sources }));
         } else {
-            print_sources(&sources);
+            print_sources(&sources.iter().collect::<Vec<_>>());
         }
         return Ok(());
     }
@@ -75,19 +78,31 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
+    let notice = answered.fault.map(|fault| fault.notice());
     if json {
         println!(
             "{}",
-            json!({ "answer": answered.text, "sources": answered.sources, "usage": answered.usage })
+            json!({
+                "answer": answered.text,
+                "sources": answered.sources,
+                "usage": answered.usage,
+                "error": notice,
+            })
         );
-        return Ok(());
+    } else {
+        println!("\n");
+        if answered.provenance != Provenance::NothingFound {
+            print_sources(&answered.shown_sources());
+        }
     }
-    println!("\n");
-    print_sources(&answered.sources);
-    Ok(())
+    match notice {
+        // The answer (quoted passages) was printed; the exit status says the LLM failed.
+        Some(notice) => anyhow::bail!("{notice}"),
+        None => Ok(()),
+    }
 }
 
-fn print_sources(sources: &[Source]) {
+fn print_sources(sources: &[&Source]) {
     if sources.is_empty() {
         println!("Sources: none");
         return;

@@ -54,7 +54,8 @@ pub enum Command {
     /// Answer a question from a brain, with sources (streams to the terminal).
     Ask(ask::AskArgs),
     /// Print the text engram reads from one file, page by page (what OCR saw, and why pages
-    /// were skipped). Runs in the same sandbox as ingestion.
+    /// were skipped): PDF, images, DOCX, XLSX/ODS (a page per sheet), PPTX (a page per
+    /// slide), HTML, Markdown, text. Runs in the same sandbox as ingestion.
     Extract(ingest::ExtractArgs),
     /// Inspect queued, failed and dead jobs, and retry them.
     Jobs(JobsArgs),

@@ -25,7 +25,7 @@ use super::cache::{
 use super::keyword::{query_terms, BrainTerms};
 use super::{
     candidates_per_side, reciprocal_rank_fusion, DocumentId, Index, IndexError, IndexedDocument,
-    SearchHit, SearchQuery,
+    SearchHit, SearchQuery, TermStatistics,
 };
 use crate::brain::BrainId;
 use crate::clock::now_ms;
@@ -585,6 +585,51 @@ impl Index for EmbeddedIndex {
         self.vectors.patch(brain.0, &removed, &[]);
         self.keywords.patch(brain.0, &removed, &[]);
         Ok(())
+    }
+
+    async fn term_statistics(
+        &self,
+        brain: BrainId,
+        terms: &[String],
+    ) -> Result<Option<TermStatistics>, IndexError> {
+        let (cached, load) = self.keywords.lookup(brain.0);
+        if let Some(load) = load {
+            let readers = self.readers.clone();
+            tokio::spawn(async move {
+                if let Err(error) = load_keywords(readers, load).await {
+                    tracing::warn!(brain = brain.0, %error, "cannot load the brain's keyword index");
+                }
+            });
+        }
+        if let Some(cached) = cached {
+            let (chunks, holding) = cached
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .statistics(terms);
+            return Ok(Some(TermStatistics { chunks, holding }));
+        }
+        // Not in memory: count through FTS5, one bounded query per term.
+        let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM chunks WHERE brain_id = $1")
+            .bind(brain.0)
+            .fetch_one(&self.readers)
+            .await?;
+        let mut holding = Vec::with_capacity(terms.len());
+        for term in terms {
+            let Some(expression) = match_expression(brain, std::slice::from_ref(term)) else {
+                holding.push(0);
+                continue;
+            };
+            let count: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH $1")
+                    .bind(expression)
+                    .fetch_one(&self.readers)
+                    .await?;
+            holding.push(u64::try_from(count).unwrap_or(0));
+        }
+        Ok(Some(TermStatistics {
+            chunks: u64::try_from(chunks).unwrap_or(0),
+            holding,
+        }))
     }
 
     async fn search(

@@ -212,6 +212,20 @@ impl BrainTerms {
             .collect()
     }
 
+    /// Live chunks, and for each term how many live chunks hold it.
+    pub(crate) fn statistics(&self, terms: &[String]) -> (u64, Vec<u64>) {
+        let holding = terms
+            .iter()
+            .map(|term| match self.dictionary.get(term.as_str()) {
+                Some(&id) if id != STOPWORD => {
+                    self.document_frequency(&self.postings[id as usize]) as u64
+                }
+                _ => 0,
+            })
+            .collect();
+        (self.live as u64, holding)
+    }
+
     /// Live chunks in a posting list.
     fn document_frequency(&self, list: &[u32]) -> usize {
         if self.live == self.ids.len() {
@@ -290,8 +304,9 @@ pub(crate) fn chunk_term_frequencies(
     (frequencies, length)
 }
 
-/// The distinct terms of a question, in order.
-pub(crate) fn query_terms(text: &str) -> Vec<String> {
+/// The distinct terms of a question (or any text), in order: runs of letters and digits,
+/// lowercased, Latin diacritics removed, English stopwords left out.
+pub fn query_terms(text: &str) -> Vec<String> {
     let mut terms: Vec<String> = Vec::new();
     for_each_term(text, |term| {
         if !is_stopword(term) && !terms.iter().any(|t| t == term) {
@@ -353,6 +368,10 @@ fn fold(c: char) -> char {
         other => other,
     }
 }
+
+#[cfg(test)]
+#[path = "keyword_randomized.rs"]
+mod randomized_tests;
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ use crate::brain::BrainId;
 use crate::ingest::chunk::ChunkDraft;
 
 pub use embedded::EmbeddedIndex;
+pub use keyword::query_terms;
 pub use qdrant::{QdrantIndex, QdrantOptions};
 
 /// Store id of a document (a row of `documents`); the index writes its chunks under it.
@@ -60,6 +61,15 @@ pub struct SearchHit {
     pub vector_rank: Option<u32>,
 }
 
+/// A brain's keyword statistics for some terms, as its keyword search weighs them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TermStatistics {
+    /// Chunks in the brain.
+    pub chunks: u64,
+    /// For each term asked about, in order, how many of the brain's chunks hold it.
+    pub holding: Vec<u64>,
+}
+
 /// Why an index call failed; `is_transient` says whether trying again later may help.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -78,6 +88,10 @@ pub enum IndexError {
     UnknownDocument { brain: BrainId, document: i64 },
     #[error("stored index data is not what engram expects: {0}")]
     Corrupt(String),
+    /// The disk under the index is full: nothing was written (one transaction), and writes
+    /// work again once there is room.
+    #[error("the index's disk is full; free some space (nothing was written): {0}")]
+    Full(String),
     #[error("index database error: {0}")]
     Database(sqlx::Error),
     #[error("the index refused the request: {0}")]
@@ -87,7 +101,7 @@ pub enum IndexError {
 impl IndexError {
     pub fn is_transient(&self) -> bool {
         match self {
-            IndexError::Unavailable(_) => true,
+            IndexError::Unavailable(_) | IndexError::Full(_) => true,
             IndexError::Database(sqlx::Error::Database(db)) => {
                 // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
                 db.code()
@@ -103,6 +117,8 @@ impl From<sqlx::Error> for IndexError {
     fn from(error: sqlx::Error) -> Self {
         if crate::store::is_unreachable(&error) {
             IndexError::Unavailable(error.to_string())
+        } else if crate::store::is_disk_full(&error) {
+            IndexError::Full(error.to_string())
         } else {
             IndexError::Database(error)
         }
@@ -125,6 +141,17 @@ pub trait Index: Send + Sync + std::fmt::Debug {
         brain: BrainId,
         query: &SearchQuery,
     ) -> Result<Vec<SearchHit>, IndexError>;
+    /// How many of the brain's chunks there are and how many hold each of `terms` (terms as
+    /// `query_terms` makes them): what an answer weighs a question's words by when it decides
+    /// whether a passage answers it. `None` when this index cannot tell; answers then weigh
+    /// every word alike.
+    async fn term_statistics(
+        &self,
+        _brain: BrainId,
+        _terms: &[String],
+    ) -> Result<Option<TermStatistics>, IndexError> {
+        Ok(None)
+    }
     /// Removes every chunk of a brain about to be deleted from the store. An index inside the
     /// store has nothing to do: deleting the brain deletes its chunks with it.
     async fn forget_brain(&self, _brain: BrainId) -> Result<(), IndexError> {

@@ -55,17 +55,33 @@ pub fn count_tokens(text: &str) -> usize {
 }
 
 fn word_tokens(word: &str) -> usize {
-    let (mut ascii, mut wide, mut other) = (0usize, 0usize, 0usize);
-    for c in word.chars() {
+    let mut counts = CharCounts::default();
+    word.chars().for_each(|c| counts.add(c));
+    counts.tokens()
+}
+
+/// A word's characters by the classes `count_tokens` prices.
+#[derive(Debug, Default, Clone, Copy)]
+struct CharCounts {
+    ascii: usize,
+    wide: usize,
+    other: usize,
+}
+
+impl CharCounts {
+    fn add(&mut self, c: char) {
         if c.is_ascii() {
-            ascii += 1;
+            self.ascii += 1;
         } else if c >= '\u{2E80}' {
-            wide += 1;
+            self.wide += 1;
         } else {
-            other += 1;
+            self.other += 1;
         }
     }
-    (ascii.div_ceil(4) + wide + other.div_ceil(2)).max(1)
+
+    fn tokens(&self) -> usize {
+        (self.ascii.div_ceil(4) + self.wide + self.other.div_ceil(2)).max(1)
+    }
 }
 
 /// Common English words that carry no meaning in a keyword query.
@@ -313,9 +329,13 @@ impl Packer {
                 // Overlap carried from the previous section does not cross a heading.
                 self.current = None;
             }
+            // Headings gather in one chunk only while they fit its budget too.
             let keep = self.current.as_ref().is_some_and(|pending| {
-                !pending.has_body
-                    || (level > pending.level && pending.tokens + tokens <= self.max / 2)
+                if pending.has_body {
+                    level > pending.level && pending.tokens + tokens <= self.max / 2
+                } else {
+                    pending.tokens + tokens <= self.max
+                }
             });
             if !keep {
                 self.flush(false);
@@ -339,7 +359,24 @@ impl Packer {
                 };
                 pending.level = level;
             }
-            self.push(Piece::new(block.text(), true, Carry::Nothing), page);
+            // A heading longer than a chunk is split like a paragraph; each part opens a new
+            // chunk when the current one is full.
+            let parts = if tokens <= self.max {
+                vec![block.text()]
+            } else {
+                split_block(&block, self.max)
+            };
+            for part in parts {
+                let piece = Piece::new(part, true, Carry::Nothing);
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|pending| pending.tokens + piece.tokens > self.max)
+                {
+                    self.flush(false);
+                }
+                self.push(piece, page);
+            }
             return;
         }
         let carry = match block {
@@ -481,7 +518,9 @@ fn split_block(block: &Block, max: usize) -> Vec<String> {
             let header = rows[..header_rows.min(rows.len())].join("\n");
             let header_tokens = count_tokens(&header);
             if header_tokens * 2 > max || rows.len() <= header_rows {
-                return pack_units(rows.clone(), max, "\n");
+                // No room to repeat the header: rows as they come, a long one cut at words.
+                let units = rows.iter().flat_map(|row| split_text(row, max)).collect();
+                return pack_units(units, max, "\n");
             }
             let body = rows[header_rows..]
                 .iter()
@@ -584,14 +623,20 @@ fn split_text(text: &str, max: usize) -> Vec<String> {
             units.push(word.to_string());
             continue;
         }
+        // The piece's cost is kept as it grows: recounting it at every character made a long
+        // word (a base64 blob) cost its length times the piece length.
         let mut piece = String::new();
+        let mut counts = CharCounts::default();
         for c in word.chars() {
-            piece.push(c);
-            if word_tokens(&piece) > max {
-                piece.pop();
+            let mut grown = counts;
+            grown.add(c);
+            if !piece.is_empty() && grown.tokens() > max {
                 units.push(std::mem::take(&mut piece));
-                piece.push(c);
+                grown = CharCounts::default();
+                grown.add(c);
             }
+            piece.push(c);
+            counts = grown;
         }
         if !piece.is_empty() {
             units.push(piece);
@@ -599,6 +644,10 @@ fn split_text(text: &str, max: usize) -> Vec<String> {
     }
     pack_units(units, max, " ")
 }
+
+#[cfg(test)]
+#[path = "chunk_randomized.rs"]
+mod randomized_tests;
 
 #[cfg(test)]
 mod tests {

@@ -40,13 +40,35 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not what engram expects: {0}")]
     Corrupt(String),
+    /// The disk under the store is full: nothing was written, and writes work again once
+    /// there is room.
+    #[error("the store's disk is full; free some space (nothing was written): {0}")]
+    Full(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
 }
 
 impl StoreError {
+    /// Worth trying again later: the store could not be reached, or its disk was full.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_))
+    }
+}
+
+/// Whether a database error says the disk is full (SQLite `SQLITE_FULL`, PostgreSQL
+/// `disk_full`).
+pub fn is_disk_full(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref();
+            // SQLite's extended codes keep the primary code (13) in their low byte.
+            code == Some("53100")
+                || code
+                    .and_then(|code| code.parse::<i64>().ok())
+                    .is_some_and(|code| code & 0xff == 13)
+        }
+        _ => false,
     }
 }
 
@@ -67,6 +89,7 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             error if is_unreachable(&error) => StoreError::Unavailable(error.to_string()),
+            error if is_disk_full(&error) => StoreError::Full(error.to_string()),
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_string())
             }

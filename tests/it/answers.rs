@@ -313,7 +313,7 @@ impl World {
             .unwrap();
         Asked {
             job: asked.job,
-            placeholder: asked.placeholder.id,
+            placeholder: asked.placeholder.expect("the placeholder was posted").id,
         }
     }
 
@@ -684,5 +684,58 @@ async fn an_answer_for_a_platform_this_process_lacks_is_dead_with_a_reason() {
             .is_some_and(|e| e.contains("no `test` connection")),
         "{:?}",
         job.last_error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_llm_is_named_in_chat_before_the_quoted_passages() {
+    let world = World::new().await;
+    let (tenant, brain) = world.tenant("discord:1").await;
+    let llm = fake_openai::start(Behaviour {
+        api_key: Some("sk-the-right-key".into()),
+        ..llm_reply("never sent", Duration::from_millis(5))
+    })
+    .await;
+    let shutdown = chat_role(&world, world.service(&llm, 4), 8);
+    let asked = world
+        .ask(tenant, brain, "ann", "How do I request vacation?")
+        .await;
+    world.wait_done(&[asked.job], Duration::from_secs(20)).await;
+    shutdown.stop_claiming.cancel();
+    let shown = world.platform.text_of(&asked.placeholder).unwrap();
+    assert_eq!(
+        shown,
+        format!(
+            "⚠️ The LLM rejected engram's API key — an admin can run `engram doctor`.\n\n\
+             Here is what the documents say:\n\n> Vacation requests go through the HR portal at \
+             least two weeks ahead. [1]\n\n**Sources**\n\
+             [1] [handbook.md](<https://chat.example/files/1>) — Time off"
+        )
+    );
+    assert!(!shown.contains("sk-"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_the_brain_cannot_answer_is_told_so_in_chat() {
+    let world = World::new().await;
+    let (tenant, brain) = world.tenant("discord:1").await;
+    let mut service = world.service(&fake_openai::start(Behaviour::default()).await, 4);
+    // No LLM: the extractive answer.
+    service.answerer.chat = None;
+    let shutdown = chat_role(&world, service, 8);
+    let asked = world
+        .ask(
+            tenant,
+            brain,
+            "ann",
+            "How many vacation days do new employees get in their first year?",
+        )
+        .await;
+    world.wait_done(&[asked.job], Duration::from_secs(20)).await;
+    shutdown.stop_claiming.cancel();
+    let shown = world.platform.text_of(&asked.placeholder).unwrap();
+    assert_eq!(
+        shown,
+        "I found nothing in this brain that answers that. The closest documents: handbook.md."
     );
 }

@@ -41,29 +41,53 @@ impl Harness {
         behaviour: Behaviour,
         configure: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::start_at(
+            options,
+            behaviour,
+            configure,
+            "127.0.0.1:0".parse().unwrap(),
+            |_| {},
+        )
+    }
+
+    /// As `start_with`, with Discord at `addr`; `before_discord` runs once engram is started
+    /// and before the fake Discord is (with `addr` a free port, Discord is unreachable until
+    /// then).
+    fn start_at(
+        options: Options,
+        behaviour: Behaviour,
+        configure: impl FnOnce(&mut Config),
+        addr: std::net::SocketAddr,
+        before_discord: impl FnOnce(&Running),
+    ) -> Self {
         let fakes = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let discord = fakes.block_on(FakeDiscord::start(options));
+        let early = addr.port() != 0;
+        let discord = (!early).then(|| fakes.block_on(FakeDiscord::start(options.clone())));
         let llm = fakes.block_on(fake_openai::start(behaviour));
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::defaults();
         config.store.url = StoreUrl::new(format!("sqlite://{}/engram.db", dir.path().display()));
-        config.discord.token = Secret::new(discord.token());
-        config.discord.proxy_url = discord.rest_url();
+        config.discord.token = Secret::new(options.token.clone());
+        config.discord.proxy_url = discord
+            .as_ref()
+            .map_or_else(|| format!("http://{addr}"), FakeDiscord::rest_url);
         config.llm.base_url = llm.base_url();
         config.llm.model = "fake-model".into();
         config.chat.edit_interval_ms = 200;
         config.ingest.extractor = crate::ingest::extractor().display().to_string();
         configure(&mut config);
-        let engram = app::start(
-            &config,
-            &[Role::Gateway, Role::Chat, Role::Ingest],
-            Outlets::default(),
-        )
-        .expect("engram starts");
+        let mut roles = vec![Role::Gateway, Role::Chat, Role::Ingest];
+        if early {
+            roles.push(Role::Api);
+        }
+        let engram = app::start(&config, &roles, Outlets::default()).expect("engram starts");
+        before_discord(&engram);
+        let discord =
+            discord.unwrap_or_else(|| fakes.block_on(FakeDiscord::start_at(options, addr)));
         let harness = Self {
             fakes,
             discord,
@@ -75,7 +99,7 @@ impl Harness {
         // READY handled: the slash commands are registered.
         harness.wait(
             "the slash commands registered",
-            Duration::from_secs(20),
+            Duration::from_secs(60),
             |h| (!h.discord.commands(None).is_empty()).then_some(()),
         );
         harness
@@ -422,7 +446,7 @@ fn a_dropped_gateway_mid_answer_still_answers_exactly_once() {
 #[test]
 fn rate_limited_edits_back_off_and_the_final_text_lands() {
     let options = Options {
-        edit_limit: Some(fake_discord::RateLimit {
+        message_limit: Some(fake_discord::RateLimit {
             requests: 2,
             per: Duration::from_secs(2),
         }),
@@ -433,7 +457,8 @@ fn rate_limited_edits_back_off_and_the_final_text_lands() {
         Behaviour {
             reply: "Visitors park on level two of the garage, next to the lifts, all day [1]."
                 .into(),
-            token_interval: Duration::from_millis(60),
+            // Long enough for several edits after the placeholder, which shares the bucket.
+            token_interval: Duration::from_millis(200),
             ..Behaviour::default()
         },
     );
@@ -464,6 +489,183 @@ fn rate_limited_edits_back_off_and_the_final_text_lands() {
             "never 3 edits within one 2 s window: {edits:?}"
         );
     }
+}
+
+/// A burst in one channel against Discord's documented limits (the fake's defaults: messages
+/// 5 per 5 s per channel, creates and edits alike; reactions 1 per 0.25 s; typing 5 per 5 s;
+/// 50 requests a second in all): every question is answered once, with its sources, every
+/// file ends ✅ with ⏳ gone, and no write that got a 429 was dropped.
+#[test]
+fn a_burst_in_one_channel_queues_behind_the_limits_and_loses_nothing() {
+    let h = Harness::start(Options::default(), quick_llm());
+    h.link_general();
+    h.teach_parking();
+    let files: Vec<u64> = (0..3)
+        .map(|n| {
+            let (attachment, _) = h.discord.add_attachment(
+                &format!("floor-{n}.md"),
+                format!("# Floor {n}\n\nDesks on floor {n} are booked at the front desk.\n")
+                    .as_bytes(),
+            );
+            h.say(
+                &UserMessage::new(GENERAL_ID, ALICE_ID, "floor notes").with_attachment(attachment),
+            )
+        })
+        .collect();
+    let askers = [
+        ALICE_ID,
+        BOB_ID,
+        1_210_000_000_000_000_311,
+        1_210_000_000_000_000_312,
+    ];
+    let questions: Vec<u64> = (0..12)
+        .map(|n| {
+            let text = format!("where do visitors park? ({n})");
+            h.say(&UserMessage::new(GENERAL_ID, askers[n % askers.len()], &text).mentioning(BOT_ID))
+        })
+        .collect();
+
+    for &question in &questions {
+        let answer = h.wait("every answer", Duration::from_secs(180), |h| {
+            h.replies_to(GENERAL_ID, question)
+                .into_iter()
+                .find(|m| m.content().contains("**Sources**"))
+        });
+        assert!(answer.content().starts_with(REPLY), "{}", answer.content());
+        assert_eq!(
+            h.replies_to(GENERAL_ID, question).len(),
+            1,
+            "one answer message per question"
+        );
+    }
+    for &file in &files {
+        h.wait("✅ on every file", Duration::from_secs(60), |h| {
+            let reactions = h.discord.reactions(file);
+            (reactions == ["✅"]).then_some(())
+        });
+        assert_eq!(
+            h.replies_to(GENERAL_ID, file).len(),
+            1,
+            "one summary per file"
+        );
+    }
+    assert!(
+        h.discord.unretried_429s().is_empty(),
+        "writes dropped after a 429: {:#?}",
+        h.discord.unretried_429s()
+    );
+    let typing_429s = h
+        .discord
+        .rate_limited_requests()
+        .into_iter()
+        .filter(|request| request.path.ends_with("/typing"))
+        .count();
+    assert_eq!(
+        typing_429s, 0,
+        "the typing indicator is skipped, never sent into a 429"
+    );
+    assert_eq!(h.discord.globally_limited(), 0);
+    // Only a route's first request cannot know what its bucket holds: at most one 429 per
+    // route engram writes to here (messages, edits, adding and removing reactions).
+    let served: Vec<String> = h
+        .discord
+        .rate_limited_requests()
+        .iter()
+        .map(|request| format!("{} {}", request.method, request.path))
+        .collect();
+    assert!(
+        served.len() <= 4,
+        "429s a client obeying the headers would not meet: {served:#?}"
+    );
+    h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID]);
+}
+
+/// Discord failing the placeholder (an outage at its edge) does not lose the question: the
+/// answer job posts the placeholder itself, retried with the job, and the answer lands.
+#[test]
+fn a_question_whose_placeholder_fails_is_still_answered() {
+    let h = Harness::start(Options::default(), quick_llm());
+    h.link_general();
+    h.teach_parking();
+    // The placeholder, and the answer job's first try at it.
+    h.discord.fail_creates(GENERAL_ID, 2);
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.wait("the answer", Duration::from_secs(60), |h| {
+        h.replies_to(GENERAL_ID, question)
+            .into_iter()
+            .find(|m| m.content().contains("**Sources**"))
+    });
+    assert!(answer.content().starts_with(REPLY), "{}", answer.content());
+    assert_eq!(h.replies_to(GENERAL_ID, question).len(), 1);
+    let failed = h
+        .discord
+        .requests()
+        .into_iter()
+        .filter(|request| request.status == 502)
+        .count();
+    assert_eq!(failed, 2, "both failures were met");
+    // A reply to the answer continues the question's conversation.
+    let conversation = h.answer_conversation(GENERAL_ID, answer.id);
+    assert!(conversation.is_some(), "the answer message is recorded");
+}
+
+/// Discord unreachable when engram starts is a fault, not a silence: `/readyz` is 503 naming
+/// Discord and the connection metric is 0 while engram keeps trying (with backoff); when
+/// Discord answers, engram connects, is ready, and answers.
+#[test]
+fn discord_unreachable_at_start_is_a_fault_until_it_answers() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let api = std::sync::Mutex::new(None);
+    let h = Harness::start_at(
+        Options::default(),
+        quick_llm(),
+        |config| config.http.listen = "127.0.0.1:0".parse().unwrap(),
+        free,
+        |engram| {
+            let addr = engram.api_addr().expect("the api role listens");
+            *api.lock().unwrap() = Some(addr);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let (status, body) = crate::support::http_get(addr, "/readyz");
+                assert_eq!(status, 503, "{body}");
+                let reason: serde_json::Value = serde_json::from_str(&body).unwrap();
+                // Connecting at first; then the failure itself.
+                let reason = reason["reason"].as_str().unwrap().to_string();
+                assert!(reason.starts_with("discord: "), "{reason}");
+                if reason != "discord: connecting" {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "still {reason}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let (_, metrics) = crate::support::http_get(addr, "/metrics");
+            assert!(
+                metrics.contains("engram_adapter_connected{platform=\"discord\"} 0"),
+                "{metrics}"
+            );
+        },
+    );
+    let api = api.lock().unwrap().unwrap();
+    h.wait(
+        "ready once Discord answers",
+        Duration::from_secs(60),
+        |_| (crate::support::http_get(api, "/readyz").0 == 200).then_some(()),
+    );
+    let (_, metrics) = crate::support::http_get(api, "/metrics");
+    assert!(
+        metrics.contains("engram_adapter_connected{platform=\"discord\"} 1"),
+        "{metrics}"
+    );
+    h.link_general();
+    h.teach_parking();
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.answer_to(GENERAL_ID, question);
+    assert!(answer.content().starts_with(REPLY), "{}", answer.content());
 }
 
 #[test]

@@ -301,7 +301,12 @@ async fn discord_client_connects_and_receives_ready_guild_and_messages() {
 
 #[tokio::test]
 async fn discord_http_create_edit_react_are_recorded() {
-    let fake = FakeDiscord::start(Options::default()).await;
+    // What is recorded, not the limits: serenity's client here has no rate limiter.
+    let fake = FakeDiscord::start(Options {
+        reaction_limit: None,
+        ..Options::default()
+    })
+    .await;
     let http = http_for(&fake, &fake.token());
     let channel = ChannelId::new(GENERAL_ID);
     let question = fake.message_create(&UserMessage::new(GENERAL_ID, BOB_ID, "what's new?"));
@@ -389,9 +394,10 @@ async fn discord_http_create_edit_react_are_recorded() {
 #[tokio::test]
 async fn discord_edits_beyond_the_limit_get_a_429_with_discord_headers() {
     let window = Duration::from_secs(3);
+    // Creates and edits share the channel's bucket: the first message and two edits fill it.
     let options = Options {
-        edit_limit: Some(RateLimit {
-            requests: 2,
+        message_limit: Some(RateLimit {
+            requests: 3,
             per: window,
         }),
         ..Options::default()
@@ -429,7 +435,7 @@ async fn discord_edits_beyond_the_limit_get_a_429_with_discord_headers() {
     let header = |response: &reqwest::Response, name: &str| {
         response.headers()[name].to_str().unwrap().to_string()
     };
-    assert_eq!(header(&second, "x-ratelimit-limit"), "2");
+    assert_eq!(header(&second, "x-ratelimit-limit"), "3");
     assert_eq!(header(&second, "x-ratelimit-remaining"), "0");
     let reset_after: f64 = header(&second, "x-ratelimit-reset-after").parse().unwrap();
     assert!(reset_after > 0.0 && reset_after <= window.as_secs_f64());

@@ -154,11 +154,17 @@ pub struct Options {
     pub application_flags: u64,
     pub guilds: Vec<FakeGuild>,
     pub heartbeat_interval: Duration,
-    /// Per channel, on `PATCH /channels/{c}/messages/{m}`, and per interaction on edits of its
-    /// responses. Default 5 per 5 s.
-    pub edit_limit: Option<RateLimit>,
-    /// Per channel, on `POST /channels/{c}/messages`. Default none.
-    pub create_limit: Option<RateLimit>,
+    /// Per channel, one bucket for `POST /channels/{c}/messages` and `PATCH` of its messages
+    /// (creates and edits share it, as measured on Discord), and per interaction on edits of
+    /// its responses. Default 5 per 5 s.
+    pub message_limit: Option<RateLimit>,
+    /// Per channel, on adding and removing reactions. Default 1 per 0.25 s.
+    pub reaction_limit: Option<RateLimit>,
+    /// Per channel, on `POST /channels/{c}/typing`. Default 5 per 5 s.
+    pub typing_limit: Option<RateLimit>,
+    /// Every request with the bot's token, whatever the route (a global 429 carries
+    /// `X-RateLimit-Global`). Default 50 per s.
+    pub global_limit: Option<RateLimit>,
     /// The shard count `GET /gateway/bot` recommends. Default 1.
     pub shards: u64,
 }
@@ -210,11 +216,22 @@ impl Default for Options {
                 ],
             }],
             heartbeat_interval: Duration::from_millis(1_000),
-            edit_limit: Some(RateLimit {
+            message_limit: Some(RateLimit {
                 requests: 5,
                 per: Duration::from_secs(5),
             }),
-            create_limit: None,
+            reaction_limit: Some(RateLimit {
+                requests: 1,
+                per: Duration::from_millis(250),
+            }),
+            typing_limit: Some(RateLimit {
+                requests: 5,
+                per: Duration::from_secs(5),
+            }),
+            global_limit: Some(RateLimit {
+                requests: 50,
+                per: Duration::from_secs(1),
+            }),
             shards: 1,
         }
     }
@@ -409,9 +426,13 @@ struct St {
     command_ids: HashMap<(Option<u64>, String), u64>,
     files: HashMap<u64, CdnFile>,
     buckets: HashMap<(&'static str, u64), Bucket>,
+    global_bucket: Option<Bucket>,
+    global_limited: usize,
     rate_limited: HashMap<u64, usize>,
     /// Per channel: how many more message edits to refuse with a 429, and its `retry_after`.
     refused_edits: HashMap<u64, (usize, Duration)>,
+    /// Per channel: how many more message creates to answer with a 502.
+    failed_creates: HashMap<u64, usize>,
     /// The 429s served because of `refused_edits`: channel and when.
     refusals: Vec<(u64, Instant)>,
     typing: HashMap<u64, usize>,
@@ -474,9 +495,13 @@ impl Reply {
 impl FakeDiscord {
     /// Binds 127.0.0.1:0 and serves REST, the gateway and the CDN on it.
     pub async fn start(options: Options) -> FakeDiscord {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake Discord");
+        Self::start_at(options, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// As [`Self::start`], on a given address (e.g. one engram was told about before Discord
+    /// "came back").
+    pub async fn start_at(options: Options, addr: SocketAddr) -> FakeDiscord {
+        let listener = TcpListener::bind(addr).await.expect("bind fake Discord");
         let addr = listener.local_addr().expect("fake Discord address");
         let mut state = St {
             options,
@@ -490,8 +515,11 @@ impl FakeDiscord {
             command_ids: HashMap::new(),
             files: HashMap::new(),
             buckets: HashMap::new(),
+            global_bucket: None,
+            global_limited: 0,
             rate_limited: HashMap::new(),
             refused_edits: HashMap::new(),
+            failed_creates: HashMap::new(),
             refusals: Vec::new(),
             typing: HashMap::new(),
             sessions: Vec::new(),
@@ -894,7 +922,40 @@ impl FakeDiscord {
         }
     }
 
-    /// 429s served for a channel's buckets (message creates and edits, interaction edits).
+    /// Global 429s served (more than `global_limit` requests in a window).
+    pub fn globally_limited(&self) -> usize {
+        self.lock().global_limited
+    }
+
+    /// Every 429 served.
+    pub fn rate_limited_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|request| request.status == 429)
+            .collect()
+    }
+
+    /// The 429s that no later request with the same method, path and body got past: writes
+    /// that were dropped rather than sent again.
+    pub fn unretried_429s(&self) -> Vec<RecordedRequest> {
+        let requests = self.requests();
+        requests
+            .iter()
+            .enumerate()
+            .filter(|(_, request)| request.status == 429)
+            .filter(|(i, limited)| {
+                !requests[i + 1..].iter().any(|later| {
+                    later.status != 429
+                        && later.method == limited.method
+                        && later.path == limited.path
+                        && later.body == limited.body
+                })
+            })
+            .map(|(_, request)| request.clone())
+            .collect()
+    }
+
+    /// 429s served for a channel's buckets (messages, reactions, typing, interaction edits).
     pub fn rate_limited(&self, channel_id: u64) -> usize {
         self.lock()
             .rate_limited
@@ -911,6 +972,12 @@ impl FakeDiscord {
         self.lock()
             .refused_edits
             .insert(channel_id, (count, retry_after));
+    }
+
+    /// Answers the next `count` message creates in `channel_id` with a 502 (Discord's edge
+    /// failing), as happens in an outage.
+    pub fn fail_creates(&self, channel_id: u64, count: usize) {
+        self.lock().failed_creates.insert(channel_id, count);
     }
 
     /// When the 429s of [`Self::refuse_edits`] were served, per channel.
@@ -1472,7 +1539,7 @@ impl St {
             ("x-ratelimit-remaining", "0".to_string()),
             ("x-ratelimit-reset", format!("{reset_at:.3}")),
             ("x-ratelimit-reset-after", format!("{retry_after:.3}")),
-            ("x-ratelimit-bucket", bucket_hash("message-edit")),
+            ("x-ratelimit-bucket", bucket_hash("messages")),
             ("x-ratelimit-scope", "shared".to_string()),
         ];
         let body = json!({
@@ -1480,6 +1547,40 @@ impl St {
             "retry_after": retry_after,
             "global": false,
             "code": 0,
+        });
+        Err(Reply::json(429, body).with_headers(headers))
+    }
+
+    /// Counts a request with the bot's token against the global limit; `Err` is the global 429
+    /// to answer.
+    fn take_global(&mut self, bot_auth: bool) -> Result<(), Reply> {
+        let Some(limit) = self.options.global_limit.filter(|_| bot_auth) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let state = self.global_bucket.get_or_insert_with(Bucket::default);
+        let window_end = match state.window_end {
+            Some(end) if end > now => end,
+            _ => {
+                state.used = 0;
+                *state.window_end.insert(now + limit.per)
+            }
+        };
+        if state.used < limit.requests {
+            state.used += 1;
+            return Ok(());
+        }
+        self.global_limited += 1;
+        let retry_after = ((window_end - now).as_secs_f64() * 1000.0).ceil() / 1000.0;
+        let headers = vec![
+            ("retry-after", (retry_after.ceil() as u64).to_string()),
+            ("x-ratelimit-global", "true".to_string()),
+            ("x-ratelimit-scope", "global".to_string()),
+        ];
+        let body = json!({
+            "message": "You are being rate limited.",
+            "retry_after": retry_after,
+            "global": true,
         });
         Err(Reply::json(429, body).with_headers(headers))
     }
@@ -1903,15 +2004,18 @@ async fn rest(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == expected);
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let reply = route(
-        &inner,
-        &mut st,
-        &method,
-        &segments,
-        uri.query(),
-        body.as_ref(),
-        bot_auth,
-    );
+    let reply = match st.take_global(bot_auth) {
+        Ok(()) => route(
+            &inner,
+            &mut st,
+            &method,
+            &segments,
+            uri.query(),
+            body.as_ref(),
+            bot_auth,
+        ),
+        Err(limited) => limited,
+    };
     st.requests.push(RecordedRequest {
         at: Instant::now(),
         method: method.to_string(),
@@ -2029,8 +2133,10 @@ fn route(
             ("POST", ["channels", channel, "typing"]) => {
                 let channel = parse_id(channel)?;
                 st.channel(channel).ok_or_else(unknown_channel)?;
+                let limit = st.options.typing_limit;
+                let headers = st.take("typing", channel, channel, limit)?;
                 *st.typing.entry(channel).or_default() += 1;
-                Ok(Reply::no_content())
+                Ok(Reply::no_content().with_headers(headers))
             }
             ("POST", ["channels", channel, "messages"]) => {
                 create_message(st, parse_id(channel)?, body)
@@ -2045,8 +2151,8 @@ fn route(
             ("PATCH", ["channels", channel, "messages", message]) => {
                 let (channel, message) = (parse_id(channel)?, parse_id(message)?);
                 st.refuse_edit(channel)?;
-                let limit = st.options.edit_limit;
-                let headers = st.take("message-edit", channel, channel, limit)?;
+                let limit = st.options.message_limit;
+                let headers = st.take("messages", channel, channel, limit)?;
                 match st.message(message) {
                     Some(m) if m.channel_id == channel => {
                         if m.author_id != st.options.bot.id {
@@ -2071,15 +2177,17 @@ fn route(
                 let (channel, message) = (parse_id(channel)?, parse_id(message)?);
                 let (guild, _) = st.channel(channel).ok_or_else(unknown_channel)?;
                 let guild = guild.id;
+                let limit = st.options.reaction_limit;
+                let headers = st.take("reactions", channel, channel, limit)?;
                 if method == Method::PUT {
                     let permissions = st.permissions(guild, st.options.bot.id, channel);
                     if permissions & Permissions::ADD_REACTIONS.bits() == 0 {
-                        return Err(missing_permissions());
+                        return Err(missing_permissions().with_headers(headers));
                     }
                 }
                 let stored = match st.message_mut(message) {
                     Some(m) if m.channel_id == channel => m,
-                    _ => return Err(unknown_message()),
+                    _ => return Err(unknown_message().with_headers(headers)),
                 };
                 let emoji = emoji.to_string();
                 if method == Method::PUT {
@@ -2089,7 +2197,7 @@ fn route(
                 } else {
                     stored.reactions.retain(|e| *e != emoji);
                 }
-                Ok(Reply::no_content())
+                Ok(Reply::no_content().with_headers(headers))
             }
             ("PUT", ["applications", app, "commands"]) => {
                 check_application(st, app)?;
@@ -2143,7 +2251,7 @@ fn route(
                         .ok_or_else(unknown_message)?;
                     return Ok(Reply::json(200, json));
                 }
-                let limit = st.options.edit_limit;
+                let limit = st.options.message_limit;
                 let headers = st.take("webhook-edit", interaction_id, channel, limit)?;
                 check_content(body).map_err(|r| r.with_headers(headers.clone()))?;
                 let mut body = body.clone();
@@ -2292,8 +2400,16 @@ fn cdn(st: &St, id: u64) -> Reply {
 }
 
 fn create_message(st: &mut St, channel: u64, body: &Value) -> Result<Reply, Reply> {
-    let limit = st.options.create_limit;
-    let headers = st.take("message-create", channel, channel, limit)?;
+    if let Some(left) = st
+        .failed_creates
+        .get_mut(&channel)
+        .filter(|left| **left > 0)
+    {
+        *left -= 1;
+        return Err(Reply::error(502, 0, "502: Bad Gateway"));
+    }
+    let limit = st.options.message_limit;
+    let headers = st.take("messages", channel, channel, limit)?;
     let with = |reply: Reply| reply.with_headers(headers.clone());
     let (guild, target) = st.channel(channel).ok_or_else(|| with(unknown_channel()))?;
     let needed = match target.kind {

@@ -1,5 +1,8 @@
 //! A local stand-in for an OpenAI-compatible server (what sits across the network): streamed
-//! chat completions (SSE) and embeddings, with injectable delays and faults.
+//! and plain chat completions (SSE) and embeddings, as strict as the real API where engram
+//! relies on it (the bearer key and the model are checked when set, errors come in OpenAI's
+//! JSON shape), with injectable delays and faults (status codes, a server that never
+//! answers).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -19,8 +22,15 @@ use serde_json::{json, Value};
 pub struct Behaviour {
     /// The first this-many requests get HTTP 500.
     pub fail_first: usize,
-    /// Every request gets this status (e.g. 401) instead of vectors.
+    /// Every request gets this status (401, 403, 404, 429, 5xx) with OpenAI's error body for
+    /// it, instead of an answer.
     pub always_status: Option<u16>,
+    /// When set, requests must carry `Authorization: Bearer <key>`; others get 401.
+    pub api_key: Option<String>,
+    /// When not empty, the models that exist; a request for another gets 404.
+    pub models: Vec<String>,
+    /// Never answer (hold the connection open): what a hung server does.
+    pub hang: bool,
     /// Vectors of this many dimensions (default 64).
     pub dimensions: Option<usize>,
     /// What chat completions answer, streamed a word at a time.
@@ -93,13 +103,87 @@ pub fn vector_for(text: &str, dimensions: usize) -> Vec<f32> {
     vector.iter().map(|x| x / norm).collect()
 }
 
-async fn embeddings(State(shared): State<Shared>, Json(body): Json<Value>) -> Response {
+/// OpenAI's error body for `status`, as its API sends it.
+fn error_body(status: u16, key: &str, model: &str) -> Value {
+    let (message, kind, code) = match status {
+        401 => (
+            format!("Incorrect API key provided: {}. You can find your API key in your account settings.", masked(key)),
+            "invalid_request_error",
+            json!("invalid_api_key"),
+        ),
+        403 => (
+            format!("Project `proj_fake` does not have access to model `{model}`"),
+            "invalid_request_error",
+            json!("model_not_found"),
+        ),
+        404 => (
+            format!("The model `{model}` does not exist or you do not have access to it."),
+            "invalid_request_error",
+            json!("model_not_found"),
+        ),
+        429 => (
+            format!("Rate limit reached for {model} on requests per min (RPM): Limit 3, Used 3, Requested 1."),
+            "requests",
+            json!("rate_limit_exceeded"),
+        ),
+        _ => (
+            "The server had an error while processing your request. Sorry about that!".to_string(),
+            "server_error",
+            Value::Null,
+        ),
+    };
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+}
+
+/// A key as OpenAI echoes it: the first 3 and last 4 characters.
+fn masked(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() < 8 {
+        return "***".into();
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}***{tail}")
+}
+
+/// The fault to answer with instead of serving the request, if any: a hang, a forced status,
+/// a missing or wrong key, an unknown model.
+async fn fault(shared: &Shared, headers: &HeaderMap, body: &Value) -> Option<Response> {
+    let behaviour = &shared.behaviour;
+    if behaviour.hang {
+        std::future::pending::<()>().await;
+    }
+    let key = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let model = body["model"].as_str().unwrap_or("");
+    let status = behaviour.always_status.or_else(|| {
+        if behaviour
+            .api_key
+            .as_deref()
+            .is_some_and(|expected| expected != key)
+        {
+            Some(401)
+        } else if !behaviour.models.is_empty() && !behaviour.models.iter().any(|m| m == model) {
+            Some(404)
+        } else {
+            None
+        }
+    })?;
+    let code = StatusCode::from_u16(status).unwrap();
+    Some((code, Json(error_body(status, key, model))).into_response())
+}
+
+async fn embeddings(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let n = shared.requests.fetch_add(1, Ordering::SeqCst);
-    if let Some(status) = shared.behaviour.always_status {
-        let status = StatusCode::from_u16(status).unwrap();
-        let error = json!({"error": {"message": "invalid api key", "type": "invalid_request_error",
-                                     "param": null, "code": "invalid_api_key"}});
-        return (status, Json(error)).into_response();
+    if let Some(response) = fault(&shared, &headers, &body).await {
+        return response;
     }
     if n < shared.behaviour.fail_first {
         let error = json!({"error": {"message": "overloaded", "type": "server_error",
@@ -147,15 +231,49 @@ fn chunk(model: &Value, content: Option<&str>, usage: Option<Value>) -> Value {
     chunk
 }
 
-async fn chat(State(shared): State<Shared>, Json(body): Json<Value>) -> Response {
+async fn chat(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let n = shared.requests.fetch_add(1, Ordering::SeqCst);
-    if let Some(status) = shared.behaviour.always_status {
-        let error = json!({"error": {"message": "invalid api key", "type": "invalid_request_error",
-                                     "param": null, "code": "invalid_api_key"}});
-        return (StatusCode::from_u16(status).unwrap(), Json(error)).into_response();
+    if let Some(response) = fault(&shared, &headers, &body).await {
+        return response;
     }
     if n < shared.behaviour.fail_first {
         return (StatusCode::INTERNAL_SERVER_ERROR, "upstream overloaded").into_response();
+    }
+    if !body["messages"].is_array() || !body["model"].is_string() {
+        let error = json!({"error": {"message": "'messages' and 'model' are required",
+                                     "type": "invalid_request_error", "param": null, "code": null}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    if body.get("max_tokens").is_some() && body.get("max_completion_tokens").is_some() {
+        let error = json!({"error": {"message": "max_tokens and max_completion_tokens cannot both be set",
+                                     "type": "invalid_request_error", "param": "max_tokens", "code": null}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    // A completion limited to fewer tokens than the reply has stops there.
+    let limit = body["max_completion_tokens"]
+        .as_u64()
+        .or_else(|| body["max_tokens"].as_u64())
+        .map_or(usize::MAX, |limit| limit as usize);
+    if body["stream"].as_bool() != Some(true) {
+        let words: Vec<&str> = shared
+            .behaviour
+            .reply
+            .split_inclusive(' ')
+            .take(limit)
+            .collect();
+        return Json(json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": words.concat()},
+                         "finish_reason": if words.len() < limit { "stop" } else { "length" }}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": words.len(),
+                      "total_tokens": 12 + words.len()}
+        }))
+        .into_response();
     }
     if let Some(messages) = body["messages"].as_array() {
         let mut inputs = shared.inputs.lock().unwrap();
@@ -167,6 +285,7 @@ async fn chat(State(shared): State<Shared>, Json(body): Json<Value>) -> Response
         .behaviour
         .reply
         .split_inclusive(' ')
+        .take(limit)
         .map(str::to_string)
         .collect();
     let behaviour = shared.behaviour.clone();

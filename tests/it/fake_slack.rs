@@ -44,11 +44,36 @@ pub struct Options {
     pub admins: HashSet<&'static str>,
 }
 
+/// Slack's published limits for the methods engram calls, per workspace (Tier 2 20 a minute,
+/// Tier 3 50, Tier 4 100) and `chat.postMessage`'s one a second per channel.
+pub fn tier_limits() -> HashMap<&'static str, (usize, Duration)> {
+    let minute = Duration::from_secs(60);
+    let mut limits: HashMap<&'static str, (usize, Duration)> = [
+        ("chat.startStream", 20),
+        ("chat.stopStream", 20),
+        ("chat.update", 50),
+        ("chat.delete", 50),
+        ("reactions.add", 50),
+        ("reactions.remove", 50),
+        ("conversations.history", 50),
+        ("conversations.replies", 50),
+        ("conversations.info", 50),
+        ("chat.appendStream", 100),
+        ("users.info", 100),
+    ]
+    .into_iter()
+    .map(|(method, calls)| (method, (calls, minute)))
+    .collect();
+    limits.insert("chat.postMessage", (1, Duration::from_secs(1)));
+    limits
+}
+
 impl Default for Options {
+    /// Streaming works, Alice is an admin, and Slack's tier limits are enforced.
     fn default() -> Self {
         Self {
             streaming: true,
-            limits: HashMap::new(),
+            limits: tier_limits(),
             force_429: HashMap::new(),
             admins: [ALICE].into_iter().collect(),
         }

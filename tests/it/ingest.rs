@@ -352,6 +352,147 @@ fn extract_shows_what_ocr_read_and_why_a_file_is_refused() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
+#[test]
+fn spreadsheets_and_slides_are_cited_by_sheet_and_slide() {
+    use crate::office::{
+        self,
+        Value::{Date, Number, Text},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let workbook = office::xlsx(&[
+        (
+            "Summary",
+            vec![vec![Text(
+                "Quarterly spending overview for the operations team",
+            )]],
+        ),
+        (
+            "Travel",
+            vec![
+                vec![
+                    Text("Item"),
+                    Text("Amount"),
+                    Text("Approver"),
+                    Text("Booked"),
+                ],
+                vec![
+                    Text("Train to Lyon"),
+                    Number(120.0),
+                    Text("Marta"),
+                    Date(45352.0),
+                ],
+                vec![
+                    Text("Taxi to the airport"),
+                    Number(45.5),
+                    Text("Dana Whitfield"),
+                    Date(45353.0),
+                ],
+            ],
+        ),
+        (
+            "Hardware",
+            vec![
+                vec![Text("Item"), Text("Amount")],
+                vec![Text("Laptop stand"), Number(80.0)],
+            ],
+        ),
+    ]);
+    std::fs::write(files.join("budget.xlsx"), workbook).unwrap();
+    let deck = office::pptx(&[
+        (office::shape("ctrTitle", &["Project Falcon kickoff"]), None),
+        (
+            office::shape("title", &["Timeline"]) + &office::shape("body", &["Beta ships in May"]),
+            None,
+        ),
+        (
+            office::shape("body", &["Vendor delays could slip the beta"])
+                + &office::shape("title", &["Risks"]),
+            Some("The escalation contact for vendor problems is Priya Raman."),
+        ),
+    ]);
+    std::fs::write(files.join("kickoff.pptx"), deck).unwrap();
+
+    assert!(engram(dir.path(), &["brain", "create", "ops"])
+        .status
+        .success());
+    let output = engram(
+        dir.path(),
+        &["ingest", "--json", "ops", files.to_str().unwrap()],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results = by_file(&json_lines(&output));
+    assert_eq!(results["budget.xlsx"]["status"], "ingested", "{results:?}");
+    assert_eq!(results["budget.xlsx"]["pages"], 3);
+    assert_eq!(results["kickoff.pptx"]["status"], "ingested", "{results:?}");
+    assert_eq!(results["kickoff.pptx"]["pages"], 3);
+
+    let first_source = |question: &str| -> Value {
+        let output = engram(
+            dir.path(),
+            &["ask", "--json", "--sources-only", "ops", question],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+        answer["sources"][0].clone()
+    };
+    let taxi = first_source("Who approved the taxi to the airport?");
+    assert_eq!(taxi["file"], "budget.xlsx", "{taxi}");
+    assert_eq!(taxi["page"], 2, "the Travel sheet is the second: {taxi}");
+    assert_eq!(taxi["heading"], "Travel", "{taxi}");
+    let escalation = first_source("Who is the escalation contact for vendor problems?");
+    assert_eq!(escalation["file"], "kickoff.pptx", "{escalation}");
+    assert_eq!(escalation["page"], 3, "the third slide shown: {escalation}");
+    // The slide is one chunk with its notes, cited by the slide's title.
+    assert_eq!(escalation["heading"], "Risks", "{escalation}");
+
+    // Without an LLM the answer quotes the row with its headers, and the note.
+    let output = engram(
+        dir.path(),
+        &[
+            "ask",
+            "--json",
+            "ops",
+            "Who approved the taxi to the airport?",
+        ],
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let text = answer["answer"].as_str().unwrap();
+    assert!(
+        text.contains("Item: Taxi to the airport; Amount: 45.5; Approver: Dana Whitfield; Booked: 2024-03-02."),
+        "{text}"
+    );
+
+    let extracted = engram(
+        dir.path(),
+        &[
+            "extract",
+            "--json",
+            files.join("kickoff.pptx").to_str().unwrap(),
+        ],
+    );
+    assert!(extracted.status.success());
+    let pages = json_lines(&extracted);
+    let texts: Vec<&str> = pages.iter().map(|p| p["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "# Project Falcon kickoff",
+            "# Timeline\n\nBeta ships in May",
+            "# Risks\n\nVendor delays could slip the beta\n\n## Speaker notes\n\nThe escalation contact for vendor problems is Priya Raman."
+        ]
+    );
+}
+
 fn demo_file(name: &str) -> String {
     crate::support::crate_dir()
         .join("demo")

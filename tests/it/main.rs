@@ -12,11 +12,14 @@ mod embeddings;
 mod fake_discord;
 mod fake_openai;
 mod fake_slack;
+mod faults;
 mod gateway;
 mod hostile;
 mod index;
 mod ingest;
 mod migrations;
+#[path = "../../crates/extract/tests/common/office.rs"]
+mod office;
 mod processes;
 mod qdrant_server;
 mod queue;

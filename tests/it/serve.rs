@@ -1,5 +1,6 @@
-//! `engram serve` as a process: health, readiness and metrics over HTTP, a clean stop on
-//! SIGTERM, and no secret in its logs. Also readiness when the store is gone.
+//! `engram serve` as a process: health, readiness and metrics over HTTP (not ready while a
+//! configured platform cannot be reached, which it keeps trying), a clean stop on SIGTERM, and
+//! no secret in its logs. Also readiness when the store is gone.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -90,11 +91,14 @@ fn serve_reports_health_and_metrics_then_stops_cleanly_on_sigterm() {
 
     let (status, body) = http_get(serve.addr, "/healthz");
     assert_eq!((status, body.trim()), (200, "ok"));
+    // Discord is configured but cannot be reached from here: not ready, and saying why.
     let (status, body) = http_get(serve.addr, "/readyz");
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
-        "ready"
+    assert_eq!(status, 503, "{body}");
+    let reason: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reason["status"], "unavailable");
+    assert!(
+        reason["reason"].as_str().unwrap().starts_with("discord: "),
+        "{body}"
     );
     let (status, body) = http_get(serve.addr, "/metrics");
     assert_eq!(status, 200);
@@ -103,6 +107,28 @@ fn serve_reports_health_and_metrics_then_stops_cleanly_on_sigterm() {
         "{body}"
     );
     assert!(body.contains("engram_store_up 1"), "{body}");
+    assert!(
+        body.contains("engram_adapter_connected{platform=\"discord\"} 0"),
+        "{body}"
+    );
+    // It keeps trying, with backoff, rather than giving up after the first failure.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while serve
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains("connecting again in"))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second attempt to reach Discord; log:\n{}",
+            serve.log.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let killed = Command::new("kill")
         .args(["-TERM", &serve.child.id().to_string()])
@@ -133,6 +159,7 @@ async fn readyz_is_503_with_a_reason_when_the_store_is_gone() {
         store: db.store(),
         metrics: Arc::new(Metrics::default()),
         index: None,
+        connections: Arc::default(),
     };
     let server = tokio::spawn(http::serve(listener, state, stop.clone()));
 
@@ -187,6 +214,7 @@ async fn readyz_is_503_with_a_reason_when_qdrant_is_unreachable() {
         store: db.store(),
         metrics: Arc::new(Metrics::default()),
         index: Some(Arc::new(index)),
+        connections: Arc::default(),
     };
     let server = tokio::spawn(http::serve(listener, state, stop.clone()));
     let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz"))

@@ -1,99 +1,19 @@
-//! DOCX: zip-bomb-safe access to `word/document.xml` and a streaming (non-recursive) conversion
-//! of WordprocessingML to light Markdown (headings, list items, table rows, paragraphs).
-
-use std::io::{Cursor, Read};
+//! DOCX: the main part, read through the package's zip-bomb guards, and a streaming
+//! (non-recursive) conversion of WordprocessingML to light Markdown (headings, list items,
+//! table rows, paragraphs).
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use crate::error::ExtractError;
+use crate::package::{Package, MAX_PART_BYTES};
 
-/// Archives with more entries than this are refused before their directory is parsed.
-const MAX_ENTRIES: u64 = 10_000;
-/// Largest `word/document.xml` we inflate.
-const MAX_DOCUMENT_XML_BYTES: u64 = 64 * 1024 * 1024;
-/// Inflation ratio above which a large part is treated as a zip bomb (real DOCX XML: ~5–20x).
-const MAX_RATIO: u64 = 200;
-/// Parts smaller than this are never refused for their ratio.
-const RATIO_EXEMPT_BYTES: u64 = 1024 * 1024;
-
-/// Extract the text of a DOCX held in `bytes` (already sniffed as a ZIP archive).
-pub fn extract(bytes: &[u8]) -> Result<String, ExtractError> {
-    if let Some(entries) = declared_entry_count(bytes) {
-        check_entry_count(entries)?;
-    }
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
-        ExtractError::corrupt(format_args!(
-            "the file is not a valid ZIP/DOCX archive: {e}"
-        ))
+/// Extract the text of a DOCX whose main part (normally `word/document.xml`) is `main`.
+pub fn extract(package: &mut Package<'_>, main: &str) -> Result<String, ExtractError> {
+    let xml = package.read(main, MAX_PART_BYTES)?.ok_or_else(|| {
+        ExtractError::corrupt(format_args!("the DOCX is damaged: {main} is missing"))
     })?;
-    check_entry_count(archive.len() as u64)?;
-    let xml = {
-        let part = match archive.by_name("word/document.xml") {
-            Ok(part) => part,
-            Err(zip::result::ZipError::FileNotFound) => {
-                return Err(ExtractError::Unsupported("ZIP archive (not a DOCX)".into()))
-            }
-            Err(e) => {
-                return Err(ExtractError::corrupt(format_args!(
-                    "the DOCX is damaged: cannot open word/document.xml: {e}"
-                )))
-            }
-        };
-        let (declared, compressed) = (part.size(), part.compressed_size());
-        let too_big = || {
-            ExtractError::too_large(format_args!(
-                "the DOCX text part (word/document.xml) inflates to more than {} MiB",
-                MAX_DOCUMENT_XML_BYTES / (1024 * 1024)
-            ))
-        };
-        if declared > MAX_DOCUMENT_XML_BYTES {
-            return Err(too_big());
-        }
-        if declared > RATIO_EXEMPT_BYTES && declared / compressed.max(1) > MAX_RATIO {
-            return Err(ExtractError::too_large(format_args!(
-                "the DOCX looks like a zip bomb: word/document.xml inflates {}x",
-                declared / compressed.max(1)
-            )));
-        }
-        // The header may lie: never inflate more than the limit, whatever it says.
-        let mut xml = Vec::with_capacity(declared as usize);
-        part.take(MAX_DOCUMENT_XML_BYTES + 1)
-            .read_to_end(&mut xml)
-            .map_err(|e| {
-                ExtractError::corrupt(format_args!(
-                    "the DOCX is damaged: cannot inflate word/document.xml: {e}"
-                ))
-            })?;
-        if xml.len() as u64 > MAX_DOCUMENT_XML_BYTES {
-            return Err(too_big());
-        }
-        xml
-    };
     document_xml_to_text(&xml)
-}
-
-fn check_entry_count(entries: u64) -> Result<(), ExtractError> {
-    if entries > MAX_ENTRIES {
-        return Err(ExtractError::too_large(format_args!(
-            "the archive has {entries} entries; the limit is {MAX_ENTRIES}"
-        )));
-    }
-    Ok(())
-}
-
-/// The entry count from the end-of-central-directory record, if one is found and it is not
-/// a ZIP64 placeholder. Lets us refuse a million-entry archive before parsing its directory.
-fn declared_entry_count(bytes: &[u8]) -> Option<u64> {
-    const EOCD_LEN: usize = 22;
-    let window_start = bytes.len().saturating_sub(EOCD_LEN + u16::MAX as usize);
-    let window = &bytes[window_start..];
-    let pos = window
-        .windows(4)
-        .rposition(|w| w == b"PK\x05\x06")
-        .filter(|&p| p + EOCD_LEN <= window.len())?;
-    let total = u16::from_le_bytes([window[pos + 10], window[pos + 11]]);
-    (total != u16::MAX).then_some(u64::from(total))
 }
 
 /// What kind of block the current paragraph is.
@@ -384,15 +304,6 @@ mod tests {
         assert_eq!(doc(&format!("<w:p>{deep}</w:p>")), "x");
         let err = document_xml_to_text(b"<w:document><w:p></w:q>").unwrap_err();
         assert_eq!(err.kind(), "corrupt");
-    }
-
-    #[test]
-    fn eocd_entry_count() {
-        let mut zip = vec![0u8; 100];
-        zip.extend_from_slice(b"PK\x05\x06\0\0\0\0\x10\x27\x11\x27");
-        zip.extend_from_slice(&[0u8; 10]);
-        assert_eq!(declared_entry_count(&zip), Some(10_001));
-        assert!(check_entry_count(10_001).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// Why a file could not be extracted. Each variant maps to one `kind` of the protocol's
 /// `error` line; the payload is the human reason (cleaned by [`clean_message`] on output).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ExtractError {
     /// The content is of a type engram cannot read (the message names the detected type).
     #[error("unsupported file type: {0}")]
@@ -88,6 +88,11 @@ pub fn clean_message(raw: &str) -> String {
             continue;
         }
         if pending_space {
+            // A space only with room for a character after it.
+            if count + 1 >= MAX_MESSAGE_CHARS {
+                out.push('…');
+                break;
+            }
             out.push(' ');
             count += 1;
             pending_space = false;
@@ -113,6 +118,22 @@ mod tests {
         assert!(!m.contains('\n') && !m.contains('\u{0}'));
         assert!(m.starts_with("bad ??thing x"));
         assert!(m.chars().count() <= MAX_MESSAGE_CHARS + 1);
+    }
+
+    /// Found by the randomized tests: a space owed just at the limit was added before the
+    /// limit was checked, so a message could be two characters over it.
+    #[test]
+    fn a_space_at_the_limit_does_not_pass_it() {
+        for offset in 0..4 {
+            let raw = format!(
+                "{} {}",
+                "x".repeat(MAX_MESSAGE_CHARS - 2 + offset),
+                "y".repeat(9)
+            );
+            let m = clean_message(&raw);
+            assert!(m.chars().count() <= MAX_MESSAGE_CHARS + 1, "{offset}: {m}");
+            assert!(m.ends_with('…'));
+        }
     }
 
     #[test]

@@ -7,10 +7,15 @@ mod html;
 mod image_input;
 mod limits;
 mod ocr;
+mod ods;
+mod package;
 mod pdf;
+mod pptx;
 mod protocol;
+mod sheet;
 mod sniff;
 mod text;
+mod xlsx;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -27,8 +32,9 @@ use sniff::Sniffed;
 const USAGE: &str = "\
 usage: engram-extract [OPTIONS] PATH
 
-Extract the text of one file (PDF, PNG, JPEG, TIFF, WebP, GIF, DOCX, HTML, Markdown, text)
-and print it page by page as JSON lines on stdout.
+Extract the text of one file (PDF, PNG, JPEG, TIFF, WebP, GIF, DOCX, XLSX, ODS, PPTX, HTML,
+Markdown, text) and print it page by page as JSON lines on stdout: a page per PDF page,
+spreadsheet sheet or slide.
 
 options:
   --memory-bytes N     address-space limit (default 1073741824)
@@ -40,6 +46,8 @@ options:
   --defer-ocr          PDFs: OCR only the first page that needs it and list the others as
                        `deferred` in the document line, to be run one by one with --page
   --page N             PDFs: read only page N
+  --ocr-report         print each OCR pass (how the page was prepared, tesseract's mean
+                       word confidence, time) on stderr
   --help               print this help
 
 exit status: 0 on success, 2 on a per-file error (reported as a JSON `error` line)";
@@ -54,6 +62,7 @@ struct Args {
     lang: String,
     tessdata: Option<String>,
     pages: Pages,
+    ocr_report: bool,
     path: PathBuf,
 }
 
@@ -72,6 +81,7 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
     let mut lang = "eng".to_owned();
     let mut tessdata = None;
     let mut pages = Pages::All;
+    let mut ocr_report = false;
     let mut path = None;
 
     fn value(name: &str, argv: &mut impl Iterator<Item = OsString>) -> Result<String, String> {
@@ -97,6 +107,7 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
             Some("--max-file-bytes") => max_file_bytes = number("--max-file-bytes", &mut argv)?,
             Some("--lang") => lang = value("--lang", &mut argv)?,
             Some("--tessdata") => tessdata = Some(value("--tessdata", &mut argv)?),
+            Some("--ocr-report") => ocr_report = true,
             Some("--defer-ocr") if pages == Pages::All => pages = Pages::DeferOcr,
             Some("--page") if pages == Pages::All => {
                 pages = Pages::Only(number("--page", &mut argv)?)
@@ -129,6 +140,7 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
         lang,
         tessdata,
         pages,
+        ocr_report,
         path,
     }))
 }
@@ -204,6 +216,7 @@ fn run(args: &Args, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
     let bytes = read_input(&args.path, args.max_file_bytes)?;
     let sniffed = sniff::sniff(&bytes)?;
     let mut ocr = Ocr::new(&args.lang, args.tessdata.as_deref());
+    ocr.report_passes(args.ocr_report);
     if matches!(args.pages, Pages::Only(_)) && !matches!(sniffed, Sniffed::Pdf) {
         return Err(ExtractError::internal("--page applies to PDFs only"));
     }
@@ -225,11 +238,7 @@ fn run(args: &Args, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
             out.page(1, &page.text, true, page.warning.as_deref())
                 .map_err(write_failed)?;
         }
-        Sniffed::Zip => {
-            let text = docx::extract(&bytes)?;
-            out.document("docx", 1, &[]).map_err(write_failed)?;
-            out.page(1, &text, false, None).map_err(write_failed)?;
-        }
+        Sniffed::Zip => office(&bytes, args.max_pages, out)?,
         Sniffed::Text => {
             let decoded = text::decode(&bytes);
             drop(bytes);
@@ -252,6 +261,77 @@ fn run(args: &Args, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
         return Err(ExtractError::NoText(
             "no text could be extracted from the document".into(),
         ));
+    }
+    Ok(())
+}
+
+/// An Office package (DOCX, XLSX, PPTX, ODS): a page per sheet or slide (one for a DOCX).
+fn office(bytes: &[u8], max_pages: u64, out: &mut Emitter<impl Write>) -> Result<(), ExtractError> {
+    let mut package = package::Package::open(bytes)?;
+    let kind = package.identify()?;
+    let noun = package.noun();
+    let mut budget = package::TextBudget::new(noun);
+    let check_count = |count: usize, what: &str| {
+        if count as u64 > max_pages {
+            return Err(ExtractError::too_large(format_args!(
+                "{noun} has {count} {what}; the limit is {max_pages}"
+            )));
+        }
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    };
+    fn emit(
+        out: &mut Emitter<impl Write>,
+        index: usize,
+        page: &package::Page,
+    ) -> Result<(), ExtractError> {
+        let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        out.page(number, &page.text, false, page.warning.as_deref())
+            .map_err(write_failed)
+    }
+    match &kind {
+        package::Kind::Word(main) => {
+            let text = docx::extract(&mut package, main)?;
+            out.document(kind.protocol_kind(), 1, &[])
+                .map_err(write_failed)?;
+            out.page(1, &text, false, None).map_err(write_failed)?;
+            return Ok(());
+        }
+        package::Kind::Excel(main) => {
+            let workbook = xlsx::Workbook::open(&mut package, main)?;
+            let count = check_count(workbook.len(), "sheets")?;
+            out.document(kind.protocol_kind(), count, &[])
+                .map_err(write_failed)?;
+            for index in 0..workbook.len() {
+                let page = workbook.sheet(&mut package, index, &mut budget)?;
+                emit(out, index, &page)?;
+            }
+        }
+        package::Kind::PowerPoint(main) => {
+            let deck = pptx::Presentation::open(&mut package, main)?;
+            let count = check_count(deck.len(), "slides")?;
+            out.document(kind.protocol_kind(), count, &[])
+                .map_err(write_failed)?;
+            for index in 0..deck.len() {
+                let page = deck.slide(&mut package, index, &mut budget)?;
+                emit(out, index, &page)?;
+            }
+        }
+        package::Kind::OpenDocumentSpreadsheet => {
+            let pages = ods::extract(&mut package, &mut budget)?;
+            let count = check_count(pages.len(), "sheets")?;
+            out.document(kind.protocol_kind(), count, &[])
+                .map_err(write_failed)?;
+            for (index, page) in pages.iter().enumerate() {
+                emit(out, index, page)?;
+            }
+        }
+    }
+    if out.chars() == 0 {
+        return Err(ExtractError::NoText(match kind {
+            package::Kind::PowerPoint(_) => "no text in the presentation: its slides hold only                 pictures or empty shapes (text inside pictures is not read)"
+                .into(),
+            _ => "no text in the workbook: its sheets are empty or hold only charts".into(),
+        }));
     }
     Ok(())
 }
@@ -288,6 +368,9 @@ fn read_input(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ExtractError> {
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod randomized_tests;
 
 #[cfg(test)]
 mod tests {

@@ -94,6 +94,12 @@ impl<W: Write> Emitter<W> {
         self.chars
     }
 
+    /// The sink, with everything written to it.
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     pub fn done(&mut self) -> io::Result<()> {
         let (pages, ocr_pages, chars) = (self.pages, self.ocr_pages, self.chars);
         self.emit(&Event::Done {

@@ -56,10 +56,6 @@ const KNOWN_BINARY: &[(&[u8], &str)] = &[
     (b"\xfd7zXZ\x00", "xz archive"),
     (b"\x7fELF", "ELF executable"),
     (b"MZ", "Windows executable"),
-    (
-        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
-        "legacy Microsoft Office document (.doc/.xls/.ppt)",
-    ),
     (b"BM", "BMP image"),
     (b"\x00\x00\x01\x00", "Windows icon"),
     (b"OggS", "Ogg media"),
@@ -68,6 +64,30 @@ const KNOWN_BINARY: &[(&[u8], &str)] = &[
     (b"\x1a\x45\xdf\xa3", "Matroska/WebM video"),
     (b"SQLite format 3\x00", "SQLite database"),
 ];
+
+/// An OLE compound file: legacy Office documents, and password-protected new ones.
+const OLE_MAGIC: &[u8] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1";
+
+/// What an OLE compound file holds, told by the stream names in its directory (stored as
+/// UTF-16LE), and what to do about it.
+fn legacy_office(bytes: &[u8]) -> &'static str {
+    let has = |name: &str| {
+        let utf16: Vec<u8> = name.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        find(bytes, &utf16).is_some()
+    };
+    if has("EncryptedPackage") {
+        "password-protected Office document; remove the password and send it again"
+    } else if has("WordDocument") {
+        "old binary Word format (.doc); save it as .docx and send it again"
+    } else if has("Workbook") || has("Book\0") {
+        "old binary Excel format (.xls); save it as .xlsx and send it again"
+    } else if has("PowerPoint Document") {
+        "old binary PowerPoint format (.ppt); save it as .pptx and send it again"
+    } else {
+        "legacy Microsoft Office or other OLE document; save it as .docx, .xlsx, .pptx or PDF \
+         and send it again"
+    }
+}
 
 /// How far into the file `%PDF-` may start (Acrobat tolerates leading junk up to 1 KiB).
 const PDF_HEADER_WINDOW: usize = 1024;
@@ -95,6 +115,9 @@ pub fn sniff(bytes: &[u8]) -> Result<Sniffed, ExtractError> {
     }
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         return Err(ExtractError::Unsupported("MP4/QuickTime/HEIF media".into()));
+    }
+    if bytes.starts_with(OLE_MAGIC) && is_binary(bytes) {
+        return Err(ExtractError::Unsupported(legacy_office(bytes).into()));
     }
     let has_utf16_bom = bytes.starts_with(b"\xff\xfe") || bytes.starts_with(b"\xfe\xff");
     if !has_utf16_bom {
@@ -206,5 +229,29 @@ mod tests {
             .unwrap_err()
             .contains("ELF executable"));
         assert_eq!(kind_of(b"").unwrap_err(), "empty: the file is empty");
+    }
+
+    /// An OLE compound file whose directory names `stream` (UTF-16LE, as OLE stores it).
+    fn ole(stream: &str) -> Vec<u8> {
+        let mut bytes = OLE_MAGIC.to_vec();
+        bytes.extend_from_slice(&[0u8; 504]);
+        bytes.extend(stream.encode_utf16().flat_map(u16::to_le_bytes));
+        bytes.extend_from_slice(&[0u8; 64]);
+        bytes
+    }
+
+    #[test]
+    fn legacy_office_files_are_named_with_what_to_do() {
+        let refusal = |stream: &str| kind_of(&ole(stream)).unwrap_err();
+        assert_eq!(
+            refusal("Workbook"),
+            "unsupported: unsupported file type: old binary Excel format (.xls); save it as \
+             .xlsx and send it again"
+        );
+        assert!(refusal("Book").contains("(.xls)"));
+        assert!(refusal("PowerPoint Document").contains("save it as .pptx"));
+        assert!(refusal("WordDocument").contains("save it as .docx"));
+        assert!(refusal("EncryptedPackage").contains("password-protected"));
+        assert!(refusal("__substg1.0_0037001F").contains("OLE document"));
     }
 }

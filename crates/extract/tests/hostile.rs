@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{corpus_dir, extract, Run};
+use common::{corpus_dir, extract, office, Run};
 
 /// Everything here must fail fast; the parent's wall-clock timeout is the real backstop.
 const QUICK: Duration = Duration::from_secs(20);
@@ -97,7 +97,195 @@ fn plain_zip_is_not_a_docx() {
     }
     let path = write(dir.path(), "archive.docx", &bytes);
     let message = quick(extract(&path, &[])).expect_error("unsupported");
-    assert_eq!(message, "unsupported file type: ZIP archive (not a DOCX)");
+    assert_eq!(
+        message,
+        "unsupported file type: ZIP archive (not an Office document)"
+    );
+}
+
+#[test]
+fn xlsx_zip_bomb_is_refused() {
+    // 64 MiB of one repeated row: within the worksheet limit, but it deflates ~1000x.
+    let row = "<row><c><v>0</v></c></row>";
+    let data = row.repeat((64 << 20) / row.len());
+    let bytes = office::workbook(&["Bomb"], vec![office::worksheet(0, &data)], "");
+    assert!(bytes.len() < 1 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "bomb.xlsx", &bytes);
+    let message = quick(extract(&path, &[])).expect_error("too_large");
+    assert!(
+        message.contains("zip bomb") && message.contains("xl/worksheets/sheet1.xml"),
+        "{message}"
+    );
+}
+
+#[test]
+fn xlsx_whose_headers_lie_about_a_sheet_is_stopped_at_the_declared_size() {
+    let row = "<row><c t=\"inlineStr\"><is><t>word</t></is></c></row>";
+    let data = row.repeat(100_000);
+    let mut bytes = office::workbook(&["Liar"], vec![office::worksheet(0, &data)], "");
+    // The worksheet is stored last: its central directory entry is the last one.
+    let cd = bytes
+        .windows(4)
+        .rposition(|w| w == b"PK\x01\x02")
+        .expect("central directory entry");
+    bytes[cd + 24..cd + 28].copy_from_slice(&1000u32.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "liar.xlsx", &bytes);
+    let message = quick(extract(&path, &[])).expect_error("corrupt");
+    assert_eq!(
+        message,
+        "the workbook is damaged: xl/worksheets/sheet1.xml is larger than the archive says"
+    );
+}
+
+#[test]
+fn a_million_empty_rows_under_a_whole_grid_dimension_are_fast_and_small() {
+    use std::fmt::Write as _;
+    let mut data = String::with_capacity(24 << 20);
+    // Every tenth row holds formatted cells without values, as spreadsheets leave them.
+    for r in 1..=1_000_000 {
+        if r % 10 != 0 {
+            write!(data, r#"<row r="{r}"/>"#).unwrap();
+        } else {
+            write!(
+                data,
+                r#"<row r="{r}" spans="1:3"><c r="A{r}" s="1"/><c r="B{r}"></c></row>"#
+            )
+            .unwrap();
+        }
+    }
+    data.push_str(
+        r#"<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>needle at the last cell</t></is></c></row>"#,
+    );
+    let sheet = office::worksheet_with(0, r#"<dimension ref="A1:XFD1048576"/>"#, &data);
+    let bytes = office::workbook(&["Sparse"], vec![sheet], "");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "sparse.xlsx", &bytes);
+    let run = quick(extract(&path, &[]));
+    run.expect_ok();
+    assert_eq!(run.document()["kind"], "xlsx");
+    assert_eq!(run.page_text(1), "# Sparse\n\nneedle at the last cell");
+}
+
+#[test]
+fn a_workbook_of_formulas_yields_their_values() {
+    use office::Value::{Formula, Text};
+    let bytes = office::xlsx(&[(
+        "Totals",
+        vec![
+            vec![Text("Item"), Text("Amount")],
+            vec![Text("Rent"), Formula("SUM(B5:B9)", Some(1200.0))],
+            vec![Text("Power"), Formula("B2*0.1", Some(120.5))],
+            vec![Text("Label"), Formula("CONCAT(\"a\",\"b\")", None)],
+        ],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "formulas.xlsx", &bytes);
+    let run = quick(extract(&path, &[]));
+    run.expect_ok();
+    let text = run.page_text(1);
+    assert_eq!(
+        text,
+        "# Totals\n\nColumns: Item; Amount.\n\n- Item: Rent; Amount: 1200.\n- Item: Power; Amount: 120.5.\n- Item: Label."
+    );
+    assert!(!text.contains("SUM") && !text.contains("CONCAT"), "{text}");
+}
+
+#[test]
+fn a_deck_of_pictures_has_no_text_and_says_so() {
+    let slides: Vec<(String, Option<&str>)> = (0..3)
+        .map(|_| (office::picture() + &office::picture(), None))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "photos.pptx", &office::pptx(&slides));
+    let run = quick(extract(&path, &[]));
+    let message = run.expect_error("no_text");
+    assert_eq!(
+        message,
+        "no text in the presentation: its slides hold only pictures or empty shapes (text \
+         inside pictures is not read)"
+    );
+    let pages = run.pages();
+    assert_eq!(pages.len(), 3);
+    assert_eq!(
+        pages[1]["warning"],
+        "slide 2 holds only pictures or charts; text in them is not read"
+    );
+}
+
+#[test]
+fn a_deck_nested_100000_groups_deep_is_linear() {
+    let depth = 100_000;
+    // Numbered, so the part does not deflate like a zip bomb.
+    let open: String = (0..depth)
+        .map(|i| format!(r#"<p:grpSp n="{i}">"#))
+        .collect();
+    let shapes = format!(
+        "{open}{}{}",
+        office::shape("", &["The needle sentence survives."]),
+        "</p:grpSp>".repeat(depth)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "deep.pptx",
+        &office::pptx(&[(shapes, Some("note"))]),
+    );
+    let run = quick(extract(&path, &[]));
+    run.expect_ok();
+    assert_eq!(
+        run.page_text(1),
+        "# Slide 1\n\nThe needle sentence survives.\n\n## Speaker notes\n\nnote"
+    );
+}
+
+#[test]
+fn more_sheets_than_pages_allowed_are_refused() {
+    let sheets: Vec<(&str, Vec<Vec<office::Value>>)> = ["A", "B", "C"]
+        .iter()
+        .map(|name| (*name, vec![vec![office::Value::Number(1.0)]]))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "three.xlsx", &office::xlsx(&sheets));
+    let message = quick(extract(&path, &["--max-pages", "2"])).expect_error("too_large");
+    assert_eq!(message, "the workbook has 3 sheets; the limit is 2");
+}
+
+#[test]
+fn legacy_binary_office_files_say_what_to_do() {
+    let ole = |stream: &str| {
+        let mut bytes = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1".to_vec();
+        bytes.resize(1024, 0);
+        bytes.extend(stream.encode_utf16().flat_map(u16::to_le_bytes));
+        bytes.resize(4096, 0);
+        bytes
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, stream, advice) in [
+        (
+            "old.xls",
+            "Workbook",
+            "old binary Excel format (.xls); save it as .xlsx",
+        ),
+        ("old.ppt", "PowerPoint Document", "save it as .pptx"),
+        ("old.doc", "WordDocument", "save it as .docx"),
+    ] {
+        let path = write(dir.path(), name, &ole(stream));
+        let message = quick(extract(&path, &[])).expect_error("unsupported");
+        assert!(message.contains(advice), "{name}: {message}");
+    }
+}
+
+#[test]
+fn csv_stays_text_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "Item,Amount,Approver\nTaxi,45.50,Dana\nTrain,120,\"Marta, Lyon\"\n";
+    let path = write(dir.path(), "claims.csv", csv.as_bytes());
+    let run = quick(extract(&path, &[]));
+    run.expect_ok();
+    assert_eq!(run.document()["kind"], "text");
+    assert_eq!(run.page_text(1), csv.trim_end());
 }
 
 #[test]

@@ -3,21 +3,23 @@
 //! answers and reports are written through. The only module (with `rest`) that knows Discord.
 
 pub mod diagnose;
+mod ratelimit;
 pub mod rest;
 pub mod threads;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use serde_json::json;
 use serenity::all::{
-    Command, CommandDataOptionValue, CommandInteraction, CommandOptionType, Context,
-    CreateAllowedMentions, CreateCommand, CreateCommandOption, CreateInteractionResponse,
-    CreateInteractionResponseMessage, EditInteractionResponse, EventHandler, GatewayIntents, Guild,
-    GuildChannel, Interaction, Message, MessageType, PartialGuildChannel, Permissions, Ready,
-    ThreadListSyncEvent, UserId,
+    CommandDataOptionValue, CommandInteraction, CommandOptionType, Context, CreateCommand,
+    CreateCommandOption, EventHandler, GatewayIntents, Guild, GuildChannel, Interaction, Message,
+    MessageType, PartialGuildChannel, Permissions, Ready, ThreadListSyncEvent, UserId,
 };
 use serenity::client::ClientBuilder;
+use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
 use serenity::http::HttpBuilder;
 use tokio::sync::OnceCell;
 
@@ -27,6 +29,7 @@ use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, Po
 use crate::chat::service::Outlet;
 use crate::chat::MessageRef;
 use crate::config::{DiscordConfig, DiscordShards};
+use crate::platform::connection::Connections;
 pub use rest::{channel_key, DiscordRest};
 use threads::Threads;
 
@@ -36,6 +39,9 @@ pub const PLATFORM: &str = "discord";
 /// How long a slash command may run before it is acknowledged as deferred (Discord allows 3 s
 /// for the first response, and the network takes some of it).
 const ACK_WITHIN: Duration = Duration::from_millis(2_000);
+
+/// A message only the person who used the command sees (message flag 64).
+const EPHEMERAL: u64 = 1 << 6;
 
 /// What engram needs from the gateway: servers and their channels and threads, messages, and
 /// their text (a privileged intent the application must have enabled).
@@ -52,14 +58,17 @@ fn rest_base(config: &DiscordConfig) -> &str {
     }
 }
 
-/// The `ChatPlatform` for Discord, with the per-channel write budget all answers share.
-pub fn outlet(config: &DiscordConfig) -> anyhow::Result<Outlet> {
+/// The `ChatPlatform` for Discord, with the per-channel write budget all answers share, and
+/// the same REST client for the adapter ([`run`]): one client per process, so every request
+/// made with the token waits in the same rate-limit buckets.
+pub fn outlet(config: &DiscordConfig) -> anyhow::Result<(Outlet, DiscordRest)> {
     let rest = rest(config)?;
     let budget = rest.budget();
-    Ok(Outlet {
-        platform: Arc::new(rest),
+    let outlet = Outlet {
+        platform: Arc::new(rest.clone()),
         budget,
-    })
+    };
+    Ok((outlet, rest))
 }
 
 /// Discord's REST API as configured, with a fresh per-channel budget: Discord allows about 5
@@ -72,8 +81,14 @@ pub fn rest(config: &DiscordConfig) -> anyhow::Result<DiscordRest> {
 }
 
 /// Connects to Discord's gateway and hands events to `gateway` until the connection ends for
-/// good (a bad token, missing intents) or the task is aborted.
-pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> {
+/// good (a bad token, missing intents) or the task is aborted. Everything the adapter writes
+/// goes through `rest`.
+pub async fn run(
+    config: DiscordConfig,
+    gateway: Gateway,
+    rest: DiscordRest,
+    connections: Arc<Connections>,
+) -> anyhow::Result<()> {
     let token = config.token.expose().to_string();
     let mut http = HttpBuilder::new(&token);
     if !config.proxy_url.is_empty() {
@@ -84,7 +99,9 @@ pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> 
     }
     let handler = Handler {
         gateway,
-        rest: rest(&config)?,
+        rest,
+        connections,
+        shards: Mutex::default(),
         bot: OnceCell::new(),
         threads: Threads::default(),
     };
@@ -113,8 +130,13 @@ pub async fn run(config: DiscordConfig, gateway: Gateway) -> anyhow::Result<()> 
 
 struct Handler {
     gateway: Gateway,
-    /// For the typing indicator while an answer is queued, and channel lookups.
+    /// Everything the adapter writes (the typing indicator, interaction responses, the slash
+    /// commands), and channel lookups.
     rest: DiscordRest,
+    /// This process's platform connections: Discord's is up while every shard is connected.
+    connections: Arc<Connections>,
+    /// Each running shard's state: connected or not.
+    shards: Mutex<HashMap<u32, bool>>,
     /// The bot's own user id, known from READY.
     bot: OnceCell<UserId>,
     /// Which channels are threads, and of which channel.
@@ -125,10 +147,20 @@ struct Handler {
 impl EventHandler for Handler {
     async fn ready(&self, ctx: Context, ready: Ready) {
         let _ = self.bot.set(ready.user.id);
+        self.shard_connected(ctx.shard_id.0, true);
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "Discord: connected");
-        if let Err(error) = Command::set_global_commands(&ctx.http, commands()).await {
+        let commands = serde_json::to_value(commands()).expect("commands serialize");
+        if let Err(error) = self
+            .rest
+            .register_commands(ready.application.id.get(), commands)
+            .await
+        {
             tracing::warn!(%error, "Discord: cannot register the slash commands");
         }
+    }
+
+    async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
+        self.shard_connected(event.shard_id.0, event.new == ConnectionStage::Connected);
     }
 
     async fn guild_create(&self, _ctx: Context, guild: Guild, _is_new: Option<bool>) {
@@ -290,7 +322,7 @@ impl EventHandler for Handler {
         .await;
     }
 
-    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+    async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
         let Interaction::Command(command) = interaction else {
             return;
         };
@@ -301,6 +333,7 @@ impl EventHandler for Handler {
             })
         };
         tokio::pin!(work);
+        let (id, token) = (command.id.get(), command.token.as_str());
         // Discord drops an interaction not acknowledged within 3 s: a command still running
         // after ACK_WITHIN is acknowledged as "thinking…" and its reply edited in later.
         let (reply, deferred) = match tokio::time::timeout(ACK_WITHIN, &mut work).await {
@@ -308,25 +341,27 @@ impl EventHandler for Handler {
             Err(_) => {
                 // Whether the reply will be private is not known yet; errors are, so the
                 // placeholder is too (only the person who asked sees it).
-                if let Err(error) = command.defer_ephemeral(&ctx.http).await {
+                let defer = json!({"type": 5, "data": {"flags": EPHEMERAL}});
+                if let Err(error) = self.rest.respond_to_interaction(id, token, defer).await {
                     tracing::warn!(%error, "Discord: cannot acknowledge a slow command");
                 }
                 (work.await, true)
             }
         };
         let sent = if deferred {
-            let edit = EditInteractionResponse::new()
-                .content(reply.text)
-                .allowed_mentions(CreateAllowedMentions::new());
-            command.edit_response(&ctx.http, edit).await.map(drop)
+            self.rest
+                .edit_interaction_response(command.application_id.get(), token, &reply.text)
+                .await
         } else {
-            let response = CreateInteractionResponse::Message(
-                CreateInteractionResponseMessage::new()
-                    .content(reply.text)
-                    .ephemeral(reply.private)
-                    .allowed_mentions(CreateAllowedMentions::new()),
-            );
-            command.create_response(&ctx.http, response).await
+            let response = json!({
+                "type": 4,
+                "data": {
+                    "content": reply.text,
+                    "flags": if reply.private { EPHEMERAL } else { 0 },
+                    "allowed_mentions": {"parse": []},
+                },
+            });
+            self.rest.respond_to_interaction(id, token, response).await
         };
         if let Err(error) = sent {
             tracing::warn!(%error, "Discord: cannot answer a command");
@@ -335,6 +370,21 @@ impl EventHandler for Handler {
 }
 
 impl Handler {
+    /// Records a shard's connection; Discord is connected while all of them are.
+    fn shard_connected(&self, shard: u32, connected: bool) {
+        let all = {
+            let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+            shards.insert(shard, connected);
+            shards.values().all(|up| *up)
+        };
+        if all {
+            self.connections.connected(PLATFORM);
+        } else {
+            self.connections
+                .down(PLATFORM, "a gateway shard is reconnecting to Discord");
+        }
+    }
+
     async fn handle(&self, event: ChatEvent) -> Option<Handled> {
         match self.gateway.handle(event).await {
             Ok(handled) => Some(handled),
@@ -530,6 +580,9 @@ pub fn commands() -> Vec<CreateCommand> {
         CreateCommand::new("usage").description("Tokens and cost this month"),
     ]
 }
+
+#[cfg(test)]
+mod randomized_tests;
 
 #[cfg(test)]
 mod tests {

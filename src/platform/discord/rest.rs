@@ -1,8 +1,10 @@
-//! Discord's REST API for what answers and file reports write — messages, edits, reactions,
-//! downloads — as engram's `ChatPlatform`. engram makes these calls itself (not through
-//! serenity's `Http`) so it sees every response's rate-limit headers: they feed the channel's
-//! `RateBudget`, and a 429 comes back as `RateLimited` with Discord's `retry_after`. Every
-//! message sets `allowed_mentions` to parse nothing, so bot output never pings.
+//! Discord's REST API for everything engram writes — messages, placeholders, edits,
+//! reactions, the typing indicator, interaction responses, slash-command registration — and
+//! file downloads, as engram's `ChatPlatform`. engram makes these calls itself (not through
+//! serenity's `Http`), all through one path ([`DiscordRest::call`]) that waits for the route's
+//! bucket and the global limit ([`super::ratelimit`]), waits out a 429 as Discord says and
+//! sends again; the typing indicator is skipped rather than delayed. Every message sets
+//! `allowed_mentions` to parse nothing, so bot output never pings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::ratelimit::{Answered, Limiter, Route, Ticket};
 use crate::chat::budget::RateBudget;
 use crate::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
 use crate::config::Secret;
@@ -20,6 +23,9 @@ use crate::render::Limits;
 const API: &str = "/api/v10";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// How many times a request is sent while Discord answers 429 (each time after waiting as it
+/// asks) before giving up.
+const RATE_LIMITED_TRIES: u32 = 6;
 
 /// `discord:<channel id>` ↔ the channel id.
 pub fn channel_key(channel_id: u64) -> ChannelKey {
@@ -42,6 +48,8 @@ pub struct DiscordRest {
     base: String,
     token: Secret,
     budget: Arc<RateBudget>,
+    /// The token's rate limits, shared by every clone.
+    limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for DiscordRest {
@@ -66,13 +74,15 @@ impl DiscordRest {
             base: base.trim_end_matches('/').to_string(),
             token,
             budget,
+            limiter: Limiter::new(),
         })
     }
 
-    /// Shows "engram is typing…" in a channel for a few seconds.
+    /// Shows "engram is typing…" in a channel for a few seconds, when its bucket allows it
+    /// now (a typing indicator sent late is worth nothing).
     pub async fn typing(&self, channel: &ChannelKey) -> Result<(), PlatformError> {
         let id = channel_id(channel)?;
-        self.call(Method::POST, &format!("/channels/{id}/typing"), None, None)
+        self.call_if_free(Method::POST, &format!("/channels/{id}/typing"))
             .await
             .map(drop)
     }
@@ -87,18 +97,122 @@ impl DiscordRest {
         Ok(thread_parent(&channel))
     }
 
+    /// Answers an interaction (`POST /interactions/{id}/{token}/callback`): a message, or
+    /// "thinking…" for a reply edited in later.
+    pub async fn respond_to_interaction(
+        &self,
+        id: u64,
+        token: &str,
+        response: Value,
+    ) -> Result<(), PlatformError> {
+        let path = format!("/interactions/{id}/{token}/callback");
+        self.call(Method::POST, &path, None, Some(response))
+            .await
+            .map(drop)
+    }
+
+    /// Replaces an interaction's first response (`PATCH
+    /// /webhooks/{application}/{token}/messages/@original`).
+    pub async fn edit_interaction_response(
+        &self,
+        application_id: u64,
+        token: &str,
+        text: &str,
+    ) -> Result<(), PlatformError> {
+        let path = format!("/webhooks/{application_id}/{token}/messages/@original");
+        let body = json!({"content": text, "allowed_mentions": {"parse": []}});
+        self.call(Method::PATCH, &path, None, Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// Registers the application's global slash commands (`PUT
+    /// /applications/{id}/commands`), replacing the ones registered before.
+    pub async fn register_commands(
+        &self,
+        application_id: u64,
+        commands: Value,
+    ) -> Result<(), PlatformError> {
+        let path = format!("/applications/{application_id}/commands");
+        self.call(Method::PUT, &path, None, Some(commands))
+            .await
+            .map(drop)
+    }
+
     /// The per-channel budget this client's responses feed.
     pub fn budget(&self) -> Arc<RateBudget> {
         self.budget.clone()
     }
 
-    /// Sends one request; feeds the channel's budget from the rate-limit headers.
+    /// Sends one request through the rate limits: it waits for its bucket and the global
+    /// limit, and a 429 is waited out as Discord says and the request sent again (up to
+    /// `RATE_LIMITED_TRIES` times, each wait logged). The headers also feed the channel's
+    /// `RateBudget`, which paces answers' edits.
     pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
         channel: Option<&ChannelKey>,
         body: Option<Value>,
+    ) -> Result<Option<Value>, PlatformError> {
+        let route = Route::of(method.as_str(), path);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let ticket = self.limiter.acquire(&route).await;
+            match self
+                .send(ticket, method.clone(), path, channel, body.as_ref())
+                .await
+            {
+                Err(PlatformError::RateLimited { retry_after }) if tries < RATE_LIMITED_TRIES => {
+                    tracing::info!(
+                        route = %route.shape,
+                        ?retry_after,
+                        tries,
+                        "Discord: rate limited; waiting as Discord asks, then sending again"
+                    );
+                }
+                Err(PlatformError::RateLimited { retry_after }) => {
+                    tracing::warn!(
+                        route = %route.shape,
+                        ?retry_after,
+                        tries,
+                        "Discord: still rate limited; giving up on this request"
+                    );
+                    return Err(PlatformError::RateLimited { retry_after });
+                }
+                other => {
+                    if tries > 1 {
+                        tracing::info!(route = %route.shape, tries, "Discord: sent after waiting out a 429");
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+
+    /// Sends a request that is only worth sending now (the typing indicator): skipped, with
+    /// `Ok(None)`, when its bucket or the global limit would make it wait; never retried.
+    async fn call_if_free(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<Option<Value>, PlatformError> {
+        let route = Route::of(method.as_str(), path);
+        match self.limiter.try_acquire(&route).await {
+            Some(ticket) => self.send(ticket, method, path, None, None).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Sends one request in `ticket`'s turn and settles the turn with the answer's headers.
+    async fn send(
+        &self,
+        ticket: Ticket,
+        method: Method,
+        path: &str,
+        channel: Option<&ChannelKey>,
+        body: Option<&Value>,
     ) -> Result<Option<Value>, PlatformError> {
         let mut request = self
             .client
@@ -110,39 +224,54 @@ impl DiscordRest {
                 .header("Content-Type", "application/json")
                 .body(body.to_string());
         }
-        let response = request.send().await.map_err(|error| {
-            PlatformError::Other(format!("Discord is unreachable: {}", error.without_url()))
-        })?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                self.limiter.settle(ticket, &Answered::default());
+                return Err(PlatformError::Other(format!(
+                    "Discord is unreachable: {}",
+                    error.without_url()
+                )));
+            }
+        };
         let status = response.status();
         let headers = response.headers().clone();
         let header = |name: &str| {
             headers
                 .get(name)
                 .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse::<f64>().ok())
+                .map(str::trim)
         };
-        if let (Some(channel), Some(remaining), Some(reset_after)) = (
-            channel,
-            header("x-ratelimit-remaining"),
-            header("x-ratelimit-reset-after"),
-        ) {
-            self.budget.observe(
-                channel,
-                remaining as u32,
-                Duration::from_secs_f64(reset_after.max(0.0)),
-            );
+        let number = |name: &str| header(name).and_then(|value| value.parse::<f64>().ok());
+        let seconds = |value: f64| Duration::from_secs_f64(value.clamp(0.0, 3600.0));
+        let mut answered = Answered {
+            bucket: header("x-ratelimit-bucket").map(str::to_string),
+            remaining: number("x-ratelimit-remaining").map(|n| n.max(0.0) as u32),
+            reset_after: number("x-ratelimit-reset-after").map(seconds),
+            retry_after: None,
+            global: header("x-ratelimit-global").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                || header("x-ratelimit-scope") == Some("global"),
+        };
+        if let (Some(channel), Some(remaining), Some(reset_after)) =
+            (channel, answered.remaining, answered.reset_after)
+        {
+            self.budget.observe(channel, remaining, reset_after);
         }
         let text = response.text().await.unwrap_or_default();
         if status == StatusCode::TOO_MANY_REQUESTS {
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let seconds = body["retry_after"]
-                .as_f64()
-                .or_else(|| header("retry-after"))
-                .unwrap_or(1.0);
-            return Err(PlatformError::RateLimited {
-                retry_after: Duration::from_secs_f64(seconds.clamp(0.0, 3600.0)),
-            });
+            let retry_after = seconds(
+                body["retry_after"]
+                    .as_f64()
+                    .or_else(|| number("retry-after"))
+                    .unwrap_or(1.0),
+            );
+            answered.retry_after = Some(retry_after);
+            answered.global |= body["global"].as_bool() == Some(true);
+            self.limiter.settle(ticket, &answered);
+            return Err(PlatformError::RateLimited { retry_after });
         }
+        self.limiter.settle(ticket, &answered);
         if matches!(
             status,
             StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED

@@ -155,9 +155,19 @@ impl SlackApi {
                 Err(PlatformError::RateLimited { retry_after }) => {
                     budget.push_back(&key, retry_after);
                     if tries >= RATE_LIMIT_TRIES {
+                        tracing::warn!(
+                            ?retry_after,
+                            ?tier,
+                            tries,
+                            "Slack: still rate limited; giving up on this call"
+                        );
                         return Err(PlatformError::RateLimited { retry_after });
                     }
-                    tracing::debug!(?retry_after, ?tier, "Slack: rate limited; waiting");
+                    tracing::info!(
+                        ?retry_after,
+                        ?tier,
+                        "Slack: rate limited; waiting as Slack asks, then calling again"
+                    );
                 }
                 other => return other,
             }
@@ -224,7 +234,8 @@ impl SlackApi {
             .map(drop)
     }
 
-    /// Replies privately through a slash command's `response_url`.
+    /// Replies privately through a slash command's `response_url` (not the Web API, so no
+    /// tier budget; a 429 is still waited out and the reply sent again).
     pub async fn respond(
         &self,
         response_url: &SlackResponseUrl,
@@ -233,14 +244,28 @@ impl SlackApi {
         let request = SlackApiPostWebhookMessageRequest::new(
             SlackMessageContent::new().with_text(text.to_string()),
         );
-        tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            self.client.respond_to_event(response_url, &request),
-        )
-        .await
-        .map_err(|_| PlatformError::Other("Slack did not answer in time".into()))?
-        .map(drop)
-        .map_err(platform_error)
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                self.client.respond_to_event(response_url, &request),
+            )
+            .await
+            .map_err(|_| PlatformError::Other("Slack did not answer in time".into()))?
+            .map(drop)
+            .map_err(platform_error);
+            match result {
+                Err(PlatformError::RateLimited { retry_after }) if tries < RATE_LIMIT_TRIES => {
+                    tracing::info!(
+                        ?retry_after,
+                        "Slack: a command's reply was rate limited; waiting"
+                    );
+                    tokio::time::sleep(retry_after).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Is `url` Slack's (or `slack.api_url`'s host), so the bot token may go with it?

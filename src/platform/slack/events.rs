@@ -108,6 +108,10 @@ impl Adapter {
     /// One Events API event.
     pub async fn on_event(&self, callback: SlackPushEventCallback) {
         let team = callback.team_id.0.clone();
+        if workspace(&team).is_none() {
+            tracing::warn!("Slack: an event with a malformed team id was ignored");
+            return;
+        }
         let event_id = callback.event_id.0.clone();
         let bot = self.bot().await.map(str::to_string);
         match callback.event {
@@ -168,23 +172,7 @@ impl Adapter {
         let ts = message.origin.ts.0;
         let thread = message.origin.thread_ts.map(|ts| ts.0);
         let content = message.content.unwrap_or_else(SlackMessageContent::new);
-        let files: Vec<PostedFile> = content
-            .files
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|file| {
-                let url = file.url_private_download.or(file.url_private)?;
-                Some(PostedFile {
-                    name: file
-                        .name
-                        .or(file.title)
-                        .unwrap_or_else(|| file.id.0.clone()),
-                    size: 0, // Slack's event does not say; the download is bounded.
-                    url: url.to_string(),
-                    link: file.permalink.map(|link| link.to_string()),
-                })
-            })
-            .collect();
+        let files = posted_files(content.files.unwrap_or_default());
         if !files.is_empty() {
             let origin = Origin {
                 platform: PLATFORM.into(),
@@ -265,6 +253,10 @@ impl Adapter {
 
     /// One slash command (`/ask`, `/brain`).
     pub async fn on_command(&self, command: SlackCommandEvent) {
+        if workspace(&command.team_id.0).is_none() {
+            tracing::warn!("Slack: a command with a malformed team id was ignored");
+            return;
+        }
         let reply = match self.command(&command).await {
             Ok(Some(reply)) => reply,
             Ok(None) => return,
@@ -363,9 +355,37 @@ impl Adapter {
     }
 }
 
-/// A workspace is a tenant.
+/// A workspace is a tenant. Events and commands reach this only after `workspace` accepted
+/// their team id.
 pub fn tenant(team: &str) -> TenantKey {
     TenantKey::parse(&format!("slack:{team}")).expect("a team id makes a valid tenant key")
+}
+
+/// The tenant of a payload's team id, or `None` for one Slack never sends (empty, too long,
+/// not alphanumeric): such a payload is dropped where it arrives rather than panicking the
+/// task that handles it at `tenant`.
+fn workspace(team: &str) -> Option<TenantKey> {
+    TenantKey::parse(&format!("slack:{team}")).ok()
+}
+
+/// The files of a message that engram can download (Slack's event gives no size; the
+/// download is bounded), named by file name, title or id.
+fn posted_files(files: Vec<SlackFile>) -> Vec<PostedFile> {
+    files
+        .into_iter()
+        .filter_map(|file| {
+            let url = file.url_private_download.or(file.url_private)?;
+            Some(PostedFile {
+                name: file
+                    .name
+                    .or(file.title)
+                    .unwrap_or_else(|| file.id.0.clone()),
+                size: 0,
+                url: url.to_string(),
+                link: file.permalink.map(|link| link.to_string()),
+            })
+        })
+        .collect()
 }
 
 /// The question in a message: without the bot's mention; `None` when nothing is left.
@@ -422,6 +442,10 @@ fn parse_brain(text: &str) -> Result<BrainCommand, String> {
 fn conversation_key(team: &str, channel: &str, thread: &str) -> String {
     format!("slack:{team}:{channel}:{thread}")
 }
+
+#[cfg(test)]
+#[path = "events_randomized.rs"]
+mod randomized_tests;
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ use crate::chat::budget::RateBudget;
 use crate::chat::gateway::Gateway;
 use crate::chat::service::Outlet;
 use crate::config::SlackConfig;
+use crate::platform::connection::{Backoff, Connections};
 pub use api::SlackApi;
 pub use events::Adapter;
 
@@ -43,4 +44,36 @@ pub fn outlet(config: &SlackConfig) -> anyhow::Result<(Outlet, Arc<SlackApi>)> {
 /// The adapter both transports hand events to.
 pub fn adapter(config: &SlackConfig, gateway: Gateway, api: Arc<SlackApi>) -> Arc<Adapter> {
     Arc::new(Adapter::new(gateway, api, config.admins.clone()))
+}
+
+/// How often a connected Slack is checked.
+const PROBE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Checks, every `PROBE_INTERVAL` (sooner, with backoff, while it fails), that Slack's Web API
+/// answers the bot token (`auth.test`) and records the result for `/readyz` and the
+/// connection metric. The Socket Mode client reconnects its WebSocket by itself but does not
+/// say when it is down; the Web API is what every answer and report needs, in both modes.
+pub async fn probe(
+    api: Arc<SlackApi>,
+    connections: Arc<Connections>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), PROBE_INTERVAL);
+    loop {
+        let wait = match api.whoami().await {
+            Ok(_) => {
+                connections.connected(PLATFORM);
+                backoff.reset();
+                PROBE_INTERVAL
+            }
+            Err(error) => {
+                connections.down(PLATFORM, format!("Slack's Web API: {error}"));
+                backoff.next_wait()
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }

@@ -316,13 +316,20 @@ impl Rollover {
 
 /// What of the answer may be streamed now, as Slack markdown: mass mentions neutralised,
 /// links written for markdown, and — until the answer is final — nothing after its last
-/// whitespace, so a word still growing (`<!her`…) is never sent before it can be neutralised.
+/// whitespace, so a word still growing (`<!her`…) is never sent before it can be neutralised,
+/// nor anything from a link still being written (`<https://…|annual re`, no `>` yet): once
+/// closed it becomes `[annual report.pdf](https://…)`, and what was sent must stay a prefix.
 fn streamable(text: &str, is_final: bool) -> String {
     let safe = markdown_links(&neutralise_mass_mentions(text));
     if is_final {
         return safe;
     }
-    match safe.rfind(char::is_whitespace) {
+    // A `<http` left as it was with no `>` after it is a link not closed yet.
+    let after_last_close = safe.rfind('>').map_or(0, |close| close + 1);
+    let held = safe[after_last_close..]
+        .find("<http")
+        .map_or(safe.len(), |open| after_last_close + open);
+    match safe[..held].rfind(char::is_whitespace) {
         Some(end) => safe[..end].to_string(),
         None => String::new(),
     }
@@ -358,6 +365,10 @@ fn markdown_links(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[cfg(test)]
+#[path = "stream_randomized.rs"]
+mod randomized_tests;
 
 #[cfg(test)]
 mod tests {
