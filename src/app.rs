@@ -253,6 +253,14 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         )),
         _ => None,
     };
+    // Every configured platform counts as not connected from the start, so `/readyz` is never
+    // ready before its adapters have connected.
+    if has(Role::Gateway) && discord_outlet.is_some() && adapter_index.is_some() {
+        connections.expect(discord::PLATFORM);
+    }
+    if slack_api.is_some() && slack_adapter.is_some() {
+        connections.expect(slack::PLATFORM);
+    }
     let (api, api_addr) = if has(Role::Api) {
         let listener = control
             .block_on(tokio::net::TcpListener::bind(config.http.listen))
@@ -296,7 +304,6 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
             let gateway = gateway_for(index, outlet, discord::PLATFORM);
             let discord_config = config.discord.clone();
             let connections = connections.clone();
-            connections.expect(discord::PLATFORM);
             adapters.push(control.spawn(reconnecting(
                 "Discord",
                 discord::PLATFORM,
@@ -314,7 +321,6 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         }
     }
     if let Some(api) = slack_api.filter(|_| slack_adapter.is_some()) {
-        connections.expect(slack::PLATFORM);
         adapters.push(control.spawn(slack::probe(
             api,
             connections.clone(),
