@@ -37,6 +37,8 @@ const VOCABULARY: usize = 5_000;
 const CHUNKS_PER_DOCUMENT: usize = 50;
 const QUERIES: usize = 1_000;
 const LIMIT: usize = 8;
+/// The bench's own Qdrant calls (bulk uploads that wait for the write) on a busy machine.
+const BENCH_CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// xorshift64*: a tiny, seeded, deterministic generator.
 struct Rng(u64);
@@ -337,6 +339,7 @@ async fn run(kind: Kind, measured_chunks: usize, keep: Option<&Path>) -> Result<
             // after the upload; queries are measured once it reports the collection green.
             let client = Qdrant::from_url(&options.url)
                 .skip_compatibility_check()
+                .timeout(BENCH_CLIENT_TIMEOUT)
                 .build()?;
             let started = Instant::now();
             let info = loop {
@@ -406,6 +409,7 @@ async fn run(kind: Kind, measured_chunks: usize, keep: Option<&Path>) -> Result<
     if let Some(options) = qdrant.filter(|_| keep.is_none()) {
         let client = Qdrant::from_url(&options.url)
             .skip_compatibility_check()
+            .timeout(BENCH_CLIENT_TIMEOUT)
             .build()?;
         client
             .delete_collection(options.collection.as_str())
@@ -662,7 +666,10 @@ async fn tenants() -> Result<(), Error> {
         busy_timeout_ms: 5_000,
     };
     let store = engram::store::open(&config).await?;
-    let client = Qdrant::from_url(&url).skip_compatibility_check().build()?;
+    let client = Qdrant::from_url(&url)
+        .skip_compatibility_check()
+        .timeout(BENCH_CLIENT_TIMEOUT)
+        .build()?;
     let options = QdrantOptions {
         url: url.clone(),
         api_key: Secret::default(),
