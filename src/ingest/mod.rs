@@ -177,13 +177,12 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Ends a document that cannot be ingested: the reason is kept on the document (for the
-    /// channel and `brain info`) and its bytes are dropped.
+    /// channel and `brain info`). Its bytes stay, so `engram jobs retry` can run the job again
+    /// (after a fix: an extractor installed, an endpoint back); they go when the document is
+    /// indexed or deleted.
     async fn give_up(&self, document: &Document, reason: &str) {
         if let Err(error) = self.store.fail_document(document.id, reason).await {
             tracing::warn!(%error, document = document.id.0, "cannot record the failure");
-        }
-        if let Err(error) = self.store.release_file(&document.sha256).await {
-            tracing::warn!(%error, "cannot drop the file's bytes");
         }
     }
 
@@ -195,7 +194,15 @@ impl Pipeline {
             .await
             .map_err(store_failure)?
             .ok_or_else(|| {
-                JobFailure::permanent("the file's bytes are no longer stored; post it again")
+                // Keep the reason it failed the first time: that is what needs fixing.
+                let before = document
+                    .error
+                    .as_deref()
+                    .map(|reason| format!(" (it failed before: {reason})"))
+                    .unwrap_or_default();
+                JobFailure::permanent(format!(
+                    "the file's bytes are no longer stored; post it again{before}"
+                ))
             })?;
         let staged = tempfile::Builder::new()
             .prefix("engram-ingest-")

@@ -333,6 +333,15 @@ macro_rules! impl_store {
                         before(keep.conversations),
                     )
                     .await?,
+                    // Bytes no pending or failed document needs any more (its brain or the
+                    // document was deleted); an hour old, so a file being submitted is safe.
+                    files: delete(
+                        "DELETE FROM files WHERE created_at < $1 AND NOT EXISTS \
+                         (SELECT 1 FROM documents WHERE documents.sha256 = files.sha256 \
+                          AND status IN ('pending', 'failed'))",
+                        now.saturating_sub(3_600_000),
+                    )
+                    .await?,
                 })
             }
 
@@ -514,7 +523,8 @@ macro_rules! impl_store {
             async fn release_file(&self, sha256: &str) -> StoreResult<()> {
                 sqlx::query(
                     "DELETE FROM files WHERE sha256 = $1 AND NOT EXISTS \
-                     (SELECT 1 FROM documents WHERE sha256 = $1 AND status = 'pending')",
+                     (SELECT 1 FROM documents WHERE sha256 = $1 \
+                      AND status IN ('pending', 'failed'))",
                 )
                 .bind(sha256)
                 .execute(self.writer())
