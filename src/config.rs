@@ -305,7 +305,9 @@ pub struct HttpConfig {
 }
 
 /// `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080` (its first address, IPv4 preferred).
-fn socket_address<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+fn socket_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SocketAddr, D::Error> {
     use std::net::ToSocketAddrs as _;
     let text = String::deserialize(deserializer)?;
     if let Ok(address) = text.parse() {
@@ -569,9 +571,10 @@ impl Config {
 fn parse_toml(text: &str, origin: &str) -> Result<Table, ConfigError> {
     text.parse::<Table>().map_err(|error| ConfigError::Syntax {
         path: origin.to_string(),
-        at: error
-            .span()
-            .map_or_else(|| "somewhere".to_string(), |span| line_and_column(text, span.start)),
+        at: error.span().map_or_else(
+            || "somewhere".to_string(),
+            |span| line_and_column(text, span.start),
+        ),
         message: error.message().trim_end().to_string(),
     })
 }

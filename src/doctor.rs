@@ -159,13 +159,12 @@ async fn check_extractor(config: &Config, report: &mut Report) {
         return;
     }
     match tokio::time::timeout(PROBE_TIMEOUT, sandbox::extract(&sandbox, sample.path())).await {
-        Ok(Ok(extracted)) if extracted.pages.iter().any(|p| p.text.contains("doctor")) => {
-            report.add(
+        Ok(Ok(extracted)) if extracted.pages.iter().any(|p| p.text.contains("doctor")) => report
+            .add(
                 "extractor",
                 Status::Ok,
                 format!("{program}: reads a sample file"),
-            )
-        }
+            ),
         Ok(Ok(_)) => report.add(
             "extractor",
             Status::Fail,

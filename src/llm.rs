@@ -249,7 +249,9 @@ impl Embedder {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .map_err(|error| LlmError::Malformed(format!("cannot build an HTTP client: {error}")))?;
+            .map_err(|error| {
+                LlmError::Malformed(format!("cannot build an HTTP client: {error}"))
+            })?;
         let client = client.with_http_service(async_openai::middleware::ReqwestService::new(http));
         Ok(Some(Self {
             client,

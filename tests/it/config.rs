@@ -276,7 +276,11 @@ fn the_listener_accepts_a_host_name() {
         ..Sources::default()
     })
     .unwrap();
-    assert!(config.http.listen.ip().is_loopback(), "{}", config.http.listen);
+    assert!(
+        config.http.listen.ip().is_loopback(),
+        "{}",
+        config.http.listen
+    );
     assert_eq!(config.http.listen.port(), 8080);
     let bad = Config::load(&Sources {
         env: env(&[("ENGRAM__HTTP__LISTEN", "localhost")]),

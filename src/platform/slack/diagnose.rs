@@ -113,7 +113,10 @@ async fn call(
         .await
         .map_err(|error| {
             if error.is_timeout() {
-                format!("timed out: Slack did not answer {method} within {} s", TIMEOUT.as_secs())
+                format!(
+                    "timed out: Slack did not answer {method} within {} s",
+                    TIMEOUT.as_secs()
+                )
             } else {
                 format!("cannot reach Slack: {}", error_chain(&error.without_url()))
             }
