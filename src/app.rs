@@ -607,6 +607,7 @@ pub async fn ingest_pipeline(config: &Config, store: Arc<dyn Store>) -> anyhow::
         index,
         embedder,
         sandbox: Sandbox::from_config(&config.ingest),
+        kept_failed_bytes: config.ingest.kept_failed_bytes,
         chunking: ChunkOptions {
             max_tokens: config.ingest.chunk_tokens as usize,
             overlap_tokens: config.ingest.chunk_overlap_tokens as usize,

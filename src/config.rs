@@ -353,6 +353,8 @@ pub struct IngestConfig {
     pub max_pages: u32,
     pub chunk_tokens: u32,
     pub chunk_overlap_tokens: u32,
+    /// Bytes of failed files kept for retries, in all.
+    pub kept_failed_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -71,6 +71,7 @@ pub async fn run(config: &Config) -> Report {
             config.store.url, config.http.listen
         ),
     );
+    check_listener(config, &mut report);
     check_store(config, &mut report).await;
     check_index(config, &mut report).await;
     check_llm(config, &mut report).await;
@@ -109,6 +110,34 @@ pub async fn run(config: &Config) -> Report {
 
 /// How long a chat platform's checks may take together (a few requests each).
 const PLATFORM_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// `http.listen`: `serve` (its api role) can listen there.
+fn check_listener(config: &Config, report: &mut Report) {
+    let address = config.http.listen;
+    match std::net::TcpListener::bind(address) {
+        Ok(listener) => {
+            drop(listener);
+            report.add(
+                "listen",
+                Status::Ok,
+                format!("{address} is free for `engram serve`"),
+            );
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => report.add(
+            "listen",
+            Status::Warn,
+            format!(
+                "{address} is in use: fine if `engram serve` is running; otherwise another \
+                 program has it and serve will not start (change http.listen)"
+            ),
+        ),
+        Err(error) => report.add(
+            "listen",
+            Status::Fail,
+            format!("cannot listen on {address} ({error}): change http.listen"),
+        ),
+    }
+}
 
 /// Runs a check for at most `limit`; past it, the check fails, named as a timeout.
 async fn within(

@@ -302,10 +302,11 @@ pub async fn ingest_command(config: &Config, args: IngestArgs) -> anyhow::Result
     bar.set_message("extracting and indexing");
     let waited = wait_for_jobs(store.as_ref(), waiting, &stop.stopped, &print).await;
     stop_workers().await;
+    // Read before the bar is finished, which moves it to the end.
+    let done = bar.position();
     bar.finish_and_clear();
     failures += waited?;
     if stop.stopped.is_cancelled() {
-        let done = bar.position();
         eprintln!(
             "engram: interrupted: {done} of {} files done, run again to continue",
             files.len()

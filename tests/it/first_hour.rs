@@ -536,3 +536,103 @@ fn embeddings_on_a_closed_port_fail_in_one_line() {
     assert!(!message.contains("WARN"), "no wall of warnings: {message}");
     assert_eq!(message.trim().lines().count(), 1, "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_writing_one_sqlite_file_wait_for_each_other() {
+    use engram::brain::{AddedDocument, NewDocument};
+    use engram::index::embedded::EmbeddedIndex;
+    use engram::index::{Index, IndexedDocument};
+    use engram::ingest::chunk::{chunk_pages, ChunkOptions, PageText};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/engram.db", dir.path().display());
+    let config = crate::support::store_config(&url);
+    let store = engram::store::open(&config).await.unwrap();
+    let tenant = store.ensure_tenant(&TenantKey::local()).await.unwrap();
+    let brain = store
+        .create_brain(tenant, &BrainName::parse("notes").unwrap())
+        .await
+        .unwrap();
+    let mut documents = Vec::new();
+    for name in ["a.md", "b.md"] {
+        let added = store
+            .add_document(&NewDocument {
+                brain: brain.id,
+                sha256: engram::ingest::sha256_hex(name.as_bytes()),
+                file_name: name.into(),
+                source_link: None,
+            })
+            .await
+            .unwrap();
+        let AddedDocument::Pending(document) = added else {
+            panic!("new")
+        };
+        documents.push(document.id);
+    }
+    let chunks = chunk_pages(
+        &[PageText {
+            page: None,
+            text: "# Notes\n\nEvery write reads first, then writes. ".repeat(40),
+        }],
+        &ChunkOptions::default(),
+    );
+    // Two indexes with their own connections, as `engram serve` and `engram ingest` have: each
+    // re-indexes its document over and over while the other does the same.
+    let mut writers = Vec::new();
+    for document in documents {
+        let index = EmbeddedIndex::open(&config, None).await.unwrap();
+        let chunks = chunks.clone();
+        let brain = brain.id;
+        writers.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                index
+                    .index_document(IndexedDocument {
+                        brain,
+                        document,
+                        pages: 1,
+                        ocr_pages: 0,
+                        chunks: &chunks,
+                        vectors: None,
+                    })
+                    .await?;
+            }
+            Ok::<(), engram::index::IndexError>(())
+        }));
+    }
+    for writer in writers {
+        let result = writer.await.unwrap();
+        assert!(result.is_ok(), "a writer failed: {result:?}");
+    }
+}
+
+#[test]
+fn past_the_budget_a_failed_files_bytes_are_not_kept_and_posting_it_again_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-installed/engram-extract");
+    configure(
+        dir.path(),
+        &missing,
+        "kept_failed_bytes = 10\n[jobs]\nmax_attempts = 1\n",
+    );
+    assert!(engram(dir.path(), &["brain", "create", "notes"])
+        .status
+        .success());
+    let file = dir.path().join("plan.md");
+    std::fs::write(&file, "# Plan\n\nShip the retry fix on Tuesday.\n").unwrap();
+    let failed = engram(dir.path(), &["ingest", "notes", file.to_str().unwrap()]);
+    assert_eq!(failed.status.code(), Some(1));
+    let line = stdout(&failed);
+    assert!(
+        line.contains("cannot start the extractor")
+            && line.contains("its bytes were not kept for a retry")
+            && line.contains("ingest.kept_failed_bytes"),
+        "{line}"
+    );
+    configure(dir.path(), &extractor(), "");
+    let again = engram(
+        dir.path(),
+        &["ingest", "--json", "notes", file.to_str().unwrap()],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(json_lines(&stdout(&again))[0]["status"], "ingested");
+}
