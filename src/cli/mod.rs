@@ -140,7 +140,9 @@ pub struct JobsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// Put a failed or dead job back on the queue with fresh attempts.
+    /// Put a failed or dead job back on the queue with fresh attempts, once its cause is
+    /// fixed. A running `engram serve` runs it. A failed file's bytes are kept for this (up to
+    /// ingest.kept_failed_bytes), so dead ingest jobs can be retried too.
     Retry { id: JobId },
 }
 
@@ -344,7 +346,7 @@ async fn jobs_command(store: &dyn Store, args: JobsArgs) -> anyhow::Result<()> {
     if let Some(JobsCommand::Retry { id }) = args.command {
         return match store.retry(id).await? {
             RetryOutcome::Requeued => {
-                outln!("job {id} queued again");
+                outln!("job {id} queued again; a running `engram serve` takes it");
                 Ok(())
             }
             RetryOutcome::NotFound => bail!("no job {id} (see `engram jobs`)"),
