@@ -637,3 +637,67 @@ fn past_the_budget_a_failed_files_bytes_are_not_kept_and_posting_it_again_works(
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(json_lines(&stdout(&again))[0]["status"], "ingested");
 }
+
+/// A failed document's bytes stay for a retry; an indexed one's go; the budget's counters and
+/// the hourly prune see them. On both stores.
+async fn failed_files_keep_their_bytes_until_they_are_not_needed(db: crate::support::TestDb) {
+    use engram::brain::{AddedDocument, NewDocument};
+    use engram::store::Retention;
+
+    let store = db.store();
+    let tenant = store.ensure_tenant(&TenantKey::local()).await.unwrap();
+    let brain = store
+        .create_brain(tenant, &BrainName::parse("notes").unwrap())
+        .await
+        .unwrap();
+    let bytes = b"some bytes that failed".to_vec();
+    let sha = engram::ingest::sha256_hex(&bytes);
+    let AddedDocument::Pending(document) = store
+        .add_document(&NewDocument {
+            brain: brain.id,
+            sha256: sha.clone(),
+            file_name: "f.md".into(),
+            source_link: None,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("new")
+    };
+    store.put_file(&sha, &bytes).await.unwrap();
+    store.fail_document(document.id, "no extractor").await.unwrap();
+    store.release_file(&sha).await.unwrap();
+    assert_eq!(store.file(&sha).await.unwrap(), Some(bytes.clone()));
+    assert_eq!(store.file_size(&sha).await.unwrap(), Some(bytes.len() as u64));
+    assert_eq!(store.failed_file_bytes().await.unwrap(), bytes.len() as u64);
+    let far_future = engram::clock::now_ms() + 10 * 3_600_000;
+    let pruned = store.prune(far_future, &Retention::default()).await.unwrap();
+    assert_eq!(pruned.files, 0, "still needed by the failed document");
+    assert!(store.file(&sha).await.unwrap().is_some());
+
+    // Past the budget the bytes are given up.
+    store.drop_file_bytes(&sha).await.unwrap();
+    assert_eq!(store.file(&sha).await.unwrap(), None);
+    assert_eq!(store.failed_file_bytes().await.unwrap(), 0);
+
+    // Bytes nobody needs (the brain was deleted) are pruned.
+    store.put_file(&sha, &bytes).await.unwrap();
+    store.delete_brain(brain.id).await.unwrap();
+    let pruned = store.prune(far_future, &Retention::default()).await.unwrap();
+    assert_eq!(pruned.files, 1);
+    assert_eq!(store.file(&sha).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn failed_files_keep_their_bytes_on_sqlite() {
+    failed_files_keep_their_bytes_until_they_are_not_needed(crate::support::TestDb::sqlite().await)
+        .await;
+}
+
+#[tokio::test]
+async fn failed_files_keep_their_bytes_on_postgres() {
+    failed_files_keep_their_bytes_until_they_are_not_needed(
+        crate::support::TestDb::postgres().await,
+    )
+    .await;
+}
