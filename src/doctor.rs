@@ -68,7 +68,8 @@ pub async fn run(config: &Config) -> Report {
         Status::Ok,
         format!(
             "loaded; store {}, listen {}",
-            config.store.url, config.http.listen
+            crate::app::store_location(config),
+            config.http.listen
         ),
     );
     check_listener(config, &mut report);
@@ -516,9 +517,10 @@ async fn check_store(config: &Config, report: &mut Report) {
             "store",
             Status::Ok,
             format!(
-                "{}: {} does not exist yet; engram creates it on first use",
+                "{}: {} does not exist yet; `engram brain create`, `migrate` or `serve` \
+                 create it (run engram from this folder, or give an absolute path)",
                 config.store.url,
-                path.display()
+                crate::app::store_location(config)
             ),
         );
         return;

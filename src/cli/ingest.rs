@@ -175,6 +175,13 @@ impl StopOnSignal {
                 };
                 which.store(number, Ordering::SeqCst);
                 stopped.cancel();
+                // Cleaning up takes a moment; a second Ctrl-C does not wait for it.
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                eprintln!("engram: interrupted again; stopping without cleaning up");
+                std::process::exit(128 + number);
             }
         });
         Ok(Self {
@@ -390,9 +397,14 @@ async fn finished(
 
 pub async fn extract_command(config: &Config, args: ExtractArgs) -> anyhow::Result<()> {
     let sandbox = Sandbox::from_config(&config.ingest);
-    let extracted = sandbox::extract(&sandbox, &args.path)
-        .await
-        .map_err(|error| anyhow::anyhow!("{}: {error}", args.path.display()))?;
+    let stop = StopOnSignal::listen()?;
+    // Stopped, the extraction is dropped, which kills the extractor's process group.
+    let extracted = tokio::select! {
+        extracted = sandbox::extract(&sandbox, &args.path) => extracted,
+        () = stop.stopped.cancelled() => return Err(stop.interrupted().into()),
+    };
+    let extracted =
+        extracted.map_err(|error| anyhow::anyhow!("{}: {error}", args.path.display()))?;
     for page in &extracted.pages {
         if args.json {
             outln!(

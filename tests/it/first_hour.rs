@@ -665,13 +665,22 @@ async fn failed_files_keep_their_bytes_until_they_are_not_needed(db: crate::supp
         panic!("new")
     };
     store.put_file(&sha, &bytes).await.unwrap();
-    store.fail_document(document.id, "no extractor").await.unwrap();
+    store
+        .fail_document(document.id, "no extractor")
+        .await
+        .unwrap();
     store.release_file(&sha).await.unwrap();
     assert_eq!(store.file(&sha).await.unwrap(), Some(bytes.clone()));
-    assert_eq!(store.file_size(&sha).await.unwrap(), Some(bytes.len() as u64));
+    assert_eq!(
+        store.file_size(&sha).await.unwrap(),
+        Some(bytes.len() as u64)
+    );
     assert_eq!(store.failed_file_bytes().await.unwrap(), bytes.len() as u64);
     let far_future = engram::clock::now_ms() + 10 * 3_600_000;
-    let pruned = store.prune(far_future, &Retention::default()).await.unwrap();
+    let pruned = store
+        .prune(far_future, &Retention::default())
+        .await
+        .unwrap();
     assert_eq!(pruned.files, 0, "still needed by the failed document");
     assert!(store.file(&sha).await.unwrap().is_some());
 
@@ -683,7 +692,10 @@ async fn failed_files_keep_their_bytes_until_they_are_not_needed(db: crate::supp
     // Bytes nobody needs (the brain was deleted) are pruned.
     store.put_file(&sha, &bytes).await.unwrap();
     store.delete_brain(brain.id).await.unwrap();
-    let pruned = store.prune(far_future, &Retention::default()).await.unwrap();
+    let pruned = store
+        .prune(far_future, &Retention::default())
+        .await
+        .unwrap();
     assert_eq!(pruned.files, 1);
     assert_eq!(store.file(&sha).await.unwrap(), None);
 }
