@@ -512,7 +512,12 @@ async fn check_store(config: &Config, report: &mut Report) {
         _ => SQLITE_MIGRATIONS.iter().map(|m| m.version).collect(),
     };
     let latest = known.last().copied().unwrap_or(0);
-    if config.store.url.sqlite_path().is_some_and(|path| !path.exists()) {
+    if config
+        .store
+        .url
+        .sqlite_path()
+        .is_some_and(|path| !path.exists())
+    {
         report.add(
             "store",
             Status::Ok,
