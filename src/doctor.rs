@@ -545,7 +545,7 @@ async fn check_store(config: &Config, report: &mut Report) {
             report.add(
                 "store",
                 Status::Fail,
-                format!("{}: no answer within 6 s", config.store.url),
+                format!("{}: timed out: no answer within 6 s", config.store.url),
             );
             return;
         }
@@ -612,8 +612,8 @@ fn endpoint_problem(error: &LlmError, model: &str, section: &str) -> (Status, St
         LlmFault::Timeout => (
             Status::Fail,
             format!(
-                "no answer within {} s: check {section}.base_url, or whether the server is \
-                 overloaded",
+                "timed out: no answer within {} s: check {section}.base_url, or whether the \
+                 server is overloaded",
                 PROBE_TIMEOUT.as_secs()
             ),
         ),

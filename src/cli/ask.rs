@@ -183,9 +183,11 @@ pub async fn demo_command(config: &Config) -> anyhow::Result<()> {
     )
     .await?;
 
+    // Ingesting took over Ctrl-C for this process; from here it simply stops the demo.
+    let stop = super::ingest::StopOnSignal::listen()?;
     for (n, question) in DEMO_QUESTIONS.iter().enumerate() {
         outln!("\n{}. Asking: {question}\n", n + 3);
-        ask_command(
+        let asked = ask_command(
             &config,
             AskArgs {
                 brain: name.clone(),
@@ -195,8 +197,11 @@ pub async fn demo_command(config: &Config) -> anyhow::Result<()> {
                 sources_only: false,
                 conversation: None,
             },
-        )
-        .await?;
+        );
+        tokio::select! {
+            asked = asked => asked?,
+            () = stop.stopped.cancelled() => return Err(stop.interrupted().into()),
+        }
     }
     outln!(
         "\nThat is engram's knowledge pipeline. Next: `engram brain create NAME`, \

@@ -153,14 +153,14 @@ impl std::error::Error for Interrupted {}
 
 /// Ctrl-C and SIGTERM, caught from the moment of `listen`: `stopped` is cancelled at the first
 /// one, and `signal` says which it was.
-struct StopOnSignal {
-    stopped: CancellationToken,
+pub(super) struct StopOnSignal {
+    pub(super) stopped: CancellationToken,
     signal: Arc<AtomicI32>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl StopOnSignal {
-    fn listen() -> anyhow::Result<Self> {
+    pub(super) fn listen() -> anyhow::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
         let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
@@ -191,7 +191,7 @@ impl StopOnSignal {
         })
     }
 
-    fn interrupted(&self) -> Interrupted {
+    pub(super) fn interrupted(&self) -> Interrupted {
         Interrupted {
             signal: match self.signal.load(Ordering::SeqCst) {
                 0 => Interrupted::INTERRUPT,
