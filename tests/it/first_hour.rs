@@ -61,14 +61,11 @@ fn staged_copies(tmp: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_during_ingest_cleans_up_and_the_next_run_continues() {
-    let dir = tempfile::tempdir().unwrap();
-    let tmp = dir.path().join("tmp");
-    std::fs::create_dir(&tmp).unwrap();
-    // An extractor that starts a child of its own and hangs: its pids say what must die.
-    let pids = dir.path().join("pids");
-    let hanging = dir.path().join("hanging-extract");
+/// An extractor that starts a child of its own and hangs; the file it returns lists their
+/// pids, which must be gone once engram stops.
+fn hanging_extractor(dir: &Path) -> (PathBuf, PathBuf) {
+    let pids = dir.join("pids");
+    let hanging = dir.join("hanging-extract");
     std::fs::write(
         &hanging,
         format!(
@@ -82,6 +79,53 @@ async fn ctrl_c_during_ingest_cleans_up_and_the_next_run_continues() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    (hanging, pids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_extract_kills_the_extractor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hanging, pids) = hanging_extractor(dir.path());
+    configure(dir.path(), &hanging, "");
+    let file = dir.path().join("plan.md");
+    std::fs::write(&file, "# Plan\n").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_engram"))
+        .arg("--config")
+        .arg(dir.path().join("engram.toml"))
+        .arg("extract")
+        .arg(&file)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let busy = eventually(Duration::from_secs(30), || async {
+        std::fs::read_to_string(&pids).is_ok_and(|text| text.lines().count() >= 2)
+    })
+    .await;
+    assert!(busy, "the extractor started");
+    let started = std::fs::read_to_string(&pids).unwrap();
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    for pid in started.lines() {
+        let gone = eventually(Duration::from_secs(10), || async { !is_alive(pid) }).await;
+        assert!(gone, "extractor process {pid} was left running");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_ingest_cleans_up_and_the_next_run_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let (hanging, pids) = hanging_extractor(dir.path());
     configure(dir.path(), &hanging, "[jobs]\nlease_ms = 60000\n");
     assert!(engram(dir.path(), &["brain", "create", "notes"])
         .status
