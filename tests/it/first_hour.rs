@@ -28,11 +28,16 @@ fn stderr(output: &Output) -> String {
 
 /// `dir/engram.toml`: a SQLite store in `dir`, the given extractor, and `extra` keys.
 fn configure(dir: &Path, extractor: &Path, extra: &str) {
+    let store = format!("[store]\nurl = \"sqlite://{}/engram.db\"\n", dir.display());
+    configure_with(dir, &store, extractor, extra);
+}
+
+/// `dir/engram.toml` with `store` (the `[store]` and `[index]` sections) first.
+fn configure_with(dir: &Path, store: &str, extractor: &Path, extra: &str) {
     std::fs::write(
         dir.join("engram.toml"),
         format!(
-            "[store]\nurl = \"sqlite://{}/engram.db\"\n[ingest]\nextractor = \"{}\"\n{extra}",
-            dir.display(),
+            "{store}[ingest]\nextractor = \"{}\"\n{extra}",
             extractor.display()
         ),
     )
@@ -123,24 +128,45 @@ async fn ctrl_c_during_extract_kills_the_extractor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_ingest_cleans_up_and_the_next_run_continues() {
     let dir = tempfile::tempdir().unwrap();
-    let tmp = dir.path().join("tmp");
+    let store = format!(
+        "[store]\nurl = \"sqlite://{}/engram.db\"\n",
+        dir.path().display()
+    );
+    ctrl_c_during_ingest(dir.path(), &store).await;
+}
+
+/// The same on PostgreSQL (with Qdrant, which a PostgreSQL store needs): the jobs are given
+/// back in the shared database at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_ingest_on_postgres_gives_the_jobs_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::support::TestDb::postgres().await;
+    let collection = crate::qdrant_server::TestCollection::shared("ctrlc");
+    let store = format!(
+        "[store]\nurl = \"{}\"\n[index]\nkind = \"qdrant\"\nqdrant_url = \"{}\"\n\
+         collection = \"{}\"\n",
+        db.url, collection.url, collection.name
+    );
+    ctrl_c_during_ingest(dir.path(), &store).await;
+}
+
+async fn ctrl_c_during_ingest(dir: &Path, store: &str) {
+    let tmp = dir.join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let (hanging, pids) = hanging_extractor(dir.path());
-    configure(dir.path(), &hanging, "[jobs]\nlease_ms = 60000\n");
-    assert!(engram(dir.path(), &["brain", "create", "notes"])
-        .status
-        .success());
-    let files = dir.path().join("files");
+    let (hanging, pids) = hanging_extractor(dir);
+    configure_with(dir, store, &hanging, "[jobs]\nlease_ms = 60000\n");
+    assert!(engram(dir, &["brain", "create", "notes"]).status.success());
+    let files = dir.join("files");
     std::fs::create_dir(&files).unwrap();
     std::fs::write(files.join("a.md"), "# A\n\nThe first note.\n").unwrap();
     std::fs::write(files.join("b.md"), "# B\n\nThe second note, longer.\n").unwrap();
 
     let child = Command::new(env!("CARGO_BIN_EXE_engram"))
         .arg("--config")
-        .arg(dir.path().join("engram.toml"))
+        .arg(dir.join("engram.toml"))
         .args(["ingest", "notes"])
         .arg(&files)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("TMPDIR", &tmp)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
@@ -190,7 +216,7 @@ async fn ctrl_c_during_ingest_cleans_up_and_the_next_run_continues() {
         "staged copies left: {:?}",
         staged_copies(&tmp)
     );
-    let jobs = engram(dir.path(), &["jobs", "--json"]);
+    let jobs = engram(dir, &["jobs", "--json"]);
     let jobs = json_lines(&stdout(&jobs));
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     assert!(
@@ -199,11 +225,8 @@ async fn ctrl_c_during_ingest_cleans_up_and_the_next_run_continues() {
     );
 
     // The next run (with a working extractor) takes the same jobs and finishes them.
-    configure(dir.path(), &extractor(), "");
-    let again = engram(
-        dir.path(),
-        &["ingest", "--json", "notes", files.to_str().unwrap()],
-    );
+    configure_with(dir, store, &extractor(), "");
+    let again = engram(dir, &["ingest", "--json", "notes", files.to_str().unwrap()]);
     assert!(again.status.success(), "{}", stderr(&again));
     let results = json_lines(&stdout(&again));
     assert_eq!(results.len(), 2);
