@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -612,6 +613,7 @@ pub async fn ingest_pipeline(config: &Config, store: Arc<dyn Store>) -> anyhow::
         index,
         embedder,
         sandbox: Sandbox::from_config(&config.ingest),
+        kept_failed_bytes: config.ingest.kept_failed_bytes,
         chunking: ChunkOptions {
             max_tokens: config.ingest.chunk_tokens as usize,
             overlap_tokens: config.ingest.chunk_overlap_tokens as usize,
@@ -661,5 +663,52 @@ pub async fn answer_service(
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     store::open(&config.store)
         .await
-        .with_context(|| format!("cannot open the store at {}", config.store.url))
+        .with_context(|| format!("cannot open the store at {}", store_location(config)))
+}
+
+/// Opens the store only if it is already there: commands that read (or change what is
+/// already there) never leave an empty store behind in the wrong folder, and say where they
+/// looked. A PostgreSQL server is always "there".
+pub async fn open_existing_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(path) = sqlite_file(config) {
+        if !path.exists() {
+            bail!(
+                "no store at {} (store.url = \"{}\"{}): run engram where the store is, point \
+                 store.url at it (--config, ENGRAM__STORE__URL), or start one with `engram \
+                 brain create NAME`",
+                path.display(),
+                config.store.url,
+                if config
+                    .store
+                    .url
+                    .sqlite_path()
+                    .is_some_and(Path::is_relative)
+                {
+                    ", relative to the current folder"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    open_store(config).await
+}
+
+/// The SQLite file the store URL names, made absolute against the current folder; `None` for
+/// PostgreSQL and in-memory databases.
+pub fn sqlite_file(config: &Config) -> Option<PathBuf> {
+    let path = config.store.url.sqlite_path()?;
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(":memory:") {
+        return None;
+    }
+    Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// Where the store is, for messages: the absolute SQLite file, or the URL without its
+/// password.
+pub fn store_location(config: &Config) -> String {
+    match sqlite_file(config) {
+        Some(path) => path.display().to_string(),
+        None => config.store.url.to_string(),
+    }
 }

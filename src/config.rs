@@ -19,13 +19,16 @@ const ENV_PREFIX: &str = "ENGRAM__";
 /// Why a configuration could not be loaded. Every variant names the file, variable or key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
+    /// The reason is text, not a source error, so the OS error is said once.
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("config file {path} is not valid TOML ({at}): {message}")]
+    Syntax {
+        path: String,
+        /// "line 3, column 7".
+        at: String,
+        message: String,
     },
-    #[error("config file {path} is not valid TOML: {message}")]
-    Syntax { path: String, message: String },
     #[error("unknown config key `{key}` (in {origin})")]
     UnknownKey { key: String, origin: String },
     #[error("invalid value for config key `{key}`: {message}")]
@@ -296,7 +299,32 @@ pub struct SlackConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// An address and port; a host name (`localhost:8080`) is looked up once, at load.
+    #[serde(deserialize_with = "socket_address")]
     pub listen: SocketAddr,
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080` (its first address, IPv4 preferred).
+fn socket_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SocketAddr, D::Error> {
+    use std::net::ToSocketAddrs as _;
+    let text = String::deserialize(deserializer)?;
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let usage = || {
+        serde::de::Error::custom(format!(
+            "`{text}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)"
+        ))
+    };
+    let addresses: Vec<SocketAddr> = text.to_socket_addrs().map_err(|_| usage())?.collect();
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or_else(|| addresses.first())
+        .copied()
+        .ok_or_else(usage)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +353,8 @@ pub struct IngestConfig {
     pub max_pages: u32,
     pub chunk_tokens: u32,
     pub chunk_overlap_tokens: u32,
+    /// Bytes of failed files kept for retries, in all.
+    pub kept_failed_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,9 +427,13 @@ impl Config {
         let mut merged = parse_toml(BUILT_IN_DEFAULTS, "built-in defaults")?;
         let files = sources.deployed_defaults.iter().chain(sources.file.iter());
         for path in files {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
                 path: path.clone(),
-                source,
+                reason: match error.kind() {
+                    std::io::ErrorKind::NotFound => "no such file".to_string(),
+                    std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                    _ => error.to_string(),
+                },
             })?;
             let layer = parse_toml(&text, &path.display().to_string())?;
             merge_layer(&mut merged, layer, "", &path.display().to_string())?;
@@ -539,8 +573,24 @@ impl Config {
 fn parse_toml(text: &str, origin: &str) -> Result<Table, ConfigError> {
     text.parse::<Table>().map_err(|error| ConfigError::Syntax {
         path: origin.to_string(),
-        message: error.message().to_string(),
+        at: error.span().map_or_else(
+            || "somewhere".to_string(),
+            |span| line_and_column(text, span.start),
+        ),
+        message: error.message().trim_end().to_string(),
     })
+}
+
+/// "line L, column C" (both from 1) of the byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |start| start.chars().count())
+        + 1;
+    format!("line {line}, column {column}")
 }
 
 /// Overlays `layer` on `base`, refusing any key the defaults do not have.
@@ -611,9 +661,33 @@ fn apply_env(base: &mut Table, name: &str, raw: &str) -> Result<(), ConfigError>
         Value::Boolean(_) => {
             Value::Boolean(raw.trim().parse().map_err(|_| invalid("true or false"))?)
         }
-        _ => return Err(invalid("set in a config file, not the environment")),
+        Value::Array(_) => list_from_env(raw).ok_or_else(|| {
+            invalid("a JSON array (`[\"a\", \"b\"]`, `[{\"model\": …}]`) or comma-separated values")
+        })?,
+        Value::Table(_) | Value::Datetime(_) => {
+            return Err(invalid("set in a config file, not the environment"))
+        }
     };
     Ok(())
+}
+
+/// A list key from the environment: a JSON array (any items, tables included), or
+/// comma-separated strings (`U1,U2`; empty for an empty list).
+fn list_from_env(raw: &str) -> Option<Value> {
+    let raw = raw.trim();
+    if raw.starts_with('[') {
+        return match serde_json::from_str::<Value>(raw) {
+            Ok(list @ Value::Array(_)) => Some(list),
+            _ => None,
+        };
+    }
+    Some(Value::Array(
+        raw.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| Value::String(item.to_string()))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

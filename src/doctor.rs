@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::config::{Config, IndexKind};
+use crate::ingest::sandbox::{self, Sandbox};
 use crate::llm::{ChatModel, Embedder, LlmError, LlmFault};
 use crate::platform::discord::diagnose as discord;
 use crate::store::{self, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
@@ -67,13 +68,16 @@ pub async fn run(config: &Config) -> Report {
         Status::Ok,
         format!(
             "loaded; store {}, listen {}",
-            config.store.url, config.http.listen
+            crate::app::store_location(config),
+            config.http.listen
         ),
     );
+    check_listener(config, &mut report);
     check_store(config, &mut report).await;
     check_index(config, &mut report).await;
     check_llm(config, &mut report).await;
     check_embeddings(config, &mut report).await;
+    check_extractor(config, &mut report).await;
     check_tool(
         &mut report,
         "tesseract",
@@ -83,16 +87,136 @@ pub async fn run(config: &Config) -> Report {
     .await;
     check_tool(&mut report, "pdftotext", &["-v"], "poppler-utils").await;
     if config.discord.token.is_set() {
-        check_discord(config, &mut report).await;
+        let check = async {
+            let mut lines = Report::default();
+            check_discord(config, &mut lines).await;
+            lines
+        };
+        within(PLATFORM_TIMEOUT, "discord", &mut report, check).await;
     } else {
         report.add("discord", Status::Ok, "off (no token configured)");
     }
     if config.slack.bot_token.is_set() {
-        check_slack(config, &mut report).await;
+        let check = async {
+            let mut lines = Report::default();
+            check_slack(config, &mut lines).await;
+            lines
+        };
+        within(PLATFORM_TIMEOUT, "slack", &mut report, check).await;
     } else {
         report.add("slack", Status::Ok, "off (no token configured)");
     }
     report
+}
+
+/// How long a chat platform's checks may take together (a few requests each).
+const PLATFORM_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// `http.listen`: `serve` (its api role) can listen there.
+fn check_listener(config: &Config, report: &mut Report) {
+    let address = config.http.listen;
+    match std::net::TcpListener::bind(address) {
+        Ok(listener) => {
+            drop(listener);
+            report.add(
+                "listen",
+                Status::Ok,
+                format!("{address} is free for `engram serve`"),
+            );
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => report.add(
+            "listen",
+            Status::Warn,
+            format!(
+                "{address} is in use: fine if `engram serve` is running; otherwise another \
+                 program has it and serve will not start (change http.listen)"
+            ),
+        ),
+        Err(error) => report.add(
+            "listen",
+            Status::Fail,
+            format!("cannot listen on {address} ({error}): change http.listen"),
+        ),
+    }
+}
+
+/// Runs a check for at most `limit`; past it, the check fails, named as a timeout.
+async fn within(
+    limit: Duration,
+    name: &'static str,
+    report: &mut Report,
+    check: impl std::future::Future<Output = Report>,
+) {
+    match tokio::time::timeout(limit, check).await {
+        Ok(mut lines) => report.checks.append(&mut lines.checks),
+        Err(_) => report.add(
+            name,
+            Status::Fail,
+            format!(
+                "timed out: no complete answer within {} s (is the server up, and its URL \
+                 right?)",
+                limit.as_secs()
+            ),
+        ),
+    }
+}
+
+/// The extractor `ingest` runs: it starts, and reads a small text file in its sandbox.
+async fn check_extractor(config: &Config, report: &mut Report) {
+    let sandbox = Sandbox::from_config(&config.ingest);
+    let program = sandbox.program.display().to_string();
+    let sample = match tempfile::Builder::new()
+        .prefix("engram-doctor-")
+        .suffix(".txt")
+        .tempfile()
+    {
+        Ok(file) => file,
+        Err(error) => {
+            report.add(
+                "extractor",
+                Status::Warn,
+                format!("cannot write a sample file to try it: {error}"),
+            );
+            return;
+        }
+    };
+    if let Err(error) = std::fs::write(sample.path(), "engram doctor\n") {
+        report.add(
+            "extractor",
+            Status::Warn,
+            format!("cannot write a sample file to try it: {error}"),
+        );
+        return;
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, sandbox::extract(&sandbox, sample.path())).await {
+        Ok(Ok(extracted)) if extracted.pages.iter().any(|p| p.text.contains("doctor")) => report
+            .add(
+                "extractor",
+                Status::Ok,
+                format!("{program}: reads a sample file"),
+            ),
+        Ok(Ok(_)) => report.add(
+            "extractor",
+            Status::Fail,
+            format!("{program}: ran, but read nothing from a sample text file"),
+        ),
+        Ok(Err(error)) => report.add(
+            "extractor",
+            Status::Fail,
+            format!(
+                "{error}; every ingest would fail (install engram-extract beside engram, or \
+                 set ingest.extractor)"
+            ),
+        ),
+        Err(_) => report.add(
+            "extractor",
+            Status::Fail,
+            format!(
+                "{program}: timed out: no result for a one-line text file within {} s",
+                PROBE_TIMEOUT.as_secs()
+            ),
+        ),
+    }
 }
 
 async fn check_discord(config: &Config, report: &mut Report) {
@@ -201,6 +325,12 @@ fn check_discord_guilds(diagnosis: &discord::Diagnosis, report: &mut Report) {
     }
 }
 
+/// Whether a Slack check failed on the way (no connection, no answer) rather than on Slack's
+/// word about the token.
+fn is_network(reason: &str) -> bool {
+    reason.starts_with("cannot reach Slack") || reason.starts_with("timed out")
+}
+
 /// A name from a chat platform without control characters (it goes to a terminal).
 fn printable(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).collect()
@@ -209,14 +339,34 @@ fn printable(name: &str) -> String {
 async fn check_slack(config: &Config, report: &mut Report) {
     use crate::config::SlackMode;
     use crate::platform::slack::diagnose::{diagnose, NEEDED_SCOPES};
+    // Checked before any request: `serve` refuses to start without it.
+    if config.slack.mode == SlackMode::Socket && !config.slack.app_token.is_set() {
+        report.add(
+            "slack-app",
+            Status::Fail,
+            "slack.mode = \"socket\" needs slack.app_token: an app-level token (xapp-…) with \
+             connections:write, and Socket Mode enabled in the app's settings (or set \
+             slack.mode = \"http\" with slack.signing_secret); `engram serve` will not start \
+             without it",
+        );
+    }
     let diagnosis = diagnose(&config.slack).await;
     let (bot, team) = match diagnosis.bot {
         Ok(names) => names,
+        // Not the token's fault: Slack (or slack.api_url) did not answer.
+        Err(reason) if is_network(&reason) => {
+            report.add(
+                "slack",
+                Status::Fail,
+                format!("{reason}: check slack.api_url and the network (the token was not tried)"),
+            );
+            return;
+        }
         Err(reason) => {
             report.add(
                 "slack",
                 Status::Fail,
-                format!("{reason}: check slack.bot_token (xoxb-…) and slack.api_url"),
+                format!("Slack refused the token ({reason}): check slack.bot_token (xoxb-…)"),
             );
             return;
         }
@@ -261,6 +411,7 @@ async fn check_slack(config: &Config, report: &mut Report) {
             Status::Ok,
             "Socket Mode: the app token opens connections",
         ),
+        (SlackMode::Socket, _) if !config.slack.app_token.is_set() => {}
         (SlackMode::Socket, Some(Err(reason))) => report.add(
             "slack-app",
             Status::Fail,
@@ -361,14 +512,20 @@ async fn check_store(config: &Config, report: &mut Report) {
         _ => SQLITE_MIGRATIONS.iter().map(|m| m.version).collect(),
     };
     let latest = known.last().copied().unwrap_or(0);
-    if let Some(path) = config.store.url.sqlite_path().filter(|path| !path.exists()) {
+    if config
+        .store
+        .url
+        .sqlite_path()
+        .is_some_and(|path| !path.exists())
+    {
         report.add(
             "store",
             Status::Ok,
             format!(
-                "{}: {} does not exist yet; engram creates it on first use",
+                "{}: {} does not exist yet; `engram brain create`, `migrate` or `serve` \
+                 create it (run engram from this folder, or give an absolute path)",
                 config.store.url,
-                path.display()
+                crate::app::store_location(config)
             ),
         );
         return;
@@ -388,7 +545,7 @@ async fn check_store(config: &Config, report: &mut Report) {
             report.add(
                 "store",
                 Status::Fail,
-                format!("{}: no answer within 6 s", config.store.url),
+                format!("{}: timed out: no answer within 6 s", config.store.url),
             );
             return;
         }
@@ -455,8 +612,8 @@ fn endpoint_problem(error: &LlmError, model: &str, section: &str) -> (Status, St
         LlmFault::Timeout => (
             Status::Fail,
             format!(
-                "no answer within {} s: check {section}.base_url, or whether the server is \
-                 overloaded",
+                "timed out: no answer within {} s: check {section}.base_url, or whether the \
+                 server is overloaded",
                 PROBE_TIMEOUT.as_secs()
             ),
         ),

@@ -28,6 +28,7 @@ pub async fn run(store: Arc<dyn Store>, keep: Retention, stop: CancellationToken
                 seen_events = pruned.seen_events,
                 conversations = pruned.conversations,
                 answer_messages = pruned.answer_messages,
+                files = pruned.files,
                 "pruned the store"
             ),
             Ok(_) => {}

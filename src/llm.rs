@@ -242,8 +242,19 @@ impl Embedder {
         if config.base_url.is_empty() {
             return Ok(None);
         }
+        // Without async-openai's own retries (three, with backoff, on refused connections
+        // too): `embed_batch` decides what is worth another try.
+        let client = client(&config.base_url, &config.api_key, Some(REQUEST_TIMEOUT))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|error| {
+                LlmError::Malformed(format!("cannot build an HTTP client: {error}"))
+            })?;
+        let client = client.with_http_service(async_openai::middleware::ReqwestService::new(http));
         Ok(Some(Self {
-            client: client(&config.base_url, &config.api_key, Some(REQUEST_TIMEOUT))?,
+            client,
             model: config.model.clone(),
             dimensions: config.dimensions,
         }))
@@ -290,7 +301,14 @@ impl Embedder {
         loop {
             match self.request(batch).await {
                 Ok(vectors) => return Ok(vectors),
-                Err(error) if error.is_transient() && attempt < ATTEMPTS => {
+                // A refused connection or an unknown host is not retried here: the job's own
+                // retries (with their backoff) cover an endpoint that is restarting, and a
+                // wrong URL fails in one line instead of a wall of warnings.
+                Err(error)
+                    if error.is_transient()
+                        && error.fault() != LlmFault::Unreachable
+                        && attempt < ATTEMPTS =>
+                {
                     tracing::warn!(%error, attempt, "embeddings request failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500) * 2u32.pow(attempt - 1)).await;
                     attempt += 1;

@@ -19,12 +19,52 @@ pub fn init_logging(format: LogFormat, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogWriter);
     // A second call (tests that start several apps) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// The progress bar being drawn on stderr, if any: log lines are written above it.
+static PROGRESS_BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// While this lives, log lines go above `bar` instead of over it (`engram ingest`).
+#[derive(Debug)]
+pub struct LogsAboveBar(());
+
+impl LogsAboveBar {
+    pub fn new(bar: &indicatif::ProgressBar) -> Self {
+        *PROGRESS_BAR.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar.clone());
+        Self(())
+    }
+}
+
+impl Drop for LogsAboveBar {
+    fn drop(&mut self) {
+        *PROGRESS_BAR.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Stderr, with the progress bar (if one is drawn) lifted while a log line is written.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = PROGRESS_BAR
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// How a job attempt ended, as counted in `engram_jobs_processed_total`.

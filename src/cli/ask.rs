@@ -9,12 +9,12 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 
-use std::io::Write as _;
-
 use crate::answer::{self, Provenance, Question, Source};
 use crate::app;
 use crate::brain::{BrainName, TenantKey};
 use crate::config::{Config, StoreUrl};
+
+use super::output::outln;
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
@@ -40,7 +40,7 @@ pub struct AskArgs {
 }
 
 pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
-    let store = app::open_store(config).await?;
+    let store = app::open_existing_store(config).await?;
     let brain = super::find_brain(store.as_ref(), &args.tenant, &args.brain).await?;
     let answerer = app::answerer(config, store).await?;
     if args.sources_only {
@@ -55,9 +55,9 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
         .context("cannot search the brain")?
         .sources;
         if args.json {
-            println!("{}", json!({ "sources": sources }));
+            outln!("{}", json!({ "sources": sources }));
         } else {
-            print_sources(&sources.iter().collect::<Vec<_>>());
+            print_sources(&sources.iter().collect::<Vec<_>>())?;
         }
         return Ok(());
     }
@@ -71,16 +71,16 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
                 conversation: args.conversation.as_deref(),
             },
             |piece| {
+                // A closed stdout is noticed by the next line printed after the answer.
                 if !json {
-                    print!("{piece}");
-                    let _ = std::io::stdout().flush();
+                    let _ = super::output::text(format_args!("{piece}"));
                 }
             },
         )
         .await?;
     let notice = answered.fault.map(|fault| fault.notice());
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "answer": answered.text,
@@ -90,9 +90,9 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
             })
         );
     } else {
-        println!("\n");
+        outln!("\n");
         if answered.provenance != Provenance::NothingFound {
-            print_sources(&answered.shown_sources());
+            print_sources(&answered.shown_sources())?;
         }
     }
     match notice {
@@ -102,12 +102,12 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print_sources(sources: &[&Source]) {
+fn print_sources(sources: &[&Source]) -> anyhow::Result<()> {
     if sources.is_empty() {
-        println!("Sources: none");
-        return;
+        outln!("Sources: none");
+        return Ok(());
     }
-    println!("Sources:");
+    outln!("Sources:");
     for source in sources {
         let mut line = format!("  [{}] {}", source.n, source.file);
         if let Some(page) = source.page {
@@ -116,8 +116,9 @@ fn print_sources(sources: &[&Source]) {
         if let Some(heading) = &source.heading {
             line.push_str(&format!(" — {heading}"));
         }
-        println!("{line}");
+        outln!("{line}");
     }
+    Ok(())
 }
 
 /// The sample documents the demo teaches, built into the binary.
@@ -149,8 +150,8 @@ pub async fn demo_command(config: &Config) -> anyhow::Result<()> {
     config.embeddings.base_url.clear();
     config.llm.base_url.clear();
 
-    println!("engram demo — offline: no token, no network, no LLM.\n");
-    println!(
+    outln!("engram demo — offline: no token, no network, no LLM.\n");
+    outln!(
         "1. A brain called `demo`, in a throwaway store ({}).",
         config.store.url
     );
@@ -167,7 +168,7 @@ pub async fn demo_command(config: &Config) -> anyhow::Result<()> {
         std::fs::write(&path, bytes)?;
         paths.push(path);
     }
-    println!(
+    outln!(
         "\n2. Teaching it {} files — oncall-scan.png is a scanned page, read with OCR:",
         paths.len()
     );
@@ -182,9 +183,11 @@ pub async fn demo_command(config: &Config) -> anyhow::Result<()> {
     )
     .await?;
 
+    // Ingesting took over Ctrl-C for this process; from here it simply stops the demo.
+    let stop = super::ingest::StopOnSignal::listen()?;
     for (n, question) in DEMO_QUESTIONS.iter().enumerate() {
-        println!("\n{}. Asking: {question}\n", n + 3);
-        ask_command(
+        outln!("\n{}. Asking: {question}\n", n + 3);
+        let asked = ask_command(
             &config,
             AskArgs {
                 brain: name.clone(),
@@ -194,10 +197,13 @@ pub async fn demo_command(config: &Config) -> anyhow::Result<()> {
                 sources_only: false,
                 conversation: None,
             },
-        )
-        .await?;
+        );
+        tokio::select! {
+            asked = asked => asked?,
+            () = stop.stopped.cancelled() => return Err(stop.interrupted().into()),
+        }
     }
-    println!(
+    outln!(
         "\nThat is engram's knowledge pipeline. Next: `engram brain create NAME`, \
          `engram ingest NAME FILES…`, `engram ask NAME \"question\"`, and `engram serve`."
     );

@@ -2,6 +2,7 @@
 //! file) and `engram extract` (what engram reads from one file).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::app;
 use crate::brain::{BrainName, Document, DocumentStatus, TenantKey};
@@ -19,6 +21,9 @@ use crate::jobs::{JobId, JobKind, JobState, RetryPolicy};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::worker::{self, Shutdown, WorkerOptions};
+
+use super::output::{self, outln};
+use super::walk;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -115,68 +120,136 @@ fn plural(n: u32) -> &'static str {
     }
 }
 
-/// Regular files under the given paths, folders searched recursively, largest first (then by
-/// path). Jobs are claimed in the order they are queued, and the large files (scans) are the
-/// slow ones: started first, they do not leave one worker finishing a long file while the
-/// others have nothing left to do.
-fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        let metadata =
-            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if metadata.is_dir() {
-            let mut stack = vec![path.clone()];
-            while let Some(dir) = stack.pop() {
-                let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-                    .with_context(|| format!("cannot list {}", dir.display()))?
-                    .filter_map(|entry| entry.ok().map(|e| e.path()))
-                    .collect();
-                entries.sort();
-                for entry in entries.into_iter().rev() {
-                    if entry.is_dir() {
-                        stack.push(entry);
-                    } else if entry.is_file() {
-                        files.push(entry);
-                    }
-                }
-            }
-        } else {
-            files.push(path.clone());
-        }
-    }
-    files.sort();
-    files.dedup();
-    files.sort_by_cached_key(|path| {
-        std::cmp::Reverse(std::fs::metadata(path).map_or(0, |metadata| metadata.len()))
-    });
-    Ok(files)
-}
-
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// The command was stopped by Ctrl-C or SIGTERM after cleaning up; `main` exits with
+/// 128 + the signal's number and prints nothing more (the command said what it did).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted {
+    signal: i32,
+}
+
+impl Interrupted {
+    const INTERRUPT: i32 = 2;
+    const TERMINATE: i32 = 15;
+
+    /// 130 after Ctrl-C, 143 after SIGTERM, as shells report a command killed by them.
+    pub fn exit_status(&self) -> u8 {
+        u8::try_from(128 + self.signal).unwrap_or(1)
+    }
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Ctrl-C and SIGTERM, caught from the moment of `listen`: `stopped` is cancelled at the first
+/// one, and `signal` says which it was.
+pub(super) struct StopOnSignal {
+    pub(super) stopped: CancellationToken,
+    signal: Arc<AtomicI32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StopOnSignal {
+    pub(super) fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let stopped = CancellationToken::new();
+        let which = Arc::new(AtomicI32::new(0));
+        let task = tokio::spawn({
+            let (stopped, which) = (stopped.clone(), which.clone());
+            async move {
+                let number = tokio::select! {
+                    _ = interrupt.recv() => Interrupted::INTERRUPT,
+                    _ = terminate.recv() => Interrupted::TERMINATE,
+                };
+                which.store(number, Ordering::SeqCst);
+                stopped.cancel();
+                // Cleaning up takes a moment; a second Ctrl-C does not wait for it.
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                eprintln!("engram: interrupted again; stopping without cleaning up");
+                std::process::exit(128 + number);
+            }
+        });
+        Ok(Self {
+            stopped,
+            signal: which,
+            task,
+        })
+    }
+
+    pub(super) fn interrupted(&self) -> Interrupted {
+        Interrupted {
+            signal: match self.signal.load(Ordering::SeqCst) {
+                0 => Interrupted::INTERRUPT,
+                number => number,
+            },
+        }
+    }
+}
+
+impl Drop for StopOnSignal {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How `engram ingest` ended, for its exit status: 0 when every file taken was ingested or
+/// already known; 1 when a file failed, a named path could not be read, or there was nothing
+/// to ingest at all; 130 (Ctrl-C) or 143 (SIGTERM) when stopped.
 pub async fn ingest_command(config: &Config, args: IngestArgs) -> anyhow::Result<()> {
-    let store = app::open_store(config).await?;
+    let store = app::open_existing_store(config).await?;
     let brain = super::find_brain(store.as_ref(), &args.tenant, &args.brain).await?;
     let pipeline = app::ingest_pipeline(config, store.clone()).await?;
-    let files = collect_files(&args.paths)?;
+    let stop = StopOnSignal::listen()?;
+    let walk = walk::collect(&args.paths);
+    for problem in &walk.problems {
+        eprintln!("engram: {problem}");
+    }
+    for note in walk.notes.iter().chain(&walk.empty_folders) {
+        eprintln!("engram: {note}");
+    }
+    if let Some(note) = walk.unsupported_note() {
+        eprintln!("engram: {note}");
+    }
+    let files = walk.files;
+    if files.is_empty() {
+        bail!("nothing to ingest");
+    }
 
     let bar = ProgressBar::new(files.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} files  {elapsed}  {msg}")
             .expect("valid template"),
     );
-    let print = |result: &FileResult| {
-        bar.suspend(|| println!("{}", result.render(args.json)));
+    // Log lines are written above the bar instead of over it.
+    let _logs_above = crate::telemetry::LogsAboveBar::new(&bar);
+    let print = |result: &FileResult| -> anyhow::Result<()> {
+        let line = result.render(args.json);
+        bar.suspend(|| output::line(format_args!("{line}")))?;
         bar.inc(1);
+        Ok(())
     };
 
     let mut failures = 0usize;
     let mut waiting: Vec<(String, JobId)> = Vec::new();
     for path in &files {
+        if stop.stopped.is_cancelled() {
+            break;
+        }
         let label = path.display().to_string();
         bar.set_message(format!("reading {}", file_name(path)));
         let bytes = match tokio::fs::read(path).await {
@@ -186,7 +259,7 @@ pub async fn ingest_command(config: &Config, args: IngestArgs) -> anyhow::Result
                 print(&FileResult::failed(
                     label,
                     format!("cannot read the file: {error}"),
-                ));
+                ))?;
                 continue;
             }
         };
@@ -199,13 +272,13 @@ pub async fn ingest_command(config: &Config, args: IngestArgs) -> anyhow::Result
         .await;
         match submitted {
             Ok(Submitted::Known(document)) => {
-                print(&FileResult::from_document(label, &document, "known"))
+                print(&FileResult::from_document(label, &document, "known"))?
             }
             Ok(Submitted::Queued { job, .. }) => waiting.push((label, job)),
             Err(SubmitError::Store(error)) => return Err(error.into()),
             Err(refused) => {
                 failures += 1;
-                print(&FileResult::failed(label, refused.to_string()));
+                print(&FileResult::failed(label, refused.to_string()))?;
             }
         }
     }
@@ -225,37 +298,74 @@ pub async fn ingest_command(config: &Config, args: IngestArgs) -> anyhow::Result
         shutdown.clone(),
         Arc::new(Metrics::default()),
     ));
+    // However this ends (done, Ctrl-C, an error, a closed stdout), the workers stop: jobs in
+    // flight are abandoned and their leases released at once, their extractors killed and their
+    // staged copies removed, so the next run starts where this one stopped.
+    let stop_workers = || async {
+        shutdown.stop_claiming.cancel();
+        shutdown.abandon.cancel();
+        let _ = workers.await;
+    };
     bar.set_message("extracting and indexing");
+    let waited = wait_for_jobs(store.as_ref(), waiting, &stop.stopped, &print).await;
+    stop_workers().await;
+    // Read before the bar is finished, which moves it to the end.
+    let done = bar.position();
+    bar.finish_and_clear();
+    failures += waited?;
+    if stop.stopped.is_cancelled() {
+        eprintln!(
+            "engram: interrupted: {done} of {} files done, run again to continue",
+            files.len()
+        );
+        return Err(stop.interrupted().into());
+    }
+    let unreadable = walk.problems.len();
+    match (failures, unreadable) {
+        (0, 0) => Ok(()),
+        (0, _) => bail!(
+            "{unreadable} path{} could not be read (see above); the other files were ingested",
+            if unreadable == 1 { "" } else { "s" }
+        ),
+        _ => bail!(
+            "{failures} of {} files failed (see the reasons above)",
+            files.len()
+        ),
+    }
+}
+
+/// Waits until each job in `waiting` has ended, printing its file's result, or until `stop`.
+/// Returns how many failed.
+async fn wait_for_jobs(
+    store: &dyn Store,
+    mut waiting: Vec<(String, JobId)>,
+    stop: &CancellationToken,
+    print: &impl Fn(&FileResult) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    let mut failures = 0;
     while !waiting.is_empty() {
         let mut still = Vec::new();
         for (label, job_id) in waiting {
-            match finished(store.as_ref(), job_id).await? {
+            match finished(store, job_id).await? {
                 Some(Ok(document)) => {
-                    print(&FileResult::from_document(label, &document, "ingested"))
+                    print(&FileResult::from_document(label, &document, "ingested"))?
                 }
                 Some(Err(reason)) => {
                     failures += 1;
-                    print(&FileResult::failed(label, reason));
+                    print(&FileResult::failed(label, reason))?;
                 }
                 None => still.push((label, job_id)),
             }
         }
         waiting = still;
         if !waiting.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
     }
-    shutdown.stop_claiming.cancel();
-    shutdown.abandon.cancel();
-    let _ = workers.await;
-    bar.finish_and_clear();
-    if failures > 0 {
-        bail!(
-            "{failures} of {} files failed (see the reasons above)",
-            files.len()
-        );
-    }
-    Ok(())
+    Ok(failures)
 }
 
 /// `None` while the job is still going; else the indexed document or the reason it failed.
@@ -287,29 +397,34 @@ async fn finished(
 
 pub async fn extract_command(config: &Config, args: ExtractArgs) -> anyhow::Result<()> {
     let sandbox = Sandbox::from_config(&config.ingest);
-    let extracted = sandbox::extract(&sandbox, &args.path)
-        .await
-        .map_err(|error| anyhow::anyhow!("{}: {error}", args.path.display()))?;
+    let stop = StopOnSignal::listen()?;
+    // Stopped, the extraction is dropped, which kills the extractor's process group.
+    let extracted = tokio::select! {
+        extracted = sandbox::extract(&sandbox, &args.path) => extracted,
+        () = stop.stopped.cancelled() => return Err(stop.interrupted().into()),
+    };
+    let extracted =
+        extracted.map_err(|error| anyhow::anyhow!("{}: {error}", args.path.display()))?;
     for page in &extracted.pages {
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"page": page.page, "text": page.text, "ocr": page.ocr, "warning": page.warning})
             );
             continue;
         }
         let how = if page.ocr { "OCR" } else { "text layer" };
-        println!("── page {} · {how} ──", page.page);
+        outln!("── page {} · {how} ──", page.page);
         if let Some(warning) = &page.warning {
-            println!("(skipped: {warning})");
+            outln!("(skipped: {warning})");
         }
         if !page.text.trim().is_empty() {
-            println!("{}", page.text.trim_end());
+            outln!("{}", page.text.trim_end());
         }
-        println!();
+        outln!();
     }
     if !args.json {
-        println!(
+        outln!(
             "{}: {}, {} page{}, {} OCR'd",
             args.path.display(),
             extracted.kind,
@@ -319,29 +434,4 @@ pub async fn extract_command(config: &Config, args: ExtractArgs) -> anyhow::Resu
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn files_are_collected_largest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        for (name, size) in [
-            ("a.txt", 10),
-            ("b.txt", 30),
-            ("sub/c.txt", 20),
-            ("d.txt", 10),
-        ] {
-            std::fs::write(dir.path().join(name), vec![b'x'; size]).unwrap();
-        }
-        let found = collect_files(&[dir.path().to_path_buf(), dir.path().join("a.txt")]).unwrap();
-        let names: Vec<String> = found
-            .iter()
-            .map(|path| path.strip_prefix(dir.path()).unwrap().display().to_string())
-            .collect();
-        assert_eq!(names, ["b.txt", "sub/c.txt", "a.txt", "d.txt"]);
-    }
 }

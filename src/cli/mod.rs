@@ -4,6 +4,8 @@
 
 mod ask;
 mod ingest;
+pub(crate) mod output;
+mod walk;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +22,10 @@ use crate::doctor;
 use crate::jobs::{Job, JobId, JobState, RetryOutcome};
 use crate::store::Store;
 use crate::telemetry;
+
+pub use self::ingest::Interrupted;
+pub use self::output::is_stdout_closed;
+use self::output::{out, outln};
 
 /// engram: a self-hosted second brain for Discord and Slack.
 ///
@@ -134,17 +140,21 @@ pub struct JobsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// Put a failed or dead job back on the queue with fresh attempts.
+    /// Put a failed or dead job back on the queue with fresh attempts, once its cause is
+    /// fixed. A running `engram serve` runs it. A failed file's bytes are kept for this (up to
+    /// ingest.kept_failed_bytes), so dead ingest jobs can be retried too.
     Retry { id: JobId },
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&Sources::from_process(cli.config.clone()))?;
+    // One-shot commands print their results; the workers' per-attempt warnings would only
+    // repeat the failed lines `engram ingest` prints.
     let level = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
-        "warn"
+        "warn,engram::worker=error"
     };
     telemetry::init_logging(cli.log_format.unwrap_or(config.log.format), level);
     match cli.command {
@@ -170,7 +180,7 @@ fn one_shot(config: Config, command: Command) -> anyhow::Result<()> {
         match command {
             Command::Doctor => {
                 let report = doctor::run(&config).await;
-                print!("{}", report.render());
+                out!("{}", report.render());
                 if report.has_failures() {
                     bail!("doctor found problems (marked FAIL above)");
                 }
@@ -179,19 +189,24 @@ fn one_shot(config: Config, command: Command) -> anyhow::Result<()> {
             Command::Migrate => {
                 let store = app::open_store(&config).await?;
                 let versions = store.applied_migrations().await?;
-                println!(
+                outln!(
                     "{}: schema at version {}",
-                    config.store.url,
+                    app::store_location(&config),
                     versions.last().copied().unwrap_or(0)
                 );
                 Ok(())
             }
             Command::Brain(args) => {
-                let store = app::open_store(&config).await?;
+                // Only `brain create` may start a store; the others say where they looked.
+                let store = if matches!(args.command, BrainCommand::Create { .. }) {
+                    app::open_store(&config).await?
+                } else {
+                    app::open_existing_store(&config).await?
+                };
                 brain_command(&config, store, args).await
             }
             Command::Jobs(args) => {
-                let store = app::open_store(&config).await?;
+                let store = app::open_existing_store(&config).await?;
                 jobs_command(store.as_ref(), args).await
             }
             Command::Ingest(args) => ingest::ingest_command(&config, args).await,
@@ -201,6 +216,16 @@ fn one_shot(config: Config, command: Command) -> anyhow::Result<()> {
             Command::Serve(_) => unreachable!("handled by run"),
         }
     })
+}
+
+/// What `brain list` says when a tenant has no brains: how to make one, and where the brains
+/// made in Discord or Slack are.
+fn no_brains(tenant: &TenantKey) -> String {
+    format!(
+        "no brains yet for tenant {tenant}: create one with `engram brain create NAME`. Brains \
+         made in Discord or Slack belong to their server: add --tenant discord:<guild id> or \
+         --tenant slack:<team id>"
+    )
 }
 
 async fn brain_command(
@@ -215,31 +240,31 @@ async fn brain_command(
         BrainCommand::Create { name } => {
             let tenant = store.ensure_tenant(&tenant_key).await?;
             let brain = store.create_brain(tenant, &name).await?;
-            println!("created brain `{}` (tenant {tenant_key})", brain.name);
+            outln!("created brain `{}` (tenant {tenant_key})", brain.name);
         }
         BrainCommand::List { json } => {
             let Some(tenant) = store.find_tenant(&tenant_key).await? else {
                 if !json {
-                    println!("no brains yet for tenant {tenant_key}: create one with `engram brain create NAME`");
+                    outln!("{}", no_brains(&tenant_key));
                 }
                 return Ok(());
             };
             let brains = store.brains(tenant).await?;
             if brains.is_empty() && !json {
-                println!("no brains yet for tenant {tenant_key}: create one with `engram brain create NAME`");
+                outln!("{}", no_brains(&tenant_key));
             } else if !json {
-                println!("{:<24} {:>9} {:>8}  CREATED", "NAME", "DOCUMENTS", "CHUNKS");
+                outln!("{:<24} {:>9} {:>8}  CREATED", "NAME", "DOCUMENTS", "CHUNKS");
             }
             for brain in brains {
                 let stats = store.brain_stats(brain.id).await?;
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         json!({"name": brain.name, "documents": stats.documents,
                                "chunks": stats.chunks, "created_at": format_utc(brain.created_at)})
                     );
                 } else {
-                    println!(
+                    outln!(
                         "{:<24} {:>9} {:>8}  {}",
                         brain.name.as_str(),
                         stats.documents,
@@ -253,7 +278,7 @@ async fn brain_command(
             let brain = find_brain(store, &tenant_key, &name).await?;
             let stats = store.brain_stats(brain.id).await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"name": brain.name, "tenant": tenant_key, "documents": stats.documents,
                            "failed_documents": stats.failed_documents, "chunks": stats.chunks,
@@ -261,19 +286,20 @@ async fn brain_command(
                            "created_at": format_utc(brain.created_at)})
                 );
             } else {
-                println!("brain      {}", brain.name);
-                println!("tenant     {tenant_key}");
-                println!("created    {}", format_utc(brain.created_at));
-                println!(
+                outln!("brain      {}", brain.name);
+                outln!("tenant     {tenant_key}");
+                outln!("created    {}", format_utc(brain.created_at));
+                outln!(
                     "documents  {} ({} failed)",
-                    stats.documents, stats.failed_documents
+                    stats.documents,
+                    stats.failed_documents
                 );
-                println!("chunks     {}", stats.chunks);
-                println!(
+                outln!("chunks     {}", stats.chunks);
+                outln!(
                     "model      {}",
                     brain.model.as_deref().unwrap_or("(llm.model)")
                 );
-                println!(
+                outln!(
                     "prompt     {}",
                     brain.system_prompt.as_deref().unwrap_or("(default)")
                 );
@@ -291,9 +317,10 @@ async fn brain_command(
                     .context("cannot remove the brain's chunks from Qdrant; nothing was deleted")?;
             }
             store.delete_brain(brain.id).await?;
-            println!(
+            outln!(
                 "deleted brain `{name}` with {} documents and {} chunks",
-                stats.documents, stats.chunks
+                stats.documents,
+                stats.chunks
             );
         }
     }
@@ -319,7 +346,7 @@ async fn jobs_command(store: &dyn Store, args: JobsArgs) -> anyhow::Result<()> {
     if let Some(JobsCommand::Retry { id }) = args.command {
         return match store.retry(id).await? {
             RetryOutcome::Requeued => {
-                println!("job {id} queued again");
+                outln!("job {id} queued again; a running `engram serve` takes it");
                 Ok(())
             }
             RetryOutcome::NotFound => bail!("no job {id} (see `engram jobs`)"),
@@ -331,23 +358,27 @@ async fn jobs_command(store: &dyn Store, args: JobsArgs) -> anyhow::Result<()> {
     let jobs = store.jobs(args.state, args.limit).await?;
     if args.json {
         for job in &jobs {
-            println!("{}", serde_json::to_string(job)?);
+            outln!("{}", serde_json::to_string(job)?);
         }
         return Ok(());
     }
     if jobs.is_empty() {
         match args.state {
-            Some(state) => println!("no {state} jobs"),
-            None => println!("no jobs"),
+            Some(state) => outln!("no {state} jobs"),
+            None => outln!("no jobs"),
         }
         return Ok(());
     }
-    println!(
+    outln!(
         "{:>8}  {:<7} {:<8} {:>8}  {:<20}  REASON",
-        "ID", "KIND", "STATE", "ATTEMPTS", "UPDATED"
+        "ID",
+        "KIND",
+        "STATE",
+        "ATTEMPTS",
+        "UPDATED"
     );
     for job in &jobs {
-        println!("{}", job_line(job));
+        outln!("{}", job_line(job));
     }
     Ok(())
 }

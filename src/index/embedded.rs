@@ -32,6 +32,12 @@ use crate::clock::now_ms;
 use crate::config::{StoreBackend, StoreConfig};
 use crate::ingest::chunk::keyword_terms;
 
+/// Write transactions take SQLite's write lock when they begin: one that first read, then
+/// wrote, fails with `SQLITE_BUSY_SNAPSHOT` ("database is locked", code 517) whenever another
+/// process (`engram ingest` beside `engram serve`) wrote in between, which no busy timeout can
+/// wait out. Taken at the start, the lock is simply waited for (`store.busy_timeout_ms`).
+const WRITE_TRANSACTION: &str = "BEGIN IMMEDIATE";
+
 /// BM25 column weights of `chunks_fts (brain, heading, text)`: the brain token scores nothing,
 /// a query word in the heading path counts twice as much as one in the text.
 const BM25: &str = "bm25(chunks_fts, 0.0, 2.0, 1.0)";
@@ -498,7 +504,7 @@ impl Index for EmbeddedIndex {
             }
         }
         let chunk_count = to_i64(document.chunks.len());
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with(WRITE_TRANSACTION).await?;
         if !Self::owns(&mut tx, document.brain, document.document).await? {
             return Err(IndexError::UnknownDocument {
                 brain: document.brain,
@@ -570,7 +576,7 @@ impl Index for EmbeddedIndex {
         brain: BrainId,
         document: DocumentId,
     ) -> Result<(), IndexError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with(WRITE_TRANSACTION).await?;
         if !Self::owns(&mut tx, brain, document).await? {
             // Already gone (or never this brain's): nothing of it is searchable in `brain`.
             return Ok(());

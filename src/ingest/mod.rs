@@ -173,17 +173,50 @@ pub struct Pipeline {
     pub embedder: Option<Embedder>,
     pub sandbox: Sandbox,
     pub chunking: ChunkOptions,
+    /// `ingest.kept_failed_bytes`: how many bytes of failed files are kept for retries.
+    pub kept_failed_bytes: u64,
 }
 
 impl Pipeline {
     /// Ends a document that cannot be ingested: the reason is kept on the document (for the
-    /// channel and `brain info`) and its bytes are dropped.
+    /// channel and `brain info`). Its bytes stay, so `engram jobs retry` can run the job again
+    /// (after a fix: an extractor installed, an endpoint back); they go when the document is
+    /// indexed or deleted. Past `ingest.kept_failed_bytes` of failed files in all, they go now,
+    /// and the reason says so.
     async fn give_up(&self, document: &Document, reason: &str) {
-        if let Err(error) = self.store.fail_document(document.id, reason).await {
+        let kept = match self.store.failed_file_bytes().await {
+            Ok(kept) => kept,
+            Err(error) => {
+                tracing::warn!(%error, "cannot count the bytes kept for failed files");
+                0
+            }
+        };
+        let size = self
+            .store
+            .file_size(&document.sha256)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        // A retried document that failed before is in `kept` already: counted twice at worst,
+        // which errs towards dropping.
+        let over = kept.saturating_add(size) > self.kept_failed_bytes;
+        let reason = if over {
+            format!(
+                "{reason} (its bytes were not kept for a retry: failed files already keep \
+                 {} MB, ingest.kept_failed_bytes; post it again)",
+                kept / 1_000_000
+            )
+        } else {
+            reason.to_string()
+        };
+        if let Err(error) = self.store.fail_document(document.id, &reason).await {
             tracing::warn!(%error, document = document.id.0, "cannot record the failure");
         }
-        if let Err(error) = self.store.release_file(&document.sha256).await {
-            tracing::warn!(%error, "cannot drop the file's bytes");
+        if over {
+            if let Err(error) = self.store.drop_file_bytes(&document.sha256).await {
+                tracing::warn!(%error, "cannot drop the file's bytes");
+            }
         }
     }
 
@@ -195,7 +228,15 @@ impl Pipeline {
             .await
             .map_err(store_failure)?
             .ok_or_else(|| {
-                JobFailure::permanent("the file's bytes are no longer stored; post it again")
+                // Keep the reason it failed the first time: that is what needs fixing.
+                let before = document
+                    .error
+                    .as_deref()
+                    .map(|reason| format!(" (it failed before: {reason})"))
+                    .unwrap_or_default();
+                JobFailure::permanent(format!(
+                    "the file's bytes are no longer stored; post it again{before}"
+                ))
             })?;
         let staged = tempfile::Builder::new()
             .prefix("engram-ingest-")

@@ -245,6 +245,9 @@ async fn run(
         ))
     })?;
     let pid = child.id();
+    // If this run is dropped half-way (an interrupted `engram ingest`, a shutdown that abandons
+    // the job), the extractor and whatever it started die with it.
+    let mut group = GroupGuard(pid);
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let on_first_line = |line: &[u8]| {
@@ -261,7 +264,11 @@ async fn run(
         (output, error_output, status)
     };
     let (output, error_output, status) = match tokio::time::timeout_at(deadline, run).await {
-        Ok(finished) => finished,
+        Ok(finished) => {
+            // Reaped: its id may be reused from here on, so it is not signalled again.
+            group.0 = None;
+            finished
+        }
         Err(_) => {
             kill_group(pid).await;
             return Err(timed_out(sandbox));
@@ -387,6 +394,20 @@ async fn read_capped(
                 first_line_seen = true;
                 on_first_line(&kept[..start + end]);
             }
+        }
+    }
+}
+
+/// Kills the extractor's process group when dropped, unless the run finished (`None`).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) else {
+            return;
+        };
+        if let Some(pgid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
     }
 }

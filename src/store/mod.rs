@@ -164,11 +164,13 @@ pub struct Pruned {
     pub seen_events: u64,
     pub conversations: u64,
     pub answer_messages: u64,
+    /// Stored file bytes no pending or failed document needs.
+    pub files: u64,
 }
 
 impl Pruned {
     pub fn total(&self) -> u64 {
-        self.done_jobs + self.seen_events + self.conversations + self.answer_messages
+        self.done_jobs + self.seen_events + self.conversations + self.answer_messages + self.files
     }
 }
 
@@ -244,8 +246,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Keeps a file's bytes until its documents are ingested.
     async fn put_file(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
     async fn file(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Drops a file's bytes once no pending document needs them.
+    /// Drops a file's bytes once no pending or failed document needs them (a failed one's
+    /// job may be retried).
     async fn release_file(&self, sha256: &str) -> StoreResult<()>;
+    /// The size of a stored file, if its bytes are stored.
+    async fn file_size(&self, sha256: &str) -> StoreResult<Option<u64>>;
+    /// Bytes stored for failed documents (kept for retries), in all.
+    async fn failed_file_bytes(&self) -> StoreResult<u64>;
+    /// Drops a file's bytes unless a pending document needs them (a failed one's are given up
+    /// past `ingest.kept_failed_bytes`).
+    async fn drop_file_bytes(&self, sha256: &str) -> StoreResult<()>;
 
     /// Adds a turn to the conversation `key` (a platform thread or reply chain) of `tenant`,
     /// creating the conversation on its first turn.

@@ -333,6 +333,15 @@ macro_rules! impl_store {
                         before(keep.conversations),
                     )
                     .await?,
+                    // Bytes no pending or failed document needs any more (its brain or the
+                    // document was deleted); an hour old, so a file being submitted is safe.
+                    files: delete(
+                        "DELETE FROM files WHERE created_at < $1 AND NOT EXISTS \
+                         (SELECT 1 FROM documents WHERE documents.sha256 = files.sha256 \
+                          AND status IN ('pending', 'failed'))",
+                        now.saturating_sub(3_600_000),
+                    )
+                    .await?,
                 })
             }
 
@@ -512,6 +521,37 @@ macro_rules! impl_store {
             }
 
             async fn release_file(&self, sha256: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "DELETE FROM files WHERE sha256 = $1 AND NOT EXISTS \
+                     (SELECT 1 FROM documents WHERE sha256 = $1 \
+                      AND status IN ('pending', 'failed'))",
+                )
+                .bind(sha256)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn file_size(&self, sha256: &str) -> StoreResult<Option<u64>> {
+                let size: Option<i64> = sqlx::query_scalar("SELECT size FROM files WHERE sha256 = $1")
+                    .bind(sha256)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(size.map(|size| u64::try_from(size).unwrap_or(0)))
+            }
+
+            async fn failed_file_bytes(&self) -> StoreResult<u64> {
+                let total: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(SUM(size) AS BIGINT) FROM files WHERE EXISTS \
+                     (SELECT 1 FROM documents WHERE documents.sha256 = files.sha256 \
+                      AND status = 'failed')",
+                )
+                .fetch_one(self.reader())
+                .await?;
+                Ok(total.map_or(0, |total| u64::try_from(total).unwrap_or(0)))
+            }
+
+            async fn drop_file_bytes(&self, sha256: &str) -> StoreResult<()> {
                 sqlx::query(
                     "DELETE FROM files WHERE sha256 = $1 AND NOT EXISTS \
                      (SELECT 1 FROM documents WHERE sha256 = $1 AND status = 'pending')",

@@ -236,8 +236,15 @@ fn doctor_checks_the_store_and_never_prints_secrets() {
         .unwrap();
     let text = format!("{}{}", stdout(&slack), stderr(&slack));
     assert_eq!(slack.status.code(), Some(1), "{text}");
+    // Nothing answers at slack.api_url: the network is named, not the token; and Socket Mode
+    // without slack.app_token (which `serve` refuses) is flagged without any request.
     assert!(
-        text.contains("[FAIL] slack") && text.contains("slack.bot_token"),
+        text.contains("[FAIL] slack ") && text.contains("check slack.api_url"),
+        "{text}"
+    );
+    assert!(!text.contains("check slack.bot_token"), "{text}");
+    assert!(
+        text.contains("[FAIL] slack-app") && text.contains("needs slack.app_token"),
         "{text}"
     );
     assert!(!text.contains("xoxb-doctor-secret"), "{text}");

@@ -235,3 +235,96 @@ fn secrets_never_appear_in_debug_output() {
     }
     assert!(shown.contains("[redacted]"));
 }
+
+#[test]
+fn a_syntax_error_names_the_line_and_a_missing_file_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write(
+        dir.path(),
+        "engram.toml",
+        "[store]\nurl = \"sqlite://x.db\"\n\n[chat]\nedit_interval_ms = = 5\n",
+    );
+    let error = Config::load(&Sources {
+        file: Some(broken),
+        ..Sources::default()
+    })
+    .unwrap_err();
+    assert!(matches!(error, ConfigError::Syntax { .. }), "{error}");
+    assert!(error.to_string().contains("line 5, column"), "{error}");
+
+    let missing = dir.path().join("nope.toml");
+    let error = Config::load(&Sources {
+        file: Some(missing),
+        ..Sources::default()
+    })
+    .unwrap_err();
+    let shown = format!("{:#}", anyhow::Error::new(error));
+    assert!(shown.contains("nope.toml: no such file"), "{shown}");
+    assert_eq!(shown.matches("such file").count(), 1, "{shown}");
+}
+
+#[test]
+fn the_listener_accepts_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "engram.toml",
+        "[http]\nlisten = \"localhost:8080\"\n",
+    );
+    let config = Config::load(&Sources {
+        file: Some(file),
+        ..Sources::default()
+    })
+    .unwrap();
+    assert!(
+        config.http.listen.ip().is_loopback(),
+        "{}",
+        config.http.listen
+    );
+    assert_eq!(config.http.listen.port(), 8080);
+    let bad = Config::load(&Sources {
+        env: env(&[("ENGRAM__HTTP__LISTEN", "localhost")]),
+        ..Sources::default()
+    })
+    .unwrap_err();
+    assert!(bad.to_string().contains("http.listen"), "{bad}");
+}
+
+#[test]
+fn list_keys_are_set_from_the_environment_as_json_or_comma_separated() {
+    let config = Config::load(&Sources {
+        env: env(&[
+            ("ENGRAM__SLACK__ADMINS", "U1, U2"),
+            (
+                "ENGRAM__LLM__PRICES",
+                r#"[{"model": "llama3", "prompt_usd_per_mtok": 0, "completion_usd_per_mtok": 0.5}]"#,
+            ),
+        ]),
+        ..Sources::default()
+    })
+    .unwrap();
+    assert_eq!(config.slack.admins, ["U1", "U2"]);
+    assert_eq!(config.llm.prices.len(), 1);
+    assert_eq!(config.llm.prices[0].model, "llama3");
+    assert_eq!(config.llm.cost_micros("llama3", 0, 2_000_000), 1_000_000);
+
+    let json = Config::load(&Sources {
+        env: env(&[("ENGRAM__SLACK__ADMINS", r#"["U3"]"#)]),
+        ..Sources::default()
+    })
+    .unwrap();
+    assert_eq!(json.slack.admins, ["U3"]);
+    let empty = Config::load(&Sources {
+        env: env(&[("ENGRAM__SLACK__ADMINS", "")]),
+        ..Sources::default()
+    })
+    .unwrap();
+    assert!(empty.slack.admins.is_empty());
+
+    let bad = Config::load(&Sources {
+        env: env(&[("ENGRAM__LLM__PRICES", "[{not json")]),
+        ..Sources::default()
+    })
+    .unwrap_err();
+    assert!(bad.to_string().contains("llm.prices"), "{bad}");
+}

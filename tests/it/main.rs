@@ -13,6 +13,7 @@ mod fake_discord;
 mod fake_openai;
 mod fake_slack;
 mod faults;
+mod first_hour;
 mod gateway;
 mod hostile;
 mod index;

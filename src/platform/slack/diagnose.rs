@@ -38,7 +38,8 @@ pub struct Diagnosis {
 
 pub async fn diagnose(config: &SlackConfig) -> Diagnosis {
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .connect_timeout(TIMEOUT)
+        .timeout(TIMEOUT)
         .build()
         .unwrap_or_default();
     let base = config.api_url.trim_end_matches('/');
@@ -73,6 +74,21 @@ pub async fn diagnose(config: &SlackConfig) -> Diagnosis {
     }
 }
 
+/// How long each request may take: `engram doctor` answers within seconds.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An error and its causes ("connection refused"), one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
 /// The needed scopes not in Slack's comma-separated list.
 pub fn missing(granted: &str) -> Vec<&'static str> {
     let granted: Vec<&str> = granted.split(',').map(str::trim).collect();
@@ -95,7 +111,16 @@ async fn call(
         .header("Authorization", format!("Bearer {}", token.expose()))
         .send()
         .await
-        .map_err(|error| format!("cannot reach Slack: {}", error.without_url()))?;
+        .map_err(|error| {
+            if error.is_timeout() {
+                format!(
+                    "timed out: Slack did not answer {method} within {} s",
+                    TIMEOUT.as_secs()
+                )
+            } else {
+                format!("cannot reach Slack: {}", error_chain(&error.without_url()))
+            }
+        })?;
     let scopes = response
         .headers()
         .get("x-oauth-scopes")
