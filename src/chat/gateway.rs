@@ -18,12 +18,15 @@ use crate::config::IngestConfig;
 use crate::index::Index;
 use crate::ingest::{self, IngestPayload, ReportTo, SubmitError, Submitted};
 use crate::jobs::{JobId, JobKind, JobState};
-use crate::store::{Store, StoreError};
+use crate::store::{patiently, Store, StoreError, STORE_PATIENCE};
 
 /// Reactions that show a file's progress.
 pub const WORKING: &str = "⏳";
 pub const DONE: &str = "✅";
 pub const FAILED: &str = "❌";
+
+/// A file's outcome when engram's database stayed unreachable (the details go to the log).
+const STORE_DOWN: &str = "engram's database is unavailable; please post the file again later";
 
 /// Said when a question arrives in a channel no brain is linked to.
 pub const UNBOUND_HINT: &str = "This channel isn't linked to a brain yet. Someone who manages \
@@ -162,11 +165,14 @@ impl Gateway {
             | ChatEvent::Files { origin, .. }
             | ChatEvent::InThread { origin, .. } => origin,
         };
-        if !self
-            .store
-            .first_sighting(&origin.platform, &origin.event_id)
-            .await?
-        {
+        // A store that is restarting holds the event until it is back, instead of dropping
+        // it: the platform does not deliver it again.
+        let first = patiently(STORE_PATIENCE, "record an event", || {
+            self.store
+                .first_sighting(&origin.platform, &origin.event_id)
+        })
+        .await?;
+        if !first {
             return Ok(Handled::Duplicate);
         }
         match event {
@@ -192,13 +198,18 @@ impl Gateway {
         if origin.parent.as_ref() != Some(&opened_on.channel) {
             return Ok(None);
         }
-        let Some(tenant) = self.store.find_tenant(&origin.tenant).await? else {
+        let found = patiently(STORE_PATIENCE, "find a tenant", || {
+            self.store.find_tenant(&origin.tenant)
+        })
+        .await?;
+        let Some(tenant) = found else {
             return Ok(None);
         };
-        Ok(self
-            .store
-            .answer_conversation(tenant, &opened_on.channel.0, &opened_on.id)
-            .await?)
+        Ok(patiently(STORE_PATIENCE, "find a conversation", || {
+            self.store
+                .answer_conversation(tenant, &opened_on.channel.0, &opened_on.id)
+        })
+        .await?)
     }
 
     async fn question(
@@ -208,19 +219,23 @@ impl Gateway {
         conversation: Option<String>,
         continues: Option<MessageRef>,
     ) -> Result<Handled, GatewayError> {
-        let tenant = self.store.ensure_tenant(&origin.tenant).await?;
+        let tenant = patiently(STORE_PATIENCE, "find a tenant", || {
+            self.store.ensure_tenant(&origin.tenant)
+        })
+        .await?;
         let conversation = match &continues {
-            Some(answer) => self
-                .store
-                .answer_conversation(tenant, &answer.channel.0, &answer.id)
-                .await?
-                .or(conversation),
+            Some(answer) => patiently(STORE_PATIENCE, "find a conversation", || {
+                self.store
+                    .answer_conversation(tenant, &answer.channel.0, &answer.id)
+            })
+            .await?
+            .or(conversation),
             None => conversation,
         };
-        let binding = self
-            .store
-            .binding(tenant, &origin.bound_channel().0)
-            .await?;
+        let binding = patiently(STORE_PATIENCE, "find a channel's binding", || {
+            self.store.binding(tenant, &origin.bound_channel().0)
+        })
+        .await?;
         let Some(binding) = binding.filter(|binding| binding.mode.answers()) else {
             self.outlet
                 .platform
@@ -256,11 +271,14 @@ impl Gateway {
     }
 
     async fn files(&self, origin: Origin, files: Vec<PostedFile>) -> Result<Handled, GatewayError> {
-        let tenant = self.store.ensure_tenant(&origin.tenant).await?;
-        let binding = self
-            .store
-            .binding(tenant, &origin.bound_channel().0)
-            .await?;
+        let tenant = patiently(STORE_PATIENCE, "find a tenant", || {
+            self.store.ensure_tenant(&origin.tenant)
+        })
+        .await?;
+        let binding = patiently(STORE_PATIENCE, "find a channel's binding", || {
+            self.store.binding(tenant, &origin.bound_channel().0)
+        })
+        .await?;
         let (Some(binding), Some(message)) = (
             binding.filter(|binding| binding.mode.learns()),
             origin.message.clone(),
@@ -309,24 +327,38 @@ impl Gateway {
             Ok(bytes) => bytes,
             Err(error) => return Learned::Failed(format!("cannot download it: {error}")),
         };
-        let submitted = ingest::submit(
-            self.store.as_ref(),
-            &self.ingest,
-            self.max_attempts,
-            ingest::NewFile {
-                brain,
-                file_name: &file.name,
-                source_link: file.link.as_deref(),
-                bytes: &bytes,
-                report: Some(report.clone()),
-            },
-        )
+        // Submitting again after a store failure is safe: a pending document whose job is
+        // alive is waited for, one without a job gets one.
+        let bytes_ref = bytes.as_slice();
+        let submitted = patiently(STORE_PATIENCE, "queue a file", || async move {
+            match ingest::submit(
+                self.store.as_ref(),
+                &self.ingest,
+                self.max_attempts,
+                ingest::NewFile {
+                    brain,
+                    file_name: &file.name,
+                    source_link: file.link.as_deref(),
+                    bytes: bytes_ref,
+                    report: Some(report.clone()),
+                },
+            )
+            .await
+            {
+                Err(SubmitError::Store(error)) => Err(error),
+                other => Ok(other),
+            }
+        })
         .await;
         drop(bytes);
         match submitted {
-            Ok(Submitted::Known(document)) => Learned::Known(document),
-            Ok(Submitted::Queued { job, document }) => self.wait_for(job, document.id).await,
-            Err(error) => Learned::Failed(error.to_string()),
+            Ok(Ok(Submitted::Known(document))) => Learned::Known(document),
+            Ok(Ok(Submitted::Queued { job, document })) => self.wait_for(job, document.id).await,
+            Ok(Err(error)) => Learned::Failed(error.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, file = %file.name, "cannot queue a posted file");
+                Learned::Failed(STORE_DOWN.into())
+            }
         }
     }
 
@@ -348,7 +380,11 @@ impl Gateway {
             }
             tokio::time::sleep(WATCH_INTERVAL).await;
         }
-        match self.store.document(document).await {
+        let found = patiently(STORE_PATIENCE, "read a document", || {
+            self.store.document(document)
+        })
+        .await;
+        match found {
             Ok(Some(document)) if document.status == DocumentStatus::Indexed => {
                 Learned::Indexed(document)
             }
@@ -358,7 +394,10 @@ impl Gateway {
                     .unwrap_or_else(|| "ingestion failed; `engram jobs` says why".into()),
             ),
             Ok(None) => Learned::Failed("the brain was deleted meanwhile".into()),
-            Err(error) => Learned::Failed(error.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, document = document.0, "cannot read a document's outcome");
+                Learned::Failed(STORE_DOWN.into())
+            }
         }
     }
 
@@ -411,7 +450,11 @@ impl Gateway {
             "ingest-report:{}:{}:{}",
             report.channel, report.message, report.file_name
         );
-        match self.store.first_sighting(&report.platform, &key).await {
+        let first = patiently(STORE_PATIENCE, "claim a file's report", || {
+            self.store.first_sighting(&report.platform, &key)
+        })
+        .await;
+        match first {
             Ok(true) => {}
             Ok(false) => return,
             // Better told twice than not at all.

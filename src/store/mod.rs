@@ -73,16 +73,59 @@ pub fn is_disk_full(error: &sqlx::Error) -> bool {
 }
 
 /// Whether a database error means "cannot reach the database" (worth trying again later)
-/// rather than "the statement failed".
+/// rather than "the statement failed": no connection, or a server that is shutting down,
+/// starting up or restarting (PostgreSQL's connection-exception class `08`, and `57P01`
+/// `admin_shutdown`, `57P02` `crash_shutdown`, `57P03` `cannot_connect_now`), which ends the
+/// connection a statement ran on rather than the statement's own doing.
 pub fn is_unreachable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
+    match error {
         sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed
-    )
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// How long event handling and job bookkeeping wait for an unreachable store to come back
+/// before giving up on a call (`patiently`).
+pub const STORE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `call` until it succeeds, fails for good, or the store has been unreachable for
+/// `patience`: a store that restarts (a PostgreSQL failover or upgrade) delays the work
+/// instead of losing it. Waits 250 ms after the first failure, doubling to 2 s.
+pub async fn patiently<T, F, Fut>(patience: Duration, what: &str, mut call: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(250);
+    let mut warned = false;
+    loop {
+        match call().await {
+            Err(error)
+                if error.is_transient() && tokio::time::Instant::now() + pause < deadline =>
+            {
+                if !warned {
+                    tracing::warn!(%error, what, "the store is unavailable; trying again");
+                    warned = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            result => {
+                if warned && result.is_ok() {
+                    tracing::info!(what, "the store is back");
+                }
+                return result;
+            }
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

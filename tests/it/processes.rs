@@ -21,6 +21,7 @@ use crate::fake_discord::{
     GUILD_ID,
 };
 use crate::fake_openai::{self, Behaviour};
+use crate::pg_server::PgServer;
 use crate::qdrant_server::{QdrantServer, TestCollection};
 use crate::support::{http_get, TestDb};
 
@@ -86,6 +87,15 @@ fn files() -> Vec<(String, Vec<u8>)> {
         ));
     }
     files
+}
+
+/// Which PostgreSQL the processes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Postgres {
+    /// The shared test server (`ENGRAM_TEST_POSTGRES_URL`), in a database of the test's own.
+    Shared,
+    /// A private server the test may stop and start again.
+    Private,
 }
 
 /// Which Qdrant the processes use.
@@ -174,6 +184,9 @@ struct World {
     api: SocketAddr,
     _llm: fake_openai::FakeOpenAi,
     _dir: tempfile::TempDir,
+    /// The private PostgreSQL server, for the tests that stop it (last: the processes and
+    /// the pool go first).
+    postgres: Option<PgServer>,
 }
 
 impl World {
@@ -185,6 +198,11 @@ impl World {
 
     /// `start`, on the Qdrant given.
     fn start_on(processes: &[(&str, &str)], qdrant: Qdrant) -> Self {
+        Self::start_with(processes, qdrant, Postgres::Shared)
+    }
+
+    /// `start`, on the Qdrant and the PostgreSQL given.
+    fn start_with(processes: &[(&str, &str)], qdrant: Qdrant, postgres: Postgres) -> Self {
         let fakes = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -209,7 +227,11 @@ impl World {
                 (Some(server), collection)
             }
         };
-        let db = fakes.block_on(TestDb::postgres());
+        let private = (postgres == Postgres::Private).then(PgServer::start);
+        let db = match &private {
+            Some(server) => fakes.block_on(TestDb::postgres_on(&server.url)),
+            None => fakes.block_on(TestDb::postgres()),
+        };
         let channels = (0..CHANNELS).map(|n| {
             let mode = if n == 0 {
                 BindingMode::Both
@@ -259,6 +281,7 @@ impl World {
             api,
             _llm: llm,
             _dir: dir,
+            postgres: private,
         }
     }
 
@@ -422,6 +445,27 @@ impl World {
     /// The private Qdrant server.
     fn server(&mut self) -> &mut QdrantServer {
         self.server.as_mut().expect("a world on a private Qdrant")
+    }
+
+    /// The private PostgreSQL server.
+    fn postgres(&mut self) -> &mut PgServer {
+        self.postgres
+            .as_mut()
+            .expect("a world on a private PostgreSQL")
+    }
+
+    /// Sessions LISTENing for job wake-ups on the store's server (the last statement a
+    /// session ran is its LISTEN while it waits for notifications).
+    fn listeners(&self) -> i64 {
+        self.fakes.block_on(async {
+            sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+        })
     }
 }
 
@@ -772,5 +816,129 @@ fn a_gateway_killed_mid_ingest_leaves_the_report_to_the_next_one() {
     world.assert_once_each(&[], &[posted]);
     let (documents, _) = world.rows();
     world.assert_indexed_once(&documents, 1);
+    world.processes.stop();
+}
+
+/// Whether a bot message shows an answer on its way: text of its own, not yet its sources.
+fn streaming(message: &StoredMessage) -> bool {
+    let content = message.content();
+    !content.is_empty()
+        && !content.starts_with("💭")
+        && !content.starts_with('⏳')
+        && !content.contains("**Sources**")
+}
+
+/// PostgreSQL restarted (a fast shutdown, then started again on the same data) under a
+/// gateway, two chat and an ingest process, while answers stream and the corpus is read.
+/// While it is down `/readyz` answers 503 naming the store, and questions and files that
+/// arrive are held by the gateway, not dropped. Once it is back every process carries on
+/// (none exits), every job's listener LISTENs again (questions asked after the restart are
+/// answered through wake-ups), and every question has exactly one answer with its sources,
+/// every file one ✅ and one summary, every document its chunks in Qdrant exactly once.
+#[test]
+fn postgres_restarted_while_answers_stream_and_files_are_read_loses_nothing() {
+    let mut world = World::start_with(
+        &[
+            ("gateway", "gateway,api"),
+            ("chat-1", "chat"),
+            ("chat-2", "chat"),
+            ("ingest-1", "ingest"),
+        ],
+        Qdrant::Shared,
+        Postgres::Private,
+    );
+    let mut posted = vec![world.post_file("parking.md", PARKING)];
+    world.wait_all_done(&[], &posted);
+    // Every worker pool's listener (two chat processes, one ingest process).
+    let listening = world.listeners();
+    assert!(listening >= 3, "{listening} sessions LISTEN");
+
+    let corpus: Vec<(String, Vec<u8>)> = files().into_iter().take(11).collect();
+    for (name, bytes) in &corpus {
+        posted.push(world.post_file(name, bytes));
+    }
+    let scan_read = |world: &World| {
+        let (_, jobs) = world.rows();
+        jobs.iter().any(|job| {
+            job.1 == "ingest"
+                && job.2 == "running"
+                && world.file_of(job.0).is_some_and(|name| is_scan(&name))
+        })
+    };
+    wait(
+        &world.processes,
+        "a scan to be read",
+        Duration::from_secs(120),
+        || scan_read(&world),
+    );
+    let mut asked: Vec<u64> = (0..12).map(|n| world.ask(n)).collect();
+    wait(
+        &world.processes,
+        "an answer streaming while a scan is read",
+        Duration::from_secs(120),
+        || {
+            let found = replies(&world.discord);
+            let mid_answer = asked
+                .iter()
+                .any(|q| found.get(q).is_some_and(|r| r.iter().any(streaming)));
+            mid_answer && scan_read(&world)
+        },
+    );
+
+    world.postgres().stop();
+    let (status, body) = http_get(world.api, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    let reason: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        reason["reason"].as_str().unwrap().starts_with("store:"),
+        "{body}"
+    );
+    // Questions and files arriving while it is down.
+    asked.extend((12..16).map(|n| world.ask(n)));
+    posted.push(world.post_file(
+        "kettle-care.md",
+        b"# Kettle care\n\nThe office kettle is descaled on Fridays by facilities.\n",
+    ));
+    let gateway_log = world._dir.path().join("gateway.log");
+    wait(
+        &world.processes,
+        "the gateway to hold the events until the store is back",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&gateway_log)
+                .is_ok_and(|log| log.contains("the store is unavailable; trying again"))
+        },
+    );
+    world.postgres().start_again();
+
+    wait(
+        &world.processes,
+        "/readyz to answer 200 again",
+        Duration::from_secs(30),
+        || http_get(world.api, "/readyz").0 == 200,
+    );
+    wait(
+        &world.processes,
+        "every worker pool to LISTEN again",
+        Duration::from_secs(30),
+        || world.listeners() >= listening,
+    );
+    // Asked after the restart: claimed through wake-ups on the new LISTEN sessions.
+    asked.extend((16..20).map(|n| world.ask(n)));
+    posted.push(world.post_file(
+        "printer-paper.md",
+        b"# Printer paper\n\nPaper for the printer is in the cupboard by the lifts.\n",
+    ));
+
+    world.wait_all_done(&asked, &posted);
+    world.assert_once_each(&asked, &posted);
+    let (documents, jobs) = world.rows();
+    world.assert_indexed_once(&documents, posted.len());
+    assert!(
+        jobs.iter().all(|job| job.2 == "done"),
+        "every job done: {jobs:#?}"
+    );
+    assert_eq!(jobs.iter().filter(|j| j.1 == "answer").count(), asked.len());
+    assert_eq!(world.processes.exited(), Vec::<String>::new());
     world.processes.stop();
 }
