@@ -18,7 +18,7 @@ use crate::config::IngestConfig;
 use crate::index::Index;
 use crate::ingest::{self, IngestPayload, ReportTo, SubmitError, Submitted};
 use crate::jobs::{JobId, JobKind, JobState};
-use crate::store::{patiently, Store, StoreError, STORE_PATIENCE};
+use crate::store::{patiently, EventClaim, Store, StoreError, STORE_PATIENCE};
 
 /// Reactions that show a file's progress.
 pub const WORKING: &str = "⏳";
@@ -165,16 +165,90 @@ impl Gateway {
             | ChatEvent::Files { origin, .. }
             | ChatEvent::InThread { origin, .. } => origin,
         };
-        // A store that is restarting holds the event until it is back, instead of dropping
-        // it: the platform does not deliver it again.
-        let first = patiently(STORE_PATIENCE, "record an event", || {
-            self.store
-                .first_sighting(&origin.platform, &origin.event_id)
-        })
-        .await?;
-        if !first {
+        let (platform, event_id) = (origin.platform.clone(), origin.event_id.clone());
+        let handler = crate::worker::worker_name("gateway");
+        if !self.hold(&platform, &event_id, &handler).await? {
             return Ok(Handled::Duplicate);
         }
+        // Renewed while this gateway acts, so another one with the same event waits for it,
+        // and takes it over only if this one dies.
+        let renewing = tokio_util::sync::CancellationToken::new();
+        let _stop_renewing = renewing.clone().drop_guard();
+        tokio::spawn({
+            let (store, platform, event_id, handler) = (
+                self.store.clone(),
+                platform.clone(),
+                event_id.clone(),
+                handler.clone(),
+            );
+            async move {
+                loop {
+                    tokio::select! {
+                        () = renewing.cancelled() => return,
+                        () = tokio::time::sleep(EVENT_HOLD / 3) => {}
+                    }
+                    match store
+                        .hold_event(&platform, &event_id, &handler, EVENT_HOLD)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(error) => tracing::warn!(%error, "cannot renew an event's hold"),
+                    }
+                }
+            }
+        });
+        let result = self.act(event).await;
+        // Acted on: recorded as such. Not acted on (the platform or the store failed for
+        // good): let go, so the platform's retry of it is acted on.
+        let handled = result.is_ok();
+        let ended = patiently(STORE_PATIENCE, "record an event as handled", || {
+            self.store
+                .end_event_hold(&platform, &event_id, &handler, handled)
+        })
+        .await;
+        if let Err(error) = ended {
+            tracing::warn!(%error, "cannot end an event's hold; it runs out by itself");
+        }
+        result
+    }
+
+    /// Takes the event to act on (`true`), or finds it acted on (`false`). While another
+    /// gateway holds it (both received it), waits: for it to be acted on, or for the other
+    /// gateway's hold to run out when it died mid-way. A store that is restarting delays
+    /// the event instead of dropping it (the platform does not deliver it again).
+    async fn hold(
+        &self,
+        platform: &str,
+        event_id: &str,
+        handler: &str,
+    ) -> Result<bool, GatewayError> {
+        let deadline = tokio::time::Instant::now() + HOLD_WAIT;
+        loop {
+            let claim = patiently(STORE_PATIENCE, "record an event", || {
+                self.store
+                    .claim_event(platform, event_id, handler, EVENT_HOLD)
+            })
+            .await?;
+            match claim {
+                EventClaim::Claimed => return Ok(true),
+                EventClaim::Handled => return Ok(false),
+                EventClaim::HeldElsewhere if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(HOLD_POLL).await;
+                }
+                EventClaim::HeldElsewhere => {
+                    tracing::warn!(
+                        event_id,
+                        "another gateway has held this event for too long; leaving it to it"
+                    );
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// Acts on an event this gateway holds.
+    async fn act(&self, event: ChatEvent) -> Result<Handled, GatewayError> {
         match event {
             ChatEvent::Question {
                 origin,
@@ -288,44 +362,51 @@ impl Gateway {
         };
         self.react(&message, WORKING).await;
         let count = files.len();
+        // Downloaded promptly (links expire) and queued while the event is held, so a gateway
+        // that dies before every file is queued leaves the event to another; then watched
+        // until each job ends.
         for file in files {
-            let this = self.clone();
-            let brain = binding.brain;
             let report = ReportTo {
                 platform: origin.platform.clone(),
                 channel: message.channel.0.clone(),
                 message: message.id.clone(),
                 file_name: file.name.clone(),
             };
-            // Downloaded promptly (links expire), then watched until the job ends.
+            let queued = self.queue_file(binding.brain, &file, &report).await;
+            let this = self.clone();
             tokio::spawn(async move {
-                let outcome = this.learn(brain, &file, &report).await;
+                let outcome = match queued {
+                    Queued::Ended(outcome) => outcome,
+                    Queued::Job { job, document } => this.wait_for(job, document).await,
+                };
                 this.report(&report, outcome).await;
             });
         }
         Ok(Handled::Files(count))
     }
 
-    /// Downloads one file, queues it, and waits for its ingest job to end.
-    async fn learn(
+    /// Downloads one file and queues it.
+    async fn queue_file(
         &self,
         brain: crate::brain::BrainId,
         file: &PostedFile,
         report: &ReportTo,
-    ) -> Learned {
+    ) -> Queued {
         let limit = self.ingest.max_file_bytes;
         if file.size > limit {
-            return Learned::Failed(
+            return Queued::Ended(Learned::Failed(
                 SubmitError::TooLarge {
                     size: file.size,
                     limit,
                 }
                 .to_string(),
-            );
+            ));
         }
         let bytes = match self.outlet.platform.download(&file.url, limit).await {
             Ok(bytes) => bytes,
-            Err(error) => return Learned::Failed(format!("cannot download it: {error}")),
+            Err(error) => {
+                return Queued::Ended(Learned::Failed(format!("cannot download it: {error}")))
+            }
         };
         // Submitting again after a store failure is safe: a pending document whose job is
         // alive is waited for, one without a job gets one.
@@ -352,12 +433,15 @@ impl Gateway {
         .await;
         drop(bytes);
         match submitted {
-            Ok(Ok(Submitted::Known(document))) => Learned::Known(document),
-            Ok(Ok(Submitted::Queued { job, document })) => self.wait_for(job, document.id).await,
-            Ok(Err(error)) => Learned::Failed(error.to_string()),
+            Ok(Ok(Submitted::Known(document))) => Queued::Ended(Learned::Known(document)),
+            Ok(Ok(Submitted::Queued { job, document })) => Queued::Job {
+                job,
+                document: document.id,
+            },
+            Ok(Err(error)) => Queued::Ended(Learned::Failed(error.to_string())),
             Err(error) => {
                 tracing::warn!(%error, file = %file.name, "cannot queue a posted file");
-                Learned::Failed(STORE_DOWN.into())
+                Queued::Ended(Learned::Failed(STORE_DOWN.into()))
             }
         }
     }
@@ -631,6 +715,13 @@ impl Gateway {
 
 /// How often a watched ingest job is looked at, and for how long at most.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a gateway's hold on an event lasts unless renewed (every third of it): a gateway
+/// with the same event takes it over this long after the holder died.
+const EVENT_HOLD: Duration = Duration::from_secs(10);
+/// How often a gateway waiting on another's hold looks again.
+const HOLD_POLL: Duration = Duration::from_secs(1);
+/// How long a gateway waits on another's renewed hold before leaving the event to it.
+const HOLD_WAIT: Duration = Duration::from_secs(10 * 60);
 const INGEST_WATCH: Duration = Duration::from_secs(30 * 60);
 
 /// A gateway that starts reports files whose job ended this recently (well within the 2 days
@@ -644,6 +735,14 @@ enum Learned {
     Indexed(Document),
     Known(Document),
     Failed(String),
+}
+
+/// A posted file after downloading and queueing it.
+enum Queued {
+    /// Its ingest job, to watch.
+    Job { job: JobId, document: DocumentId },
+    /// Nothing to watch: known already, or refused.
+    Ended(Learned),
 }
 
 /// "handbook.pdf: 12 pages, 30 chunks, 2 read with OCR."

@@ -263,6 +263,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a platform event as handled; `false` if it was already (a replay or a retry),
     /// so every event is acted on once even across gateway replicas.
     async fn first_sighting(&self, platform: &str, event_id: &str) -> StoreResult<bool>;
+    /// Takes a platform event to act on, as `handler`, for `hold` (renewed with `hold_event`,
+    /// ended with `end_event_hold`): new events, and events whose holder stopped renewing
+    /// (a gateway that died mid-way), are `Claimed`.
+    async fn claim_event(
+        &self,
+        platform: &str,
+        event_id: &str,
+        handler: &str,
+        hold: Duration,
+    ) -> StoreResult<EventClaim>;
+    /// Extends `handler`'s hold on an event; `false` if it holds it no more.
+    async fn hold_event(
+        &self,
+        platform: &str,
+        event_id: &str,
+        handler: &str,
+        hold: Duration,
+    ) -> StoreResult<bool>;
+    /// Ends `handler`'s hold: the event is recorded as acted on (`handled`), or let go, so
+    /// that a delivery of it again (a platform's retry) is acted on.
+    async fn end_event_hold(
+        &self,
+        platform: &str,
+        event_id: &str,
+        handler: &str,
+        handled: bool,
+    ) -> StoreResult<()>;
 
     /// Adds a file to a brain as a pending document, or finds the document with the same bytes.
     /// A previously failed document becomes pending again.
@@ -366,6 +393,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn next_due(&self, kind: JobKind) -> StoreResult<Option<i64>>;
     /// Notified whenever a job may have become claimable.
     fn wakeups(&self) -> Arc<Notify>;
+}
+
+/// What `Store::claim_event` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventClaim {
+    /// This handler holds the event now: act on it.
+    Claimed,
+    /// Acted on already: a replay, a retry, another gateway's copy.
+    Handled,
+    /// Another handler is acting on it and renews its hold: wait, then look again.
+    HeldElsewhere,
 }
 
 /// What `Store::mark_document_indexed` records about an indexed document.

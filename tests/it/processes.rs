@@ -307,6 +307,59 @@ impl World {
         )
     }
 
+    /// Asks question `n` in #team-`channel` (Alice and Bob in turn), whatever the gateways'
+    /// sessions; returns its id.
+    fn ask_in(&self, channel: u64, n: usize) -> u64 {
+        let user = if n % 2 == 0 { ALICE_ID } else { BOB_ID };
+        let event = self.discord.message_create(
+            &UserMessage::new(channel_id(channel), user, "where do visitors park?")
+                .mentioning(BOT_ID),
+        );
+        self.discord.dispatch("MESSAGE_CREATE", event.clone());
+        event["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Posts a note in #team-0, whatever the gateways' sessions; returns the message's id.
+    fn post_note(&self, name: &str) -> u64 {
+        let body = format!("# {name}\n\nThe {name} notes are kept by the office team.\n");
+        let (attachment, _) = self.discord.add_attachment(name, body.as_bytes());
+        let event = self.discord.message_create(
+            &UserMessage::new(channel_id(0), ALICE_ID, &format!("notes: {name}"))
+                .with_attachment(attachment),
+        );
+        self.discord.dispatch("MESSAGE_CREATE", event.clone());
+        event["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Platform events a gateway holds (taken, not yet acted on), by event id.
+    fn held_by(&self, gateway: &str) -> Vec<String> {
+        self.fakes.block_on(async {
+            sqlx::query_scalar(
+                "SELECT event_id FROM seen_events \
+                 WHERE held_until IS NOT NULL AND handler LIKE $1",
+            )
+            .bind(format!("{gateway}:%"))
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+        })
+    }
+
+    /// Who acted on a platform event (the gateway's job-worker-style name), once it has.
+    fn handled_by(&self, event_id: &str) -> Option<String> {
+        self.fakes.block_on(async {
+            sqlx::query_scalar(
+                "SELECT handler FROM seen_events \
+                 WHERE event_id = $1 AND held_until IS NULL",
+            )
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap()
+            .flatten()
+        })
+    }
+
     fn say(&self, message: &UserMessage) -> u64 {
         let event = self.discord.message_create(message);
         let id = event["id"].as_str().unwrap().parse().unwrap();
@@ -939,6 +992,100 @@ fn postgres_restarted_while_answers_stream_and_files_are_read_loses_nothing() {
         "every job done: {jobs:#?}"
     );
     assert_eq!(jobs.iter().filter(|j| j.1 == "answer").count(), asked.len());
+    assert_eq!(world.processes.exited(), Vec::<String>::new());
+    world.processes.stop();
+}
+
+/// Two gateways on the same shard (as during a rolling restart) both receive every event; one
+/// is SIGKILLed while a burst of questions and files arrives in one channel, holding events
+/// it had taken but not acted on yet (their placeholders waiting for the channel's message
+/// bucket). The other gateway, which Discord gave the same events, waits on the dead one's
+/// holds and takes those events over when the holds run out. A replacement gateway starts (a
+/// new session: Discord replays nothing to it), then every connection is cut while more
+/// events arrive: the sessions RESUME and Discord replays what they missed. Each question is
+/// answered once, each file reported once, nothing is lost.
+#[test]
+fn a_gateway_killed_while_events_arrive_leaves_each_to_another_once() {
+    let mut world = World::start(&[
+        ("gateway-1", "gateway"),
+        ("gateway-2", "gateway"),
+        ("chat-1", "chat"),
+        ("ingest-1", "ingest"),
+    ]);
+    let mut posted = vec![world.post_file("parking.md", PARKING)];
+    world.wait_all_done(&[], &posted);
+
+    // A burst in #team-0: the channel's message bucket (5 per 5 s) makes most placeholders
+    // and reports wait, so each gateway holds events it has not acted on yet.
+    let mut asked: Vec<u64> = Vec::new();
+    for n in 0..12 {
+        asked.push(world.ask_in(0, n));
+        if n % 4 == 0 {
+            posted.push(world.post_note(&format!("burst-{n}")));
+        }
+    }
+    let mut held = Vec::new();
+    wait(
+        &world.processes,
+        "gateway-1 to hold events it has not acted on",
+        Duration::from_secs(30),
+        || {
+            held = world.held_by("gateway-1");
+            !held.is_empty()
+        },
+    );
+    world.processes.sigkill("gateway-1");
+    // The dead session's share of what arrives next is kept for a RESUME that never comes.
+    asked.extend((12..16).map(|n| world.ask_in(n as u64 % CHANNELS, n)));
+
+    world.processes.spawn("gateway-3", "gateway");
+    world
+        .processes
+        .wait_running("gateway-3", Duration::from_secs(30));
+    wait(
+        &world.processes,
+        "gateway-3 to identify",
+        Duration::from_secs(30),
+        || world.discord.identifies() >= 3,
+    );
+    // Every connection cut while more events arrive: each live session RESUMEs and Discord
+    // replays the events it missed.
+    assert!(world.discord.drop_connections() >= 2);
+    asked.extend((16..20).map(|n| world.ask_in(n as u64 % CHANNELS, n)));
+    posted.push(world.post_note("after-the-cut"));
+    wait(
+        &world.processes,
+        "both live sessions to resume and get the events they missed",
+        Duration::from_secs(60),
+        || world.discord.resumes() >= 2 && world.discord.replayed_events() > 0,
+    );
+
+    world.wait_all_done(&asked, &posted);
+    world.assert_once_each(&asked, &posted);
+    let (documents, jobs) = world.rows();
+    world.assert_indexed_once(&documents, posted.len());
+    assert_eq!(jobs.iter().filter(|j| j.1 == "answer").count(), asked.len());
+    assert_eq!(
+        jobs.iter().filter(|j| j.1 == "ingest").count(),
+        posted.len()
+    );
+    // What the killed gateway held and had not finished was acted on by another.
+    let taken_over: Vec<(String, Option<String>)> = held
+        .iter()
+        .map(|event| (event.clone(), world.handled_by(event)))
+        .collect();
+    assert!(
+        taken_over.iter().all(|(_, by)| by.is_some()),
+        "every event acted on: {taken_over:?}"
+    );
+    assert!(
+        taken_over.iter().any(|(_, by)| by
+            .as_deref()
+            .is_some_and(|by| !by.starts_with("gateway-1:"))),
+        "another gateway took over an event gateway-1 held: {taken_over:?} ({} replies \
+         found made already by their nonce)",
+        world.discord.nonce_hits()
+    );
     assert_eq!(world.processes.exited(), Vec::<String>::new());
     world.processes.stop();
 }
