@@ -165,12 +165,13 @@ pub async fn ask(
         question: question.text,
     };
     let payload = serde_json::to_value(&request).expect("an answer request serializes");
-    // One answer job per question message (or placeholder): enqueueing again after a reply
-    // lost with a connection returns the job already made.
+    // One answer job per placeholder (or, without one, per question message): enqueueing
+    // again after a reply lost with a connection, or by a gateway taking the question over
+    // (its placeholder post returned the same message), returns the job already made.
     let key = request
-        .reply_to
+        .placeholder
         .as_ref()
-        .or(request.placeholder.as_ref())
+        .or(request.reply_to.as_ref())
         .map(|message| format!("answer:{}:{message}", request.channel));
     let mut job = NewJob::new(JobKind::Answer, payload, max_attempts);
     if let Some(key) = key {
