@@ -433,3 +433,45 @@ pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
     store.migrate().await?;
     Ok(store)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn patiently_waits_out_an_unreachable_store_and_nothing_else() {
+        let calls = AtomicU32::new(0);
+        let back_on_the_third = patiently(STORE_PATIENCE, "test", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(StoreError::Unavailable("connection refused".into())),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!(back_on_the_third.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let refused: StoreResult<()> = patiently(STORE_PATIENCE, "test", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::Conflict("taken".into()))
+        })
+        .await;
+        assert!(matches!(refused, Err(StoreError::Conflict(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not retried");
+
+        let started = tokio::time::Instant::now();
+        let gone: StoreResult<()> = patiently(Duration::from_secs(10), "test", || async {
+            Err(StoreError::Unavailable("connection refused".into()))
+        })
+        .await;
+        assert!(matches!(gone, Err(StoreError::Unavailable(_))));
+        let waited = started.elapsed();
+        assert!(
+            waited <= Duration::from_secs(10) && waited >= Duration::from_secs(7),
+            "gives up within its patience: {waited:?}"
+        );
+    }
+}
