@@ -379,7 +379,7 @@ impl Gateway {
                     Queued::Ended(outcome) => outcome,
                     Queued::Job { job, document } => this.wait_for(job, document).await,
                 };
-                this.report(&report, outcome).await;
+                this.report(&report, outcome, true).await;
             });
         }
         Ok(Handled::Files(count))
@@ -433,7 +433,13 @@ impl Gateway {
         .await;
         drop(bytes);
         match submitted {
-            Ok(Ok(Submitted::Known(document))) => Queued::Ended(Learned::Known(document)),
+            Ok(Ok(Submitted::Known(document))) => match self.queued_from(&document, report).await {
+                Some(job) => Queued::Job {
+                    job,
+                    document: document.id,
+                },
+                None => Queued::Ended(Learned::Known(document)),
+            },
             Ok(Ok(Submitted::Queued { job, document })) => Queued::Job {
                 job,
                 document: document.id,
@@ -444,6 +450,15 @@ impl Gateway {
                 Queued::Ended(Learned::Failed(STORE_DOWN.into()))
             }
         }
+    }
+
+    /// The ingest job that queued `document` from this very message, if one did (a gateway
+    /// taking an event over from one that died after queueing its files): its outcome is
+    /// what is reported, not "already known".
+    async fn queued_from(&self, document: &Document, report: &ReportTo) -> Option<JobId> {
+        let job = self.store.job(document.job_id?).await.ok()??;
+        let payload: IngestPayload = serde_json::from_value(job.payload).ok()?;
+        (payload.report.as_ref() == Some(report)).then_some(job.id)
     }
 
     /// Follows an ingest job until it is done or dead.
@@ -514,7 +529,7 @@ impl Gateway {
             let this = self.clone();
             tokio::spawn(async move {
                 let outcome = this.wait_for(job.id, DocumentId(payload.document_id)).await;
-                this.report(&report, outcome).await;
+                this.report(&report, outcome, false).await;
             });
             watching += 1;
         }
@@ -528,8 +543,10 @@ impl Gateway {
     }
 
     /// ✅ and a summary, "already known", or ❌ and the reason, in reply to the file's message,
-    /// unless another gateway (or an earlier run of this one) reported it already.
-    async fn report(&self, report: &ReportTo, outcome: Learned) {
+    /// unless another gateway (or an earlier run of this one) reported it already; then the
+    /// ⏳ this gateway put on the message (`put_working`: it acted on the message, perhaps
+    /// after the report was made) is taken off.
+    async fn report(&self, report: &ReportTo, outcome: Learned, put_working: bool) {
         let key = format!(
             "ingest-report:{}:{}:{}",
             report.channel, report.message, report.file_name
@@ -538,16 +555,26 @@ impl Gateway {
             self.store.first_sighting(&report.platform, &key)
         })
         .await;
-        match first {
-            Ok(true) => {}
-            Ok(false) => return,
+        let reported_already = match first {
+            Ok(first) => !first,
             // Better told twice than not at all.
-            Err(error) => tracing::warn!(%error, "cannot claim a file's report; reporting it"),
-        }
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim a file's report; reporting it");
+                false
+            }
+        };
         let message = &MessageRef {
             channel: ChannelKey(report.channel.clone()),
             id: report.message.clone(),
         };
+        if reported_already {
+            if put_working {
+                if let Err(error) = self.outlet.platform.unreact(message, WORKING).await {
+                    tracing::debug!(%error, "cannot remove the ⏳ reaction");
+                }
+            }
+            return;
+        }
         let name = &report.file_name;
         let (emoji, text) = match outcome {
             Learned::Indexed(document) => (DONE, format!("📚 {}", summary(name, &document))),
