@@ -4,7 +4,10 @@
 //! and one ingest process are killed with SIGKILL while they hold jobs; every question is still
 //! answered exactly once and every file learned exactly once. Two gateway processes that both
 //! receive every event act on each once. A gateway killed while a file is read leaves its
-//! report to the next one. The Qdrant faults run on a private Qdrant server the test stops and
+//! report to the next one; a gateway SIGKILLed mid-burst leaves the events it held to the other
+//! gateway, and sessions resumed after a cut get their missed events replayed, each acted on
+//! once. PostgreSQL (a private server) restarted while answers stream and scans are read loses
+//! no question or file. The Qdrant faults run on a private Qdrant server the test stops and
 //! starts again: an outage shows in `/readyz`, in the answer, and in ingest jobs retried until
 //! it ends; Qdrant restarted (SIGKILL, then SIGTERM) on its storage mid-ingest leaves every
 //! file indexed once, none half-indexed.
