@@ -133,31 +133,33 @@ fn fences_balanced(message: &str) -> bool {
 /// Tries every reading of the ambiguous endings (the text itself may end a message with a
 /// fence).
 fn reconstructs(parts: &[Vec<char>], text: &[char]) -> bool {
-    fn go(
-        parts: &[Vec<char>],
-        text: &[char],
-        i: usize,
-        pos: usize,
-        reopened: bool,
-        failed: &mut HashSet<(usize, usize, bool)>,
-    ) -> bool {
+    if text.is_empty() {
+        return parts.is_empty();
+    }
+    // A search over (part, position in the text, whether the part reopens a fence): each
+    // reading of a part that matches the text there leads to the next part. An explicit
+    // stack, not recursion: a long text cut into many small parts goes deep.
+    let mut seen: HashSet<(usize, usize, bool)> = HashSet::new();
+    let mut stack = vec![(0_usize, 0_usize, false)];
+    while let Some((i, pos, reopened)) = stack.pop() {
         if i == parts.len() {
-            return pos == text.len();
+            if pos == text.len() {
+                return true;
+            }
+            continue;
         }
-        if failed.contains(&(i, pos, reopened)) {
-            return false;
+        if !seen.insert((i, pos, reopened)) {
+            continue;
         }
         let part = &parts[i];
         let mut body: &[char] = part;
         if reopened {
             let Some(newline) = part.iter().position(|&c| c == '\n') else {
-                failed.insert((i, pos, reopened));
-                return false;
+                continue;
             };
             let opener: String = part[..newline].iter().collect();
             if !opener.starts_with("```") {
-                failed.insert((i, pos, reopened));
-                return false;
+                continue;
             }
             body = &part[newline + 1..];
         }
@@ -175,20 +177,12 @@ fn reconstructs(parts: &[Vec<char>], text: &[char]) -> bool {
                 continue;
             }
             let end = pos + body.len();
-            if end <= text.len()
-                && text[pos..end] == *body
-                && go(parts, text, i + 1, end, closed, failed)
-            {
-                return true;
+            if end <= text.len() && text[pos..end] == *body {
+                stack.push((i + 1, end, closed));
             }
         }
-        failed.insert((i, pos, reopened));
-        false
     }
-    if text.is_empty() {
-        return parts.is_empty();
-    }
-    go(parts, text, 0, 0, false, &mut HashSet::new())
+    false
 }
 
 /// Whether `text` has a fence line whose indentation and marker alone are longer than the

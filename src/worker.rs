@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::jobs::{Job, JobKind, Lease, RetryPolicy};
-use crate::store::Store;
+use crate::store::{patiently, Store, STORE_PATIENCE};
 use crate::telemetry::{JobOutcome, Metrics};
 
 /// Why a job attempt failed, and whether another attempt may succeed.
@@ -232,7 +232,16 @@ async fn run_one(
             tracing::warn!(job = job.id, kind = %job.kind, "lease lost; another worker has the job");
             JobOutcome::Lost
         }
-        Some(Ok(())) => finish(&lease, store.complete(&lease).await, JobOutcome::Done),
+        // The result is recorded even across a store restart (the attempt's work, such as an
+        // answer streamed in full, is not thrown away for want of a connection), unless
+        // another worker took the job meanwhile.
+        Some(Ok(())) => {
+            let recorded = patiently(STORE_PATIENCE, "record a job's result", || {
+                store.complete(&lease)
+            })
+            .await;
+            finish(&lease, recorded, JobOutcome::Done)
+        }
         Some(Err(failure)) => {
             let retry_at = (failure.transient && job.attempts < job.max_attempts).then(|| {
                 let delay = options.retry.delay_after(job.attempts);
@@ -252,7 +261,10 @@ async fn run_one(
             } else {
                 JobOutcome::Dead
             };
-            let recorded = store.fail(&lease, &failure.reason, retry_at).await;
+            let recorded = patiently(STORE_PATIENCE, "record a job's failure", || {
+                store.fail(&lease, &failure.reason, retry_at)
+            })
+            .await;
             finish(&lease, recorded, outcome)
         }
     };

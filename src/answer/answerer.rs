@@ -17,7 +17,7 @@ pub const NO_LLM: &str = "No LLM is configured, so here is what the documents sa
 
 /// What quoted passages follow when the LLM failed (after the fault's notice).
 const LLM_FAILED: &str = "Here is what the documents say:";
-use crate::store::{Store, StoreError, StoredTurn, UsageRecord};
+use crate::store::{patiently, Store, StoreError, StoredTurn, UsageRecord, STORE_PATIENCE};
 
 /// Earlier turns a prompt may include, at most (the token budget usually cuts sooner).
 const HISTORY_TURNS: u32 = 20;
@@ -148,9 +148,15 @@ impl Answerer {
                     user: (role == "user").then(|| question.user.to_string()),
                     text: turn_text.to_string(),
                 };
-                self.store
-                    .append_turn(brain.tenant, brain.id, key, &turn)
-                    .await?;
+                // The answer stands whether or not its turn is kept: a store that is down
+                // now (restarting) delays it, and at worst a follow-up lacks this turn.
+                let recorded = patiently(STORE_PATIENCE, "record a conversation turn", || {
+                    self.store.append_turn(brain.tenant, brain.id, key, &turn)
+                })
+                .await;
+                if let Err(error) = recorded {
+                    tracing::warn!(%error, "cannot record a conversation turn");
+                }
             }
         }
         Ok(Answered {
@@ -205,21 +211,28 @@ impl Answerer {
         {
             Ok(completion) => {
                 if let Some(usage) = completion.usage {
-                    self.store
-                        .record_usage(&UsageRecord {
-                            tenant: brain.tenant,
-                            brain: Some(brain.id),
-                            user: question.user.to_string(),
-                            model: completion.model.clone(),
-                            prompt_tokens: usage.prompt_tokens,
-                            completion_tokens: usage.completion_tokens,
-                            cost_micros: self.llm.cost_micros(
-                                &completion.model,
-                                usage.prompt_tokens,
-                                usage.completion_tokens,
-                            ),
-                        })
-                        .await?;
+                    let record = UsageRecord {
+                        tenant: brain.tenant,
+                        brain: Some(brain.id),
+                        user: question.user.to_string(),
+                        model: completion.model.clone(),
+                        prompt_tokens: usage.prompt_tokens,
+                        completion_tokens: usage.completion_tokens,
+                        cost_micros: self.llm.cost_micros(
+                            &completion.model,
+                            usage.prompt_tokens,
+                            usage.completion_tokens,
+                        ),
+                    };
+                    // The text is made and shown: a store that is down now delays the
+                    // record, and never turns the answer into a failure.
+                    let recorded = patiently(STORE_PATIENCE, "record usage", || {
+                        self.store.record_usage(&record)
+                    })
+                    .await;
+                    if let Err(error) = recorded {
+                        tracing::warn!(%error, "cannot record an answer's usage");
+                    }
                 }
                 Ok((
                     completion.text,

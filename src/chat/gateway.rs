@@ -18,12 +18,15 @@ use crate::config::IngestConfig;
 use crate::index::Index;
 use crate::ingest::{self, IngestPayload, ReportTo, SubmitError, Submitted};
 use crate::jobs::{JobId, JobKind, JobState};
-use crate::store::{Store, StoreError};
+use crate::store::{patiently, EventClaim, Store, StoreError, STORE_PATIENCE};
 
 /// Reactions that show a file's progress.
 pub const WORKING: &str = "⏳";
 pub const DONE: &str = "✅";
 pub const FAILED: &str = "❌";
+
+/// A file's outcome when engram's database stayed unreachable (the details go to the log).
+const STORE_DOWN: &str = "engram's database is unavailable; please post the file again later";
 
 /// Said when a question arrives in a channel no brain is linked to.
 pub const UNBOUND_HINT: &str = "This channel isn't linked to a brain yet. Someone who manages \
@@ -162,13 +165,90 @@ impl Gateway {
             | ChatEvent::Files { origin, .. }
             | ChatEvent::InThread { origin, .. } => origin,
         };
-        if !self
-            .store
-            .first_sighting(&origin.platform, &origin.event_id)
-            .await?
-        {
+        let (platform, event_id) = (origin.platform.clone(), origin.event_id.clone());
+        let handler = crate::worker::worker_name("gateway");
+        if !self.hold(&platform, &event_id, &handler).await? {
             return Ok(Handled::Duplicate);
         }
+        // Renewed while this gateway acts, so another one with the same event waits for it,
+        // and takes it over only if this one dies.
+        let renewing = tokio_util::sync::CancellationToken::new();
+        let _stop_renewing = renewing.clone().drop_guard();
+        tokio::spawn({
+            let (store, platform, event_id, handler) = (
+                self.store.clone(),
+                platform.clone(),
+                event_id.clone(),
+                handler.clone(),
+            );
+            async move {
+                loop {
+                    tokio::select! {
+                        () = renewing.cancelled() => return,
+                        () = tokio::time::sleep(EVENT_HOLD / 3) => {}
+                    }
+                    match store
+                        .hold_event(&platform, &event_id, &handler, EVENT_HOLD)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(error) => tracing::warn!(%error, "cannot renew an event's hold"),
+                    }
+                }
+            }
+        });
+        let result = self.act(event).await;
+        // Acted on: recorded as such. Not acted on (the platform or the store failed for
+        // good): let go, so the platform's retry of it is acted on.
+        let handled = result.is_ok();
+        let ended = patiently(STORE_PATIENCE, "record an event as handled", || {
+            self.store
+                .end_event_hold(&platform, &event_id, &handler, handled)
+        })
+        .await;
+        if let Err(error) = ended {
+            tracing::warn!(%error, "cannot end an event's hold; it runs out by itself");
+        }
+        result
+    }
+
+    /// Takes the event to act on (`true`), or finds it acted on (`false`). While another
+    /// gateway holds it (both received it), waits: for it to be acted on, or for the other
+    /// gateway's hold to run out when it died mid-way. A store that is restarting delays
+    /// the event instead of dropping it (the platform does not deliver it again).
+    async fn hold(
+        &self,
+        platform: &str,
+        event_id: &str,
+        handler: &str,
+    ) -> Result<bool, GatewayError> {
+        let deadline = tokio::time::Instant::now() + HOLD_WAIT;
+        loop {
+            let claim = patiently(STORE_PATIENCE, "record an event", || {
+                self.store
+                    .claim_event(platform, event_id, handler, EVENT_HOLD)
+            })
+            .await?;
+            match claim {
+                EventClaim::Claimed => return Ok(true),
+                EventClaim::Handled => return Ok(false),
+                EventClaim::HeldElsewhere if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(HOLD_POLL).await;
+                }
+                EventClaim::HeldElsewhere => {
+                    tracing::warn!(
+                        event_id,
+                        "another gateway has held this event for too long; leaving it to it"
+                    );
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// Acts on an event this gateway holds.
+    async fn act(&self, event: ChatEvent) -> Result<Handled, GatewayError> {
         match event {
             ChatEvent::Question {
                 origin,
@@ -192,13 +272,18 @@ impl Gateway {
         if origin.parent.as_ref() != Some(&opened_on.channel) {
             return Ok(None);
         }
-        let Some(tenant) = self.store.find_tenant(&origin.tenant).await? else {
+        let found = patiently(STORE_PATIENCE, "find a tenant", || {
+            self.store.find_tenant(&origin.tenant)
+        })
+        .await?;
+        let Some(tenant) = found else {
             return Ok(None);
         };
-        Ok(self
-            .store
-            .answer_conversation(tenant, &opened_on.channel.0, &opened_on.id)
-            .await?)
+        Ok(patiently(STORE_PATIENCE, "find a conversation", || {
+            self.store
+                .answer_conversation(tenant, &opened_on.channel.0, &opened_on.id)
+        })
+        .await?)
     }
 
     async fn question(
@@ -208,19 +293,23 @@ impl Gateway {
         conversation: Option<String>,
         continues: Option<MessageRef>,
     ) -> Result<Handled, GatewayError> {
-        let tenant = self.store.ensure_tenant(&origin.tenant).await?;
+        let tenant = patiently(STORE_PATIENCE, "find a tenant", || {
+            self.store.ensure_tenant(&origin.tenant)
+        })
+        .await?;
         let conversation = match &continues {
-            Some(answer) => self
-                .store
-                .answer_conversation(tenant, &answer.channel.0, &answer.id)
-                .await?
-                .or(conversation),
+            Some(answer) => patiently(STORE_PATIENCE, "find a conversation", || {
+                self.store
+                    .answer_conversation(tenant, &answer.channel.0, &answer.id)
+            })
+            .await?
+            .or(conversation),
             None => conversation,
         };
-        let binding = self
-            .store
-            .binding(tenant, &origin.bound_channel().0)
-            .await?;
+        let binding = patiently(STORE_PATIENCE, "find a channel's binding", || {
+            self.store.binding(tenant, &origin.bound_channel().0)
+        })
+        .await?;
         let Some(binding) = binding.filter(|binding| binding.mode.answers()) else {
             self.outlet
                 .platform
@@ -256,11 +345,14 @@ impl Gateway {
     }
 
     async fn files(&self, origin: Origin, files: Vec<PostedFile>) -> Result<Handled, GatewayError> {
-        let tenant = self.store.ensure_tenant(&origin.tenant).await?;
-        let binding = self
-            .store
-            .binding(tenant, &origin.bound_channel().0)
-            .await?;
+        let tenant = patiently(STORE_PATIENCE, "find a tenant", || {
+            self.store.ensure_tenant(&origin.tenant)
+        })
+        .await?;
+        let binding = patiently(STORE_PATIENCE, "find a channel's binding", || {
+            self.store.binding(tenant, &origin.bound_channel().0)
+        })
+        .await?;
         let (Some(binding), Some(message)) = (
             binding.filter(|binding| binding.mode.learns()),
             origin.message.clone(),
@@ -270,64 +362,103 @@ impl Gateway {
         };
         self.react(&message, WORKING).await;
         let count = files.len();
+        // Downloaded promptly (links expire) and queued while the event is held, so a gateway
+        // that dies before every file is queued leaves the event to another; then watched
+        // until each job ends.
         for file in files {
-            let this = self.clone();
-            let brain = binding.brain;
             let report = ReportTo {
                 platform: origin.platform.clone(),
                 channel: message.channel.0.clone(),
                 message: message.id.clone(),
                 file_name: file.name.clone(),
             };
-            // Downloaded promptly (links expire), then watched until the job ends.
+            let queued = self.queue_file(binding.brain, &file, &report).await;
+            let this = self.clone();
             tokio::spawn(async move {
-                let outcome = this.learn(brain, &file, &report).await;
-                this.report(&report, outcome).await;
+                let outcome = match queued {
+                    Queued::Ended(outcome) => outcome,
+                    Queued::Job { job, document } => this.wait_for(job, document).await,
+                };
+                this.report(&report, outcome, true).await;
             });
         }
         Ok(Handled::Files(count))
     }
 
-    /// Downloads one file, queues it, and waits for its ingest job to end.
-    async fn learn(
+    /// Downloads one file and queues it.
+    async fn queue_file(
         &self,
         brain: crate::brain::BrainId,
         file: &PostedFile,
         report: &ReportTo,
-    ) -> Learned {
+    ) -> Queued {
         let limit = self.ingest.max_file_bytes;
         if file.size > limit {
-            return Learned::Failed(
+            return Queued::Ended(Learned::Failed(
                 SubmitError::TooLarge {
                     size: file.size,
                     limit,
                 }
                 .to_string(),
-            );
+            ));
         }
         let bytes = match self.outlet.platform.download(&file.url, limit).await {
             Ok(bytes) => bytes,
-            Err(error) => return Learned::Failed(format!("cannot download it: {error}")),
+            Err(error) => {
+                return Queued::Ended(Learned::Failed(format!("cannot download it: {error}")))
+            }
         };
-        let submitted = ingest::submit(
-            self.store.as_ref(),
-            &self.ingest,
-            self.max_attempts,
-            ingest::NewFile {
-                brain,
-                file_name: &file.name,
-                source_link: file.link.as_deref(),
-                bytes: &bytes,
-                report: Some(report.clone()),
-            },
-        )
+        // Submitting again after a store failure is safe: a pending document whose job is
+        // alive is waited for, one without a job gets one.
+        let bytes_ref = bytes.as_slice();
+        let submitted = patiently(STORE_PATIENCE, "queue a file", || async move {
+            match ingest::submit(
+                self.store.as_ref(),
+                &self.ingest,
+                self.max_attempts,
+                ingest::NewFile {
+                    brain,
+                    file_name: &file.name,
+                    source_link: file.link.as_deref(),
+                    bytes: bytes_ref,
+                    report: Some(report.clone()),
+                },
+            )
+            .await
+            {
+                Err(SubmitError::Store(error)) => Err(error),
+                other => Ok(other),
+            }
+        })
         .await;
         drop(bytes);
         match submitted {
-            Ok(Submitted::Known(document)) => Learned::Known(document),
-            Ok(Submitted::Queued { job, document }) => self.wait_for(job, document.id).await,
-            Err(error) => Learned::Failed(error.to_string()),
+            Ok(Ok(Submitted::Known(document))) => match self.queued_from(&document, report).await {
+                Some(job) => Queued::Job {
+                    job,
+                    document: document.id,
+                },
+                None => Queued::Ended(Learned::Known(document)),
+            },
+            Ok(Ok(Submitted::Queued { job, document })) => Queued::Job {
+                job,
+                document: document.id,
+            },
+            Ok(Err(error)) => Queued::Ended(Learned::Failed(error.to_string())),
+            Err(error) => {
+                tracing::warn!(%error, file = %file.name, "cannot queue a posted file");
+                Queued::Ended(Learned::Failed(STORE_DOWN.into()))
+            }
         }
+    }
+
+    /// The ingest job that queued `document` from this very message, if one did (a gateway
+    /// taking an event over from one that died after queueing its files): its outcome is
+    /// what is reported, not "already known".
+    async fn queued_from(&self, document: &Document, report: &ReportTo) -> Option<JobId> {
+        let job = self.store.job(document.job_id?).await.ok()??;
+        let payload: IngestPayload = serde_json::from_value(job.payload).ok()?;
+        (payload.report.as_ref() == Some(report)).then_some(job.id)
     }
 
     /// Follows an ingest job until it is done or dead.
@@ -348,7 +479,11 @@ impl Gateway {
             }
             tokio::time::sleep(WATCH_INTERVAL).await;
         }
-        match self.store.document(document).await {
+        let found = patiently(STORE_PATIENCE, "read a document", || {
+            self.store.document(document)
+        })
+        .await;
+        match found {
             Ok(Some(document)) if document.status == DocumentStatus::Indexed => {
                 Learned::Indexed(document)
             }
@@ -358,7 +493,10 @@ impl Gateway {
                     .unwrap_or_else(|| "ingestion failed; `engram jobs` says why".into()),
             ),
             Ok(None) => Learned::Failed("the brain was deleted meanwhile".into()),
-            Err(error) => Learned::Failed(error.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, document = document.0, "cannot read a document's outcome");
+                Learned::Failed(STORE_DOWN.into())
+            }
         }
     }
 
@@ -391,7 +529,7 @@ impl Gateway {
             let this = self.clone();
             tokio::spawn(async move {
                 let outcome = this.wait_for(job.id, DocumentId(payload.document_id)).await;
-                this.report(&report, outcome).await;
+                this.report(&report, outcome, false).await;
             });
             watching += 1;
         }
@@ -405,22 +543,38 @@ impl Gateway {
     }
 
     /// ✅ and a summary, "already known", or ❌ and the reason, in reply to the file's message,
-    /// unless another gateway (or an earlier run of this one) reported it already.
-    async fn report(&self, report: &ReportTo, outcome: Learned) {
+    /// unless another gateway (or an earlier run of this one) reported it already; then the
+    /// ⏳ this gateway put on the message (`put_working`: it acted on the message, perhaps
+    /// after the report was made) is taken off.
+    async fn report(&self, report: &ReportTo, outcome: Learned, put_working: bool) {
         let key = format!(
             "ingest-report:{}:{}:{}",
             report.channel, report.message, report.file_name
         );
-        match self.store.first_sighting(&report.platform, &key).await {
-            Ok(true) => {}
-            Ok(false) => return,
+        let first = patiently(STORE_PATIENCE, "claim a file's report", || {
+            self.store.first_sighting(&report.platform, &key)
+        })
+        .await;
+        let reported_already = match first {
+            Ok(first) => !first,
             // Better told twice than not at all.
-            Err(error) => tracing::warn!(%error, "cannot claim a file's report; reporting it"),
-        }
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim a file's report; reporting it");
+                false
+            }
+        };
         let message = &MessageRef {
             channel: ChannelKey(report.channel.clone()),
             id: report.message.clone(),
         };
+        if reported_already {
+            if put_working {
+                if let Err(error) = self.outlet.platform.unreact(message, WORKING).await {
+                    tracing::debug!(%error, "cannot remove the ⏳ reaction");
+                }
+            }
+            return;
+        }
         let name = &report.file_name;
         let (emoji, text) = match outcome {
             Learned::Indexed(document) => (DONE, format!("📚 {}", summary(name, &document))),
@@ -588,6 +742,13 @@ impl Gateway {
 
 /// How often a watched ingest job is looked at, and for how long at most.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a gateway's hold on an event lasts unless renewed (every third of it): a gateway
+/// with the same event takes it over this long after the holder died.
+const EVENT_HOLD: Duration = Duration::from_secs(10);
+/// How often a gateway waiting on another's hold looks again.
+const HOLD_POLL: Duration = Duration::from_secs(1);
+/// How long a gateway waits on another's renewed hold before leaving the event to it.
+const HOLD_WAIT: Duration = Duration::from_secs(10 * 60);
 const INGEST_WATCH: Duration = Duration::from_secs(30 * 60);
 
 /// A gateway that starts reports files whose job ended this recently (well within the 2 days
@@ -601,6 +762,14 @@ enum Learned {
     Indexed(Document),
     Known(Document),
     Failed(String),
+}
+
+/// A posted file after downloading and queueing it.
+enum Queued {
+    /// Its ingest job, to watch.
+    Job { job: JobId, document: DocumentId },
+    /// Nothing to watch: known already, or refused.
+    Ended(Learned),
 }
 
 /// "handbook.pdf: 12 pages, 30 chunks, 2 read with OCR."

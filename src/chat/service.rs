@@ -19,7 +19,7 @@ use crate::answer::{AnswerError, Answerer, Question, Source};
 use crate::brain::{BrainId, TenantId};
 use crate::jobs::{Job, JobId, JobKind, NewJob};
 use crate::render::{sources_footer, FooterSource};
-use crate::store::{Store, StoreError};
+use crate::store::{patiently, Store, StoreError, STORE_PATIENCE};
 use crate::worker::{JobFailure, JobHandler};
 
 /// What a placeholder says until the answer's first words arrive.
@@ -140,15 +140,18 @@ pub async fn ask(
         .conversation
         .get_or_insert_with(|| format!("{}:{conversation_root}", question.channel))
         .clone();
+    // The placeholder is out: a store that is restarting now delays the job rather than
+    // leaving the asker with a placeholder nobody fills.
     if let Some(placeholder) = &placeholder {
-        store
-            .record_answer_message(
+        patiently(STORE_PATIENCE, "record an answer's message", || {
+            store.record_answer_message(
                 question.tenant,
                 &question.channel.0,
                 &placeholder.id,
                 &conversation,
             )
-            .await?;
+        })
+        .await?;
     }
     let request = AnswerRequest {
         platform: question.platform,
@@ -162,8 +165,19 @@ pub async fn ask(
         question: question.text,
     };
     let payload = serde_json::to_value(&request).expect("an answer request serializes");
-    let job = store
-        .enqueue(&NewJob::new(JobKind::Answer, payload, max_attempts))
+    // One answer job per placeholder (or, without one, per question message): enqueueing
+    // again after a reply lost with a connection, or by a gateway taking the question over
+    // (its placeholder post returned the same message), returns the job already made.
+    let key = request
+        .placeholder
+        .as_ref()
+        .or(request.reply_to.as_ref())
+        .map(|message| format!("answer:{}:{message}", request.channel));
+    let mut job = NewJob::new(JobKind::Answer, payload, max_attempts);
+    if let Some(key) = key {
+        job = job.with_dedupe_key(key);
+    }
+    let job = patiently(STORE_PATIENCE, "queue a question", || store.enqueue(&job))
         .await?
         .id();
     Ok(Asked { job, placeholder })

@@ -73,16 +73,59 @@ pub fn is_disk_full(error: &sqlx::Error) -> bool {
 }
 
 /// Whether a database error means "cannot reach the database" (worth trying again later)
-/// rather than "the statement failed".
+/// rather than "the statement failed": no connection, or a server that is shutting down,
+/// starting up or restarting (PostgreSQL's connection-exception class `08`, and `57P01`
+/// `admin_shutdown`, `57P02` `crash_shutdown`, `57P03` `cannot_connect_now`), which ends the
+/// connection a statement ran on rather than the statement's own doing.
 pub fn is_unreachable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
+    match error {
         sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed
-    )
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// How long event handling and job bookkeeping wait for an unreachable store to come back
+/// before giving up on a call (`patiently`).
+pub const STORE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `call` until it succeeds, fails for good, or the store has been unreachable for
+/// `patience`: a store that restarts (a PostgreSQL failover or upgrade) delays the work
+/// instead of losing it. Waits 250 ms after the first failure, doubling to 2 s.
+pub async fn patiently<T, F, Fut>(patience: Duration, what: &str, mut call: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(250);
+    let mut warned = false;
+    loop {
+        match call().await {
+            Err(error)
+                if error.is_transient() && tokio::time::Instant::now() + pause < deadline =>
+            {
+                if !warned {
+                    tracing::warn!(%error, what, "the store is unavailable; trying again");
+                    warned = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            result => {
+                if warned && result.is_ok() {
+                    tracing::info!(what, "the store is back");
+                }
+                return result;
+            }
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -222,6 +265,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a platform event as handled; `false` if it was already (a replay or a retry),
     /// so every event is acted on once even across gateway replicas.
     async fn first_sighting(&self, platform: &str, event_id: &str) -> StoreResult<bool>;
+    /// Takes a platform event to act on, as `handler`, for `hold` (renewed with `hold_event`,
+    /// ended with `end_event_hold`): new events, and events whose holder stopped renewing
+    /// (a gateway that died mid-way), are `Claimed`.
+    async fn claim_event(
+        &self,
+        platform: &str,
+        event_id: &str,
+        handler: &str,
+        hold: Duration,
+    ) -> StoreResult<EventClaim>;
+    /// Extends `handler`'s hold on an event; `false` if it holds it no more.
+    async fn hold_event(
+        &self,
+        platform: &str,
+        event_id: &str,
+        handler: &str,
+        hold: Duration,
+    ) -> StoreResult<bool>;
+    /// Ends `handler`'s hold: the event is recorded as acted on (`handled`), or let go, so
+    /// that a delivery of it again (a platform's retry) is acted on.
+    async fn end_event_hold(
+        &self,
+        platform: &str,
+        event_id: &str,
+        handler: &str,
+        handled: bool,
+    ) -> StoreResult<()>;
 
     /// Adds a file to a brain as a pending document, or finds the document with the same bytes.
     /// A previously failed document becomes pending again.
@@ -335,6 +405,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn wakeups(&self) -> Arc<Notify>;
 }
 
+/// What `Store::claim_event` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventClaim {
+    /// This handler holds the event now: act on it.
+    Claimed,
+    /// Acted on already: a replay, a retry, another gateway's copy.
+    Handled,
+    /// Another handler is acting on it and renews its hold: wait, then look again.
+    HeldElsewhere,
+}
+
 /// What `Store::mark_document_indexed` records about an indexed document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexedCounts {
@@ -361,4 +442,46 @@ pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
     let store = connect(config).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn patiently_waits_out_an_unreachable_store_and_nothing_else() {
+        let calls = AtomicU32::new(0);
+        let back_on_the_third = patiently(STORE_PATIENCE, "test", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(StoreError::Unavailable("connection refused".into())),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!(back_on_the_third.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let refused: StoreResult<()> = patiently(STORE_PATIENCE, "test", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::Conflict("taken".into()))
+        })
+        .await;
+        assert!(matches!(refused, Err(StoreError::Conflict(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not retried");
+
+        let started = tokio::time::Instant::now();
+        let gone: StoreResult<()> = patiently(Duration::from_secs(10), "test", || async {
+            Err(StoreError::Unavailable("connection refused".into()))
+        })
+        .await;
+        assert!(matches!(gone, Err(StoreError::Unavailable(_))));
+        let waited = started.elapsed();
+        assert!(
+            waited <= Duration::from_secs(10) && waited >= Duration::from_secs(7),
+            "gives up within its patience: {waited:?}"
+        );
+    }
 }

@@ -359,6 +359,95 @@ macro_rules! impl_store {
                 Ok(inserted == 1)
             }
 
+            async fn claim_event(
+                &self,
+                platform: &str,
+                event_id: &str,
+                handler: &str,
+                hold: Duration,
+            ) -> StoreResult<crate::store::EventClaim> {
+                let now = now_ms();
+                let until = now.saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
+                // New, or held by a gateway whose hold ran out: ours.
+                let claimed = sqlx::query(
+                    "INSERT INTO seen_events (platform, event_id, seen_at, handler, held_until) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (platform, event_id) DO UPDATE SET seen_at = excluded.seen_at, \
+                     handler = excluded.handler, held_until = excluded.held_until \
+                     WHERE seen_events.held_until IS NOT NULL AND seen_events.held_until < $3",
+                )
+                .bind(platform)
+                .bind(event_id)
+                .bind(now)
+                .bind(handler)
+                .bind(until)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                if claimed == 1 {
+                    return Ok(crate::store::EventClaim::Claimed);
+                }
+                let held: Option<Option<i64>> = sqlx::query_scalar(
+                    "SELECT held_until FROM seen_events WHERE platform = $1 AND event_id = $2",
+                )
+                .bind(platform)
+                .bind(event_id)
+                .fetch_optional(self.writer())
+                .await?;
+                Ok(match held {
+                    Some(None) => crate::store::EventClaim::Handled,
+                    // Held, or let go between the two statements: look again later.
+                    Some(Some(_)) | None => crate::store::EventClaim::HeldElsewhere,
+                })
+            }
+
+            async fn hold_event(
+                &self,
+                platform: &str,
+                event_id: &str,
+                handler: &str,
+                hold: Duration,
+            ) -> StoreResult<bool> {
+                let until = now_ms().saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
+                let held = sqlx::query(
+                    "UPDATE seen_events SET held_until = $1 \
+                     WHERE platform = $2 AND event_id = $3 AND handler = $4 \
+                     AND held_until IS NOT NULL",
+                )
+                .bind(until)
+                .bind(platform)
+                .bind(event_id)
+                .bind(handler)
+                .execute(self.writer())
+                .await?;
+                Ok(held.rows_affected() == 1)
+            }
+
+            async fn end_event_hold(
+                &self,
+                platform: &str,
+                event_id: &str,
+                handler: &str,
+                handled: bool,
+            ) -> StoreResult<()> {
+                let statement = if handled {
+                    "UPDATE seen_events SET held_until = NULL \
+                     WHERE platform = $1 AND event_id = $2 AND handler = $3 \
+                     AND held_until IS NOT NULL"
+                } else {
+                    "DELETE FROM seen_events \
+                     WHERE platform = $1 AND event_id = $2 AND handler = $3 \
+                     AND held_until IS NOT NULL"
+                };
+                sqlx::query(statement)
+                    .bind(platform)
+                    .bind(event_id)
+                    .bind(handler)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
             async fn brain_stats(&self, brain: BrainId) -> StoreResult<BrainStats> {
                 let (documents, failed, chunks): (i64, i64, i64) = sqlx::query_as(
                     "SELECT COUNT(*), \

@@ -85,6 +85,16 @@ impl Processes {
         self.killed.push(name.to_string());
     }
 
+    /// The processes started and not killed that have exited on their own.
+    pub fn exited(&mut self) -> Vec<String> {
+        let killed = &self.killed;
+        self.running
+            .iter_mut()
+            .filter(|(name, _)| !killed.contains(name))
+            .filter_map(|(name, child)| child.try_wait().unwrap().map(|_| name.clone()))
+            .collect()
+    }
+
     /// Every process's log, for a failure message.
     pub fn logs(&self) -> String {
         self.running

@@ -54,6 +54,8 @@ pub const TOKEN: &str = "fake-bot-token.engram.tests";
 const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 const JOINED_AT: &str = "2024-01-01T00:00:00.000000+00:00";
 const MAX_CONTENT: usize = 2000;
+/// How long Discord remembers a message's nonce for `enforce_nonce` ("the past few minutes").
+const NONCE_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Clone)]
 pub struct FakeUser {
@@ -445,6 +447,8 @@ struct St {
     resumes: usize,
     invalid_sessions: usize,
     replayed_events: usize,
+    /// Message creates answered with the message an earlier create made with its nonce.
+    nonce_hits: usize,
     heartbeats: usize,
 }
 
@@ -531,6 +535,7 @@ impl FakeDiscord {
             resumes: 0,
             invalid_sessions: 0,
             replayed_events: 0,
+            nonce_hits: 0,
             heartbeats: 0,
         };
         let pairs: Vec<(u64, u64)> = state
@@ -685,6 +690,11 @@ impl FakeDiscord {
 
     pub fn invalid_sessions(&self) -> usize {
         self.lock().invalid_sessions
+    }
+
+    /// Message creates answered with the message an earlier one made with the same nonce.
+    pub fn nonce_hits(&self) -> usize {
+        self.lock().nonce_hits
     }
 
     /// Dispatches sent again because a RESUME asked for them.
@@ -2455,6 +2465,30 @@ fn create_message(st: &mut St, channel: u64, body: &Value) -> Result<Reply, Repl
         },
         None => None,
     };
+    // A nonce is an integer or a string of at most 25 characters; with `enforce_nonce`, a
+    // message the same author created with the same nonce in the past few minutes is
+    // returned instead of creating another.
+    if let Some(nonce) = body.get("nonce").filter(|nonce| !nonce.is_null()) {
+        let valid = nonce.is_u64() || nonce.as_str().is_some_and(|n| n.chars().count() <= 25);
+        if !valid {
+            return Err(with(invalid_form(
+                "nonce",
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 25 or fewer in length.",
+            )));
+        }
+        if body["enforce_nonce"].as_bool() == Some(true) {
+            let bot = st.options.bot.id;
+            if let Some(existing) = st.messages.iter().find(|m| {
+                m.author_id == bot
+                    && m.json.get("nonce") == Some(nonce)
+                    && m.versions[0].at.elapsed() < NONCE_WINDOW
+            }) {
+                st.nonce_hits += 1;
+                return Ok(Reply::json(200, existing.json.clone()).with_headers(headers));
+            }
+        }
+    }
     let kind = if referenced.is_some() { 19 } else { 0 };
     let id = st.bot_message(channel, body, kind, false);
     let message = st.message_mut(id).expect("just stored");

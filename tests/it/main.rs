@@ -21,6 +21,7 @@ mod ingest;
 mod migrations;
 #[path = "../../crates/extract/tests/common/office.rs"]
 mod office;
+mod pg_server;
 mod processes;
 mod qdrant_server;
 mod queue;

@@ -4,7 +4,10 @@
 //! and one ingest process are killed with SIGKILL while they hold jobs; every question is still
 //! answered exactly once and every file learned exactly once. Two gateway processes that both
 //! receive every event act on each once. A gateway killed while a file is read leaves its
-//! report to the next one. The Qdrant faults run on a private Qdrant server the test stops and
+//! report to the next one; a gateway SIGKILLed mid-burst leaves the events it held to the other
+//! gateway, and sessions resumed after a cut get their missed events replayed, each acted on
+//! once. PostgreSQL (a private server) restarted while answers stream and scans are read loses
+//! no question or file. The Qdrant faults run on a private Qdrant server the test stops and
 //! starts again: an outage shows in `/readyz`, in the answer, and in ingest jobs retried until
 //! it ends; Qdrant restarted (SIGKILL, then SIGTERM) on its storage mid-ingest leaves every
 //! file indexed once, none half-indexed.
@@ -21,6 +24,7 @@ use crate::fake_discord::{
     GUILD_ID,
 };
 use crate::fake_openai::{self, Behaviour};
+use crate::pg_server::PgServer;
 use crate::qdrant_server::{QdrantServer, TestCollection};
 use crate::support::{http_get, TestDb};
 
@@ -86,6 +90,15 @@ fn files() -> Vec<(String, Vec<u8>)> {
         ));
     }
     files
+}
+
+/// Which PostgreSQL the processes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Postgres {
+    /// The shared test server (`ENGRAM_TEST_POSTGRES_URL`), in a database of the test's own.
+    Shared,
+    /// A private server the test may stop and start again.
+    Private,
 }
 
 /// Which Qdrant the processes use.
@@ -174,6 +187,9 @@ struct World {
     api: SocketAddr,
     _llm: fake_openai::FakeOpenAi,
     _dir: tempfile::TempDir,
+    /// The private PostgreSQL server, for the tests that stop it (last: the processes and
+    /// the pool go first).
+    postgres: Option<PgServer>,
 }
 
 impl World {
@@ -185,6 +201,11 @@ impl World {
 
     /// `start`, on the Qdrant given.
     fn start_on(processes: &[(&str, &str)], qdrant: Qdrant) -> Self {
+        Self::start_with(processes, qdrant, Postgres::Shared)
+    }
+
+    /// `start`, on the Qdrant and the PostgreSQL given.
+    fn start_with(processes: &[(&str, &str)], qdrant: Qdrant, postgres: Postgres) -> Self {
         let fakes = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -209,7 +230,11 @@ impl World {
                 (Some(server), collection)
             }
         };
-        let db = fakes.block_on(TestDb::postgres());
+        let private = (postgres == Postgres::Private).then(PgServer::start);
+        let db = match &private {
+            Some(server) => fakes.block_on(TestDb::postgres_on(&server.url)),
+            None => fakes.block_on(TestDb::postgres()),
+        };
         let channels = (0..CHANNELS).map(|n| {
             let mode = if n == 0 {
                 BindingMode::Both
@@ -259,6 +284,7 @@ impl World {
             api,
             _llm: llm,
             _dir: dir,
+            postgres: private,
         }
     }
 
@@ -282,6 +308,59 @@ impl World {
             )
             .mentioning(BOT_ID),
         )
+    }
+
+    /// Asks question `n` in #team-`channel` (Alice and Bob in turn), whatever the gateways'
+    /// sessions; returns its id.
+    fn ask_in(&self, channel: u64, n: usize) -> u64 {
+        let user = if n % 2 == 0 { ALICE_ID } else { BOB_ID };
+        let event = self.discord.message_create(
+            &UserMessage::new(channel_id(channel), user, "where do visitors park?")
+                .mentioning(BOT_ID),
+        );
+        self.discord.dispatch("MESSAGE_CREATE", event.clone());
+        event["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Posts a note in #team-0, whatever the gateways' sessions; returns the message's id.
+    fn post_note(&self, name: &str) -> u64 {
+        let body = format!("# {name}\n\nThe {name} notes are kept by the office team.\n");
+        let (attachment, _) = self.discord.add_attachment(name, body.as_bytes());
+        let event = self.discord.message_create(
+            &UserMessage::new(channel_id(0), ALICE_ID, &format!("notes: {name}"))
+                .with_attachment(attachment),
+        );
+        self.discord.dispatch("MESSAGE_CREATE", event.clone());
+        event["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Platform events a gateway holds (taken, not yet acted on), by event id.
+    fn held_by(&self, gateway: &str) -> Vec<String> {
+        self.fakes.block_on(async {
+            sqlx::query_scalar(
+                "SELECT event_id FROM seen_events \
+                 WHERE held_until IS NOT NULL AND handler LIKE $1",
+            )
+            .bind(format!("{gateway}:%"))
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+        })
+    }
+
+    /// Who acted on a platform event (the gateway's job-worker-style name), once it has.
+    fn handled_by(&self, event_id: &str) -> Option<String> {
+        self.fakes.block_on(async {
+            sqlx::query_scalar(
+                "SELECT handler FROM seen_events \
+                 WHERE event_id = $1 AND held_until IS NULL",
+            )
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap()
+            .flatten()
+        })
     }
 
     fn say(&self, message: &UserMessage) -> u64 {
@@ -422,6 +501,27 @@ impl World {
     /// The private Qdrant server.
     fn server(&mut self) -> &mut QdrantServer {
         self.server.as_mut().expect("a world on a private Qdrant")
+    }
+
+    /// The private PostgreSQL server.
+    fn postgres(&mut self) -> &mut PgServer {
+        self.postgres
+            .as_mut()
+            .expect("a world on a private PostgreSQL")
+    }
+
+    /// Sessions LISTENing for job wake-ups on the store's server (the last statement a
+    /// session ran is its LISTEN while it waits for notifications).
+    fn listeners(&self) -> i64 {
+        self.fakes.block_on(async {
+            sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+        })
     }
 }
 
@@ -772,5 +872,223 @@ fn a_gateway_killed_mid_ingest_leaves_the_report_to_the_next_one() {
     world.assert_once_each(&[], &[posted]);
     let (documents, _) = world.rows();
     world.assert_indexed_once(&documents, 1);
+    world.processes.stop();
+}
+
+/// Whether a bot message shows an answer on its way: text of its own, not yet its sources.
+fn streaming(message: &StoredMessage) -> bool {
+    let content = message.content();
+    !content.is_empty()
+        && !content.starts_with("💭")
+        && !content.starts_with('⏳')
+        && !content.contains("**Sources**")
+}
+
+/// PostgreSQL restarted (a fast shutdown, then started again on the same data) under a
+/// gateway, two chat and an ingest process, while answers stream and the corpus is read.
+/// While it is down `/readyz` answers 503 naming the store, and questions and files that
+/// arrive are held by the gateway, not dropped. Once it is back every process carries on
+/// (none exits), every job's listener LISTENs again (questions asked after the restart are
+/// answered through wake-ups), and every question has exactly one answer with its sources,
+/// every file one ✅ and one summary, every document its chunks in Qdrant exactly once.
+#[test]
+fn postgres_restarted_while_answers_stream_and_files_are_read_loses_nothing() {
+    let mut world = World::start_with(
+        &[
+            ("gateway", "gateway,api"),
+            ("chat-1", "chat"),
+            ("chat-2", "chat"),
+            ("ingest-1", "ingest"),
+        ],
+        Qdrant::Shared,
+        Postgres::Private,
+    );
+    let mut posted = vec![world.post_file("parking.md", PARKING)];
+    world.wait_all_done(&[], &posted);
+    // Every worker pool's listener (two chat processes, one ingest process).
+    let listening = world.listeners();
+    assert!(listening >= 3, "{listening} sessions LISTEN");
+
+    let corpus: Vec<(String, Vec<u8>)> = files().into_iter().take(11).collect();
+    for (name, bytes) in &corpus {
+        posted.push(world.post_file(name, bytes));
+    }
+    let scan_read = |world: &World| {
+        let (_, jobs) = world.rows();
+        jobs.iter().any(|job| {
+            job.1 == "ingest"
+                && job.2 == "running"
+                && world.file_of(job.0).is_some_and(|name| is_scan(&name))
+        })
+    };
+    wait(
+        &world.processes,
+        "a scan to be read",
+        Duration::from_secs(120),
+        || scan_read(&world),
+    );
+    let mut asked: Vec<u64> = (0..12).map(|n| world.ask(n)).collect();
+    wait(
+        &world.processes,
+        "an answer streaming while a scan is read",
+        Duration::from_secs(120),
+        || {
+            let found = replies(&world.discord);
+            let mid_answer = asked
+                .iter()
+                .any(|q| found.get(q).is_some_and(|r| r.iter().any(streaming)));
+            mid_answer && scan_read(&world)
+        },
+    );
+
+    world.postgres().stop();
+    let (status, body) = http_get(world.api, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    let reason: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        reason["reason"].as_str().unwrap().starts_with("store:"),
+        "{body}"
+    );
+    // Questions and files arriving while it is down.
+    asked.extend((12..16).map(|n| world.ask(n)));
+    posted.push(world.post_file(
+        "kettle-care.md",
+        b"# Kettle care\n\nThe office kettle is descaled on Fridays by facilities.\n",
+    ));
+    let gateway_log = world._dir.path().join("gateway.log");
+    wait(
+        &world.processes,
+        "the gateway to hold the events until the store is back",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&gateway_log)
+                .is_ok_and(|log| log.contains("the store is unavailable; trying again"))
+        },
+    );
+    world.postgres().start_again();
+
+    wait(
+        &world.processes,
+        "/readyz to answer 200 again",
+        Duration::from_secs(30),
+        || http_get(world.api, "/readyz").0 == 200,
+    );
+    wait(
+        &world.processes,
+        "every worker pool to LISTEN again",
+        Duration::from_secs(30),
+        || world.listeners() >= listening,
+    );
+    // Asked after the restart: claimed through wake-ups on the new LISTEN sessions.
+    asked.extend((16..20).map(|n| world.ask(n)));
+    posted.push(world.post_file(
+        "printer-paper.md",
+        b"# Printer paper\n\nPaper for the printer is in the cupboard by the lifts.\n",
+    ));
+
+    world.wait_all_done(&asked, &posted);
+    world.assert_once_each(&asked, &posted);
+    let (documents, jobs) = world.rows();
+    world.assert_indexed_once(&documents, posted.len());
+    assert!(
+        jobs.iter().all(|job| job.2 == "done"),
+        "every job done: {jobs:#?}"
+    );
+    assert_eq!(jobs.iter().filter(|j| j.1 == "answer").count(), asked.len());
+    assert_eq!(world.processes.exited(), Vec::<String>::new());
+    world.processes.stop();
+}
+
+/// Two gateways on the same shard (as during a rolling restart) both receive every event; one
+/// is SIGKILLed while a burst of questions and files arrives in one channel, holding events
+/// it had taken but not acted on yet (their placeholders waiting for the channel's message
+/// bucket). The other gateway, which Discord gave the same events, waits on the dead one's
+/// holds and takes those events over when the holds run out. A replacement gateway starts (a
+/// new session: Discord replays nothing to it), then every connection is cut while more
+/// events arrive: the sessions RESUME and Discord replays what they missed. Each question is
+/// answered once, each file reported once, nothing is lost.
+#[test]
+fn a_gateway_killed_while_events_arrive_leaves_each_to_another_once() {
+    let mut world = World::start(&[
+        ("gateway-1", "gateway"),
+        ("gateway-2", "gateway"),
+        ("chat-1", "chat"),
+        ("ingest-1", "ingest"),
+    ]);
+    let mut posted = vec![world.post_file("parking.md", PARKING)];
+    world.wait_all_done(&[], &posted);
+
+    // A burst in #team-0: the channel's message bucket (5 per 5 s) makes most placeholders
+    // and reports wait, so each gateway holds events it has not acted on yet.
+    let mut asked: Vec<u64> = Vec::new();
+    for n in 0..12 {
+        asked.push(world.ask_in(0, n));
+        if n % 4 == 0 {
+            posted.push(world.post_note(&format!("burst-{n}")));
+        }
+    }
+    let mut held = Vec::new();
+    wait(
+        &world.processes,
+        "gateway-1 to hold events it has not acted on",
+        Duration::from_secs(30),
+        || {
+            held = world.held_by("gateway-1");
+            !held.is_empty()
+        },
+    );
+    world.processes.sigkill("gateway-1");
+    // The dead session's share of what arrives next is kept for a RESUME that never comes.
+    asked.extend((12..16).map(|n| world.ask_in(n as u64 % CHANNELS, n)));
+
+    world.processes.spawn("gateway-3", "gateway");
+    world
+        .processes
+        .wait_running("gateway-3", Duration::from_secs(30));
+    wait(
+        &world.processes,
+        "gateway-3 to identify",
+        Duration::from_secs(30),
+        || world.discord.identifies() >= 3,
+    );
+    // Every connection cut while more events arrive: each live session RESUMEs and Discord
+    // replays the events it missed.
+    assert!(world.discord.drop_connections() >= 2);
+    asked.extend((16..20).map(|n| world.ask_in(n as u64 % CHANNELS, n)));
+    posted.push(world.post_note("after-the-cut"));
+    wait(
+        &world.processes,
+        "both live sessions to resume and get the events they missed",
+        Duration::from_secs(60),
+        || world.discord.resumes() >= 2 && world.discord.replayed_events() > 0,
+    );
+
+    world.wait_all_done(&asked, &posted);
+    world.assert_once_each(&asked, &posted);
+    let (documents, jobs) = world.rows();
+    world.assert_indexed_once(&documents, posted.len());
+    assert_eq!(jobs.iter().filter(|j| j.1 == "answer").count(), asked.len());
+    assert_eq!(
+        jobs.iter().filter(|j| j.1 == "ingest").count(),
+        posted.len()
+    );
+    // What the killed gateway held and had not finished was acted on by another.
+    let taken_over: Vec<(String, Option<String>)> = held
+        .iter()
+        .map(|event| (event.clone(), world.handled_by(event)))
+        .collect();
+    assert!(
+        taken_over.iter().all(|(_, by)| by.is_some()),
+        "every event acted on: {taken_over:?}"
+    );
+    assert!(
+        taken_over.iter().any(|(_, by)| by
+            .as_deref()
+            .is_some_and(|by| !by.starts_with("gateway-1:"))),
+        "another gateway took over an event gateway-1 held: {taken_over:?} ({} replies \
+         found made already by their nonce)",
+        world.discord.nonce_hits()
+    );
+    assert_eq!(world.processes.exited(), Vec::<String>::new());
     world.processes.stop();
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use engram::brain::{BindingMode, BrainName, TenantKey};
 use engram::clock::now_ms;
 use engram::jobs::{Enqueued, Job, JobId, JobKind, JobState, NewJob, RetryOutcome, RetryPolicy};
-use engram::store::{Store, StoreError};
+use engram::store::{EventClaim, Store, StoreError};
 use engram::telemetry::{JobOutcome, Metrics};
 use engram::worker::{self, JobFailure, JobHandler, Shutdown, WorkerOptions};
 use serde_json::json;
@@ -55,6 +55,7 @@ contract_tests!(
     conversations_keep_their_turns_per_tenant,
     channels_bind_only_to_their_own_tenants_brains,
     a_platform_event_is_acted_on_once,
+    an_event_is_held_while_acted_on_and_taken_over_when_its_hold_runs_out,
     answer_messages_map_to_their_conversation_per_tenant_and_channel,
     pruning_deletes_only_what_is_no_longer_needed,
     documents_are_marked_indexed_and_deleted_only_in_their_brain,
@@ -707,6 +708,98 @@ async fn a_platform_event_is_acted_on_once(store: Arc<dyn Store>) {
         1,
         "of racing replicas, exactly one acts: {firsts:?}"
     );
+}
+
+async fn an_event_is_held_while_acted_on_and_taken_over_when_its_hold_runs_out(
+    store: Arc<dyn Store>,
+) {
+    let hold = Duration::from_secs(60);
+    let claim = |event: &'static str, handler: &'static str, hold: Duration| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_event("discord", event, handler, hold)
+                .await
+                .unwrap()
+        }
+    };
+    // Racing gateways: one holds it, the others wait on the hold.
+    let claims: Vec<EventClaim> = futures_util::future::join_all(
+        ["g1", "g2", "g3", "g4"].map(|handler| claim("message:1", handler, hold)),
+    )
+    .await;
+    assert_eq!(
+        claims.iter().filter(|c| **c == EventClaim::Claimed).count(),
+        1,
+        "{claims:?}"
+    );
+    assert!(claims
+        .iter()
+        .all(|c| matches!(c, EventClaim::Claimed | EventClaim::HeldElsewhere)));
+    let holder = ["g1", "g2", "g3", "g4"][claims
+        .iter()
+        .position(|c| *c == EventClaim::Claimed)
+        .unwrap()];
+    assert!(store
+        .hold_event("discord", "message:1", holder, hold)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .hold_event("discord", "message:1", "someone-else", hold)
+            .await
+            .unwrap(),
+        "only the holder renews"
+    );
+    store
+        .end_event_hold("discord", "message:1", holder, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim("message:1", "g5", hold).await,
+        EventClaim::Handled,
+        "acted on: a replay finds it so"
+    );
+    assert!(
+        !store
+            .hold_event("discord", "message:1", holder, hold)
+            .await
+            .unwrap(),
+        "a handled event is held no more"
+    );
+
+    // A holder that dies stops renewing: once the hold has run out, another takes it over.
+    assert_eq!(
+        claim("message:2", "dead", Duration::from_millis(1)).await,
+        EventClaim::Claimed
+    );
+    let taken = eventually(LONG, || async {
+        claim("message:2", "alive", hold).await == EventClaim::Claimed
+    })
+    .await;
+    assert!(taken, "the hold ran out and the event was taken over");
+    assert!(
+        !store
+            .hold_event("discord", "message:2", "dead", hold)
+            .await
+            .unwrap(),
+        "the dead holder's renewal changes nothing"
+    );
+    assert_eq!(
+        claim("message:2", "dead", hold).await,
+        EventClaim::HeldElsewhere
+    );
+
+    // Let go (not acted on): the platform's retry of it is acted on.
+    assert_eq!(claim("message:3", "g1", hold).await, EventClaim::Claimed);
+    store
+        .end_event_hold("discord", "message:3", "g1", false)
+        .await
+        .unwrap();
+    assert_eq!(claim("message:3", "g2", hold).await, EventClaim::Claimed);
+    // Report claims (`first_sighting`) are handled at once.
+    assert!(store.first_sighting("discord", "report:1").await.unwrap());
+    assert_eq!(claim("report:1", "g1", hold).await, EventClaim::Handled);
 }
 
 async fn answer_messages_map_to_their_conversation_per_tenant_and_channel(store: Arc<dyn Store>) {

@@ -48,7 +48,12 @@ impl TestDb {
     /// A new, empty database on the test server. Fails (never skips) when the server is not
     /// configured: `scripts/test.sh` starts one and sets the variable.
     pub async fn postgres() -> Self {
-        let admin_url = postgres_admin_url();
+        Self::postgres_on(&postgres_admin_url()).await
+    }
+
+    /// A new, empty database on the PostgreSQL server at `admin_url`.
+    pub async fn postgres_on(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_string();
         let name = unique_database_name();
         let mut connection = sqlx_connect(&admin_url).await;
         sqlx::query(&format!("CREATE DATABASE {name}"))

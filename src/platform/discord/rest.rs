@@ -334,6 +334,12 @@ impl ChatPlatform for DiscordRest {
         if let Some(reply_to) = reply_to {
             body["message_reference"] =
                 json!({"message_id": reply_to.id, "fail_if_not_exists": false});
+            // The same reply to the same message is made once: Discord returns the message
+            // already created with this nonce (within a few minutes) instead of a second one,
+            // so a gateway taking over an event from one that died after posting, or a request
+            // sent again after its answer was lost, does not post it twice.
+            body["nonce"] = json!(reply_nonce(&reply_to.id, text));
+            body["enforce_nonce"] = json!(true);
         }
         let created = self
             .call(
@@ -421,6 +427,17 @@ impl ChatPlatform for DiscordRest {
     }
 }
 
+/// A reply's nonce: 16 hex digits (Discord allows 25 characters) of FNV-1a over the message
+/// replied to and the text.
+fn reply_nonce(reply_to: &str, text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in reply_to.bytes().chain([0]).chain(text.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +460,16 @@ mod tests {
             "a category is no binding's channel"
         );
         assert_eq!(thread_parent(&Value::Null), None);
+    }
+
+    #[test]
+    fn a_reply_nonce_is_the_same_for_the_same_reply_only() {
+        let nonce = reply_nonce("123", "💭 Thinking…");
+        assert_eq!(nonce.len(), 16);
+        assert_eq!(nonce, reply_nonce("123", "💭 Thinking…"));
+        assert_ne!(nonce, reply_nonce("124", "💭 Thinking…"));
+        assert_ne!(nonce, reply_nonce("123", "📚 Learned a.md"));
+        assert_ne!(reply_nonce("12", "3x"), reply_nonce("123", "x"));
     }
 
     #[test]
