@@ -273,6 +273,9 @@ impl Gateway {
         for file in files {
             let this = self.clone();
             let brain = binding.brain;
+            // A file's name is its document's in this channel (a thread's: its parent's).
+            let scope = origin.bound_channel().0.clone();
+            let user = origin.user.clone();
             let report = ReportTo {
                 platform: origin.platform.clone(),
                 channel: message.channel.0.clone(),
@@ -281,7 +284,7 @@ impl Gateway {
             };
             // Downloaded promptly (links expire), then watched until the job ends.
             tokio::spawn(async move {
-                let outcome = this.learn(brain, &file, &report).await;
+                let outcome = this.learn(brain, &scope, &user, &file, &report).await;
                 this.report(&report, outcome).await;
             });
         }
@@ -292,6 +295,8 @@ impl Gateway {
     async fn learn(
         &self,
         brain: crate::brain::BrainId,
+        scope: &str,
+        user: &str,
         file: &PostedFile,
         report: &ReportTo,
     ) -> Learned {
@@ -317,6 +322,8 @@ impl Gateway {
                 brain,
                 file_name: &file.name,
                 source_link: file.link.as_deref(),
+                scope,
+                added_by: user,
                 bytes: &bytes,
                 report: Some(report.clone()),
             },
@@ -357,7 +364,11 @@ impl Gateway {
                     .error
                     .unwrap_or_else(|| "ingestion failed; `engram jobs` says why".into()),
             ),
-            Ok(None) => Learned::Failed("the brain was deleted meanwhile".into()),
+            Ok(None) => Learned::Failed(
+                "it was replaced by a newer version, forgotten or deleted with its brain \
+                 while it was being read"
+                    .into(),
+            ),
             Err(error) => Learned::Failed(error.to_string()),
         }
     }
@@ -514,16 +525,26 @@ impl Gateway {
                 let Some(binding) = self.store.binding(tenant, channel).await? else {
                     return Ok(Reply::private(UNBOUND_HINT));
                 };
+                // The file posted in this channel; else one of that name from elsewhere in the
+                // brain (the shell, other channels).
                 let documents = self.store.documents(binding.brain).await?;
-                match documents.iter().find(|document| document.file_name == file) {
-                    Some(document) => {
-                        self.index
-                            .forget_document(binding.brain, document.id)
-                            .await
-                            .map_err(|error| GatewayError::Index(error.to_string()))?;
-                        Reply::public(format!("Forgot {file}."))
-                    }
-                    None => Reply::private(format!("This channel's brain has no file `{file}`.")),
+                let here = documents
+                    .iter()
+                    .any(|document| document.file_name == file && document.scope == *channel);
+                let scope = here.then_some(channel.as_str());
+                let forgotten = ingest::documents::forget(
+                    self.store.as_ref(),
+                    self.index.as_ref(),
+                    binding.brain,
+                    scope,
+                    &file,
+                )
+                .await
+                .map_err(|error| GatewayError::Index(error.to_string()))?;
+                if forgotten.documents == 0 && forgotten.earlier_versions == 0 {
+                    Reply::private(format!("This channel's brain has no file `{file}`."))
+                } else {
+                    Reply::public(format!("Forgot {file}{}.", versions_note(forgotten)))
                 }
             }
             BrainCommand::Prompt { text } => {
@@ -574,7 +595,7 @@ impl Gateway {
             return Ok(Reply::private(UNBOUND_HINT));
         };
         let stats = self.store.brain_stats(brain.id).await?;
-        Ok(Reply::private(format!(
+        let mut text = format!(
             "Brain `{}` ({} here): {} documents ({} failed), {} chunks; model: {}.",
             brain.name,
             binding.mode.as_str(),
@@ -582,7 +603,12 @@ impl Gateway {
             stats.failed_documents,
             stats.chunks,
             brain.model.as_deref().unwrap_or("the default")
-        )))
+        );
+        text.push_str(&versions_lines(
+            &self.store.documents(brain.id).await?,
+            &self.store.document_history(brain.id).await?,
+        ));
+        Ok(Reply::private(text))
     }
 }
 
@@ -603,11 +629,73 @@ enum Learned {
     Failed(String),
 }
 
-/// "handbook.pdf: 12 pages, 30 chunks, 2 read with OCR."
+/// How many documents with more than one version `/brain info` lists.
+const INFO_VERSIONED: usize = 10;
+
+/// `/brain info`'s lines about versions: the documents that have earlier versions, most
+/// recently changed first, with their current version and when it came; empty when none has.
+fn versions_lines(documents: &[Document], history: &[crate::brain::DocumentVersion]) -> String {
+    let mut versioned: Vec<(&Document, usize)> = documents
+        .iter()
+        .filter(|document| document.status == DocumentStatus::Indexed)
+        .map(|document| {
+            let earlier = history
+                .iter()
+                .filter(|version| {
+                    version.file_name == document.file_name && version.scope == document.scope
+                })
+                .count();
+            (document, earlier)
+        })
+        .filter(|(_, earlier)| *earlier > 0)
+        .collect();
+    if versioned.is_empty() {
+        return String::new();
+    }
+    versioned.sort_by_key(|(document, _)| std::cmp::Reverse(document.updated_at));
+    let mut text = format!("\nDocuments with earlier versions: {}.", versioned.len());
+    for (document, earlier) in versioned.iter().take(INFO_VERSIONED) {
+        text.push_str(&format!(
+            "\n• {} — version {}, since {} ({} earlier)",
+            document.file_name,
+            document.version,
+            crate::clock::format_utc(document.updated_at),
+            earlier
+        ));
+    }
+    if versioned.len() > INFO_VERSIONED {
+        text.push_str(&format!(
+            "\n… and {} more (`engram brain docs` lists them all).",
+            versioned.len() - INFO_VERSIONED
+        ));
+    }
+    text
+}
+
+/// " (2 documents, 3 earlier versions)" when there was more than one thing to forget.
+fn versions_note(forgotten: ingest::documents::Forgotten) -> String {
+    if forgotten.documents <= 1 && forgotten.earlier_versions == 0 {
+        return String::new();
+    }
+    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    format!(
+        " ({}, {})",
+        plural(forgotten.documents as u64, "document"),
+        plural(forgotten.earlier_versions, "earlier version")
+    )
+}
+
+/// "handbook.pdf: 12 pages, 30 chunks, 2 read with OCR.", with the version when it replaced
+/// an earlier one.
 fn summary(name: &str, document: &Document) -> String {
     let plural = |n: u32, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let version = if document.version > 1 {
+        format!(" (version {}, replacing the earlier one)", document.version)
+    } else {
+        String::new()
+    };
     let mut text = format!(
-        "Learned {name}: {}, {}",
+        "Learned {name}{version}: {}, {}",
         plural(document.pages, "page"),
         plural(document.chunks, "chunk")
     );
@@ -708,6 +796,9 @@ mod tests {
             job_id: None,
             created_at: 0,
             updated_at: 0,
+            scope: String::new(),
+            version: 1,
+            added_by: None,
         };
         assert_eq!(
             summary("scan.pdf", &document),

@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 use super::rows::{
-    brain_from_row, count, document_from_row, impl_store, job_from_row, Reaper, BRAIN_COLUMNS,
-    DOCUMENT_COLUMNS, JOB_COLUMNS, REAP_EXPIRED,
+    brain_from_row, count, document_from_row, impl_store, job_from_row, version_from_row, Reaper,
+    BRAIN_COLUMNS, DOCUMENT_COLUMNS, JOB_COLUMNS, REAP_EXPIRED, VERSION_COLUMNS,
 };
 use super::{StoreError, StoreResult, StoredTurn, UsageRecord, UsageTotal, SQLITE_MIGRATIONS};
 use crate::brain::{
