@@ -26,3 +26,4 @@ mod queue;
 mod serve;
 mod slack;
 mod support;
+mod versions;
