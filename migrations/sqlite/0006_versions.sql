@@ -12,6 +12,11 @@ ALTER TABLE documents ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
 -- Who added this version: the platform user who posted it, or `local` from the shell.
 ALTER TABLE documents ADD COLUMN added_by TEXT;
 CREATE INDEX documents_name ON documents (brain_id, scope, file_name);
+-- Files posted in chat before versions existed: their channel, from the ingest job that read
+-- them while the job is still kept (a file posted in a thread gets the thread's channel).
+UPDATE documents SET scope = COALESCE((
+    SELECT json_extract(j.payload, '$.report.channel') FROM jobs j WHERE j.id = documents.job_id
+), '');
 
 -- Earlier versions, and what happened to them. `document_id` is the id the version had; an
 -- index that keeps chunks outside the store (Qdrant) deletes that id's points and then sets

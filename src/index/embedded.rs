@@ -598,10 +598,14 @@ impl Index for EmbeddedIndex {
         self.vectors.patch(document.brain.0, &[], &added);
         self.keywords.patch(document.brain.0, &[], &chunks);
         if let Err(error) = tx.commit().await {
-            self.vectors.patch(document.brain.0, &ids, &[]);
+            // Rolled back (or not known to be): the caches load the brain again.
+            self.vectors.drop_brain(document.brain.0);
             self.keywords.patch(document.brain.0, &ids, &[]);
+            self.keywords.mark_stale(document.brain.0);
             return Err(error.into());
         }
+        // SQLite may give a new chunk the id of one deleted in the same transaction.
+        let removed: Vec<i64> = removed.into_iter().filter(|id| !ids.contains(id)).collect();
         self.vectors.patch(document.brain.0, &removed, &[]);
         self.keywords.patch(document.brain.0, &removed, &[]);
         Ok(())

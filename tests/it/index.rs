@@ -928,7 +928,10 @@ async fn embedded_index_refuses_another_dimension() {
     match error {
         Err(error @ IndexError::DimensionMismatch { expected, got }) => {
             assert_eq!((expected, got), (DIMENSIONS, 768));
-            assert!(error.to_string().contains("re-index"), "{error}");
+            assert!(
+                error.to_string().contains("engram brain reindex"),
+                "{error}"
+            );
             assert!(!error.is_transient());
         }
         other => panic!("expected a dimension mismatch, got {other:?}"),
@@ -1159,7 +1162,10 @@ async fn qdrant_refuses_a_collection_of_another_width() {
         "{error:?}"
     );
     assert!(!error.is_transient());
-    assert!(error.to_string().contains("re-index"), "{error}");
+    assert!(
+        error.to_string().contains("engram brain reindex"),
+        "{error}"
+    );
     open_qdrant(&collection, &fx.store, None)
         .await
         .expect("keyword search only");

@@ -274,3 +274,102 @@ async fn run_jobs(store: &dyn Store, pipeline: &Pipeline) {
         assert!(store.complete(&job.lease()).await.unwrap());
     }
 }
+
+/// The first five migrations of `all`: the schema before versions.
+fn before_versions(all: &sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            all.iter().filter(|m| m.version < 6).cloned().collect(),
+        ),
+        ignore_missing: false,
+        locking: all.locking,
+        no_tx: all.no_tx,
+    }
+}
+
+/// Rows of a store from before versions: a file posted in a Discord channel (its ingest job
+/// kept) and one from the shell.
+const OLD_ROWS: [&str; 5] = [
+    "INSERT INTO tenants (id, key, name, created_at) VALUES (1, 'discord:1', 'discord:1', 0)",
+    "INSERT INTO brains (id, tenant_id, name, created_at) VALUES (1, 1, 'handbook', 0)",
+    "INSERT INTO jobs (id, kind, payload, state, max_attempts, run_at, created_at, updated_at) \
+     VALUES (7, 'ingest', '{\"document_id\":1,\"report\":{\"platform\":\"discord\",\
+     \"channel\":\"discord:42\",\"message\":\"9\",\"file_name\":\"a.md\"}}', 'done', 3, 0, 0, 0)",
+    "INSERT INTO documents (id, brain_id, sha256, file_name, status, created_at, updated_at, \
+     job_id) VALUES (1, 1, 'aa', 'a.md', 'indexed', 0, 0, 7)",
+    "INSERT INTO documents (id, brain_id, sha256, file_name, status, created_at, updated_at) \
+     VALUES (2, 1, 'bb', 'b.md', 'indexed', 0, 0)",
+];
+
+#[tokio::test]
+async fn upgrading_sqlite_gives_chat_files_their_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/engram.db?mode=rwc", dir.path().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    before_versions(&engram::store::SQLITE_MIGRATIONS)
+        .run(&pool)
+        .await
+        .unwrap();
+    for row in OLD_ROWS {
+        sqlx::query(row).execute(&pool).await.unwrap();
+    }
+    engram::store::SQLITE_MIGRATIONS.run(&pool).await.unwrap();
+    let scopes: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT file_name, scope, version FROM documents ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        scopes,
+        vec![
+            ("a.md".into(), "discord:42".into(), 1),
+            ("b.md".into(), String::new(), 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn upgrading_postgres_gives_chat_files_their_channel() {
+    let db = TestDb::postgres().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    // A fresh schema in this database, migrated to before versions.
+    sqlx::query("CREATE SCHEMA upgrade")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                sqlx::query("SET search_path TO upgrade")
+                    .execute(connection)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect(&db.url)
+        .await
+        .unwrap();
+    before_versions(&engram::store::POSTGRES_MIGRATIONS)
+        .run(&pool)
+        .await
+        .unwrap();
+    for row in OLD_ROWS {
+        // Explicit ids in identity columns.
+        let row = row.replace(" VALUES (", " OVERRIDING SYSTEM VALUE VALUES (");
+        sqlx::query(&row).execute(&pool).await.unwrap();
+    }
+    engram::store::POSTGRES_MIGRATIONS.run(&pool).await.unwrap();
+    let scopes: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT file_name, scope, version FROM documents ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        scopes,
+        vec![
+            ("a.md".into(), "discord:42".into(), 1),
+            ("b.md".into(), String::new(), 1)
+        ]
+    );
+}
