@@ -54,6 +54,7 @@ fn json_lines(text: &str) -> Vec<Value> {
 
 const TWO: &str = "# Vacation\n\nEveryone gets two weeks of paid vacation per year.\n";
 const FOUR: &str = "# Vacation\n\nEveryone gets four weeks of paid vacation per year.\n";
+const TEN: &str = "# Vacation\n\nEveryone gets ten weeks of paid vacation per year.\n";
 
 #[test]
 fn cli_a_changed_file_replaces_its_old_version_and_can_be_forgotten() {
@@ -255,11 +256,66 @@ async fn postgres_and_qdrant_replace_an_old_version() {
     let hits = qdrant.search(brain, &query).await.unwrap();
     assert_eq!(hits.len(), 1, "{hits:#?}");
 
+    // A crash after the store's switch to version 3 and before version 2's points go: the
+    // job's next attempt (the same job, claimed again) finishes it.
+    let submitted = ingest::submit(
+        store.as_ref(),
+        &config.ingest,
+        3,
+        NewFile::new(brain, "vacation.md", TEN.as_bytes()),
+    )
+    .await
+    .unwrap();
+    let Submitted::Queued {
+        document: third, ..
+    } = submitted
+    else {
+        panic!("new bytes are queued: {submitted:?}");
+    };
+    let chunks = vec![engram::ingest::chunk::ChunkDraft {
+        ordinal: 0,
+        page: None,
+        heading: Some("Vacation".into()),
+        text: "Everyone gets ten weeks of paid vacation per year.".into(),
+        tokens: 12,
+    }];
+    qdrant
+        .write_points(&engram::index::IndexedDocument {
+            brain,
+            document: third.id,
+            pages: 1,
+            ocr_pages: 0,
+            chunks: &chunks,
+            vectors: None,
+        })
+        .await
+        .unwrap();
+    let counts = engram::store::IndexedCounts {
+        pages: 1,
+        ocr_pages: 0,
+        chunks: 1,
+    };
+    let retired = store
+        .mark_document_indexed(brain, third.id, counts)
+        .await
+        .unwrap();
+    assert_eq!(retired, vec![new]);
+    assert_eq!(qdrant.count_points(brain, new).await.unwrap(), 1);
+    let hits = qdrant.search(brain, &query).await.unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.document_id).collect::<Vec<_>>(),
+        vec![third.id.0],
+        "only the new version answers: {hits:#?}"
+    );
+    run_jobs(store.as_ref(), &pipeline).await;
+    assert_eq!(qdrant.count_points(brain, new).await.unwrap(), 0);
+    assert!(store.unpurged_versions(brain).await.unwrap().is_empty());
+
     let forgotten = documents::forget(store.as_ref(), qdrant.as_ref(), brain, None, "vacation.md")
         .await
         .unwrap();
-    assert_eq!((forgotten.documents, forgotten.earlier_versions), (1, 1));
-    assert_eq!(qdrant.count_points(brain, new).await.unwrap(), 0);
+    assert_eq!((forgotten.documents, forgotten.earlier_versions), (1, 2));
+    assert_eq!(qdrant.count_points(brain, third.id).await.unwrap(), 0);
     assert!(qdrant.search(brain, &query).await.unwrap().is_empty());
 }
 
