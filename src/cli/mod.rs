@@ -278,11 +278,13 @@ async fn brain_command(
         BrainCommand::Info { name, json } => {
             let brain = find_brain(store, &tenant_key, &name).await?;
             let stats = store.brain_stats(brain.id).await?;
+            let earlier = store.document_history(brain.id).await?.len();
             if json {
                 println!(
                     "{}",
                     json!({"name": brain.name, "tenant": tenant_key, "documents": stats.documents,
                            "failed_documents": stats.failed_documents, "chunks": stats.chunks,
+                           "earlier_versions": earlier,
                            "system_prompt": brain.system_prompt, "model": brain.model,
                            "created_at": format_utc(brain.created_at)})
                 );
@@ -295,6 +297,11 @@ async fn brain_command(
                     stats.documents, stats.failed_documents
                 );
                 println!("chunks     {}", stats.chunks);
+                println!(
+                    "versions   {earlier} earlier version{} kept (`engram brain docs {}`)",
+                    if earlier == 1 { "" } else { "s" },
+                    brain.name
+                );
                 println!(
                     "model      {}",
                     brain.model.as_deref().unwrap_or("(llm.model)")

@@ -35,6 +35,9 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// Taken first by the version switch, so that two versions of one brain's documents
+    /// switching at once retire each other's rows one after the other.
+    const LOCK_BRAIN: &'static str = "SELECT id FROM brains WHERE id = $1 FOR UPDATE";
     /// Takes the oldest due job of kind `$4` (`$1` lease end, `$2` worker, `$3` now); rows
     /// another worker is claiming are skipped, not waited for.
     const CLAIM: &'static str = "UPDATE jobs SET state = 'running', attempts = attempts + 1, \

@@ -207,7 +207,7 @@ pub(super) fn count(value: i64) -> u64 {
 
 /// Implements `Store` for a back-end type that has inherent methods `reader()` and `writer()`
 /// (its pools), a `reaper: Reaper` field, `after_change()` (wake workers after a change that may make a job claimable),
-/// `subscribe()` (the wake-up `Notify`) and the dialect's `CLAIM` statement;
+/// `subscribe()` (the wake-up `Notify`) and the dialect's `CLAIM` and `LOCK_BRAIN` statements;
 /// back-end specific methods are passed in the braces.
 macro_rules! impl_store {
     ($store:ty { $($specific:item)* }) => {
@@ -548,6 +548,10 @@ macro_rules! impl_store {
             ) -> StoreResult<Vec<DocumentId>> {
                 let now = now_ms();
                 let mut tx = self.writer().begin().await?;
+                sqlx::query(Self::LOCK_BRAIN)
+                    .bind(brain.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let done = sqlx::query($crate::store::rows::MARK_INDEXED)
                     .bind(i64::from(counts.pages))
                     .bind(i64::from(counts.ocr_pages))

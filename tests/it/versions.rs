@@ -125,6 +125,9 @@ fn cli_a_changed_file_replaces_its_old_version_and_can_be_forgotten() {
         "{table}"
     );
 
+    let info = ok(&engram(home, &["brain", "info", "handbook"]));
+    assert!(info.contains("versions   1 earlier version kept"), "{info}");
+
     // Re-indexing keeps the brain answering the same.
     let reindexed = ok(&engram(home, &["brain", "reindex", "--wait", "handbook"]));
     assert!(reindexed.contains("re-indexed 1 document"), "{reindexed}");
