@@ -13,6 +13,7 @@ use crate::clock::format_utc;
 use crate::config::Config;
 use crate::ingest::documents;
 use crate::jobs::{JobKind, JobState, RetryPolicy};
+use crate::llm::Embedder;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::worker::{self, Shutdown, WorkerOptions};
@@ -149,13 +150,20 @@ pub async fn forget(
     Ok(())
 }
 
-/// Queues the brain's re-embedding; with `wait`, runs the jobs in this process until they end.
+/// Queues the brain's re-embedding (refused when embeddings are off); with `wait`, runs the
+/// jobs in this process until they end.
 pub async fn reindex(
     config: &Config,
     store: Arc<dyn Store>,
     brain: &Brain,
     wait: bool,
 ) -> anyhow::Result<()> {
+    if Embedder::from_config(&config.embeddings)?.is_none() {
+        bail!(
+            "embeddings are off (`embeddings.base_url` is empty), so there is nothing to \
+             re-embed: searches use keywords only, which need no re-indexing"
+        );
+    }
     let jobs = documents::queue_reindex(store.as_ref(), brain.id, config.jobs.max_attempts).await?;
     println!(
         "queued {} document{} of brain `{}` for re-indexing; searches keep working meanwhile",

@@ -300,6 +300,15 @@ impl Pipeline {
             // Pending: its own job indexes it with the current model. Failed: nothing to redo.
             return Ok(());
         }
+        let Some(embedder) = &self.embedder else {
+            // Without embeddings there is nothing to re-embed, and writing the chunks back
+            // without vectors would only take them away.
+            tracing::info!(
+                document = document.id.0,
+                "no embeddings configured: not re-embedded"
+            );
+            return Ok(());
+        };
         let chunks = self
             .index
             .document_chunks(document.brain, document.id)
@@ -308,19 +317,14 @@ impl Pipeline {
         if chunks.is_empty() {
             return Ok(());
         }
-        let vectors = match &self.embedder {
-            Some(embedder) => {
-                let texts: Vec<String> = chunks.iter().map(|chunk| chunk.text.clone()).collect();
-                Some(embedder.embed(&texts).await.map_err(|error| {
-                    if error.is_transient() {
-                        JobFailure::transient(error.to_string())
-                    } else {
-                        JobFailure::permanent(error.to_string())
-                    }
-                })?)
+        let texts: Vec<String> = chunks.iter().map(|chunk| chunk.text.clone()).collect();
+        let vectors = embedder.embed(&texts).await.map_err(|error| {
+            if error.is_transient() {
+                JobFailure::transient(error.to_string())
+            } else {
+                JobFailure::permanent(error.to_string())
             }
-            None => None,
-        };
+        })?;
         match self
             .index
             .index_document(IndexedDocument {
@@ -329,7 +333,7 @@ impl Pipeline {
                 pages: document.pages,
                 ocr_pages: document.ocr_pages,
                 chunks: &chunks,
-                vectors: vectors.as_deref(),
+                vectors: Some(&vectors),
             })
             .await
         {

@@ -21,18 +21,23 @@ use serde_json::Value;
 use crate::qdrant_server::TestCollection;
 use crate::support::TestDb;
 
-fn engram(dir: &Path, args: &[&str]) -> Output {
-    if !dir.join("engram.toml").exists() {
-        std::fs::write(
-            dir.join("engram.toml"),
-            format!(
-                "[store]\nurl = \"sqlite://{}/engram.db\"\n[ingest]\nextractor = \"{}\"\n",
-                dir.display(),
-                crate::ingest::extractor().display()
-            ),
-        )
-        .unwrap();
+/// Writes the config: SQLite in `dir`, the extractor, and embeddings from `embeddings` (a fake
+/// OpenAI-compatible server's URL) when given.
+fn configure(dir: &Path, embeddings: Option<&str>) {
+    let mut config = format!(
+        "[store]\nurl = \"sqlite://{}/engram.db\"\n[ingest]\nextractor = \"{}\"\n",
+        dir.display(),
+        crate::ingest::extractor().display()
+    );
+    if let Some(url) = embeddings {
+        config.push_str(&format!(
+            "[embeddings]\nbase_url = \"{url}\"\nmodel = \"test-embedder\"\ndimensions = 64\n"
+        ));
     }
+    std::fs::write(dir.join("engram.toml"), config).unwrap();
+}
+
+fn engram(dir: &Path, args: &[&str]) -> Output {
     crate::support::engram(dir, args)
 }
 
@@ -58,8 +63,11 @@ const TEN: &str = "# Vacation\n\nEveryone gets ten weeks of paid vacation per ye
 
 #[test]
 fn cli_a_changed_file_replaces_its_old_version_and_can_be_forgotten() {
+    let fakes = tokio::runtime::Runtime::new().unwrap();
+    let embeddings = fakes.block_on(crate::fake_openai::start(Default::default()));
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
+    configure(home, Some(&embeddings.base_url()));
     ok(&engram(home, &["brain", "create", "handbook"]));
     let file = home.join("vacation.md");
     let path = file.to_str().unwrap();
@@ -128,9 +136,17 @@ fn cli_a_changed_file_replaces_its_old_version_and_can_be_forgotten() {
     let info = ok(&engram(home, &["brain", "info", "handbook"]));
     assert!(info.contains("versions   1 earlier version kept"), "{info}");
 
-    // Re-indexing keeps the brain answering the same.
+    // Re-indexing embeds the stored chunks again and keeps the brain answering the same.
+    let embedded_before = embeddings.inputs.lock().unwrap().len();
     let reindexed = ok(&engram(home, &["brain", "reindex", "--wait", "handbook"]));
     assert!(reindexed.contains("re-indexed 1 document"), "{reindexed}");
+    let inputs = embeddings.inputs.lock().unwrap().clone();
+    assert!(
+        inputs[embedded_before..]
+            .iter()
+            .any(|input| input.contains("four weeks")),
+        "the chunk was embedded again: {inputs:#?}"
+    );
     let answer = ask("how many weeks of paid vacation per year?");
     assert!(
         answer["answer"].as_str().unwrap().contains("four weeks"),
@@ -164,9 +180,23 @@ fn cli_a_changed_file_replaces_its_old_version_and_can_be_forgotten() {
     assert_eq!(docs[0]["version"], 1, "{docs:?}");
 }
 
+#[test]
+fn cli_reindex_without_embeddings_says_there_is_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    configure(dir.path(), None);
+    ok(&engram(dir.path(), &["brain", "create", "handbook"]));
+    let refused = engram(dir.path(), &["brain", "reindex", "handbook"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("nothing to re-embed"),
+        "{refused:?}"
+    );
+}
+
 /// The ingest pipeline on PostgreSQL with a real Qdrant: version 2 of a file replaces
-/// version 1 (its points deleted, its row in the history), and re-embedding a brain leaves
-/// its documents answering.
+/// version 1 (its points deleted, its row in the history); re-indexing without embeddings
+/// changes nothing; a crash mid-switch is finished by the job's next attempt; forgetting
+/// removes every version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_and_qdrant_replace_an_old_version() {
     let db = TestDb::postgres().await;
