@@ -652,14 +652,14 @@ fn versions_lines(documents: &[Document], history: &[crate::brain::DocumentVersi
     if versioned.is_empty() {
         return String::new();
     }
-    versioned.sort_by_key(|(document, _)| std::cmp::Reverse(document.updated_at));
+    versioned.sort_by_key(|(document, _)| std::cmp::Reverse(document.created_at));
     let mut text = format!("\nDocuments with earlier versions: {}.", versioned.len());
     for (document, earlier) in versioned.iter().take(INFO_VERSIONED) {
         text.push_str(&format!(
             "\n• {} — version {}, since {} ({} earlier)",
             document.file_name,
             document.version,
-            crate::clock::format_utc(document.updated_at),
+            crate::clock::format_utc(document.created_at),
             earlier
         ));
     }
@@ -803,6 +803,60 @@ mod tests {
         assert_eq!(
             summary("scan.pdf", &document),
             "Learned scan.pdf: 2 pages, 1 chunk, 2 read with OCR."
+        );
+    }
+
+    #[test]
+    fn info_names_documents_with_earlier_versions() {
+        let document = |id: i64, name: &str, version: u32| Document {
+            id: crate::brain::DocumentId(id),
+            brain: crate::brain::BrainId(1),
+            sha256: String::new(),
+            file_name: name.into(),
+            source_link: None,
+            status: DocumentStatus::Indexed,
+            error: None,
+            pages: 1,
+            chunks: 1,
+            ocr_pages: 0,
+            job_id: None,
+            created_at: 0,
+            updated_at: 0,
+            scope: "discord:1".into(),
+            version,
+            added_by: None,
+        };
+        let earlier = |id: i64, name: &str, scope: &str| crate::brain::DocumentVersion {
+            document_id: crate::brain::DocumentId(id),
+            scope: scope.into(),
+            file_name: name.into(),
+            version: 1,
+            sha256: String::new(),
+            added_by: None,
+            status: "indexed".into(),
+            pages: 1,
+            chunks: 1,
+            added_at: 0,
+            replaced_at: 0,
+            replaced_by: crate::brain::DocumentId(9),
+        };
+        let documents = [document(9, "vacation.md", 3), document(10, "faq.md", 1)];
+        assert_eq!(versions_lines(&documents, &[]), "");
+        let history = [
+            earlier(1, "vacation.md", "discord:1"),
+            earlier(2, "vacation.md", "discord:1"),
+            earlier(3, "faq.md", "discord:2"),
+        ];
+        assert_eq!(
+            versions_lines(&documents, &history),
+            "\nDocuments with earlier versions: 1.\n• vacation.md — version 3, since \
+             1970-01-01T00:00:00Z (2 earlier)"
+        );
+        let mut replaced = documents[0].clone();
+        replaced.version = 2;
+        assert_eq!(
+            summary("vacation.md", &replaced),
+            "Learned vacation.md (version 2, replacing the earlier one): 1 page, 1 chunk."
         );
     }
 

@@ -64,8 +64,8 @@ pub async fn docs(store: &dyn Store, brain: &Brain, json: bool) -> anyhow::Resul
                     "pages": document.pages,
                     "chunks": document.chunks,
                     "status": document.status,
-                    "when": format_utc(document.updated_at),
-                    "added_at": format_utc(document.created_at),
+                    "when": format_utc(document.created_at),
+                    "updated_at": format_utc(document.updated_at),
                     "added_by": document.added_by,
                     "scope": document.scope,
                     "sha256": document.sha256,
@@ -101,7 +101,7 @@ pub async fn docs(store: &dyn Store, brain: &Brain, json: bool) -> anyhow::Resul
             document.pages,
             document.chunks,
             document.status.as_str(),
-            format_utc(document.updated_at),
+            format_utc(document.created_at),
             scope_label(&document.scope)
         );
         if let Some(error) = &document.error {
