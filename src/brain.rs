@@ -139,13 +139,21 @@ impl DocumentStatus {
     }
 }
 
-/// A file in a brain, as stored. Unique per brain by the sha256 of its bytes.
+/// One version of a file in a brain, as stored: the current one, or a newer one still being
+/// read. Unique per brain by the sha256 of its bytes; a document is its name in its scope.
 #[derive(Debug, Clone, Serialize)]
 pub struct Document {
     pub id: DocumentId,
     pub brain: BrainId,
     pub sha256: String,
     pub file_name: String,
+    /// Where the name is unique: `""` for files from the shell, the channel for files posted
+    /// in chat.
+    pub scope: String,
+    /// 1 for the first version of the name in its scope, one more for each new version.
+    pub version: u32,
+    /// Who added this version: the platform user who posted it, or `local` from the shell.
+    pub added_by: Option<String>,
     /// Where the file was posted (a message link), for citing it.
     pub source_link: Option<String>,
     pub status: DocumentStatus,
@@ -166,6 +174,31 @@ pub struct NewDocument {
     pub sha256: String,
     pub file_name: String,
     pub source_link: Option<String>,
+    /// See [`Document::scope`].
+    pub scope: String,
+    /// See [`Document::added_by`].
+    pub added_by: Option<String>,
+}
+
+/// An earlier version of a document, replaced by a newer one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentVersion {
+    /// The id the version had as a document.
+    pub document_id: DocumentId,
+    pub scope: String,
+    pub file_name: String,
+    pub version: u32,
+    pub sha256: String,
+    pub added_by: Option<String>,
+    /// What it was when it was replaced: `indexed`, or `failed` / `pending` for a version that
+    /// never answered.
+    pub status: String,
+    pub pages: u32,
+    pub chunks: u32,
+    pub added_at: i64,
+    pub replaced_at: i64,
+    /// The document id of the version that replaced it.
+    pub replaced_by: DocumentId,
 }
 
 /// What adding a file to a brain found.

@@ -57,6 +57,8 @@ pub async fn brain_knowing(
             sha256: format!("{}-{file}", brain.id),
             file_name: file.into(),
             source_link: None,
+            scope: String::new(),
+            added_by: None,
         })
         .await
         .unwrap();

@@ -366,13 +366,17 @@ impl Gateway {
         // that dies before every file is queued leaves the event to another; then watched
         // until each job ends.
         for file in files {
+            // A file's name is its document's in this channel (a thread's: its parent's).
+            let scope = origin.bound_channel().0.clone();
             let report = ReportTo {
                 platform: origin.platform.clone(),
                 channel: message.channel.0.clone(),
                 message: message.id.clone(),
                 file_name: file.name.clone(),
             };
-            let queued = self.queue_file(binding.brain, &file, &report).await;
+            let queued = self
+                .queue_file(binding.brain, &scope, &origin.user, &file, &report)
+                .await;
             let this = self.clone();
             tokio::spawn(async move {
                 let outcome = match queued {
@@ -389,6 +393,8 @@ impl Gateway {
     async fn queue_file(
         &self,
         brain: crate::brain::BrainId,
+        scope: &str,
+        user: &str,
         file: &PostedFile,
         report: &ReportTo,
     ) -> Queued {
@@ -420,6 +426,8 @@ impl Gateway {
                     brain,
                     file_name: &file.name,
                     source_link: file.link.as_deref(),
+                    scope,
+                    added_by: user,
                     bytes: bytes_ref,
                     report: Some(report.clone()),
                 },
@@ -492,7 +500,11 @@ impl Gateway {
                     .error
                     .unwrap_or_else(|| "ingestion failed; `engram jobs` says why".into()),
             ),
-            Ok(None) => Learned::Failed("the brain was deleted meanwhile".into()),
+            Ok(None) => Learned::Failed(
+                "it was replaced by a newer version, forgotten or deleted with its brain \
+                 while it was being read"
+                    .into(),
+            ),
             Err(error) => {
                 tracing::warn!(%error, document = document.0, "cannot read a document's outcome");
                 Learned::Failed(STORE_DOWN.into())
@@ -668,16 +680,26 @@ impl Gateway {
                 let Some(binding) = self.store.binding(tenant, channel).await? else {
                     return Ok(Reply::private(UNBOUND_HINT));
                 };
+                // The file posted in this channel; else one of that name from elsewhere in the
+                // brain (the shell, other channels).
                 let documents = self.store.documents(binding.brain).await?;
-                match documents.iter().find(|document| document.file_name == file) {
-                    Some(document) => {
-                        self.index
-                            .forget_document(binding.brain, document.id)
-                            .await
-                            .map_err(|error| GatewayError::Index(error.to_string()))?;
-                        Reply::public(format!("Forgot {file}."))
-                    }
-                    None => Reply::private(format!("This channel's brain has no file `{file}`.")),
+                let here = documents
+                    .iter()
+                    .any(|document| document.file_name == file && document.scope == *channel);
+                let scope = here.then_some(channel.as_str());
+                let forgotten = ingest::documents::forget(
+                    self.store.as_ref(),
+                    self.index.as_ref(),
+                    binding.brain,
+                    scope,
+                    &file,
+                )
+                .await
+                .map_err(|error| GatewayError::Index(error.to_string()))?;
+                if forgotten.documents == 0 && forgotten.earlier_versions == 0 {
+                    Reply::private(format!("This channel's brain has no file `{file}`."))
+                } else {
+                    Reply::public(format!("Forgot {file}{}.", versions_note(forgotten)))
                 }
             }
             BrainCommand::Prompt { text } => {
@@ -728,7 +750,7 @@ impl Gateway {
             return Ok(Reply::private(UNBOUND_HINT));
         };
         let stats = self.store.brain_stats(brain.id).await?;
-        Ok(Reply::private(format!(
+        let mut text = format!(
             "Brain `{}` ({} here): {} documents ({} failed), {} chunks; model: {}.",
             brain.name,
             binding.mode.as_str(),
@@ -736,7 +758,12 @@ impl Gateway {
             stats.failed_documents,
             stats.chunks,
             brain.model.as_deref().unwrap_or("the default")
-        )))
+        );
+        text.push_str(&versions_lines(
+            &self.store.documents(brain.id).await?,
+            &self.store.document_history(brain.id).await?,
+        ));
+        Ok(Reply::private(text))
     }
 }
 
@@ -772,11 +799,74 @@ enum Queued {
     Ended(Learned),
 }
 
-/// "handbook.pdf: 12 pages, 30 chunks, 2 read with OCR."
+
+/// How many documents with more than one version `/brain info` lists.
+const INFO_VERSIONED: usize = 10;
+
+/// `/brain info`'s lines about versions: the documents that have earlier versions, most
+/// recently changed first, with their current version and when it came; empty when none has.
+fn versions_lines(documents: &[Document], history: &[crate::brain::DocumentVersion]) -> String {
+    let mut versioned: Vec<(&Document, usize)> = documents
+        .iter()
+        .filter(|document| document.status == DocumentStatus::Indexed)
+        .map(|document| {
+            let earlier = history
+                .iter()
+                .filter(|version| {
+                    version.file_name == document.file_name && version.scope == document.scope
+                })
+                .count();
+            (document, earlier)
+        })
+        .filter(|(_, earlier)| *earlier > 0)
+        .collect();
+    if versioned.is_empty() {
+        return String::new();
+    }
+    versioned.sort_by_key(|(document, _)| std::cmp::Reverse(document.created_at));
+    let mut text = format!("\nDocuments with earlier versions: {}.", versioned.len());
+    for (document, earlier) in versioned.iter().take(INFO_VERSIONED) {
+        text.push_str(&format!(
+            "\n• {} — version {}, since {} ({} earlier)",
+            document.file_name,
+            document.version,
+            crate::clock::format_utc(document.created_at),
+            earlier
+        ));
+    }
+    if versioned.len() > INFO_VERSIONED {
+        text.push_str(&format!(
+            "\n… and {} more (`engram brain docs` lists them all).",
+            versioned.len() - INFO_VERSIONED
+        ));
+    }
+    text
+}
+
+/// " (2 documents, 3 earlier versions)" when there was more than one thing to forget.
+fn versions_note(forgotten: ingest::documents::Forgotten) -> String {
+    if forgotten.documents <= 1 && forgotten.earlier_versions == 0 {
+        return String::new();
+    }
+    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    format!(
+        " ({}, {})",
+        plural(forgotten.documents as u64, "document"),
+        plural(forgotten.earlier_versions, "earlier version")
+    )
+}
+
+/// "handbook.pdf: 12 pages, 30 chunks, 2 read with OCR.", with the version when it replaced
+/// an earlier one.
 fn summary(name: &str, document: &Document) -> String {
     let plural = |n: u32, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let version = if document.version > 1 {
+        format!(" (version {}, replacing the earlier one)", document.version)
+    } else {
+        String::new()
+    };
     let mut text = format!(
-        "Learned {name}: {}, {}",
+        "Learned {name}{version}: {}, {}",
         plural(document.pages, "page"),
         plural(document.chunks, "chunk")
     );
@@ -877,10 +967,67 @@ mod tests {
             job_id: None,
             created_at: 0,
             updated_at: 0,
+            scope: String::new(),
+            version: 1,
+            added_by: None,
         };
         assert_eq!(
             summary("scan.pdf", &document),
             "Learned scan.pdf: 2 pages, 1 chunk, 2 read with OCR."
+        );
+    }
+
+    #[test]
+    fn info_names_documents_with_earlier_versions() {
+        let document = |id: i64, name: &str, version: u32| Document {
+            id: crate::brain::DocumentId(id),
+            brain: crate::brain::BrainId(1),
+            sha256: String::new(),
+            file_name: name.into(),
+            source_link: None,
+            status: DocumentStatus::Indexed,
+            error: None,
+            pages: 1,
+            chunks: 1,
+            ocr_pages: 0,
+            job_id: None,
+            created_at: 0,
+            updated_at: 0,
+            scope: "discord:1".into(),
+            version,
+            added_by: None,
+        };
+        let earlier = |id: i64, name: &str, scope: &str| crate::brain::DocumentVersion {
+            document_id: crate::brain::DocumentId(id),
+            scope: scope.into(),
+            file_name: name.into(),
+            version: 1,
+            sha256: String::new(),
+            added_by: None,
+            status: "indexed".into(),
+            pages: 1,
+            chunks: 1,
+            added_at: 0,
+            replaced_at: 0,
+            replaced_by: crate::brain::DocumentId(9),
+        };
+        let documents = [document(9, "vacation.md", 3), document(10, "faq.md", 1)];
+        assert_eq!(versions_lines(&documents, &[]), "");
+        let history = [
+            earlier(1, "vacation.md", "discord:1"),
+            earlier(2, "vacation.md", "discord:1"),
+            earlier(3, "faq.md", "discord:2"),
+        ];
+        assert_eq!(
+            versions_lines(&documents, &history),
+            "\nDocuments with earlier versions: 1.\n• vacation.md — version 3, since \
+             1970-01-01T00:00:00Z (2 earlier)"
+        );
+        let mut replaced = documents[0].clone();
+        replaced.version = 2;
+        assert_eq!(
+            summary("vacation.md", &replaced),
+            "Learned vacation.md (version 2, replacing the earlier one): 1 page, 1 chunk."
         );
     }
 

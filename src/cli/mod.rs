@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)]
 
 mod ask;
+mod docs;
 mod ingest;
 pub(crate) mod output;
 mod walk;
@@ -53,7 +54,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// An offline tour on bundled sample documents (no token, network or LLM).
     Demo,
-    /// Create, list, inspect and delete brains.
+    /// Create, list, inspect and delete brains; list, forget and re-index their documents.
     Brain(BrainArgs),
     /// Add files or folders to a brain: extract (OCR where needed), chunk and index them.
     Ingest(ingest::IngestArgs),
@@ -118,6 +119,31 @@ pub enum BrainCommand {
     Delete {
         #[arg(value_parser = BrainName::parse)]
         name: BrainName,
+    },
+    /// List a brain's documents: name, version, pages, chunks, status, when, where from.
+    Docs {
+        #[arg(value_parser = BrainName::parse)]
+        name: BrainName,
+        /// One JSON object per document, with its earlier versions.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a file: every version of it, from the store and the index.
+    Forget {
+        #[arg(value_parser = BrainName::parse)]
+        name: BrainName,
+        /// The file's name, as `engram brain docs` shows it.
+        file: String,
+    },
+    /// Re-embed a brain's documents as background jobs (after changing the embedding model);
+    /// searches keep working meanwhile.
+    Reindex {
+        #[arg(value_parser = BrainName::parse)]
+        name: BrainName,
+        /// Run the jobs in this process and wait for them, instead of leaving them to
+        /// `engram serve`.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -277,11 +303,13 @@ async fn brain_command(
         BrainCommand::Info { name, json } => {
             let brain = find_brain(store, &tenant_key, &name).await?;
             let stats = store.brain_stats(brain.id).await?;
+            let earlier = store.document_history(brain.id).await?.len();
             if json {
                 outln!(
                     "{}",
                     json!({"name": brain.name, "tenant": tenant_key, "documents": stats.documents,
                            "failed_documents": stats.failed_documents, "chunks": stats.chunks,
+                           "earlier_versions": earlier,
                            "system_prompt": brain.system_prompt, "model": brain.model,
                            "created_at": format_utc(brain.created_at)})
                 );
@@ -296,6 +324,11 @@ async fn brain_command(
                 );
                 outln!("chunks     {}", stats.chunks);
                 outln!(
+                    "versions   {earlier} earlier version{} kept (`engram brain docs {}`)",
+                    if earlier == 1 { "" } else { "s" },
+                    brain.name
+                );
+                outln!(
                     "model      {}",
                     brain.model.as_deref().unwrap_or("(llm.model)")
                 );
@@ -304,6 +337,18 @@ async fn brain_command(
                     brain.system_prompt.as_deref().unwrap_or("(default)")
                 );
             }
+        }
+        BrainCommand::Docs { name, json } => {
+            let brain = find_brain(store, &tenant_key, &name).await?;
+            docs::docs(store, &brain, json).await?;
+        }
+        BrainCommand::Forget { name, file } => {
+            let brain = find_brain(store, &tenant_key, &name).await?;
+            docs::forget(config, store_handle, &brain, &file).await?;
+        }
+        BrainCommand::Reindex { name, wait } => {
+            let brain = find_brain(store, &tenant_key, &name).await?;
+            docs::reindex(config, store_handle, &brain, wait).await?;
         }
         BrainCommand::Delete { name } => {
             let brain = find_brain(store, &tenant_key, &name).await?;

@@ -171,9 +171,23 @@ impl VectorCache {
         }
     }
 
-    /// Applies a committed write of this process to a cached brain: `removed` chunk ids are
-    /// gone, `added` (id, code) pairs are new (idempotent: added ids already cached are
-    /// replaced, not doubled).
+    /// Drops a brain's codes (a write whose outcome the cache cannot follow): the next search
+    /// loads them again.
+    pub(crate) fn drop_brain(&self, brain: i64) {
+        let mut brains = self.brains.lock().unwrap_or_else(|e| e.into_inner());
+        *self
+            .writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(brain)
+            .or_insert(0) += 1;
+        brains.remove(&brain);
+    }
+
+    /// Applies a write of this process to a cached brain: `removed` chunk ids are gone,
+    /// `added` (id, code) pairs are new (idempotent: added ids already cached are replaced, not
+    /// doubled). New chunks may come just before their commit (searches drop ids they cannot
+    /// read yet), deleted ones just after it.
     pub(crate) fn patch(&self, brain: i64, removed: &[i64], added: &[(i64, Vec<u64>)]) {
         let mut brains = self.brains.lock().unwrap_or_else(|e| e.into_inner());
         *self
@@ -391,8 +405,8 @@ impl KeywordCache {
         })
     }
 
-    /// Applies a committed write of this process: `removed` chunk ids are gone, `added` chunks
-    /// are new (idempotent: an added id already cached is replaced, not doubled). A brain that
+    /// Applies a write of this process (new chunks may come just before their commit, deleted
+    /// ones just after it): `removed` chunk ids are gone, `added` chunks are new (idempotent: an added id already cached is replaced, not doubled). A brain that
     /// is not cached is left alone; a load in progress gets the write replayed when it ends.
     pub(crate) fn patch(&self, brain: i64, removed: &[i64], added: &[NewChunk<'_>]) {
         let gone: HashSet<i64> = removed

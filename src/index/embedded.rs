@@ -30,7 +30,8 @@ use super::{
 use crate::brain::BrainId;
 use crate::clock::now_ms;
 use crate::config::{StoreBackend, StoreConfig};
-use crate::ingest::chunk::keyword_terms;
+use crate::ingest::chunk::{count_tokens, keyword_terms, ChunkDraft};
+use crate::store::rows;
 
 /// Write transactions take SQLite's write lock when they begin: one that first read, then
 /// wrote, fails with `SQLITE_BUSY_SNAPSHOT` ("database is locked", code 517) whenever another
@@ -548,26 +549,71 @@ impl Index for EmbeddedIndex {
                 added.push((id, pack(&code, code.len().div_ceil(8))));
             }
         }
-        sqlx::query(
-            "UPDATE documents SET status = 'indexed', pages = $1, ocr_pages = $2, chunks = $3, \
-             error = NULL, updated_at = $4 WHERE id = $5 AND brain_id = $6",
-        )
-        .bind(i64::from(document.pages))
-        .bind(i64::from(document.ocr_pages))
-        .bind(chunk_count)
-        .bind(now_ms())
-        .bind(document.document.0)
-        .bind(document.brain.0)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.vectors.patch(document.brain.0, &removed, &added);
+        let now = now_ms();
+        sqlx::query(rows::MARK_INDEXED)
+            .bind(i64::from(document.pages))
+            .bind(i64::from(document.ocr_pages))
+            .bind(chunk_count)
+            .bind(now)
+            .bind(document.document.0)
+            .bind(document.brain.0)
+            .execute(&mut *tx)
+            .await?;
+        // The versions this one replaces go in the same transaction: a search sees the old
+        // version or the new one, never both and never neither.
+        let older: Vec<(i64, String)> = sqlx::query_as(rows::OLDER_VERSIONS)
+            .bind(document.brain.0)
+            .bind(document.document.0)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut removed = removed;
+        for (old, _) in &older {
+            removed.extend(
+                Self::delete_chunks(&mut tx, DocumentId(*old), self.dimensions.is_some()).await?,
+            );
+        }
+        if !older.is_empty() {
+            sqlx::query(rows::RECORD_OLDER_VERSIONS)
+                .bind(document.brain.0)
+                .bind(document.document.0)
+                .bind(now)
+                .bind(1_i64)
+                .execute(&mut *tx)
+                .await?;
+            for (old, _) in &older {
+                sqlx::query(rows::DELETE_VERSION_ROW)
+                    .bind(document.brain.0)
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (_, sha256) in &older {
+                sqlx::query(rows::RELEASE_FILE)
+                    .bind(sha256)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        // The caches learn the new chunks before the commit (a search drops chunks it cannot
+        // read yet) and forget the old ones after it, so no search in between misses both.
         let chunks: Vec<_> = ids
             .iter()
             .zip(document.chunks)
             .map(|(id, chunk)| (*id, chunk.heading.as_deref(), chunk.text.as_str()))
             .collect();
-        self.keywords.patch(document.brain.0, &removed, &chunks);
+        self.vectors.patch(document.brain.0, &[], &added);
+        self.keywords.patch(document.brain.0, &[], &chunks);
+        if let Err(error) = tx.commit().await {
+            // Rolled back (or not known to be): the caches load the brain again.
+            self.vectors.drop_brain(document.brain.0);
+            self.keywords.patch(document.brain.0, &ids, &[]);
+            self.keywords.mark_stale(document.brain.0);
+            return Err(error.into());
+        }
+        // SQLite may give a new chunk the id of one deleted in the same transaction.
+        let removed: Vec<i64> = removed.into_iter().filter(|id| !ids.contains(id)).collect();
+        self.vectors.patch(document.brain.0, &removed, &[]);
+        self.keywords.patch(document.brain.0, &removed, &[]);
         Ok(())
     }
 
@@ -591,6 +637,36 @@ impl Index for EmbeddedIndex {
         self.vectors.patch(brain.0, &removed, &[]);
         self.keywords.patch(brain.0, &removed, &[]);
         Ok(())
+    }
+
+    async fn document_chunks(
+        &self,
+        brain: BrainId,
+        document: DocumentId,
+    ) -> Result<Vec<ChunkDraft>, IndexError> {
+        let rows: Vec<(i64, Option<i64>, Option<String>, String)> = sqlx::query_as(
+            "SELECT ordinal, page, heading, text FROM chunks \
+             WHERE brain_id = $1 AND document_id = $2 ORDER BY ordinal",
+        )
+        .bind(brain.0)
+        .bind(document.0)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|(ordinal, page, heading, text)| {
+                let number = |value: i64| {
+                    u32::try_from(value)
+                        .map_err(|_| IndexError::Corrupt(format!("chunk number {value}")))
+                };
+                Ok(ChunkDraft {
+                    ordinal: number(ordinal)?,
+                    page: page.map(number).transpose()?,
+                    heading,
+                    tokens: u32::try_from(count_tokens(&text)).unwrap_or(u32::MAX),
+                    text,
+                })
+            })
+            .collect()
     }
 
     async fn term_statistics(

@@ -76,8 +76,9 @@ pub enum IndexError {
     #[error("the index is unreachable: {0}")]
     Unavailable(String),
     #[error(
-        "embeddings have {got} dimensions but the index holds {expected}: re-index the brains \
-         after changing `embeddings.dimensions` or the embedding model"
+        "embeddings have {got} dimensions but the index holds {expected}: after changing \
+         `embeddings.dimensions` or the embedding model, run `engram brain reindex BRAIN` for \
+         each brain"
     )]
     DimensionMismatch { expected: usize, got: usize },
     #[error("{chunks} chunks but {vectors} vectors: every chunk needs exactly one vector")]
@@ -128,8 +129,10 @@ impl From<sqlx::Error> for IndexError {
 /// Where chunks are written and searched. Every search is scoped to one brain by signature.
 #[async_trait]
 pub trait Index: Send + Sync + std::fmt::Debug {
-    /// Writes every chunk of the document (replacing any it had) and marks it indexed — one
-    /// transaction: all or nothing.
+    /// Writes every chunk of the document (replacing any it had), marks it indexed and retires
+    /// the older versions of its name (their chunks deleted, their rows moved to the history)
+    /// — at once for searches: one transaction (embedded), or new points hidden until the
+    /// store's switch and old points hidden from it on (Qdrant).
     async fn index_document(&self, document: IndexedDocument<'_>) -> Result<(), IndexError>;
     /// Removes a document's chunks and the document row.
     async fn forget_document(&self, brain: BrainId, document: DocumentId)
@@ -151,6 +154,18 @@ pub trait Index: Send + Sync + std::fmt::Debug {
         _terms: &[String],
     ) -> Result<Option<TermStatistics>, IndexError> {
         Ok(None)
+    }
+    /// The document's chunks as they were indexed, in order: what re-embedding starts from.
+    async fn document_chunks(
+        &self,
+        brain: BrainId,
+        document: DocumentId,
+    ) -> Result<Vec<ChunkDraft>, IndexError>;
+    /// Deletes the chunks of replaced versions that are still in the index (an index outside
+    /// the store deletes them after the store retired them, and a crash in between leaves them
+    /// for this). An index inside the store retires them in the same transaction: nothing to do.
+    async fn purge_replaced(&self, _brain: BrainId) -> Result<(), IndexError> {
+        Ok(())
     }
     /// Removes every chunk of a brain about to be deleted from the store. An index inside the
     /// store has nothing to do: deleting the brain deletes its chunks with it.

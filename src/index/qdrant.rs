@@ -25,9 +25,12 @@
 //! Point ids are deterministic (`point_id`: the document id and the chunk's position), so
 //! re-indexing a document overwrites its points; points past its new chunk count are deleted
 //! afterwards. The store stays the source of truth for documents: `index_document` checks the
-//! document belongs to the brain and marks it indexed there; `forget_document` deletes the
-//! points and then the row. The two are not one transaction: a failure in between leaves the
-//! job to be retried, and both steps are idempotent.
+//! document belongs to the brain and marks it indexed there, which retires the versions it
+//! replaces in the same store transaction; searches show only points of indexed documents, so
+//! a new version's points are hidden until that switch and the old versions' points from it on,
+//! until `purge_replaced` deletes them. `forget_document` deletes the points and then the row.
+//! None of this is one transaction with Qdrant: a failure in between leaves the job to be
+//! retried, and every step is idempotent.
 //!
 //! Requests are built by pure functions (unit-tested below without a server); the I/O methods
 //! only send them, each under the client's timeout. "Qdrant unreachable" (connection refused,
@@ -47,10 +50,10 @@ use qdrant_client::qdrant::{
     CollectionInfo, Condition, CountPointsBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
     HnswConfigDiffBuilder, IntegerIndexParamsBuilder, KeywordIndexParamsBuilder, Modifier,
-    NamedVectors, PointStruct, PrefetchQueryBuilder, Query, QueryBatchPointsBuilder, QueryPoints,
-    QueryPointsBuilder, Range, RrfBuilder, ScoredPoint, SparseVectorParamsBuilder,
-    SparseVectorsConfigBuilder, UpsertPointsBuilder, Value, Vector, VectorParamsBuilder,
-    VectorsConfigBuilder,
+    NamedVectors, PointId, PointStruct, PrefetchQueryBuilder, Query, QueryBatchPointsBuilder,
+    QueryPoints, QueryPointsBuilder, Range, RrfBuilder, ScoredPoint, ScrollPointsBuilder,
+    SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Value, Vector,
+    VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
@@ -59,8 +62,8 @@ use super::{candidates_per_side, DocumentId, Index, IndexError, IndexedDocument,
 use super::{SearchQuery, RRF_K};
 use crate::brain::BrainId;
 use crate::config::{IndexConfig, Secret};
-use crate::ingest::chunk::ChunkDraft;
-use crate::store::{IndexedCounts, Store};
+use crate::ingest::chunk::{count_tokens, ChunkDraft};
+use crate::store::{IndexedCounts, Store, StoreError};
 
 /// Name of the dense (embedding) vector of every point.
 pub const DENSE: &str = "dense";
@@ -301,21 +304,10 @@ impl QdrantIndex {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn check_vector(&self, vector: &[f32]) -> Result<(), IndexError> {
-        let expected = self.options.dimensions.ok_or(IndexError::VectorsDisabled)?;
-        if vector.len() != expected {
-            return Err(IndexError::DimensionMismatch {
-                expected,
-                got: vector.len(),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Index for QdrantIndex {
-    async fn index_document(&self, document: IndexedDocument<'_>) -> Result<(), IndexError> {
+    /// The first step of `index_document`: the document's points written (the new version's
+    /// hidden from searches until the store marks it indexed) and its stale points deleted.
+    /// Public so that tests can stop between this and the store's switch, as a crash would.
+    pub async fn write_points(&self, document: &IndexedDocument<'_>) -> Result<(), IndexError> {
         if let Some(vectors) = document.vectors {
             if vectors.len() != document.chunks.len() {
                 return Err(IndexError::VectorCount {
@@ -341,7 +333,7 @@ impl Index for QdrantIndex {
             file_name: &row.file_name,
             source_link: row.source_link.as_deref(),
         };
-        let points = points(&document, &source)?;
+        let points = points(document, &source)?;
         let collection = self.options.collection.as_str();
         for batch in batches(points) {
             let upsert = UpsertPointsBuilder::new(collection, batch).wait(true);
@@ -355,24 +347,106 @@ impl Index for QdrantIndex {
             ))
             .wait(true);
         call(&self.options, self.client.delete_points(stale)).await?;
+        self.cache().forget(document.brain);
+        Ok(())
+    }
+
+    fn check_vector(&self, vector: &[f32]) -> Result<(), IndexError> {
+        let expected = self.options.dimensions.ok_or(IndexError::VectorsDisabled)?;
+        if vector.len() != expected {
+            return Err(IndexError::DimensionMismatch {
+                expected,
+                got: vector.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Index for QdrantIndex {
+    async fn index_document(&self, document: IndexedDocument<'_>) -> Result<(), IndexError> {
+        self.write_points(&document).await?;
+        let collection = self.options.collection.as_str();
         let counts = IndexedCounts {
             pages: document.pages,
             ocr_pages: document.ocr_pages,
             chunks: u32::try_from(document.chunks.len()).unwrap_or(u32::MAX),
         };
-        self.cache().forget(document.brain);
-        let marked = self
+        // The switch: until the store marks the new version indexed, searches hide its points;
+        // from then on they hide the replaced versions' points, which go right after (or, after
+        // a crash in between, on the job's next attempt: `purge_replaced`).
+        match self
             .store
             .mark_document_indexed(document.brain, document.document, counts)
             .await
-            .map_err(store_error)?;
-        if !marked {
-            return Err(IndexError::UnknownDocument {
-                brain: document.brain,
-                document: document.document.0,
-            });
+        {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) => {
+                // Replaced by a newer version, forgotten or deleted meanwhile: its points go.
+                let delete = DeletePointsBuilder::new(collection)
+                    .points(document_filter(document.brain, document.document))
+                    .wait(true);
+                call(&self.options, self.client.delete_points(delete)).await?;
+                return Err(IndexError::UnknownDocument {
+                    brain: document.brain,
+                    document: document.document.0,
+                });
+            }
+            Err(error) => return Err(store_error(error)),
         }
-        Ok(())
+        self.purge_replaced(document.brain).await
+    }
+
+    async fn purge_replaced(&self, brain: BrainId) -> Result<(), IndexError> {
+        let replaced = self
+            .store
+            .unpurged_versions(brain)
+            .await
+            .map_err(store_error)?;
+        if replaced.is_empty() {
+            return Ok(());
+        }
+        for document in &replaced {
+            let delete = DeletePointsBuilder::new(self.options.collection.as_str())
+                .points(document_filter(brain, *document))
+                .wait(true);
+            call(&self.options, self.client.delete_points(delete)).await?;
+        }
+        self.cache().forget(brain);
+        self.store
+            .mark_versions_purged(brain, &replaced)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn document_chunks(
+        &self,
+        brain: BrainId,
+        document: DocumentId,
+    ) -> Result<Vec<ChunkDraft>, IndexError> {
+        let mut chunks = Vec::new();
+        let mut offset: Option<PointId> = None;
+        loop {
+            let mut request = ScrollPointsBuilder::new(self.options.collection.as_str())
+                .filter(document_filter(brain, document))
+                .limit(256)
+                .with_payload(true)
+                .with_vectors(false);
+            if let Some(offset) = offset.take() {
+                request = request.offset(offset);
+            }
+            let response = call(&self.options, self.client.scroll(request)).await?;
+            for point in &response.result {
+                chunks.push(chunk_from_payload(&point.payload)?);
+            }
+            match response.next_page_offset {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        chunks.sort_by_key(|chunk| chunk.ordinal);
+        Ok(chunks)
     }
 
     async fn forget_document(
@@ -433,7 +507,19 @@ impl Index for QdrantIndex {
             .map(|batch| batch.result)
             .collect();
         let (main, keyword_side, vector_side) = requests.split(results);
-        hits(brain, main, &keyword_side, &vector_side, requests.hybrid())
+        let mut hits = hits(brain, main, &keyword_side, &vector_side, requests.hybrid())?;
+        // Only indexed documents answer: a new version's points before the store's switch, and
+        // a replaced version's after it, are left out.
+        let mut documents: Vec<i64> = hits.iter().map(|hit| hit.document_id).collect();
+        documents.sort_unstable();
+        documents.dedup();
+        let indexed = self
+            .store
+            .indexed_among(brain, &documents)
+            .await
+            .map_err(store_error)?;
+        hits.retain(|hit| indexed.contains(&hit.document_id));
+        Ok(hits)
     }
 
     async fn ping(&self) -> Result<(), IndexError> {
@@ -1174,6 +1260,25 @@ pub fn hits(
         });
     }
     Ok(hits)
+}
+
+/// A chunk as a point's payload holds it.
+fn chunk_from_payload(payload: &HashMap<String, Value>) -> Result<ChunkDraft, IndexError> {
+    let number = |key: &str, value: i64| {
+        u32::try_from(value).map_err(|_| IndexError::Corrupt(format!("{key} {value}")))
+    };
+    let ordinal = integer(payload, ORDINAL)
+        .ok_or_else(|| IndexError::Corrupt(format!("a point without {ORDINAL}")))?;
+    let text = string(payload, TEXT).unwrap_or_default();
+    Ok(ChunkDraft {
+        ordinal: number(ORDINAL, ordinal)?,
+        page: integer(payload, PAGE)
+            .map(|page| number(PAGE, page))
+            .transpose()?,
+        heading: string(payload, HEADING),
+        tokens: u32::try_from(count_tokens(&text)).unwrap_or(u32::MAX),
+        text,
+    })
 }
 
 fn numeric_id(point: &ScoredPoint) -> Option<u64> {

@@ -2,6 +2,7 @@
 //! `submit` turns a file into a pending document and an `ingest` job; `Pipeline` runs the job.
 
 pub mod chunk;
+pub mod documents;
 pub mod sandbox;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::brain::{AddedDocument, BrainId, Document, DocumentId, DocumentStatus, NewDocument};
 use crate::config::IngestConfig;
-use crate::index::{Index, IndexedDocument};
+use crate::index::{Index, IndexError, IndexedDocument};
 use crate::jobs::{JobId, JobKind, JobState, NewJob};
 use crate::llm::Embedder;
 use crate::store::{Store, StoreError};
@@ -29,6 +30,10 @@ pub struct IngestPayload {
     /// Where the result is reported when the file came from a chat message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportTo>,
+    /// Re-embed the indexed document from its stored chunks (`engram brain reindex`) instead
+    /// of reading the file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reindex: bool,
 }
 
 /// The chat message a file was posted in, whose channel hears how its ingestion ended. Kept in
@@ -74,6 +79,12 @@ pub struct NewFile<'a> {
     pub file_name: &'a str,
     /// A link to where it was posted, for citing it.
     pub source_link: Option<&'a str>,
+    /// Where its name is unique (see `Document::scope`): `""` from the shell, the channel in
+    /// chat. A file with the name of a document in the same scope but other bytes is a new
+    /// version of it.
+    pub scope: &'a str,
+    /// Who added it: the platform user, or `local` from the shell.
+    pub added_by: &'a str,
     pub bytes: &'a [u8],
     /// The chat message to report the result to (the first submitter's, when the same file is
     /// posted twice while it is being read).
@@ -81,12 +92,14 @@ pub struct NewFile<'a> {
 }
 
 impl<'a> NewFile<'a> {
-    /// `bytes` named `file_name`, for `brain`; no link, no report.
+    /// `bytes` named `file_name`, for `brain`, from the shell: no link, no report.
     pub fn new(brain: BrainId, file_name: &'a str, bytes: &'a [u8]) -> Self {
         NewFile {
             brain,
             file_name,
             source_link: None,
+            scope: "",
+            added_by: "local",
             bytes,
             report: None,
         }
@@ -105,6 +118,8 @@ pub async fn submit(
         brain,
         file_name,
         source_link,
+        scope,
+        added_by,
         bytes,
         report,
     } = file;
@@ -125,6 +140,8 @@ pub async fn submit(
             sha256: sha256.clone(),
             file_name: file_name.to_string(),
             source_link: source_link.map(str::to_string),
+            scope: scope.to_string(),
+            added_by: Some(added_by.to_string()),
         })
         .await?;
     let document = match added {
@@ -155,6 +172,7 @@ pub async fn submit(
     let payload = serde_json::to_value(IngestPayload {
         document_id: document.id.0,
         report,
+        reindex: false,
     })
     .expect("payload serializes");
     let job = store
@@ -295,13 +313,7 @@ impl Pipeline {
                 vectors: vectors.as_deref(),
             })
             .await
-            .map_err(|error| {
-                if error.is_transient() {
-                    JobFailure::transient(error.to_string())
-                } else {
-                    JobFailure::permanent(error.to_string())
-                }
-            })?;
+            .map_err(index_failure)?;
         if let Err(error) = self.store.release_file(&document.sha256).await {
             tracing::warn!(%error, "cannot drop the file's bytes");
         }
@@ -320,8 +332,76 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Embeds an indexed document's stored chunks again and writes them back in place:
+    /// searches keep finding it meanwhile (the embedded index swaps its chunks in one
+    /// transaction, Qdrant overwrites the same points).
+    async fn reembed(&self, document: &Document) -> Result<(), JobFailure> {
+        if document.status != DocumentStatus::Indexed {
+            // Pending: its own job indexes it with the current model. Failed: nothing to redo.
+            return Ok(());
+        }
+        let Some(embedder) = &self.embedder else {
+            // Without embeddings there is nothing to re-embed, and writing the chunks back
+            // without vectors would only take them away.
+            tracing::info!(
+                document = document.id.0,
+                "no embeddings configured: not re-embedded"
+            );
+            return Ok(());
+        };
+        let chunks = self
+            .index
+            .document_chunks(document.brain, document.id)
+            .await
+            .map_err(index_failure)?;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<String> = chunks.iter().map(|chunk| chunk.text.clone()).collect();
+        let vectors = embedder.embed(&texts).await.map_err(|error| {
+            if error.is_transient() {
+                JobFailure::transient(error.to_string())
+            } else {
+                JobFailure::permanent(error.to_string())
+            }
+        })?;
+        match self
+            .index
+            .index_document(IndexedDocument {
+                brain: document.brain,
+                document: document.id,
+                pages: document.pages,
+                ocr_pages: document.ocr_pages,
+                chunks: &chunks,
+                vectors: Some(&vectors),
+            })
+            .await
+        {
+            // Replaced or forgotten meanwhile: nothing left to re-embed.
+            Err(IndexError::UnknownDocument { .. }) => Ok(()),
+            result => result.map_err(index_failure),
+        }?;
+        tracing::info!(
+            document = document.id.0,
+            file = %document.file_name,
+            chunks = chunks.len(),
+            "document re-embedded"
+        );
+        Ok(())
+    }
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn index_failure(error: IndexError) -> JobFailure {
+    if error.is_transient() {
+        JobFailure::transient(error.to_string())
+    } else {
+        JobFailure::permanent(error.to_string())
+    }
 }
 
 fn store_failure(error: StoreError) -> JobFailure {
@@ -346,10 +426,23 @@ impl JobHandler for Pipeline {
             // The brain or the document was deleted meanwhile: nothing left to do.
             return Ok(());
         };
-        if document.status == DocumentStatus::Indexed {
-            return Ok(());
+        if payload.reindex {
+            return self.reembed(&document).await;
         }
-        let result = self.ingest(&document).await;
+        if document.status == DocumentStatus::Indexed {
+            // Indexed by an earlier attempt that may have stopped before the versions it
+            // replaced were deleted from an index outside the store.
+            return self
+                .index
+                .purge_replaced(document.brain)
+                .await
+                .map_err(index_failure);
+        }
+        let mut result = self.ingest(&document).await;
+        if result.is_err() && matches!(self.store.document(document.id).await, Ok(None)) {
+            // Replaced by a newer version, or forgotten, while it was read: nothing to do.
+            result = Ok(());
+        }
         if let Err(failure) = &result {
             let last_attempt = job.attempts >= job.max_attempts;
             if !failure.transient || last_attempt {

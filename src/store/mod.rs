@@ -2,7 +2,7 @@
 //! holding tenants, brains, documents, the durable job queue and its wake-ups. The only SQL.
 
 mod postgres;
-mod rows;
+pub(crate) mod rows;
 mod sqlite;
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::brain::{
     AddedDocument, Binding, BindingMode, Brain, BrainId, BrainName, BrainStats, Document,
-    DocumentId, NewDocument, TenantId, TenantKey,
+    DocumentId, DocumentVersion, NewDocument, TenantId, TenantKey,
 };
 use crate::config::{StoreBackend, StoreConfig};
 use crate::jobs::{
@@ -302,15 +302,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_document_job(&self, id: DocumentId, job: JobId) -> StoreResult<()>;
     /// Marks a document failed with a reason a person can act on (unless it is indexed).
     async fn fail_document(&self, id: DocumentId, error: &str) -> StoreResult<()>;
-    /// Marks a document of `brain` indexed with its counts; `false` if it is not that brain's.
-    /// For an index that keeps chunks outside the store (Qdrant); the embedded index does this
-    /// in its own transaction.
+    /// Marks a document of `brain` indexed with its counts and, in the same transaction,
+    /// retires the older versions of its name in its scope: their rows move to the history
+    /// (`document_history`), not yet purged, and their ids are returned so that the index can
+    /// delete their chunks (`mark_versions_purged` then). `NotFound` if the document is not
+    /// that brain's (or was replaced by a newer version meanwhile). For an index that keeps
+    /// chunks outside the store (Qdrant) and hides documents that are not indexed; the
+    /// embedded index does all of this in its own transaction.
     async fn mark_document_indexed(
         &self,
         brain: BrainId,
         id: DocumentId,
         counts: IndexedCounts,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Vec<DocumentId>>;
+    /// The brain's earlier versions of its documents, by name, scope and version.
+    async fn document_history(&self, brain: BrainId) -> StoreResult<Vec<DocumentVersion>>;
+    /// Ids of replaced versions whose chunks an index outside the store still has to delete.
+    async fn unpurged_versions(&self, brain: BrainId) -> StoreResult<Vec<DocumentId>>;
+    /// Records that the index deleted these replaced versions' chunks.
+    async fn mark_versions_purged(&self, brain: BrainId, ids: &[DocumentId]) -> StoreResult<()>;
+    /// Deletes the history of the name `file_name` in `scope` (every scope when `None`);
+    /// returns how many versions it held.
+    async fn forget_history(
+        &self,
+        brain: BrainId,
+        scope: Option<&str>,
+        file_name: &str,
+    ) -> StoreResult<u64>;
+    /// Which of these document ids are indexed documents of `brain`: what a search may show.
+    async fn indexed_among(&self, brain: BrainId, ids: &[i64]) -> StoreResult<Vec<i64>>;
     /// Deletes a document of `brain` (and any chunk rows it has); `false` if there was none.
     async fn delete_document(&self, brain: BrainId, id: DocumentId) -> StoreResult<bool>;
     /// Keeps a file's bytes until its documents are ingested.

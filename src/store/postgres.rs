@@ -8,8 +8,8 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
 use super::rows::{
-    brain_from_row, count, document_from_row, impl_store, job_from_row, Reaper, BRAIN_COLUMNS,
-    DOCUMENT_COLUMNS, JOB_COLUMNS, REAP_EXPIRED,
+    brain_from_row, count, document_from_row, impl_store, job_from_row, version_from_row, Reaper,
+    BRAIN_COLUMNS, DOCUMENT_COLUMNS, JOB_COLUMNS, REAP_EXPIRED, VERSION_COLUMNS,
 };
 use super::{StoreError, StoreResult, StoredTurn, UsageRecord, UsageTotal, POSTGRES_MIGRATIONS};
 use crate::brain::{
@@ -35,6 +35,9 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// Taken first by the version switch, so that two versions of one brain's documents
+    /// switching at once retire each other's rows one after the other.
+    const LOCK_BRAIN: &'static str = "SELECT id FROM brains WHERE id = $1 FOR UPDATE";
     /// Takes the oldest due job of kind `$4` (`$1` lease end, `$2` worker, `$3` now); rows
     /// another worker is claiming are skipped, not waited for.
     const CLAIM: &'static str = "UPDATE jobs SET state = 'running', attempts = attempts + 1, \

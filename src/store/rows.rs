@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::brain::{Brain, BrainId, BrainName, Document, DocumentId, DocumentStatus, TenantId};
+use crate::brain::{
+    Brain, BrainId, BrainName, Document, DocumentId, DocumentStatus, DocumentVersion, TenantId,
+};
 use crate::jobs::Job;
 use crate::store::{StoreError, StoreResult};
 
@@ -14,7 +16,41 @@ pub(super) const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, max_at
      lease_until, worker, dedupe_key, last_error, created_at, updated_at";
 
 pub(super) const DOCUMENT_COLUMNS: &str = "id, brain_id, sha256, file_name, source_link, status, \
-     error, pages, chunks, ocr_pages, job_id, created_at, updated_at";
+     error, pages, chunks, ocr_pages, job_id, created_at, updated_at, scope, version, added_by";
+
+pub(super) const VERSION_COLUMNS: &str = "document_id, scope, file_name, version, sha256, \
+     added_by, status, pages, chunks, added_at, replaced_at, replaced_by";
+
+/// The versions of document `$2` (of brain `$1`) that it replaces: the older rows with its name
+/// in its scope. `id` and `sha256`.
+pub(crate) const OLDER_VERSIONS: &str = "SELECT o.id, o.sha256 FROM documents n \
+     JOIN documents o ON o.brain_id = n.brain_id AND o.scope = n.scope \
+     AND o.file_name = n.file_name AND o.id < n.id \
+     WHERE n.id = $2 AND n.brain_id = $1";
+
+/// Copies the versions `OLDER_VERSIONS` finds into `document_versions` (`$3` now, `$4` purged:
+/// 1 when their chunks go in the same transaction, 0 when an index outside the store still
+/// has to delete them).
+pub(crate) const RECORD_OLDER_VERSIONS: &str = "INSERT INTO document_versions (brain_id, \
+     document_id, scope, file_name, version, sha256, added_by, status, pages, chunks, added_at, \
+     replaced_at, replaced_by, purged) \
+     SELECT o.brain_id, o.id, o.scope, o.file_name, o.version, o.sha256, o.added_by, o.status, \
+     o.pages, o.chunks, o.created_at, $3, n.id, $4 FROM documents n \
+     JOIN documents o ON o.brain_id = n.brain_id AND o.scope = n.scope \
+     AND o.file_name = n.file_name AND o.id < n.id \
+     WHERE n.id = $2 AND n.brain_id = $1";
+
+/// Deletes one replaced version's row (`$1` brain, `$2` its id).
+pub(crate) const DELETE_VERSION_ROW: &str = "DELETE FROM documents WHERE brain_id = $1 AND id = $2";
+
+/// Drops the bytes of a replaced version that was still waiting to be read (`$1` sha256).
+pub(crate) const RELEASE_FILE: &str = "DELETE FROM files WHERE sha256 = $1 AND NOT EXISTS \
+     (SELECT 1 FROM documents WHERE sha256 = $1 AND status = 'pending')";
+
+/// Marks document `$5` of brain `$6` indexed with its counts (`$1` pages, `$2` OCR pages,
+/// `$3` chunks, `$4` now).
+pub(crate) const MARK_INDEXED: &str = "UPDATE documents SET status = 'indexed', pages = $1, \
+     ocr_pages = $2, chunks = $3, error = NULL, updated_at = $4 WHERE id = $5 AND brain_id = $6";
 
 pub(super) const BRAIN_COLUMNS: &str = "id, tenant_id, name, system_prompt, model, created_at";
 
@@ -129,6 +165,38 @@ where
         job_id: row.try_get("job_id")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        scope: row.try_get("scope")?,
+        version: number("version")?,
+        added_by: row.try_get("added_by")?,
+    })
+}
+
+/// Decodes a `document_versions` row selected with `VERSION_COLUMNS`.
+pub(super) fn version_from_row<'r, R>(row: &'r R) -> StoreResult<DocumentVersion>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let number = |column: &'static str| -> StoreResult<u32> {
+        let value: i64 = row.try_get(column)?;
+        u32::try_from(value)
+            .map_err(|_| StoreError::Corrupt(format!("document_versions.{column} = {value}")))
+    };
+    Ok(DocumentVersion {
+        document_id: DocumentId(row.try_get("document_id")?),
+        scope: row.try_get("scope")?,
+        file_name: row.try_get("file_name")?,
+        version: number("version")?,
+        sha256: row.try_get("sha256")?,
+        added_by: row.try_get("added_by")?,
+        status: row.try_get("status")?,
+        pages: number("pages")?,
+        chunks: number("chunks")?,
+        added_at: row.try_get("added_at")?,
+        replaced_at: row.try_get("replaced_at")?,
+        replaced_by: DocumentId(row.try_get("replaced_by")?),
     })
 }
 
@@ -139,7 +207,7 @@ pub(super) fn count(value: i64) -> u64 {
 
 /// Implements `Store` for a back-end type that has inherent methods `reader()` and `writer()`
 /// (its pools), a `reaper: Reaper` field, `after_change()` (wake workers after a change that may make a job claimable),
-/// `subscribe()` (the wake-up `Notify`) and the dialect's `CLAIM` statement;
+/// `subscribe()` (the wake-up `Notify`) and the dialect's `CLAIM` and `LOCK_BRAIN` statements;
 /// back-end specific methods are passed in the braces.
 macro_rules! impl_store {
     ($store:ty { $($specific:item)* }) => {
@@ -475,9 +543,19 @@ macro_rules! impl_store {
 
             async fn add_document(&self, document: &NewDocument) -> StoreResult<AddedDocument> {
                 let now = now_ms();
+                // The version is one more than any the name had in its scope, current or
+                // replaced.
                 let sql = format!(
                     "INSERT INTO documents (brain_id, sha256, file_name, source_link, status, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5) \
+                     created_at, updated_at, scope, version, added_by) \
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $5, $6, 1 + COALESCE(( \
+                       SELECT MAX(v) FROM ( \
+                         SELECT MAX(version) AS v FROM documents \
+                           WHERE brain_id = $1 AND scope = $6 AND file_name = $3 \
+                         UNION ALL \
+                         SELECT MAX(version) AS v FROM document_versions \
+                           WHERE brain_id = $1 AND scope = $6 AND file_name = $3 \
+                       ) AS earlier), 0), $7) \
                      ON CONFLICT (brain_id, sha256) DO NOTHING RETURNING {DOCUMENT_COLUMNS}"
                 );
                 let inserted = sqlx::query(&sql)
@@ -486,6 +564,8 @@ macro_rules! impl_store {
                     .bind(&document.file_name)
                     .bind(document.source_link.as_deref())
                     .bind(now)
+                    .bind(&document.scope)
+                    .bind(document.added_by.as_deref())
                     .fetch_optional(self.writer())
                     .await?;
                 if let Some(row) = inserted {
@@ -563,20 +643,136 @@ macro_rules! impl_store {
                 brain: BrainId,
                 id: DocumentId,
                 counts: $crate::store::IndexedCounts,
-            ) -> StoreResult<bool> {
-                let done = sqlx::query(
-                    "UPDATE documents SET status = 'indexed', pages = $1, ocr_pages = $2, \
-                     chunks = $3, error = NULL, updated_at = $4 WHERE id = $5 AND brain_id = $6",
+            ) -> StoreResult<Vec<DocumentId>> {
+                let now = now_ms();
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(Self::LOCK_BRAIN)
+                    .bind(brain.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let done = sqlx::query($crate::store::rows::MARK_INDEXED)
+                    .bind(i64::from(counts.pages))
+                    .bind(i64::from(counts.ocr_pages))
+                    .bind(i64::from(counts.chunks))
+                    .bind(now)
+                    .bind(id.0)
+                    .bind(brain.0)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!(
+                        "document {} does not exist in brain {brain}",
+                        id.0
+                    )));
+                }
+                let older: Vec<(i64, String)> =
+                    sqlx::query_as($crate::store::rows::OLDER_VERSIONS)
+                        .bind(brain.0)
+                        .bind(id.0)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                sqlx::query($crate::store::rows::RECORD_OLDER_VERSIONS)
+                    .bind(brain.0)
+                    .bind(id.0)
+                    .bind(now)
+                    .bind(0_i64)
+                    .execute(&mut *tx)
+                    .await?;
+                for (old, _) in &older {
+                    sqlx::query($crate::store::rows::DELETE_VERSION_ROW)
+                        .bind(brain.0)
+                        .bind(old)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (_, sha256) in &older {
+                    sqlx::query($crate::store::rows::RELEASE_FILE)
+                        .bind(sha256)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(older.into_iter().map(|(old, _)| DocumentId(old)).collect())
+            }
+
+            async fn document_history(
+                &self,
+                brain: BrainId,
+            ) -> StoreResult<Vec<crate::brain::DocumentVersion>> {
+                let sql = format!(
+                    "SELECT {VERSION_COLUMNS} FROM document_versions WHERE brain_id = $1 \
+                     ORDER BY file_name, scope, version"
+                );
+                let rows = sqlx::query(&sql).bind(brain.0).fetch_all(self.reader()).await?;
+                rows.iter().map(version_from_row).collect()
+            }
+
+            async fn unpurged_versions(&self, brain: BrainId) -> StoreResult<Vec<DocumentId>> {
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT document_id FROM document_versions \
+                     WHERE brain_id = $1 AND purged = 0 ORDER BY id",
                 )
-                .bind(i64::from(counts.pages))
-                .bind(i64::from(counts.ocr_pages))
-                .bind(i64::from(counts.chunks))
-                .bind(now_ms())
-                .bind(id.0)
                 .bind(brain.0)
+                .fetch_all(self.reader())
+                .await?;
+                Ok(ids.into_iter().map(DocumentId).collect())
+            }
+
+            async fn mark_versions_purged(
+                &self,
+                brain: BrainId,
+                ids: &[DocumentId],
+            ) -> StoreResult<()> {
+                for id in ids {
+                    sqlx::query(
+                        "UPDATE document_versions SET purged = 1 \
+                         WHERE brain_id = $1 AND document_id = $2",
+                    )
+                    .bind(brain.0)
+                    .bind(id.0)
+                    .execute(self.writer())
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn forget_history(
+                &self,
+                brain: BrainId,
+                scope: Option<&str>,
+                file_name: &str,
+            ) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM document_versions WHERE brain_id = $1 AND file_name = $2 \
+                     AND ($3 = 1 OR scope = $4)",
+                )
+                .bind(brain.0)
+                .bind(file_name)
+                .bind(i64::from(scope.is_none()))
+                .bind(scope.unwrap_or(""))
                 .execute(self.writer())
                 .await?;
-                Ok(done.rows_affected() > 0)
+                Ok(done.rows_affected())
+            }
+
+            async fn indexed_among(&self, brain: BrainId, ids: &[i64]) -> StoreResult<Vec<i64>> {
+                let mut indexed = Vec::with_capacity(ids.len());
+                if ids.is_empty() {
+                    return Ok(indexed);
+                }
+                // At most a search's worth of ids; one statement with a bound list.
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                let sql = format!(
+                    "SELECT id FROM documents WHERE brain_id = $1 AND status = 'indexed' \
+                     AND id IN ({})",
+                    list.join(", ")
+                );
+                let rows: Vec<i64> = sqlx::query_scalar(&sql)
+                    .bind(brain.0)
+                    .fetch_all(self.reader())
+                    .await?;
+                indexed.extend(rows);
+                Ok(indexed)
             }
 
             async fn delete_document(&self, brain: BrainId, id: DocumentId) -> StoreResult<bool> {

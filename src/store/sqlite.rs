@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 use super::rows::{
-    brain_from_row, count, document_from_row, impl_store, job_from_row, Reaper, BRAIN_COLUMNS,
-    DOCUMENT_COLUMNS, JOB_COLUMNS, REAP_EXPIRED,
+    brain_from_row, count, document_from_row, impl_store, job_from_row, version_from_row, Reaper,
+    BRAIN_COLUMNS, DOCUMENT_COLUMNS, JOB_COLUMNS, REAP_EXPIRED, VERSION_COLUMNS,
 };
 use super::{StoreError, StoreResult, StoredTurn, UsageRecord, UsageTotal, SQLITE_MIGRATIONS};
 use crate::brain::{
@@ -36,6 +36,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Taken first by the version switch: SQLite has one writer, so this only reads.
+    const LOCK_BRAIN: &'static str = "SELECT id FROM brains WHERE id = $1";
     /// Takes the oldest due job of kind `$4` (`$1` lease end, `$2` worker, `$3` now).
     const CLAIM: &'static str = "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
          lease_until = $1, worker = $2, updated_at = $3 \

@@ -232,6 +232,8 @@ impl World {
                 sha256: format!("sha-{key}"),
                 file_name: "handbook.md".into(),
                 source_link: Some("https://chat.example/files/1".into()),
+                scope: String::new(),
+                added_by: None,
             })
             .await
             .unwrap();

@@ -1228,3 +1228,142 @@ fn shards_split_the_guilds_between_gateway_processes() {
         "shard 0's guild is another process's"
     );
 }
+
+/// Posts `name` with `bytes` in `channel` and waits for the bot's one-line summary.
+fn teach(h: &Harness, channel: u64, name: &str, bytes: &[u8]) -> String {
+    let (attachment, _) = h.discord.add_attachment(name, bytes);
+    let posted = h.say(&UserMessage::new(channel, ALICE_ID, "notes").with_attachment(attachment));
+    h.wait("the file's summary", Duration::from_secs(60), |h| {
+        h.replies_to(channel, posted)
+            .first()
+            .map(|m| m.content().to_string())
+    })
+}
+
+/// A file posted again in the same channel under the same name with new content replaces the
+/// earlier version once it is read: answers see only the new text, `/brain info` shows the
+/// version, the history keeps who posted which bytes. In another channel the same name is
+/// another document; `/brain forget` in a channel forgets that channel's file.
+#[test]
+fn a_file_posted_again_with_new_content_replaces_its_old_version() {
+    let h = Harness::start(Options::default(), quick_llm());
+    h.link_general();
+    let (linked, _) = h.command(
+        SlashCommand::new(RANDOM_ID, ALICE_ID, "brain")
+            .subcommand("link")
+            .option("name", "handbook")
+            .option("mode", "both"),
+    );
+    assert!(linked.contains("now uses the brain `handbook`"), "{linked}");
+
+    let first = teach(
+        &h,
+        GENERAL_ID,
+        "vacation.md",
+        b"# Vacation\n\nEveryone gets two weeks of vacation per year.\n",
+    );
+    assert_eq!(first, "📚 Learned vacation.md: 1 page, 1 chunk.");
+    let second = teach(
+        &h,
+        GENERAL_ID,
+        "vacation.md",
+        b"# Vacation\n\nEveryone gets four weeks of vacation per year.\n",
+    );
+    assert_eq!(
+        second,
+        "📚 Learned vacation.md (version 2, replacing the earlier one): 1 page, 1 chunk."
+    );
+    // The same bytes again are known.
+    let again = teach(
+        &h,
+        GENERAL_ID,
+        "vacation.md",
+        b"# Vacation\n\nEveryone gets four weeks of vacation per year.\n",
+    );
+    assert!(again.contains("already known"), "{again}");
+    // Another channel: a document of its own, version 1.
+    let other = teach(
+        &h,
+        RANDOM_ID,
+        "vacation.md",
+        b"# Vacation\n\nInterns get ten days of vacation per year.\n",
+    );
+    assert_eq!(other, "📚 Learned vacation.md: 1 page, 1 chunk.");
+
+    let question = h.say(
+        &UserMessage::new(GENERAL_ID, BOB_ID, "how many weeks of vacation do we get?")
+            .mentioning(BOT_ID),
+    );
+    h.answer_to(GENERAL_ID, question);
+    let prompt = h.llm_inputs().join("\n");
+    assert!(prompt.contains("four weeks"), "{prompt}");
+    assert!(
+        !prompt.contains("two weeks"),
+        "the old version is gone: {prompt}"
+    );
+
+    let (info, _) = h.command(SlashCommand::new(GENERAL_ID, ALICE_ID, "brain").subcommand("info"));
+    assert!(
+        info.contains("Documents with earlier versions: 1."),
+        "{info}"
+    );
+    assert!(info.contains("vacation.md — version 2"), "{info}");
+
+    let (documents, history) = h.fakes.block_on(async {
+        let store = engram::store::connect(&h.store).await.unwrap();
+        let tenant = engram::brain::TenantKey::parse(&format!("discord:{GUILD_ID}")).unwrap();
+        let tenant = store.find_tenant(&tenant).await.unwrap().unwrap();
+        let brain = store
+            .brain_by_name(
+                tenant,
+                &engram::brain::BrainName::parse("handbook").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let documents = store.documents(brain.id).await.unwrap();
+        let history = store.document_history(brain.id).await.unwrap();
+        store.close().await;
+        (documents, history)
+    });
+    let shown: Vec<(String, u32, String)> = documents
+        .iter()
+        .map(|d| (d.scope.clone(), d.version, d.file_name.clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                format!("discord:{GENERAL_ID}"),
+                2,
+                "vacation.md".to_string()
+            ),
+            (format!("discord:{RANDOM_ID}"), 1, "vacation.md".to_string()),
+        ]
+    );
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].version, 1);
+    assert_eq!(
+        history[0].added_by.as_deref(),
+        Some(ALICE_ID.to_string().as_str())
+    );
+    assert_eq!(history[0].replaced_by, documents[0].id);
+
+    // Forgetting in the general channel forgets its file (every version), not the other one.
+    let (forgot, _) = h.command(
+        SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
+            .subcommand("forget")
+            .option("document", "vacation.md"),
+    );
+    assert!(forgot.starts_with("Forgot vacation.md"), "{forgot}");
+    let before = h.llm_inputs().len();
+    let question = h.say(
+        &UserMessage::new(GENERAL_ID, BOB_ID, "how much vacation do interns get?")
+            .mentioning(BOT_ID),
+    );
+    h.answer_to(GENERAL_ID, question);
+    let prompt = h.llm_inputs()[before..].join("\n");
+    assert!(prompt.contains("ten days"), "{prompt}");
+    assert!(!prompt.contains("four weeks"), "forgotten: {prompt}");
+    h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID, RANDOM_ID]);
+}

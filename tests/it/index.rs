@@ -135,6 +135,22 @@ impl Fixture {
         DocumentId(id)
     }
 
+    /// A `pending` document row with its own bytes' hash in `scope`: a version of `file_name`.
+    async fn version(&self, brain: BrainId, file_name: &str, sha: &str, scope: &str) -> DocumentId {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO documents (brain_id, sha256, file_name, status, created_at, updated_at, \
+             scope) VALUES ($1, $2, $3, 'pending', 0, 0, $4) RETURNING id",
+        )
+        .bind(brain.0)
+        .bind(sha)
+        .bind(file_name)
+        .bind(scope)
+        .fetch_one(&self.db)
+        .await
+        .expect("insert document version");
+        DocumentId(id)
+    }
+
     /// `(status, chunks column, chunk rows)` of a document, `None` when the row is gone. With
     /// Qdrant the chunks are points, counted instead of rows.
     async fn document_state(&self, document: DocumentId) -> Option<(String, i64, i64)> {
@@ -609,6 +625,92 @@ async fn empty_queries_find_nothing(fx: &Fixture) {
     assert!(search(&fx.index, brain, &zero).await.is_empty());
 }
 
+fn vacation(weeks: &str) -> Vec<ChunkDraft> {
+    vec![
+        chunk(
+            0,
+            Some("Vacation"),
+            &format!("Vacation: {weeks} weeks of leave per year."),
+        ),
+        chunk(
+            1,
+            Some("Vacation > Asking"),
+            &format!("Ask for your {weeks} weeks in the leave app."),
+        ),
+    ]
+}
+
+/// The texts a keyword and a hybrid search find for `text`.
+async fn found(fx: &Fixture, brain: BrainId, text: &str) -> Vec<(i64, String)> {
+    let mut found = Vec::new();
+    for query in [keyword(text), hybrid(text)] {
+        for hit in search(&fx.index, brain, &query).await {
+            found.push((hit.document_id, hit.text));
+        }
+    }
+    found
+}
+
+/// A new version of a file (same name and scope, other bytes) replaces the old one once it is
+/// indexed: the old chunks leave every index, the row moves to the history, and a file of the
+/// same name in another scope (channel) is left alone.
+async fn a_new_version_replaces_the_old_one(fx: &Fixture) {
+    let brain = fx.brain("versions").await;
+    let old = fx.version(brain, "vacation.md", "sha-two", "").await;
+    index(&fx.index, brain, old, &vacation("two"))
+        .await
+        .expect("v1");
+    let elsewhere = fx
+        .version(brain, "vacation.md", "sha-ten", "discord:9")
+        .await;
+    index(&fx.index, brain, elsewhere, &vacation("ten"))
+        .await
+        .expect("other channel");
+    let new = fx.version(brain, "vacation.md", "sha-four", "").await;
+    // Pending: the old version still answers, alone.
+    let before = found(fx, brain, "vacation weeks leave").await;
+    assert!(before.iter().any(|(d, _)| *d == old.0), "{before:#?}");
+    assert!(before.iter().all(|(d, _)| *d != new.0), "{before:#?}");
+
+    index(&fx.index, brain, new, &vacation("four"))
+        .await
+        .expect("v2");
+    let after = found(fx, brain, "vacation weeks leave").await;
+    assert!(
+        after.iter().any(|(d, t)| *d == new.0 && t.contains("four")),
+        "{after:#?}"
+    );
+    assert!(after.iter().any(|(d, _)| *d == elsewhere.0), "{after:#?}");
+    assert!(
+        after.iter().all(|(d, t)| *d != old.0 && !t.contains("two")),
+        "the old version is gone: {after:#?}"
+    );
+    assert_eq!(fx.document_state(old).await, None);
+    assert_eq!(fx.index_rows(brain, old).await, 0);
+    assert_eq!(
+        fx.document_state(new).await,
+        Some(("indexed".to_string(), 2, 2))
+    );
+    assert_eq!(
+        fx.document_state(elsewhere).await,
+        Some(("indexed".to_string(), 2, 2))
+    );
+    let history = fx.store.document_history(brain).await.expect("history");
+    assert_eq!(
+        history
+            .iter()
+            .map(|v| (v.document_id, v.sha256.as_str(), v.replaced_by))
+            .collect::<Vec<_>>(),
+        vec![(old, "sha-two", new)]
+    );
+    assert!(fx
+        .store
+        .unpurged_versions(brain)
+        .await
+        .expect("unpurged")
+        .is_empty());
+}
+
 /// Runs the contract against one implementation: `index_contract!(module, fixture)` makes one
 /// test per contract function in `mod module`. A Qdrant fixture joins with one more line.
 macro_rules! index_contract {
@@ -622,6 +724,8 @@ macro_rules! index_contract {
             brains_are_isolated,
             reindexing_replaces_the_chunks,
             forgetting_removes_everything,
+            a_new_version_replaces_the_old_one,
+            chunks_read_back_as_written,
             bad_vectors_change_nothing,
             query_syntax_is_harmless,
             empty_queries_find_nothing,
@@ -642,6 +746,154 @@ macro_rules! index_contract {
 
 index_contract!(embedded, Fixture::embedded().await);
 index_contract!(qdrant, Fixture::qdrant().await);
+
+/// The embedded index switches versions in one transaction: when it fails half-way (here the
+/// history refuses the old version, as a crash mid-transaction would leave it: rolled back),
+/// the old version still answers alone and the new one can be indexed again.
+#[tokio::test]
+async fn embedded_a_failed_switch_leaves_the_old_version_answering() {
+    let fx = Fixture::embedded().await;
+    let brain = fx.brain("switch").await;
+    let old = fx.version(brain, "vacation.md", "sha-two", "").await;
+    index(&fx.index, brain, old, &vacation("two"))
+        .await
+        .expect("v1");
+    let new = fx.version(brain, "vacation.md", "sha-four", "").await;
+    sqlx::query(
+        "CREATE TRIGGER fail_switch BEFORE INSERT ON document_versions \
+         BEGIN SELECT RAISE(ABORT, 'stopped mid-switch'); END",
+    )
+    .execute(&fx.db)
+    .await
+    .expect("trigger");
+    index(&fx.index, brain, new, &vacation("four"))
+        .await
+        .expect_err("the switch fails");
+    let answer = found(&fx, brain, "vacation weeks leave").await;
+    assert!(!answer.is_empty());
+    assert!(
+        answer.iter().all(|(d, t)| *d == old.0 && t.contains("two")),
+        "{answer:#?}"
+    );
+    assert_eq!(
+        fx.document_state(new).await,
+        Some(("pending".to_string(), 0, 0))
+    );
+    assert_eq!(fx.index_rows(brain, new).await, 0);
+
+    sqlx::query("DROP TRIGGER fail_switch")
+        .execute(&fx.db)
+        .await
+        .expect("drop");
+    index(&fx.index, brain, new, &vacation("four"))
+        .await
+        .expect("retried");
+    let answer = found(&fx, brain, "vacation weeks leave").await;
+    assert!(
+        answer
+            .iter()
+            .all(|(d, t)| *d == new.0 && t.contains("four")),
+        "{answer:#?}"
+    );
+    assert_eq!(fx.document_state(old).await, None);
+}
+
+/// With Qdrant the switch is the store's: a crash after the new version's points are written
+/// but before the store marks it indexed leaves the old version answering alone; a crash after
+/// the switch but before the old points are deleted shows the new version alone, and the
+/// next attempt (`purge_replaced`, which an ingest job's retry runs) deletes the old points.
+#[tokio::test]
+async fn qdrant_a_crash_mid_switch_never_shows_both_versions() {
+    let fx = Fixture::qdrant().await;
+    let qdrant = fx.qdrant.clone().expect("qdrant");
+    let brain = fx.brain("switch").await;
+    let old = fx.version(brain, "vacation.md", "sha-two", "").await;
+    index(&fx.index, brain, old, &vacation("two"))
+        .await
+        .expect("v1");
+    let new = fx.version(brain, "vacation.md", "sha-four", "").await;
+    let chunks = vacation("four");
+    let vectors: Vec<Vec<f32>> = chunks.iter().map(|c| embed(&c.text)).collect();
+    let document = IndexedDocument {
+        brain,
+        document: new,
+        pages: 1,
+        ocr_pages: 0,
+        chunks: &chunks,
+        vectors: Some(&vectors),
+    };
+
+    // Crash 1: the new points are in Qdrant, the store still says pending.
+    qdrant.write_points(&document).await.expect("points");
+    assert_eq!(fx.points(brain, new).await, Some(2));
+    let answer = found(&fx, brain, "vacation weeks leave").await;
+    assert!(!answer.is_empty());
+    assert!(
+        answer.iter().all(|(d, t)| *d == old.0 && t.contains("two")),
+        "{answer:#?}"
+    );
+
+    // Crash 2: the store switched, the old points are still in Qdrant.
+    let counts = engram::store::IndexedCounts {
+        pages: 1,
+        ocr_pages: 0,
+        chunks: 2,
+    };
+    let retired = fx
+        .store
+        .mark_document_indexed(brain, new, counts)
+        .await
+        .expect("switch");
+    assert_eq!(retired, vec![old]);
+    assert_eq!(fx.points(brain, old).await, Some(2));
+    let answer = found(&fx, brain, "vacation weeks leave").await;
+    assert!(!answer.is_empty());
+    assert!(
+        answer
+            .iter()
+            .all(|(d, t)| *d == new.0 && t.contains("four")),
+        "{answer:#?}"
+    );
+
+    // The retry finishes: the old points go, and the history says so.
+    fx.index.purge_replaced(brain).await.expect("purge");
+    assert_eq!(fx.points(brain, old).await, Some(0));
+    assert!(fx
+        .store
+        .unpurged_versions(brain)
+        .await
+        .expect("unpurged")
+        .is_empty());
+    assert_eq!(fx.points(brain, new).await, Some(2));
+}
+
+/// Re-embedding reads a document's chunks back from the index as they were written.
+async fn chunks_read_back_as_written(fx: &Fixture) {
+    let brain = fx.brain("readback").await;
+    let document = fx.document(brain, "handbook.md").await;
+    index(&fx.index, brain, document, &handbook())
+        .await
+        .expect("index");
+    let back = fx
+        .index
+        .document_chunks(brain, document)
+        .await
+        .expect("chunks");
+    let summary = |chunks: &[ChunkDraft]| -> Vec<(u32, Option<u32>, Option<String>, String)> {
+        chunks
+            .iter()
+            .map(|c| (c.ordinal, c.page, c.heading.clone(), c.text.clone()))
+            .collect()
+    };
+    assert_eq!(summary(&back), summary(&handbook()));
+    let other = fx.brain("readback-other").await;
+    assert!(fx
+        .index
+        .document_chunks(other, document)
+        .await
+        .expect("other brain")
+        .is_empty());
+}
 
 /// Deleting a brain through the store (a cascade the index does not see) leaves nothing
 /// searchable, and the index reopens cleanly afterwards.
@@ -676,7 +928,10 @@ async fn embedded_index_refuses_another_dimension() {
     match error {
         Err(error @ IndexError::DimensionMismatch { expected, got }) => {
             assert_eq!((expected, got), (DIMENSIONS, 768));
-            assert!(error.to_string().contains("re-index"), "{error}");
+            assert!(
+                error.to_string().contains("engram brain reindex"),
+                "{error}"
+            );
             assert!(!error.is_transient());
         }
         other => panic!("expected a dimension mismatch, got {other:?}"),
@@ -907,7 +1162,10 @@ async fn qdrant_refuses_a_collection_of_another_width() {
         "{error:?}"
     );
     assert!(!error.is_transient());
-    assert!(error.to_string().contains("re-index"), "{error}");
+    assert!(
+        error.to_string().contains("engram brain reindex"),
+        "{error}"
+    );
     open_qdrant(&collection, &fx.store, None)
         .await
         .expect("keyword search only");

@@ -28,3 +28,4 @@ mod queue;
 mod serve;
 mod slack;
 mod support;
+mod versions;

@@ -59,6 +59,7 @@ contract_tests!(
     answer_messages_map_to_their_conversation_per_tenant_and_channel,
     pruning_deletes_only_what_is_no_longer_needed,
     documents_are_marked_indexed_and_deleted_only_in_their_brain,
+    a_new_version_retires_the_old_one_into_the_history,
     jobs_alive_or_recently_ended_are_found_by_kind,
 );
 
@@ -1010,6 +1011,8 @@ async fn documents_are_marked_indexed_and_deleted_only_in_their_brain(store: Arc
             sha256: "ab".repeat(32),
             file_name: "notes.md".to_string(),
             source_link: None,
+            scope: String::new(),
+            added_by: None,
         })
         .await
         .unwrap();
@@ -1021,18 +1024,23 @@ async fn documents_are_marked_indexed_and_deleted_only_in_their_brain(store: Arc
         ocr_pages: 1,
         chunks: 7,
     };
-    assert!(!store
-        .mark_document_indexed(other, document.id, counts)
-        .await
-        .unwrap());
+    assert!(matches!(
+        store
+            .mark_document_indexed(other, document.id, counts)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(
         store.document(document.id).await.unwrap().unwrap().status,
         DocumentStatus::Pending
     );
-    assert!(store
-        .mark_document_indexed(mine, document.id, counts)
-        .await
-        .unwrap());
+    assert_eq!(
+        store
+            .mark_document_indexed(mine, document.id, counts)
+            .await
+            .unwrap(),
+        Vec::new()
+    );
     let indexed = store.document(document.id).await.unwrap().unwrap();
     assert_eq!(indexed.status, DocumentStatus::Indexed);
     assert_eq!(
@@ -1089,4 +1097,131 @@ async fn jobs_alive_or_recently_ended_are_found_by_kind(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(ids(found), [queued], "at most `limit`");
+}
+
+/// Versions in the store: a file with a known name in its scope and new bytes is the next
+/// version; marking it indexed retires the older one into the history in the same
+/// transaction (what Qdrant relies on); the same bytes are known; another scope (channel) is
+/// another document; an old version's bytes posted again are a new version.
+async fn a_new_version_retires_the_old_one_into_the_history(store: Arc<dyn Store>) {
+    use engram::brain::{AddedDocument, DocumentStatus, NewDocument};
+    use engram::store::IndexedCounts;
+    let acme = tenant(&store, "discord:1001").await;
+    let brain = store
+        .create_brain(acme, &BrainName::parse("handbook").unwrap())
+        .await
+        .unwrap()
+        .id;
+    let add = |sha: &str, scope: &str, user: &str| NewDocument {
+        brain,
+        sha256: sha.repeat(32),
+        file_name: "vacation.md".to_string(),
+        source_link: None,
+        scope: scope.to_string(),
+        added_by: Some(user.to_string()),
+    };
+    let counts = IndexedCounts {
+        pages: 1,
+        ocr_pages: 0,
+        chunks: 2,
+    };
+    let pending = |added: AddedDocument| match added {
+        AddedDocument::Pending(document) => document,
+        other => panic!("expected a pending document: {other:?}"),
+    };
+
+    let first = pending(store.add_document(&add("a1", "chan", "ann")).await.unwrap());
+    assert_eq!((first.version, first.scope.as_str()), (1, "chan"));
+    assert_eq!(first.added_by.as_deref(), Some("ann"));
+    assert_eq!(
+        store
+            .mark_document_indexed(brain, first.id, counts)
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+    let second = pending(store.add_document(&add("b2", "chan", "bob")).await.unwrap());
+    assert_eq!(second.version, 2);
+    // Until the new version is indexed, the old one is the one that counts.
+    assert_eq!(
+        store
+            .indexed_among(brain, &[first.id.0, second.id.0])
+            .await
+            .unwrap(),
+        vec![first.id.0]
+    );
+    assert!(matches!(
+        store.add_document(&add("b2", "chan", "bob")).await.unwrap(),
+        AddedDocument::Known(_)
+    ));
+    // The same name in another channel is another document.
+    let elsewhere = pending(store.add_document(&add("c3", "other", "cy")).await.unwrap());
+    assert_eq!(elsewhere.version, 1);
+
+    let retired = store
+        .mark_document_indexed(brain, second.id, counts)
+        .await
+        .unwrap();
+    assert_eq!(retired, vec![first.id]);
+    assert!(store.document(first.id).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .indexed_among(brain, &[first.id.0, second.id.0])
+            .await
+            .unwrap(),
+        vec![second.id.0]
+    );
+    let history = store.document_history(brain).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    let old = &history[0];
+    assert_eq!(
+        (
+            old.document_id,
+            old.version,
+            old.sha256.as_str(),
+            old.status.as_str()
+        ),
+        (first.id, 1, "a1".repeat(32).as_str(), "indexed")
+    );
+    assert_eq!(
+        (old.added_by.as_deref(), old.replaced_by, old.chunks),
+        (Some("ann"), second.id, 2)
+    );
+    assert!(old.replaced_at >= old.added_at);
+    assert_eq!(
+        store
+            .documents(brain)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| (d.version, d.scope.clone(), d.status))
+            .collect::<Vec<_>>(),
+        vec![
+            (2, "chan".to_string(), DocumentStatus::Indexed),
+            (1, "other".to_string(), DocumentStatus::Pending)
+        ]
+    );
+    // The index outside the store deletes the old version's chunks, then says so.
+    assert_eq!(
+        store.unpurged_versions(brain).await.unwrap(),
+        vec![first.id]
+    );
+    store
+        .mark_versions_purged(brain, &[first.id])
+        .await
+        .unwrap();
+    assert!(store.unpurged_versions(brain).await.unwrap().is_empty());
+
+    // The first version's bytes again: not known any more, so the next version.
+    let third = pending(store.add_document(&add("a1", "chan", "ann")).await.unwrap());
+    assert_eq!(third.version, 3);
+    // Forgetting the name in one channel leaves the other channel's document.
+    assert_eq!(
+        store
+            .forget_history(brain, Some("chan"), "vacation.md")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.document_history(brain).await.unwrap().is_empty());
 }
