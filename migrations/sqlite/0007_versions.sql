@@ -3,7 +3,7 @@
 -- current one, and a newer one still being read); an older version, once the newer one is
 -- indexed, moves to `document_versions` in the same transaction that marks the newer one
 -- indexed, so a search sees one version or the other, never both and never neither.
--- Keep in step with migrations/postgres/0006_versions.sql.
+-- Keep in step with migrations/postgres/0007_versions.sql.
 
 -- Where the name is unique: '' for files from the shell, the channel for files posted in chat.
 ALTER TABLE documents ADD COLUMN scope TEXT NOT NULL DEFAULT '';
