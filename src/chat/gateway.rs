@@ -380,7 +380,7 @@ impl Gateway {
             let this = self.clone();
             tokio::spawn(async move {
                 let outcome = match queued {
-                    Queued::Ended(outcome) => outcome,
+                    Queued::Ended(outcome) => *outcome,
                     Queued::Job { job, document } => this.wait_for(job, document).await,
                 };
                 this.report(&report, outcome, true).await;
@@ -400,18 +400,20 @@ impl Gateway {
     ) -> Queued {
         let limit = self.ingest.max_file_bytes;
         if file.size > limit {
-            return Queued::Ended(Learned::Failed(
+            return Queued::Ended(Box::new(Learned::Failed(
                 SubmitError::TooLarge {
                     size: file.size,
                     limit,
                 }
                 .to_string(),
-            ));
+            )));
         }
         let bytes = match self.outlet.platform.download(&file.url, limit).await {
             Ok(bytes) => bytes,
             Err(error) => {
-                return Queued::Ended(Learned::Failed(format!("cannot download it: {error}")))
+                return Queued::Ended(Box::new(Learned::Failed(format!(
+                    "cannot download it: {error}"
+                ))))
             }
         };
         // Submitting again after a store failure is safe: a pending document whose job is
@@ -446,16 +448,16 @@ impl Gateway {
                     job,
                     document: document.id,
                 },
-                None => Queued::Ended(Learned::Known(document)),
+                None => Queued::Ended(Box::new(Learned::Known(document))),
             },
             Ok(Ok(Submitted::Queued { job, document })) => Queued::Job {
                 job,
                 document: document.id,
             },
-            Ok(Err(error)) => Queued::Ended(Learned::Failed(error.to_string())),
+            Ok(Err(error)) => Queued::Ended(Box::new(Learned::Failed(error.to_string()))),
             Err(error) => {
                 tracing::warn!(%error, file = %file.name, "cannot queue a posted file");
-                Queued::Ended(Learned::Failed(STORE_DOWN.into()))
+                Queued::Ended(Box::new(Learned::Failed(STORE_DOWN.into())))
             }
         }
     }
@@ -795,10 +797,9 @@ enum Learned {
 enum Queued {
     /// Its ingest job, to watch.
     Job { job: JobId, document: DocumentId },
-    /// Nothing to watch: known already, or refused.
-    Ended(Learned),
+    /// Nothing to watch: known already, or refused (boxed: a `Document` is large).
+    Ended(Box<Learned>),
 }
-
 
 /// How many documents with more than one version `/brain info` lists.
 const INFO_VERSIONED: usize = 10;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde_json::json;
 
+use super::output::outln;
 use crate::app;
 use crate::brain::{Brain, Document, DocumentVersion};
 use crate::clock::format_utc;
@@ -16,7 +17,6 @@ use crate::jobs::{JobKind, JobState, RetryPolicy};
 use crate::llm::Embedder;
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use super::output::outln;
 use crate::worker::{self, Shutdown, WorkerOptions};
 
 /// Where a document's name is unique, as people read it.
@@ -80,13 +80,19 @@ pub async fn docs(store: &dyn Store, brain: &Brain, json: bool) -> anyhow::Resul
     if documents.is_empty() {
         outln!(
             "brain `{}` has no documents yet: add some with `engram ingest {} PATH`",
-            brain.name, brain.name
+            brain.name,
+            brain.name
         );
         return Ok(());
     }
     outln!(
         "{:<32} {:>7} {:>5} {:>6}  {:<8} {:<20}  FROM",
-        "FILE", "VERSION", "PAGES", "CHUNKS", "STATUS", "WHEN"
+        "FILE",
+        "VERSION",
+        "PAGES",
+        "CHUNKS",
+        "STATUS",
+        "WHEN"
     );
     for document in &documents {
         let earlier = earlier(document).len();

@@ -629,6 +629,8 @@ async fn two_processes_writing_one_sqlite_file_wait_for_each_other() {
                 sha256: engram::ingest::sha256_hex(name.as_bytes()),
                 file_name: name.into(),
                 source_link: None,
+                scope: String::new(),
+                added_by: None,
             })
             .await
             .unwrap();
@@ -725,6 +727,8 @@ async fn failed_files_keep_their_bytes_until_they_are_not_needed(db: crate::supp
             sha256: sha.clone(),
             file_name: "f.md".into(),
             source_link: None,
+            scope: String::new(),
+            added_by: None,
         })
         .await
         .unwrap()

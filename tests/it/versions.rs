@@ -223,6 +223,7 @@ async fn postgres_and_qdrant_replace_an_old_version() {
         embedder: None,
         sandbox: Sandbox::from_config(&config.ingest),
         chunking: ChunkOptions::default(),
+        kept_failed_bytes: config.ingest.kept_failed_bytes,
     };
     let tenant = store.ensure_tenant(&TenantKey::local()).await.unwrap();
     let brain = store
