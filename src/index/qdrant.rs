@@ -34,8 +34,9 @@
 //!
 //! Requests are built by pure functions (unit-tested below without a server); the I/O methods
 //! only send them, each under the client's timeout. "Qdrant unreachable" (connection refused,
-//! deadline exceeded, overloaded) becomes the transient `IndexError::Unavailable`; a refused
-//! API key or an untrusted certificate is a permanent `Rejected` that says so.
+//! deadline exceeded, overloaded, a server-side internal error) becomes the transient
+//! `IndexError::Unavailable`; a refused API key or an untrusted certificate is a permanent
+//! `Rejected` that says so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,6 +92,8 @@ pub const UPSERT_BATCH: usize = 64;
 /// Every request's deadline (the client's timeout), and how long connecting may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long opening the index keeps asking a server that is unavailable for a moment.
+pub const OPEN_PATIENCE: Duration = Duration::from_secs(15);
 
 /// The dense vectors' HNSW graphs: none over the whole collection (`m = 0`: every search is
 /// filtered by one brain), one per brain large enough to need one (`payload_m`, built along
@@ -166,10 +169,24 @@ impl std::fmt::Debug for QdrantIndex {
 impl QdrantIndex {
     /// Connects, and creates the collection and its payload indexes when they are missing (or
     /// checks an existing collection's dense width).
+    /// A server that is unavailable for a moment — restarting, or still loading the
+    /// collection another process has just created ("0 of 0 read operations failed") — is
+    /// asked again for up to `OPEN_PATIENCE`.
     pub async fn open(options: QdrantOptions, store: Arc<dyn Store>) -> Result<Self, IndexError> {
         let index = Self::connect(options, store)?;
-        index.prepare().await?;
-        Ok(index)
+        let deadline = Instant::now() + OPEN_PATIENCE;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match index.prepare().await {
+                Ok(()) => return Ok(index),
+                Err(IndexError::Unavailable(reason)) if Instant::now() + pause < deadline => {
+                    tracing::debug!(%reason, "Qdrant not ready for the collection yet; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// A client for the collection without any request yet (gRPC connects lazily): for
@@ -689,13 +706,17 @@ fn unreachable_or_rejected(options: &QdrantOptions, error: QdrantError) -> Index
     // gRPC codes: CANCELLED 1, UNKNOWN 2 (transport failures), PERMISSION_DENIED 7,
     // DEADLINE_EXCEEDED 4, RESOURCE_EXHAUSTED 8, ABORTED 10, UNAVAILABLE 14,
     // UNAUTHENTICATED 16. The client reports a refused or failed connection as INTERNAL
-    // "Failed to connect to …" (seen against a closed port), a TLS failure among them.
+    // "Failed to connect to …" (seen against a closed port), a TLS failure among them. The
+    // server's own INTERNAL 13 is a server-side failure, as an HTTP 5xx: seen while a
+    // collection another process has just created is still loading ("Service internal error:
+    // 0 of 0 read operations failed"), so worth trying again.
     let (transient, refused, tls) = match &error {
         QdrantError::ResponseError { status } => {
             let connect = status.message().starts_with(CONNECT_FAILED);
             let tls = connect && is_tls_failure(status.message());
             (
-                (matches!(i32::from(status.code()), 1 | 2 | 4 | 8 | 10 | 14) || connect) && !tls,
+                (matches!(i32::from(status.code()), 1 | 2 | 4 | 8 | 10 | 13 | 14) || connect)
+                    && !tls,
                 matches!(i32::from(status.code()), 7 | 16),
                 tls,
             )
@@ -1802,6 +1823,8 @@ mod tests {
             tonic::Status::internal(format!(
                 "{CONNECT_FAILED} http://q:6334/: tcp connect error"
             )),
+            // A collection another process has just created, still loading.
+            tonic::Status::internal("Service internal error: 0 of 0 read operations failed"),
         ] {
             let error = unreachable_or_rejected(&plain, status(down));
             assert!(error.is_transient(), "{error}");
@@ -1809,7 +1832,6 @@ mod tests {
         for refused in [
             tonic::Status::invalid_argument("bad filter"),
             tonic::Status::not_found("no collection"),
-            tonic::Status::internal("a server bug"),
         ] {
             let error = unreachable_or_rejected(&plain, status(refused));
             assert!(matches!(error, IndexError::Rejected(_)), "{error}");

@@ -158,6 +158,8 @@ pub struct QdrantServer {
     tls: bool,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The log's length when the running server was started: what it logs comes after.
+    log_start: usize,
 }
 
 impl QdrantServer {
@@ -215,6 +217,7 @@ impl QdrantServer {
             tls,
             dir,
             child: None,
+            log_start: 0,
         };
         server.start_again();
         server
@@ -228,6 +231,7 @@ impl QdrantServer {
     /// Starts the server (again) on its ports and storage, and waits until it is ready.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the Qdrant server is already running");
+        self.log_start = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -271,16 +275,26 @@ impl QdrantServer {
         }
     }
 
-    /// Whether it is ready: the gRPC port accepts, and `/readyz` answers 200 (plain) or the
-    /// log says gRPC listens (TLS, where REST wants TLS too). Qdrant opens its REST port
-    /// before its gRPC port, so `/readyz` alone is not enough.
+    /// Whether it is ready: this server's own log (since it was started) says gRPC listens —
+    /// so a port that another test's server took in the meantime is never mistaken for
+    /// this one — the gRPC port accepts, and `/readyz` answers 200 (plain; with TLS, REST
+    /// wants TLS too). Qdrant opens its REST port before its gRPC port, so `/readyz` alone
+    /// is not enough.
     fn answers(&self) -> bool {
+        let started = self
+            .log()
+            .get(self.log_start..)
+            .unwrap_or_default()
+            .to_string();
+        if !started.contains("gRPC listening") {
+            return false;
+        }
         let grpc = SocketAddr::from(([127, 0, 0, 1], self.grpc));
         if TcpStream::connect_timeout(&grpc, Duration::from_millis(200)).is_err() {
             return false;
         }
         if self.tls {
-            return self.log().contains("gRPC listening");
+            return true;
         }
         let http = SocketAddr::from(([127, 0, 0, 1], self.http));
         readyz(http)
