@@ -13,11 +13,9 @@ use crate::brain::{Brain, Document, DocumentVersion};
 use crate::clock::format_utc;
 use crate::config::Config;
 use crate::ingest::documents;
-use crate::jobs::{JobKind, JobState, RetryPolicy};
+use crate::jobs::JobState;
 use crate::llm::Embedder;
 use crate::store::Store;
-use crate::telemetry::Metrics;
-use crate::worker::{self, Shutdown, WorkerOptions};
 
 /// Where a document's name is unique, as people read it.
 fn scope_label(scope: &str) -> &str {
@@ -183,21 +181,8 @@ pub async fn reindex(
         return Ok(());
     }
     let pipeline = app::ingest_pipeline(config, store.clone()).await?;
-    let shutdown = Shutdown::default();
-    let workers = tokio::spawn(worker::run(
-        store.clone(),
-        Arc::new(pipeline),
-        WorkerOptions {
-            kind: JobKind::Ingest,
-            concurrency: usize::try_from(config.ingest.workers).unwrap_or(1),
-            lease: config.jobs.lease(),
-            retry: RetryPolicy::from(&config.jobs),
-            name: worker::worker_name("cli-reindex"),
-            idle_recheck: Duration::from_secs(1),
-        },
-        shutdown.clone(),
-        Arc::new(Metrics::default()),
-    ));
+    let (shutdown, workers) =
+        super::ingest::ingest_workers(config, store.clone(), pipeline, "cli-reindex");
     let mut failed = 0;
     for job in &jobs {
         loop {

@@ -207,6 +207,32 @@ impl Drop for StopOnSignal {
     }
 }
 
+/// Ingest workers in this process (`ingest.workers` of them, named after `name`) for a
+/// command that runs its own jobs; stopped through the returned `Shutdown`.
+pub(super) fn ingest_workers(
+    config: &Config,
+    store: Arc<dyn Store>,
+    pipeline: ingest::Pipeline,
+    name: &str,
+) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    let shutdown = Shutdown::default();
+    let workers = tokio::spawn(worker::run(
+        store,
+        Arc::new(pipeline),
+        WorkerOptions {
+            kind: JobKind::Ingest,
+            concurrency: usize::try_from(config.ingest.workers).unwrap_or(1),
+            lease: config.jobs.lease(),
+            retry: RetryPolicy::from(&config.jobs),
+            name: worker::worker_name(name),
+            idle_recheck: Duration::from_secs(1),
+        },
+        shutdown.clone(),
+        Arc::new(Metrics::default()),
+    ));
+    (shutdown, workers)
+}
+
 /// How `engram ingest` ended, for its exit status: 0 when every file taken was ingested or
 /// already known; 1 when a file failed, a named path could not be read, or there was nothing
 /// to ingest at all; 130 (Ctrl-C) or 143 (SIGTERM) when stopped.
@@ -283,21 +309,7 @@ pub async fn ingest_command(config: &Config, args: IngestArgs) -> anyhow::Result
         }
     }
 
-    let shutdown = Shutdown::default();
-    let workers = tokio::spawn(worker::run(
-        store.clone(),
-        Arc::new(pipeline),
-        WorkerOptions {
-            kind: JobKind::Ingest,
-            concurrency: usize::try_from(config.ingest.workers).unwrap_or(1),
-            lease: config.jobs.lease(),
-            retry: RetryPolicy::from(&config.jobs),
-            name: worker::worker_name("cli-ingest"),
-            idle_recheck: Duration::from_secs(1),
-        },
-        shutdown.clone(),
-        Arc::new(Metrics::default()),
-    ));
+    let (shutdown, workers) = ingest_workers(config, store.clone(), pipeline, "cli-ingest");
     // However this ends (done, Ctrl-C, an error, a closed stdout), the workers stop: jobs in
     // flight are abandoned and their leases released at once, their extractors killed and their
     // staged copies removed, so the next run starts where this one stopped.
