@@ -18,6 +18,7 @@
 //! export ENGRAM_TEST_POSTGRES_URL=$(scripts/postgres.sh) ENGRAM_TEST_QDRANT_URL=$(scripts/qdrant.sh)
 //! cargo bench --bench scale
 //! cargo bench --bench scale -- answers  # part 2 only
+//! cargo bench --bench scale -- answers --no-discord-limits  # the fake Discord without limits
 //! ```
 //! Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
@@ -215,6 +216,14 @@ fn first_edit_run(fakes: &tokio::runtime::Runtime, admin: &str) -> (Vec<Duration
     options.guilds[0].channels = (0..CHANNELS)
         .map(|n| FakeChannel::text(channel_id(n), &format!("team-{n}")))
         .collect();
+    // `--no-discord-limits`: the fake Discord enforces no rate limit, to tell the rate
+    // limits' share of the overhead from the rest.
+    if std::env::args().any(|arg| arg == "--no-discord-limits") {
+        options.message_limit = None;
+        options.global_limit = None;
+        options.typing_limit = None;
+        options.reaction_limit = None;
+    }
     let discord = fakes.block_on(FakeDiscord::start(options));
     let llm = fakes.block_on(fake_openai::start(Behaviour {
         reply: "Visitors park on level two of the garage [1].".into(),
