@@ -24,6 +24,13 @@ pub fn format_utc(ms: i64) -> String {
     )
 }
 
+/// The first millisecond of the month (UTC) that `ms` falls in.
+pub fn month_start_ms(ms: i64) -> i64 {
+    let days = ms.div_euclid(86_400_000);
+    let (_, _, day) = civil_from_days(days);
+    (days - i64::from(day) + 1) * 86_400_000
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -46,6 +53,20 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_start_on_their_first_day() {
+        // 2026-11-29T09:05:57Z → 2026-11-01T00:00:00Z; a leap February; the epoch.
+        assert_eq!(
+            format_utc(month_start_ms(1_795_943_157_000)),
+            "2026-11-01T00:00:00Z"
+        );
+        assert_eq!(
+            format_utc(month_start_ms(1_709_164_800_000)),
+            "2024-02-01T00:00:00Z"
+        );
+        assert_eq!(month_start_ms(0), 0);
+    }
 
     #[test]
     fn formats_known_instants() {

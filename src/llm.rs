@@ -276,16 +276,7 @@ impl Embedder {
     /// One tiny request (one short input, no retry) for `engram doctor`: the width of the
     /// vector the endpoint returns, whatever `embeddings.dimensions` says.
     pub async fn probe(&self, limit: Duration) -> Result<usize, LlmError> {
-        let request = CreateEmbeddingRequest {
-            model: self.model.clone(),
-            input: EmbeddingInput::StringArray(vec!["engram doctor".to_string()]),
-            encoding_format: None,
-            user: None,
-            dimensions: self
-                .model
-                .starts_with("text-embedding-3")
-                .then_some(self.dimensions),
-        };
+        let request = self.embedding_request(vec!["engram doctor".to_string()]);
         let response = tokio::time::timeout(limit, self.client.embeddings().create(request))
             .await
             .map_err(|_| timed_out(limit))??;
@@ -318,10 +309,10 @@ impl Embedder {
         }
     }
 
-    async fn request(&self, batch: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
-        let request = CreateEmbeddingRequest {
+    fn embedding_request(&self, input: Vec<String>) -> CreateEmbeddingRequest {
+        CreateEmbeddingRequest {
             model: self.model.clone(),
-            input: EmbeddingInput::StringArray(batch.to_vec()),
+            input: EmbeddingInput::StringArray(input),
             encoding_format: None,
             user: None,
             // Only models that can shorten their vectors accept this; others are asked for
@@ -330,7 +321,11 @@ impl Embedder {
                 .model
                 .starts_with("text-embedding-3")
                 .then_some(self.dimensions),
-        };
+        }
+    }
+
+    async fn request(&self, batch: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
+        let request = self.embedding_request(batch.to_vec());
         let response =
             tokio::time::timeout(REQUEST_TIMEOUT, self.client.embeddings().create(request))
                 .await

@@ -719,7 +719,7 @@ impl Gateway {
                 })
             }
             BrainCommand::Usage => {
-                let since = month_start_ms();
+                let since = crate::clock::month_start_ms(now_ms());
                 let totals = self.store.usage_totals(tenant, since).await?;
                 if totals.is_empty() {
                     Reply::private("No LLM usage this month.")
@@ -884,20 +884,6 @@ fn no_such_brain(name: &BrainName) -> Reply {
     ))
 }
 
-/// The first millisecond of this month (UTC).
-fn month_start_ms() -> i64 {
-    let days = now_ms().div_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day_of_month = doy - (153 * mp + 2) / 5; // 0-based
-    (days - day_of_month) * 86_400_000
-}
-
 /// A `/brain` command, parsed by the adapter from its platform's syntax.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrainCommand {
@@ -1034,7 +1020,7 @@ mod tests {
 
     #[test]
     fn the_month_starts_on_its_first_day() {
-        let start = month_start_ms();
+        let start = crate::clock::month_start_ms(now_ms());
         assert!(start <= now_ms());
         assert!(now_ms() - start < 31 * 86_400_000);
         assert_eq!(start % 86_400_000, 0);

@@ -171,16 +171,21 @@ impl VectorCache {
         }
     }
 
-    /// Drops a brain's codes (a write whose outcome the cache cannot follow): the next search
-    /// loads them again.
-    pub(crate) fn drop_brain(&self, brain: i64) {
-        let mut brains = self.brains.lock().unwrap_or_else(|e| e.into_inner());
+    /// Counts a write to `brain`, so codes loaded before it are not cached (`insert`).
+    fn count_write(&self, brain: i64) {
         *self
             .writes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(brain)
             .or_insert(0) += 1;
+    }
+
+    /// Drops a brain's codes (a write whose outcome the cache cannot follow): the next search
+    /// loads them again.
+    pub(crate) fn drop_brain(&self, brain: i64) {
+        let mut brains = self.brains.lock().unwrap_or_else(|e| e.into_inner());
+        self.count_write(brain);
         brains.remove(&brain);
     }
 
@@ -190,12 +195,7 @@ impl VectorCache {
     /// read yet), deleted ones just after it.
     pub(crate) fn patch(&self, brain: i64, removed: &[i64], added: &[(i64, Vec<u64>)]) {
         let mut brains = self.brains.lock().unwrap_or_else(|e| e.into_inner());
-        *self
-            .writes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(brain)
-            .or_insert(0) += 1;
+        self.count_write(brain);
         let Some((codes, _)) = brains.get_mut(&brain) else {
             return;
         };
