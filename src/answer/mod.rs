@@ -81,8 +81,8 @@ pub async fn retrieve(
     options: RetrievalOptions,
 ) -> Result<Retrieved, IndexError> {
     let vector = match embedder {
-        Some(embedder) => match embedder.embed(&[question.to_string()]).await {
-            Ok(mut vectors) => vectors.pop(),
+        Some(embedder) => match embedder.embed_question(question).await {
+            Ok(vector) => Some(vector),
             Err(error) => {
                 tracing::warn!(%error, "cannot embed the question; searching by keywords only");
                 None

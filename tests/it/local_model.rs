@@ -1,0 +1,229 @@
+//! The local embedding model (`embeddings.local_model`) on the real all-MiniLM-L6-v2 that
+//! `scripts/model.sh` fetches (`ENGRAM_TEST_MODEL_DIR`): its vectors against
+//! sentence-transformers' (tests/data/local_model/reference.json, made by reference.py beside
+//! it), and hybrid retrieval through the CLI with nothing but the model.
+
+use std::path::PathBuf;
+
+use engram::config::{EmbeddingsConfig, Secret};
+use engram::llm::{Embedder, LlmError};
+use serde_json::Value;
+
+/// The model directory scripts/test.sh names; a missing model fails the test (as a missing
+/// PostgreSQL does), it is never skipped.
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var("ENGRAM_TEST_MODEL_DIR").unwrap_or_else(|_| {
+        panic!(
+            "ENGRAM_TEST_MODEL_DIR is not set. The local embedding model is tested on the real \
+             all-MiniLM-L6-v2: run scripts/test.sh (it fetches the model with \
+             scripts/model.sh), or set the variable to `$(scripts/model.sh)`."
+        )
+    });
+    PathBuf::from(dir)
+}
+
+fn config(local_model: String) -> EmbeddingsConfig {
+    EmbeddingsConfig {
+        base_url: String::new(),
+        api_key: Secret::new(""),
+        model: "text-embedding-3-small".into(),
+        dimensions: 1536,
+        local_model,
+    }
+}
+
+fn local_embedder() -> Embedder {
+    Embedder::from_config(&config(model_dir().display().to_string()))
+        .unwrap()
+        .expect("a local model is an embedder")
+}
+
+struct Reference {
+    sentences: Vec<String>,
+    vectors: Vec<Vec<f32>>,
+}
+
+fn reference() -> Reference {
+    let path = crate::support::crate_dir().join("tests/data/local_model/reference.json");
+    let data: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    Reference {
+        sentences: serde_json::from_value(data["sentences"].clone()).unwrap(),
+        vectors: serde_json::from_value(data["vectors"].clone()).unwrap(),
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+#[tokio::test]
+async fn vectors_match_sentence_transformers_in_a_batch_and_alone() {
+    let reference = reference();
+    assert_eq!(reference.sentences.len(), 8);
+    let embedder = local_embedder();
+    assert_eq!(embedder.dimensions(), 384);
+    // One batch: texts of different lengths padded together (one longer than the model reads).
+    let batch = embedder.embed(&reference.sentences).await.unwrap();
+    assert_eq!(batch.len(), reference.sentences.len());
+    for ((sentence, expected), got) in reference
+        .sentences
+        .iter()
+        .zip(&reference.vectors)
+        .zip(&batch)
+    {
+        assert_eq!(got.len(), 384);
+        let similarity = cosine(expected, got);
+        assert!(
+            similarity >= 0.999,
+            "{similarity} for {sentence:?} in a batch"
+        );
+        let norm = got
+            .iter()
+            .map(|x| f64::from(*x).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "normalised: {norm}");
+    }
+    // Alone, as a question is embedded.
+    for (sentence, expected) in reference.sentences.iter().zip(&reference.vectors) {
+        let got = embedder.embed_question(sentence).await.unwrap();
+        let similarity = cosine(expected, &got);
+        assert!(similarity >= 0.999, "{similarity} for {sentence:?} alone");
+    }
+    // A paraphrase lands nearer its source than an unrelated text does.
+    let near = cosine(&batch[0], &batch[1]);
+    let far = cosine(&batch[0], &batch[5]);
+    assert!(near > far + 0.2, "paraphrase {near} vs unrelated {far}");
+}
+
+#[tokio::test]
+async fn one_process_shares_one_model_and_names_it() {
+    let first = local_embedder();
+    let second = local_embedder();
+    let (a, b) = (first.local_model().unwrap(), second.local_model().unwrap());
+    assert!(std::ptr::eq(a, b), "opened once per process");
+    assert!(
+        first.identity().starts_with("local:") && first.identity().contains('@'),
+        "{}",
+        first.identity()
+    );
+    assert_eq!(first.identity(), second.identity());
+    // Many at once (more than the queue holds) all get their vectors.
+    let questions: Vec<String> = (0..100).map(|n| format!("question number {n}")).collect();
+    let answers = futures_util::future::join_all(
+        questions
+            .iter()
+            .map(|question| first.embed_question(question)),
+    )
+    .await;
+    for answer in answers {
+        assert_eq!(answer.unwrap().len(), 384);
+    }
+}
+
+#[test]
+fn a_model_directory_without_its_files_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = Embedder::from_config(&config(dir.path().display().to_string())).unwrap_err();
+    assert!(matches!(error, LlmError::Local(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("embeddings.local_model") && message.contains("config.json"),
+        "{message}"
+    );
+    let missing = Embedder::from_config(&config("/nonexistent/model".into())).unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/model"),
+        "{missing}"
+    );
+    std::fs::write(dir.path().join("config.json"), "{\"model_type\": \"gpt2\"}").unwrap();
+    std::fs::write(dir.path().join("tokenizer.json"), "{}").unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), "").unwrap();
+    let error = Embedder::from_config(&config(dir.path().display().to_string())).unwrap_err();
+    assert!(error.to_string().contains("BERT"), "{error}");
+}
+
+#[tokio::test]
+async fn broken_weights_fail_each_request_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model_dir().join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join("model.safetensors"), [0u8; 16]).unwrap();
+    let embedder = Embedder::from_config(&config(dir.path().display().to_string()))
+        .unwrap()
+        .unwrap();
+    let error = embedder.embed_question("hello").await.unwrap_err();
+    assert!(error.to_string().contains("model.safetensors"), "{error}");
+    let error = embedder.embed(&["a".into(), "b".into()]).await.unwrap_err();
+    assert!(matches!(error, LlmError::Local(_)), "{error:?}");
+}
+
+/// `engram ask --sources-only` with a question that shares no word with its answer.
+fn sources(dir: &std::path::Path, question: &str) -> Vec<String> {
+    let output =
+        crate::support::engram(dir, &["ask", "--json", "--sources-only", "team", question]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    answer["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|source| source["file"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn hybrid_retrieval_finds_a_paraphrase_with_only_the_local_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |extra: &str| {
+        std::fs::write(
+            dir.path().join("engram.toml"),
+            format!(
+                "[store]\nurl = \"sqlite://{}/engram.db\"\n[ingest]\nextractor = \"{}\"\n{extra}",
+                dir.path().display(),
+                crate::ingest::extractor().display()
+            ),
+        )
+        .unwrap();
+    };
+    config(&format!(
+        "[embeddings]\nlocal_model = \"{}\"\n",
+        model_dir().display()
+    ));
+    let engram = |args: &[&str]| crate::support::engram(dir.path(), args);
+    assert!(engram(&["brain", "create", "team"]).status.success());
+    let handbook = crate::support::crate_dir().join("demo/handbook.md");
+    let notes = crate::support::crate_dir().join("demo/release-notes.txt");
+    let output = engram(&[
+        "ingest",
+        "team",
+        &handbook.display().to_string(),
+        &notes.display().to_string(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let question = "Whom do I inform when I'm ill?";
+    let found = sources(dir.path(), question);
+    assert_eq!(
+        found.first().map(String::as_str),
+        Some("handbook.md"),
+        "{found:?}"
+    );
+    // The same index searched by keywords only finds nothing: the vectors did it.
+    config("");
+    assert_eq!(sources(dir.path(), question), Vec::<String>::new());
+}
