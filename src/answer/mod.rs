@@ -9,13 +9,36 @@ pub mod prompt;
 
 use serde::Serialize;
 
-use crate::brain::BrainId;
-use crate::index::{Index, IndexError, SearchQuery};
+use crate::brain::{BrainId, DocumentId};
+use crate::index::{Index, IndexError, SearchHit, SearchQuery, RRF_K};
 use crate::llm::Embedder;
 
 pub use answerer::{AnswerError, Answered, Answerer, Provenance, Question};
 pub use evidence::Evidence;
 pub use extractive::{content_terms, extractive_answer};
+
+/// Hybrid hits with the vector side taken out for the documents in `stale`: their chunks keep
+/// the reciprocal-rank score of their keyword rank alone, and those found only by vector
+/// (compared with vectors of another model) are dropped; the rest keep their fused score.
+pub fn keyword_only_for(hits: Vec<SearchHit>, stale: &[DocumentId]) -> Vec<SearchHit> {
+    let mut hits: Vec<SearchHit> = hits
+        .into_iter()
+        .filter_map(|hit| {
+            if !stale.contains(&DocumentId(hit.document_id)) {
+                return Some(hit);
+            }
+            let rank = hit.keyword_rank?;
+            Some(SearchHit {
+                score: 1.0 / (RRF_K + rank as f32),
+                vector_rank: None,
+                ..hit
+            })
+        })
+        .collect();
+    // Stable: equal scores keep the index's order.
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hits
+}
 
 /// A numbered source an answer may cite.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,6 +103,19 @@ pub async fn retrieve(
     question: &str,
     options: RetrievalOptions,
 ) -> Result<Retrieved, IndexError> {
+    retrieve_with_stale(index, embedder, brain, question, options, &[]).await
+}
+
+/// `retrieve`, where the documents in `stale` have vectors of another embedding model (not yet
+/// embedded again): their chunks count by their keyword rank alone.
+pub async fn retrieve_with_stale(
+    index: &dyn Index,
+    embedder: Option<&Embedder>,
+    brain: BrainId,
+    question: &str,
+    options: RetrievalOptions,
+    stale: &[DocumentId],
+) -> Result<Retrieved, IndexError> {
     let vector = match embedder {
         Some(embedder) => match embedder.embed_question(question).await {
             Ok(vector) => Some(vector),
@@ -90,6 +126,7 @@ pub async fn retrieve(
         },
         None => None,
     };
+    let hybrid = vector.is_some();
     let hits = index
         .search(
             brain,
@@ -100,6 +137,11 @@ pub async fn retrieve(
             },
         )
         .await?;
+    let hits = if hybrid && !stale.is_empty() {
+        keyword_only_for(hits, stale)
+    } else {
+        hits
+    };
     let terms = content_terms(question);
     let mut passages = Vec::new();
     let mut per_document: std::collections::HashMap<i64, usize> = Default::default();

@@ -227,3 +227,132 @@ fn hybrid_retrieval_finds_a_paraphrase_with_only_the_local_model() {
     config("");
     assert_eq!(sources(dir.path(), question), Vec::<String>::new());
 }
+
+/// The library's config for the SQLite store in `dir`, embedding with the model in `model`.
+fn library_config(dir: &std::path::Path, model: &std::path::Path) -> engram::config::Config {
+    let mut config = engram::config::Config::defaults();
+    config.store.url =
+        engram::config::StoreUrl::new(&format!("sqlite://{}/engram.db", dir.display()));
+    config.ingest.extractor = crate::ingest::extractor().display().to_string();
+    config.embeddings.local_model = model.display().to_string();
+    config
+}
+
+#[tokio::test]
+async fn a_changed_model_is_recorded_searched_by_keywords_and_queued_for_re_embedding() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("engram.toml"),
+        format!(
+            "[store]\nurl = \"sqlite://{}/engram.db\"\n[ingest]\nextractor = \"{}\"\n\
+             [embeddings]\nlocal_model = \"{}\"\n",
+            dir.path().display(),
+            crate::ingest::extractor().display(),
+            model_dir().display()
+        ),
+    )
+    .unwrap();
+    let engram = |args: &[&str]| crate::support::engram(dir.path(), args);
+    assert!(engram(&["brain", "create", "team"]).status.success());
+    let handbook = crate::support::crate_dir().join("demo/handbook.md");
+    assert!(engram(&["ingest", "team", &handbook.display().to_string()])
+        .status
+        .success());
+
+    let config = library_config(dir.path(), &model_dir());
+    let store = engram::app::open_store(&config).await.unwrap();
+    let tenant = store
+        .ensure_tenant(&engram::brain::TenantKey::local())
+        .await
+        .unwrap();
+    let brain = store
+        .brain_by_name(tenant, &engram::brain::BrainName::parse("team").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let original = local_embedder();
+    assert_eq!(
+        store.brain_embedding(brain.id).await.unwrap(),
+        Some((original.identity(), 384)),
+        "the brain records the model and width that indexed it"
+    );
+    assert!(store
+        .stale_embeddings(Some(brain.id), &original.identity())
+        .await
+        .unwrap()
+        .is_empty());
+    let question = "Whom do I inform when I'm ill?";
+    let answerer = engram::app::answerer(&config, store.clone()).await.unwrap();
+    let found = answerer.retrieve(brain.id, question).await.unwrap();
+    assert_eq!(
+        found.sources.first().map(|s| s.file.as_str()),
+        Some("handbook.md")
+    );
+
+    // Another model (the same files under another directory: another identity).
+    let other = tempfile::tempdir().unwrap();
+    let other_model = other.path().join("other-model");
+    std::fs::create_dir(&other_model).unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::os::unix::fs::symlink(model_dir().join(file), other_model.join(file)).unwrap();
+    }
+    let changed = library_config(dir.path(), &other_model);
+    let answerer = engram::app::answerer(&changed, store.clone())
+        .await
+        .unwrap();
+    let embedder = answerer.embedder.clone().unwrap();
+    assert_ne!(embedder.identity(), original.identity());
+    let stale = store
+        .stale_embeddings(None, &embedder.identity())
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.len(),
+        1,
+        "the handbook's vectors are of the old model"
+    );
+    // Searches keep working: by keywords for the stale document, so the paraphrase (no word
+    // in common) finds nothing while a question in its words still finds it.
+    let paraphrase = answerer.retrieve(brain.id, question).await.unwrap();
+    assert!(paraphrase.sources.is_empty(), "{:?}", paraphrase.sources);
+    let literal = answerer
+        .retrieve(brain.id, "How is vacation requested?")
+        .await
+        .unwrap();
+    assert_eq!(
+        literal.sources.first().map(|s| s.file.as_str()),
+        Some("handbook.md")
+    );
+
+    let queued = engram::ingest::queue_reembedding(store.as_ref(), &embedder, None, 3)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    let again = engram::ingest::queue_reembedding(store.as_ref(), &embedder, None, 3)
+        .await
+        .unwrap();
+    assert_eq!(again, 0, "one re-embedding per document and model");
+    let jobs = store
+        .jobs(Some(engram::jobs::JobState::Queued), 10)
+        .await
+        .unwrap();
+    assert!(
+        jobs.iter()
+            .any(|job| job.payload["document_id"] == stale[0].0 && job.payload["reindex"] == true),
+        "{jobs:?}"
+    );
+
+    // Once embedded with the new model, its vectors count again. (The job would embed the
+    // chunks again; the "other" model has the same weights, so its vectors are already these.)
+    engram::ingest::record_embedding(store.as_ref(), &embedder, stale[0]).await;
+    assert_eq!(
+        store.brain_embedding(brain.id).await.unwrap(),
+        Some((embedder.identity(), 384))
+    );
+    let found = answerer.retrieve(brain.id, question).await.unwrap();
+    assert_eq!(
+        found.sources.first().map(|s| s.file.as_str()),
+        Some("handbook.md")
+    );
+    store.close().await;
+}
