@@ -304,7 +304,7 @@ impl Embedder {
         }
     }
 
-    /// One vector per text, in order, in batches (64 per request to an endpoint, 16 per pass
+    /// One vector per text, in order, in batches (64 per request to an endpoint, 4 per pass
     /// of the local model).
     pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
         match &self.backend {

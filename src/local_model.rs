@@ -15,8 +15,9 @@ use sha2::{Digest as _, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use tokio::sync::{oneshot, Semaphore};
 
-/// Texts per forward pass when ingesting; a question waits for at most one such pass.
-pub const BATCH: usize = 16;
+/// Texts per forward pass when ingesting; a question waits for at most one such pass. Four
+/// texts of 256 tokens keep the attention scores near 12 MB a layer.
+pub const BATCH: usize = 4;
 /// Questions and batches queued for the model at most; more wait (asynchronously) for a place.
 const MAX_QUEUED: usize = 64;
 /// Tokens per text when the model directory does not say (`sentence_bert_config.json`).
@@ -313,11 +314,8 @@ impl Loaded {
             ..PaddingParams::default()
         }));
         let path = dir.join("model.safetensors");
-        let bytes = std::fs::read(&path)
-            .map_err(|error| ModelError(format!("cannot read {}: {error}", path.display())))?;
-        // The file's bytes are copied into tensors and then dropped: no mapping stays.
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
-            .map_err(model_error("model.safetensors"))?;
+        let tensors = read_safetensors(&path)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         let bert = Bert::load(vb, config, activation).map_err(model_error("model.safetensors"))?;
         Ok(Self { tokenizer, bert })
     }
@@ -584,6 +582,67 @@ fn fingerprint(dir: &Path) -> Result<String, ModelError> {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect())
+}
+
+/// One tensor's entry in a safetensors header.
+#[derive(Debug, Deserialize)]
+struct TensorEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+/// Every tensor of a safetensors file, read one at a time (so loading needs the weights' size
+/// plus the largest tensor, not twice the file) and kept as f32.
+fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let fail = |reason: String| ModelError(format!("{}: {reason}", path.display()));
+    let header = safetensors_header(path).map_err(|error| fail(error.to_string()))?;
+    let entries: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|error| fail(format!("bad header: {error}")))?;
+    let data_start = 8 + header.len() as u64;
+    let mut file = std::fs::File::open(path).map_err(|error| fail(error.to_string()))?;
+    let mut tensors = HashMap::with_capacity(entries.len());
+    for (name, entry) in entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let entry: TensorEntry = serde_json::from_value(entry)
+            .map_err(|error| fail(format!("tensor {name}: {error}")))?;
+        let dtype = match entry.dtype.as_str() {
+            "F32" => DType::F32,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            "I64" => DType::I64,
+            other => {
+                return Err(fail(format!(
+                    "tensor {name}: type {other} is not supported"
+                )))
+            }
+        };
+        let [start, end] = entry.data_offsets;
+        let expected = entry.shape.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64;
+        if end < start || end - start != expected {
+            return Err(fail(format!(
+                "tensor {name}: its size does not match its shape"
+            )));
+        }
+        let mut bytes = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(data_start + start))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|error| fail(format!("tensor {name}: {error}")))?;
+        let tensor = Tensor::from_raw_buffer(&bytes, dtype, &entry.shape, &Device::Cpu)
+            .and_then(|tensor| {
+                if dtype == DType::F32 || dtype == DType::I64 {
+                    Ok(tensor)
+                } else {
+                    tensor.to_dtype(DType::F32)
+                }
+            })
+            .map_err(|error| fail(format!("tensor {name}: {error}")))?;
+        tensors.insert(name, tensor);
+    }
+    Ok(tensors)
 }
 
 /// The JSON header of a safetensors file (8-byte little-endian length, then the JSON).
