@@ -244,7 +244,7 @@ pub struct Embedder {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    Remote(RemoteEmbedder),
+    Remote(Box<RemoteEmbedder>),
     Local(Arc<LocalModel>),
 }
 
@@ -270,11 +270,11 @@ impl Embedder {
             }));
         }
         Ok(Some(Self {
-            backend: Backend::Remote(RemoteEmbedder {
+            backend: Backend::Remote(Box::new(RemoteEmbedder {
                 client: client(&config.base_url, &config.api_key, Some(REQUEST_TIMEOUT))?,
                 model: config.model.clone(),
                 dimensions: config.dimensions,
-            }),
+            })),
         }))
     }
 

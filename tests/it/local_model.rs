@@ -232,7 +232,7 @@ fn hybrid_retrieval_finds_a_paraphrase_with_only_the_local_model() {
 fn library_config(dir: &std::path::Path, model: &std::path::Path) -> engram::config::Config {
     let mut config = engram::config::Config::defaults();
     config.store.url =
-        engram::config::StoreUrl::new(&format!("sqlite://{}/engram.db", dir.display()));
+        engram::config::StoreUrl::new(format!("sqlite://{}/engram.db", dir.display()));
     config.ingest.extractor = crate::ingest::extractor().display().to_string();
     config.embeddings.local_model = model.display().to_string();
     config
