@@ -244,6 +244,46 @@ pub fn mark_cited(text: &str, sources: &mut [Source]) {
 mod tests {
     use super::*;
 
+    fn hit(
+        chunk: i64,
+        document: i64,
+        keyword_rank: Option<u32>,
+        vector_rank: Option<u32>,
+    ) -> SearchHit {
+        let rrf = |rank: Option<u32>| rank.map_or(0.0, |r| 1.0 / (RRF_K + r as f32));
+        SearchHit {
+            chunk_id: chunk,
+            document_id: document,
+            file_name: format!("doc{document}"),
+            source_link: None,
+            page: None,
+            heading: None,
+            text: String::new(),
+            score: rrf(keyword_rank) + rrf(vector_rank),
+            keyword_rank,
+            vector_rank,
+        }
+    }
+
+    #[test]
+    fn stale_documents_count_by_keywords_only() {
+        let hits = vec![
+            hit(1, 7, Some(2), Some(1)), // stale: keeps its keyword rank's score
+            hit(2, 7, None, Some(2)),    // stale and found by vector only: dropped
+            hit(3, 8, Some(3), Some(3)), // current: keeps its fused score
+            hit(4, 8, Some(1), None),
+        ];
+        let kept = keyword_only_for(hits, &[DocumentId(7)]);
+        let ids: Vec<i64> = kept.iter().map(|hit| hit.chunk_id).collect();
+        assert_eq!(ids, [3, 4, 1]);
+        let stale = kept.iter().find(|hit| hit.chunk_id == 1).unwrap();
+        assert_eq!(stale.vector_rank, None);
+        assert!((stale.score - 1.0 / (RRF_K + 2.0)).abs() < 1e-9);
+        // Nothing stale: nothing changes.
+        let same = keyword_only_for(vec![hit(5, 9, None, Some(1))], &[DocumentId(7)]);
+        assert_eq!(same.len(), 1);
+    }
+
     #[test]
     fn citations_are_read_in_order_once() {
         assert_eq!(

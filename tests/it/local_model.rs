@@ -356,3 +356,44 @@ async fn a_changed_model_is_recorded_searched_by_keywords_and_queued_for_re_embe
     );
     store.close().await;
 }
+
+#[test]
+fn doctor_reports_the_local_model_or_what_is_wrong_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |model: &std::path::Path| {
+        std::fs::write(
+            dir.path().join("engram.toml"),
+            format!(
+                "[store]\nurl = \"sqlite://{}/engram.db\"\n[embeddings]\nlocal_model = \"{}\"\n",
+                dir.path().display(),
+                model.display()
+            ),
+        )
+        .unwrap();
+    };
+    write(&model_dir());
+    let output = crate::support::engram(dir.path(), &["doctor"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("embeddings"))
+        .unwrap_or_else(|| panic!("no embeddings line: {stdout}"));
+    assert!(line.starts_with("[ok  ]"), "{line}");
+    assert!(
+        line.contains(&model_dir().canonicalize().unwrap().display().to_string())
+            && line.contains("384 dimensions")
+            && line.contains("a test embedding took"),
+        "{line}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    write(empty.path());
+    let output = crate::support::engram(dir.path(), &["doctor"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.contains("embeddings") && line.contains("no config.json")),
+        "{stdout}"
+    );
+}
