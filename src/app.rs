@@ -233,9 +233,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     // embedding width: a Qdrant collection created here must have the dense vector the ingest
     // role will write.
     let adapter_index = if slack_transport.is_some() || discord_outlet.is_some() {
-        let dimensions = Embedder::from_config(&config.embeddings)?
-            .as_ref()
-            .map(Embedder::dimensions);
+        let dimensions = crate::llm::embedding_dimensions(&config.embeddings)?;
         Some(
             control
                 .block_on(open_index(config, store.clone(), dimensions))

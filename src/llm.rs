@@ -234,6 +234,20 @@ fn client(
     Ok(Client::build(http, openai))
 }
 
+/// The width of the configured embeddings, without starting anything: `embeddings.dimensions`
+/// for an endpoint, the local model's from its `config.json`; `None` without embeddings.
+pub fn embedding_dimensions(config: &EmbeddingsConfig) -> Result<Option<usize>, LlmError> {
+    if !config.base_url.is_empty() {
+        return Ok(Some(config.dimensions as usize));
+    }
+    if config.local_model.is_empty() {
+        return Ok(None);
+    }
+    LocalModel::dimensions_in(std::path::Path::new(&config.local_model))
+        .map(Some)
+        .map_err(|error| LlmError::Local(error.0))
+}
+
 /// Turns texts into vectors with the configured model: an OpenAI-compatible endpoint
 /// (`embeddings.base_url`) or, when that is empty, the local model
 /// (`embeddings.local_model`, run in this process).

@@ -434,6 +434,14 @@ impl LocalModel {
         Ok(model)
     }
 
+    /// The width of the vectors of the model in `dir`, from its `config.json` alone.
+    pub fn dimensions_in(dir: &Path) -> Result<usize, ModelError> {
+        let (config, _) = BertConfig::read(dir).map_err(|error| {
+            ModelError(format!("embeddings.local_model {}: {error}", dir.display()))
+        })?;
+        Ok(config.hidden_size)
+    }
+
     /// The model's directory (canonical).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -68,6 +68,11 @@ async fn vectors_match_sentence_transformers_in_a_batch_and_alone() {
     assert_eq!(reference.sentences.len(), 8);
     let embedder = local_embedder();
     assert_eq!(embedder.dimensions(), 384);
+    assert_eq!(
+        engram::llm::embedding_dimensions(&config(model_dir().display().to_string())).unwrap(),
+        Some(384),
+        "known from config.json alone"
+    );
     // One batch: texts of different lengths padded together (one longer than the model reads).
     let batch = embedder.embed(&reference.sentences).await.unwrap();
     assert_eq!(batch.len(), reference.sentences.len());
