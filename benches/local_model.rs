@@ -6,7 +6,7 @@
 //! `engram` process alone).
 //!
 //! ```text
-//! cargo build --workspace && cargo bench --profile dev --bench local_model -- "$(scripts/model.sh)"
+//! cargo build --workspace && cargo bench --profile dev --bench local_model -- "$(scripts/model.sh)" [--query-only]
 //! ```
 //! (or a release build and plain `cargo bench`). In the dev profile the model's crates (candle,
 //! gemm, tokenizers) are optimised anyway (Cargo.toml); engram's own code is not. Results:
@@ -80,6 +80,9 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(embedding(&model));
+    if std::env::args().any(|arg| arg == "--query-only") {
+        return;
+    }
     chat_rss(&model);
     ingest(&model);
 }
