@@ -6,11 +6,13 @@
 //! `engram ask` would. Each question is in the `tune` half (the rule was chosen on it) or the
 //! `test` half (only reported); kinds are `literal` (the documents' words), `paraphrase`
 //! (other words), `unanswerable` (`shares_words` for near misses) and `stress` (one-word and
-//! chatty questions, where a coverage rule could hurt). Keyword-only: no embedding model is
-//! available here, so hybrid retrieval is not measured.
+//! chatty questions, where a coverage rule could hurt). Keyword-only, or hybrid with
+//! `--local-model DIR` (the corpus embedded by that local model); with the model it also
+//! reports retrieval recall@1 and @5 of the answerable questions (an expected file among the
+//! first 1 or 5 files retrieved), keyword-only and hybrid side by side.
 //!
 //! ```text
-//! cargo build --workspace && cargo bench --profile dev --bench abstention [-- --list]
+//! cargo build --workspace && cargo bench --profile dev --bench abstention [-- --list] [-- --local-model "$(scripts/model.sh)"]
 //! ```
 //! (or a release build and plain `cargo bench --bench abstention`). `--list` prints every
 //! question's outcome. Results: `benches/RESULTS.md`.
@@ -76,13 +78,44 @@ fn percent(part: usize, whole: usize) -> String {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let list = std::env::args().any(|arg| arg == "--list");
+    let args: Vec<String> = std::env::args().collect();
+    let local_model = args
+        .iter()
+        .position(|arg| arg == "--local-model")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench(list))
+    runtime.block_on(bench(list, local_model))
 }
 
-async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
+/// Answerable questions of a kind and half: how many, and how many had an expected file
+/// first, or among the first five files, keyword-only and hybrid.
+#[derive(Debug, Default, Clone, Copy)]
+struct Recall {
+    questions: usize,
+    keyword_at_1: usize,
+    keyword_at_5: usize,
+    hybrid_at_1: usize,
+    hybrid_at_5: usize,
+}
+
+/// The 1-based position of the first expected file among the distinct files retrieved.
+fn file_rank(sources: &[engram::answer::Source], expected: &[&str]) -> Option<usize> {
+    let mut files: Vec<&str> = Vec::new();
+    for source in sources {
+        if !files.contains(&source.file.as_str()) {
+            files.push(&source.file);
+        }
+    }
+    files
+        .iter()
+        .position(|file| expected.contains(file))
+        .map(|i| i + 1)
+}
+
+async fn bench(list: bool, local_model: Option<String>) -> Result<(), Box<dyn std::error::Error>> {
     let binary = engram_binary();
     let extractor = binary.with_file_name("engram-extract");
     let dir = tempfile::tempdir()?;
@@ -91,8 +124,12 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(
         &config_path,
         format!(
-            "[store]\nurl = \"{url}\"\n[ingest]\nextractor = \"{}\"\n",
-            extractor.display()
+            "[store]\nurl = \"{url}\"\n[ingest]\nextractor = \"{}\"\n{}",
+            extractor.display(),
+            local_model
+                .as_ref()
+                .map(|model| format!("[embeddings]\nlocal_model = \"{model}\"\n"))
+                .unwrap_or_default()
         ),
     )?;
     let corpus = support::crate_dir().join("../shared/corpus/files");
@@ -112,6 +149,7 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
     config.ingest.extractor = extractor.display().to_string();
     config.llm.base_url.clear();
     config.embeddings.base_url.clear();
+    config.embeddings.local_model = local_model.clone().unwrap_or_default();
     let store = engram::app::open_store(&config).await?;
     let tenant = store.ensure_tenant(&TenantKey::local()).await?;
     let brain = store
@@ -123,6 +161,7 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
     let questions =
         std::fs::read_to_string(support::crate_dir().join("benches/questions/abstention.jsonl"))?;
     let mut tallies: BTreeMap<(String, String), Tally> = BTreeMap::new();
+    let mut recall: BTreeMap<(String, String), Recall> = BTreeMap::new();
     // Per question: half, whether it is answerable, its coverage, and whether it would be
     // abstained on whatever the threshold (nothing retrieved, no sentence to quote).
     let mut sweep: Vec<(String, bool, f32, bool)> = Vec::new();
@@ -152,7 +191,7 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
         let abstained = answered.provenance == Provenance::NothingFound;
         let first_cited = answered.sources.iter().find(|s| s.cited);
         let right = first_cited.is_some_and(|s| expected.contains(&s.file.as_str()));
-        let retrieved = retrieve(
+        let keyword_only = retrieve(
             answerer.index.as_ref(),
             None,
             brain.id,
@@ -160,6 +199,24 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
             RetrievalOptions::default(),
         )
         .await?;
+        // What the answer used: hybrid with the model, else the keyword-only retrieval.
+        let retrieved = if local_model.is_some() {
+            answerer.retrieve(brain.id, text).await?
+        } else {
+            keyword_only.clone()
+        };
+        if local_model.is_some() && !expected.is_empty() {
+            let keyword = file_rank(&keyword_only.sources, &expected);
+            let hybrid = file_rank(&retrieved.sources, &expected);
+            for split in [split.clone(), "all".to_string()] {
+                let r = recall.entry((kind.clone(), split)).or_default();
+                r.questions += 1;
+                r.keyword_at_1 += usize::from(keyword == Some(1));
+                r.keyword_at_5 += usize::from(keyword.is_some_and(|rank| rank <= 5));
+                r.hybrid_at_1 += usize::from(hybrid == Some(1));
+                r.hybrid_at_5 += usize::from(hybrid.is_some_and(|rank| rank <= 5));
+            }
+        }
         let evidence = retrieved.evidence;
         sweep.push((
             split.clone(),
@@ -199,9 +256,32 @@ async fn bench(list: bool) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
+    if !recall.is_empty() {
+        println!(
+            "\nRetrieval of answerable questions: an expected file first (@1) or among the \
+             first five files (@5); keyword-only vs hybrid with the local model.\n"
+        );
+        println!("| kind | half | questions | keyword @1 | hybrid @1 | keyword @5 | hybrid @5 |");
+        println!("|---|---|---|---|---|---|---|");
+        for ((kind, split), r) in &recall {
+            println!(
+                "| {kind} | {split} | {} | {} | {} | {} | {} |",
+                r.questions,
+                percent(r.keyword_at_1, r.questions),
+                percent(r.hybrid_at_1, r.questions),
+                percent(r.keyword_at_5, r.questions),
+                percent(r.hybrid_at_5, r.questions)
+            );
+        }
+    }
     println!(
-        "\nAbstention without an LLM, keyword-only retrieval: {files} corpus files, {} \
+        "\nAbstention without an LLM, {} retrieval: {files} corpus files, {} \
          questions.\n",
+        if local_model.is_some() {
+            "hybrid (local model)"
+        } else {
+            "keyword-only"
+        },
         tallies
             .iter()
             .filter(|((_, split), _)| split == "all")

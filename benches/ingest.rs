@@ -1,10 +1,12 @@
 //! Corpus ingestion benchmark: the release `engram ingest` on every file of the shared corpus
-//! with 2 ingest workers, keyword-only. Reports wall time, CPU time (engram and its extractor
-//! children), peak RSS of all engram processes together (sampled from /proc every 5 ms),
-//! chunks, and the OCR character error rate of every scanned page against the ground truth.
+//! with 2 ingest workers, keyword-only — or, with `--local-model DIR`, embedding every chunk
+//! with that local model. Reports wall time, CPU time (engram and its extractor children),
+//! peak RSS of all engram processes together and of the `engram` process alone (sampled from
+//! /proc every 5 ms), chunks, and the OCR character error rate of every scanned page against
+//! the ground truth.
 //!
 //! ```text
-//! cargo build --release --workspace && cargo bench --bench ingest
+//! cargo build --release --workspace && cargo bench --bench ingest [-- --local-model "$(scripts/model.sh)"]
 //! ```
 //! Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
@@ -69,6 +71,25 @@ fn tree_rss_kib(root: u32) -> u64 {
         .sum()
 }
 
+/// Peak resident set size (VmHWM) of `root`'s child process (the `engram` that GNU time runs),
+/// in KiB; 0 before it exists.
+fn child_peak_kib(root: u32) -> u64 {
+    let Ok(children) = std::fs::read_to_string(format!("/proc/{root}/task/{root}/children")) else {
+        return 0;
+    };
+    children
+        .split_whitespace()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmHWM:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 fn levenshtein(a: &[char], b: &[char]) -> usize {
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     let mut current = vec![0; b.len() + 1];
@@ -94,12 +115,22 @@ fn normalise(text: &str) -> Vec<char> {
 fn main() {
     let engram = support::release_binary("engram");
     let extractor = support::release_binary("engram-extract");
+    let args: Vec<String> = std::env::args().collect();
+    let local_model = args
+        .iter()
+        .position(|arg| arg == "--local-model")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("engram.toml");
+    let embeddings = local_model
+        .as_ref()
+        .map(|model| format!("[embeddings]\nlocal_model = \"{model}\"\n"))
+        .unwrap_or_default();
     std::fs::write(
         &config,
         format!(
-            "[store]\nurl = \"sqlite://{}/bench.db\"\n[ingest]\nworkers = 2\nextractor = \"{}\"\n",
+            "[store]\nurl = \"sqlite://{}/bench.db\"\n[ingest]\nworkers = 2\nextractor = \"{}\"\n{embeddings}",
             dir.path().display(),
             extractor.display()
         ),
@@ -132,12 +163,14 @@ fn main() {
         .expect("GNU time (apt-get install time) and the release build");
     let root = child.id();
     let peak = Arc::new(AtomicU64::new(0));
+    let engram_peak = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (peak, done) = (peak.clone(), done.clone());
+        let (peak, engram_peak, done) = (peak.clone(), engram_peak.clone(), done.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 peak.fetch_max(tree_rss_kib(root), Ordering::Relaxed);
+                engram_peak.fetch_max(child_peak_kib(root), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(5));
             }
         })
@@ -166,6 +199,14 @@ fn main() {
         chunks += result["chunks"].as_u64().unwrap_or(0);
     }
 
+    println!(
+        "embeddings: {}\n",
+        local_model
+            .as_deref()
+            .map_or("none (keyword only)".to_string(), |model| format!(
+                "local model {model}"
+            ))
+    );
     println!("| figure | engram |");
     println!("|---|---|");
     println!("| files ingested | {ingested} |");
@@ -174,6 +215,10 @@ fn main() {
     println!(
         "| peak RSS, all engram processes together | {:.1} MiB |",
         peak.load(Ordering::Relaxed) as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS of the `engram` process alone (VmHWM) | {:.1} MiB |",
+        engram_peak.load(Ordering::Relaxed) as f64 / 1024.0
     );
     println!("| chunks | {chunks} |");
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with only the Rust toolchain: installs what
 # is missing, starts a private PostgreSQL and a private Qdrant on 127.0.0.1 (unless
-# ENGRAM_TEST_POSTGRES_URL / ENGRAM_TEST_QDRANT_URL name them), then runs formatting, lints and
-# every test against SQLite, PostgreSQL and Qdrant.
+# ENGRAM_TEST_POSTGRES_URL / ENGRAM_TEST_QDRANT_URL name them), fetches the local embedding
+# model (scripts/model.sh, unless ENGRAM_TEST_MODEL_DIR names one), then runs formatting, lints
+# and every test against SQLite, PostgreSQL and Qdrant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,11 @@ if [ -z "${ENGRAM_TEST_QDRANT_URL:-}" ]; then
   export ENGRAM_TEST_QDRANT_URL
 fi
 echo "test.sh: Qdrant at $ENGRAM_TEST_QDRANT_URL"
+if [ -z "${ENGRAM_TEST_MODEL_DIR:-}" ]; then
+  ENGRAM_TEST_MODEL_DIR=$(scripts/model.sh)
+  export ENGRAM_TEST_MODEL_DIR
+fi
+echo "test.sh: local embedding model at $ENGRAM_TEST_MODEL_DIR"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

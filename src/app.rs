@@ -188,11 +188,25 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
             idle_recheck: IDLE_RECHECK,
         };
         let handler: Arc<dyn JobHandler> = match kind {
-            JobKind::Ingest => Arc::new(
-                runtime
+            JobKind::Ingest => {
+                let pipeline = runtime
                     .block_on(ingest_pipeline(config, role_store.clone()))
-                    .context("cannot start the ingest role")?,
-            ),
+                    .context("cannot start the ingest role")?;
+                // A changed embedding model: the documents embedded with another are embedded
+                // again in the background, and searched by keywords only until then.
+                if let Some(embedder) = &pipeline.embedder {
+                    let queued = runtime.block_on(crate::ingest::queue_reembedding(
+                        role_store.as_ref(),
+                        embedder,
+                        None,
+                        config.jobs.max_attempts,
+                    ));
+                    if let Err(error) = queued {
+                        tracing::warn!(%error, "cannot queue re-embedding");
+                    }
+                }
+                Arc::new(pipeline)
+            }
             JobKind::Answer => Arc::new(
                 runtime
                     .block_on(answer_service(config, role_store.clone(), outlets.clone()))
@@ -220,9 +234,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
     // embedding width: a Qdrant collection created here must have the dense vector the ingest
     // role will write.
     let adapter_index = if slack_transport.is_some() || discord_outlet.is_some() {
-        let dimensions = Embedder::from_config(&config.embeddings)?
-            .as_ref()
-            .map(Embedder::dimensions);
+        let dimensions = crate::llm::embedding_dimensions(&config.embeddings)?;
         Some(
             control
                 .block_on(open_index(config, store.clone(), dimensions))

@@ -221,6 +221,9 @@ pub struct EmbeddingsConfig {
     pub api_key: Secret,
     pub model: String,
     pub dimensions: u32,
+    /// A BERT sentence-embedding model's directory (config.json, tokenizer.json,
+    /// model.safetensors), run in process when `base_url` is empty. Empty: no local model.
+    pub local_model: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -576,6 +576,8 @@ async fn check_store(config: &Config, report: &mut Report) {
 
 /// How long each endpoint's one tiny request may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Loading the local embedding model (reading ~100 MB of weights) before its first vector.
+const LOCAL_LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What an admin reads for a failed endpoint request: the fault, and the key to check.
 fn endpoint_problem(error: &LlmError, model: &str, section: &str) -> (Status, String) {
@@ -678,8 +680,12 @@ async fn check_embeddings(config: &Config, report: &mut Report) {
             report.add(
                 "embeddings",
                 Status::Ok,
-                "not configured: keyword (BM25) retrieval only",
+                "not configured (no base_url, no local_model): keyword (BM25) retrieval only",
             );
+            return;
+        }
+        Err(error) if embeddings.base_url.is_empty() => {
+            report.add("embeddings", Status::Fail, error.to_string());
             return;
         }
         Err(error) => {
@@ -691,6 +697,36 @@ async fn check_embeddings(config: &Config, report: &mut Report) {
             return;
         }
     };
+    if let Some(model) = embedder.local_model() {
+        // The first embedding waits for the weights to load; the second is what a question
+        // costs.
+        let started = std::time::Instant::now();
+        let first = embedder.probe(LOCAL_LOAD_TIMEOUT).await;
+        let loaded = started.elapsed();
+        let started = std::time::Instant::now();
+        let second = embedder.probe(PROBE_TIMEOUT).await;
+        let took = started.elapsed();
+        match first.and(second) {
+            Ok(width) => report.add(
+                "embeddings",
+                Status::Ok,
+                format!(
+                    "local model {} ({}): {width} dimensions; a test embedding took {:.1} ms \
+                     (the first, with loading, {} ms)",
+                    model.dir().display(),
+                    model.identity(),
+                    took.as_secs_f64() * 1000.0,
+                    loaded.as_millis()
+                ),
+            ),
+            Err(error) => report.add(
+                "embeddings",
+                Status::Fail,
+                format!("local model {}: {error}", model.dir().display()),
+            ),
+        }
+        return;
+    }
     match embedder.probe(PROBE_TIMEOUT).await {
         Ok(width) if width == embeddings.dimensions as usize => report.add(
             "embeddings",

@@ -15,6 +15,7 @@ pub mod index;
 pub mod ingest;
 pub mod jobs;
 pub mod llm;
+pub mod local_model;
 pub mod platform;
 #[cfg(test)]
 pub(crate) mod randomized;

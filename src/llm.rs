@@ -1,7 +1,9 @@
 //! OpenAI-compatible endpoints: streamed chat completions (first-token and total timeouts,
 //! retries only before the first token, usage) and embeddings (batched, with timeouts and
-//! bounded retries). The only user of async-openai and of the OpenAI wire format.
+//! bounded retries), or the local model (`local_model.rs`) when no endpoint is set. The only
+//! user of async-openai and of the OpenAI wire format.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_openai::config::OpenAIConfig;
@@ -13,6 +15,7 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use crate::config::EmbeddingsConfig;
+use crate::local_model::LocalModel;
 
 /// Texts per embeddings request.
 const BATCH: usize = 64;
@@ -135,6 +138,9 @@ pub enum LlmError {
     /// The answer was not what the config promised (wrong count or dimension).
     #[error("the model endpoint answered unexpectedly: {0}")]
     Malformed(String),
+    /// The local embedding model cannot be loaded or failed (`embeddings.local_model`).
+    #[error("the local embedding model failed: {0}")]
+    Local(String),
     /// The stream broke after text had arrived; `partial` is what arrived.
     #[error("the answer was cut off: {reason}")]
     Interrupted { partial: String, reason: String },
@@ -149,7 +155,7 @@ impl LlmError {
     pub fn fault(&self) -> LlmFault {
         match self {
             LlmError::Unavailable(failure) | LlmError::Rejected(failure) => failure.fault,
-            LlmError::Malformed(_) => LlmFault::Malformed,
+            LlmError::Malformed(_) | LlmError::Local(_) => LlmFault::Malformed,
             LlmError::Interrupted { .. } => LlmFault::Unreachable,
         }
     }
@@ -228,19 +234,54 @@ fn client(
     Ok(Client::build(http, openai))
 }
 
-/// Turns texts into vectors with the configured model.
+/// The width of the configured embeddings, without starting anything: `embeddings.dimensions`
+/// for an endpoint, the local model's from its `config.json`; `None` without embeddings.
+pub fn embedding_dimensions(config: &EmbeddingsConfig) -> Result<Option<usize>, LlmError> {
+    if !config.base_url.is_empty() {
+        return Ok(Some(config.dimensions as usize));
+    }
+    if config.local_model.is_empty() {
+        return Ok(None);
+    }
+    LocalModel::dimensions_in(std::path::Path::new(&config.local_model))
+        .map(Some)
+        .map_err(|error| LlmError::Local(error.0))
+}
+
+/// Turns texts into vectors with the configured model: an OpenAI-compatible endpoint
+/// (`embeddings.base_url`) or, when that is empty, the local model
+/// (`embeddings.local_model`, run in this process).
 #[derive(Debug, Clone)]
 pub struct Embedder {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Remote(Box<RemoteEmbedder>),
+    Local(Arc<LocalModel>),
+}
+
+#[derive(Debug, Clone)]
+struct RemoteEmbedder {
     client: Client<OpenAIConfig>,
     model: String,
     dimensions: u32,
 }
 
 impl Embedder {
-    /// `None` when `embeddings.base_url` is empty (keyword retrieval only).
+    /// `None` when neither `embeddings.base_url` nor `embeddings.local_model` is set (keyword
+    /// retrieval only).
     pub fn from_config(config: &EmbeddingsConfig) -> Result<Option<Self>, LlmError> {
         if config.base_url.is_empty() {
-            return Ok(None);
+            if config.local_model.is_empty() {
+                return Ok(None);
+            }
+            let model = LocalModel::open(std::path::Path::new(&config.local_model))
+                .map_err(|error| LlmError::Local(error.0))?;
+            return Ok(Some(Self {
+                backend: Backend::Local(model),
+            }));
         }
         // Without async-openai's own retries (three, with backoff, on refused connections
         // too): `embed_batch` decides what is worth another try.
@@ -254,30 +295,89 @@ impl Embedder {
             })?;
         let client = client.with_http_service(async_openai::middleware::ReqwestService::new(http));
         Ok(Some(Self {
-            client,
-            model: config.model.clone(),
-            dimensions: config.dimensions,
+            backend: Backend::Remote(Box::new(RemoteEmbedder {
+                client,
+                model: config.model.clone(),
+                dimensions: config.dimensions,
+            })),
         }))
     }
 
+    /// Width of the vectors: `embeddings.dimensions` for an endpoint, the local model's own.
     pub fn dimensions(&self) -> usize {
-        self.dimensions as usize
+        match &self.backend {
+            Backend::Remote(remote) => remote.dimensions as usize,
+            Backend::Local(model) => model.dimensions(),
+        }
     }
 
-    /// One vector per text, in order, in batches of 64.
-    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
-        let mut vectors = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(BATCH) {
-            vectors.extend(self.embed_batch(batch).await?);
+    /// What identifies the vectors this embedder makes, recorded with a brain's vectors:
+    /// `local:<directory>@<hash>` for the local model, the model's name and width for an
+    /// endpoint.
+    pub fn identity(&self) -> String {
+        match &self.backend {
+            Backend::Remote(remote) => format!("{}/{}", remote.model, remote.dimensions),
+            Backend::Local(model) => model.identity(),
         }
-        Ok(vectors)
+    }
+
+    /// The local model, when that is what embeds.
+    pub fn local_model(&self) -> Option<&LocalModel> {
+        match &self.backend {
+            Backend::Remote(_) => None,
+            Backend::Local(model) => Some(model),
+        }
+    }
+
+    /// One vector per text, in order, in batches (64 per request to an endpoint, 4 per pass
+    /// of the local model).
+    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
+        match &self.backend {
+            Backend::Remote(remote) => {
+                let mut vectors = Vec::with_capacity(texts.len());
+                for batch in texts.chunks(BATCH) {
+                    vectors.extend(remote.embed_batch(batch).await?);
+                }
+                Ok(vectors)
+            }
+            Backend::Local(model) => model
+                .embed(texts)
+                .await
+                .map_err(|error| LlmError::Local(error.0)),
+        }
+    }
+
+    /// The vector of a question; the local model runs it ahead of ingestion's batches.
+    pub async fn embed_question(&self, question: &str) -> Result<Vec<f32>, LlmError> {
+        match &self.backend {
+            Backend::Remote(remote) => remote
+                .embed_batch(&[question.to_string()])
+                .await?
+                .pop()
+                .ok_or_else(|| LlmError::Malformed("no vector in the answer".into())),
+            Backend::Local(model) => model
+                .embed_question(question)
+                .await
+                .map_err(|error| LlmError::Local(error.0)),
+        }
     }
 
     /// One tiny request (one short input, no retry) for `engram doctor`: the width of the
-    /// vector the endpoint returns, whatever `embeddings.dimensions` says.
+    /// vector the endpoint returns, whatever `embeddings.dimensions` says. The local model
+    /// embeds the same input (waiting for its weights to load).
     pub async fn probe(&self, limit: Duration) -> Result<usize, LlmError> {
-        let request = self.embedding_request(vec!["engram doctor".to_string()]);
-        let response = tokio::time::timeout(limit, self.client.embeddings().create(request))
+        let remote = match &self.backend {
+            Backend::Remote(remote) => remote,
+            Backend::Local(model) => {
+                let vector = tokio::time::timeout(limit, model.embed_question("engram doctor"))
+                    .await
+                    .map_err(|_| timed_out(limit))?
+                    .map_err(|error| LlmError::Local(error.0))?;
+                return Ok(vector.len());
+            }
+        };
+        let request = remote.embedding_request(vec!["engram doctor".to_string()]);
+        let response = tokio::time::timeout(limit, remote.client.embeddings().create(request))
             .await
             .map_err(|_| timed_out(limit))??;
         response
@@ -286,7 +386,9 @@ impl Embedder {
             .map(|embedding| embedding.embedding.len())
             .ok_or_else(|| LlmError::Malformed("no vector in the answer".into()))
     }
+}
 
+impl RemoteEmbedder {
     async fn embed_batch(&self, batch: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
         let mut attempt = 1;
         loop {

@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use super::{extractive_answer, mark_cited, prompt, retrieve, RetrievalOptions, Retrieved, Source};
-use crate::brain::Brain;
+use super::{
+    extractive_answer, mark_cited, prompt, retrieve_with_stale, RetrievalOptions, Retrieved, Source,
+};
+use crate::brain::{Brain, BrainId};
 use crate::config::LlmConfig;
 use crate::index::{Index, IndexError};
 use crate::llm::{ChatModel, Embedder, LlmError, LlmFault, Role, Usage};
@@ -110,6 +112,29 @@ impl AnswerError {
 }
 
 impl Answerer {
+    /// The brain's best passages for `question` (`retrieve`); the chunks of documents whose
+    /// vectors are of another embedding model than the configured one (not yet embedded again)
+    /// count by keywords only.
+    pub async fn retrieve(&self, brain: BrainId, question: &str) -> Result<Retrieved, AnswerError> {
+        let stale = match &self.embedder {
+            Some(embedder) => {
+                self.store
+                    .stale_embeddings(Some(brain), &embedder.identity())
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        Ok(retrieve_with_stale(
+            self.index.as_ref(),
+            self.embedder.as_ref(),
+            brain,
+            question,
+            self.retrieval,
+            &stale,
+        )
+        .await?)
+    }
+
     /// Answers `question`, passing each new piece of the text to `on_text` as it is made; the
     /// pieces concatenated are `Answered::text`.
     pub async fn answer(
@@ -118,14 +143,7 @@ impl Answerer {
         mut on_text: impl FnMut(&str) + Send,
     ) -> Result<Answered, AnswerError> {
         let brain = question.brain;
-        let retrieved = retrieve(
-            self.index.as_ref(),
-            self.embedder.as_ref(),
-            brain.id,
-            question.text,
-            self.retrieval,
-        )
-        .await?;
+        let retrieved = self.retrieve(brain.id, question.text).await?;
         let (text, usage, provenance, fault) = match &self.chat {
             Some(chat) if !retrieved.sources.is_empty() => {
                 self.ask_model(chat, question, &retrieved, &mut on_text)

@@ -9,13 +9,36 @@ pub mod prompt;
 
 use serde::Serialize;
 
-use crate::brain::BrainId;
-use crate::index::{Index, IndexError, SearchQuery};
+use crate::brain::{BrainId, DocumentId};
+use crate::index::{Index, IndexError, SearchHit, SearchQuery, RRF_K};
 use crate::llm::Embedder;
 
 pub use answerer::{AnswerError, Answered, Answerer, Provenance, Question};
 pub use evidence::Evidence;
 pub use extractive::{content_terms, extractive_answer};
+
+/// Hybrid hits with the vector side taken out for the documents in `stale`: their chunks keep
+/// the reciprocal-rank score of their keyword rank alone, and those found only by vector
+/// (compared with vectors of another model) are dropped; the rest keep their fused score.
+pub fn keyword_only_for(hits: Vec<SearchHit>, stale: &[DocumentId]) -> Vec<SearchHit> {
+    let mut hits: Vec<SearchHit> = hits
+        .into_iter()
+        .filter_map(|hit| {
+            if !stale.contains(&DocumentId(hit.document_id)) {
+                return Some(hit);
+            }
+            let rank = hit.keyword_rank?;
+            Some(SearchHit {
+                score: 1.0 / (RRF_K + rank as f32),
+                vector_rank: None,
+                ..hit
+            })
+        })
+        .collect();
+    // Stable: equal scores keep the index's order.
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hits
+}
 
 /// A numbered source an answer may cite.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,9 +103,22 @@ pub async fn retrieve(
     question: &str,
     options: RetrievalOptions,
 ) -> Result<Retrieved, IndexError> {
+    retrieve_with_stale(index, embedder, brain, question, options, &[]).await
+}
+
+/// `retrieve`, where the documents in `stale` have vectors of another embedding model (not yet
+/// embedded again): their chunks count by their keyword rank alone.
+pub async fn retrieve_with_stale(
+    index: &dyn Index,
+    embedder: Option<&Embedder>,
+    brain: BrainId,
+    question: &str,
+    options: RetrievalOptions,
+    stale: &[DocumentId],
+) -> Result<Retrieved, IndexError> {
     let vector = match embedder {
-        Some(embedder) => match embedder.embed(&[question.to_string()]).await {
-            Ok(mut vectors) => vectors.pop(),
+        Some(embedder) => match embedder.embed_question(question).await {
+            Ok(vector) => Some(vector),
             Err(error) => {
                 tracing::warn!(%error, "cannot embed the question; searching by keywords only");
                 None
@@ -90,6 +126,7 @@ pub async fn retrieve(
         },
         None => None,
     };
+    let hybrid = vector.is_some();
     let hits = index
         .search(
             brain,
@@ -100,6 +137,11 @@ pub async fn retrieve(
             },
         )
         .await?;
+    let hits = if hybrid && !stale.is_empty() {
+        keyword_only_for(hits, stale)
+    } else {
+        hits
+    };
     let terms = content_terms(question);
     let mut passages = Vec::new();
     let mut per_document: std::collections::HashMap<i64, usize> = Default::default();
@@ -201,6 +243,46 @@ pub fn mark_cited(text: &str, sources: &mut [Source]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hit(
+        chunk: i64,
+        document: i64,
+        keyword_rank: Option<u32>,
+        vector_rank: Option<u32>,
+    ) -> SearchHit {
+        let rrf = |rank: Option<u32>| rank.map_or(0.0, |r| 1.0 / (RRF_K + r as f32));
+        SearchHit {
+            chunk_id: chunk,
+            document_id: document,
+            file_name: format!("doc{document}"),
+            source_link: None,
+            page: None,
+            heading: None,
+            text: String::new(),
+            score: rrf(keyword_rank) + rrf(vector_rank),
+            keyword_rank,
+            vector_rank,
+        }
+    }
+
+    #[test]
+    fn stale_documents_count_by_keywords_only() {
+        let hits = vec![
+            hit(1, 7, Some(2), Some(1)), // stale: keeps its keyword rank's score
+            hit(2, 7, None, Some(2)),    // stale and found by vector only: dropped
+            hit(3, 8, Some(3), Some(3)), // current: keeps its fused score
+            hit(4, 8, Some(1), None),
+        ];
+        let kept = keyword_only_for(hits, &[DocumentId(7)]);
+        let ids: Vec<i64> = kept.iter().map(|hit| hit.chunk_id).collect();
+        assert_eq!(ids, [3, 4, 1]);
+        let stale = kept.iter().find(|hit| hit.chunk_id == 1).unwrap();
+        assert_eq!(stale.vector_rank, None);
+        assert!((stale.score - 1.0 / (RRF_K + 2.0)).abs() < 1e-9);
+        // Nothing stale: nothing changes.
+        let same = keyword_only_for(vec![hit(5, 9, None, Some(1))], &[DocumentId(7)]);
+        assert_eq!(same.len(), 1);
+    }
 
     #[test]
     fn citations_are_read_in_order_once() {

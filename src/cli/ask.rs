@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 
-use crate::answer::{self, Provenance, Question, Source};
+use crate::answer::{Provenance, Question, Source};
 use crate::app;
 use crate::brain::{BrainName, TenantKey};
 use crate::config::{Config, StoreUrl};
@@ -44,16 +44,11 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
     let brain = super::find_brain(store.as_ref(), &args.tenant, &args.brain).await?;
     let answerer = app::answerer(config, store).await?;
     if args.sources_only {
-        let sources = answer::retrieve(
-            answerer.index.as_ref(),
-            answerer.embedder.as_ref(),
-            brain.id,
-            &args.question,
-            answerer.retrieval,
-        )
-        .await
-        .context("cannot search the brain")?
-        .sources;
+        let sources = answerer
+            .retrieve(brain.id, &args.question)
+            .await
+            .context("cannot search the brain")?
+            .sources;
         if args.json {
             outln!("{}", json!({ "sources": sources }));
         } else {

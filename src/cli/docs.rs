@@ -165,8 +165,9 @@ pub async fn reindex(
 ) -> anyhow::Result<()> {
     if Embedder::from_config(&config.embeddings)?.is_none() {
         bail!(
-            "embeddings are off (`embeddings.base_url` is empty), so there is nothing to \
-             re-embed: searches use keywords only, which need no re-indexing"
+            "embeddings are off (neither `embeddings.base_url` nor `embeddings.local_model` \
+             is set), so there is nothing to re-embed: searches use keywords only, which need \
+             no re-indexing"
         );
     }
     let jobs = documents::queue_reindex(store.as_ref(), brain.id, config.jobs.max_attempts).await?;

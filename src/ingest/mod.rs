@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use crate::brain::{AddedDocument, BrainId, Document, DocumentId, DocumentStatus, NewDocument};
 use crate::config::IngestConfig;
 use crate::index::{Index, IndexError, IndexedDocument};
-use crate::jobs::{JobId, JobKind, JobState, NewJob};
+use crate::jobs::{Enqueued, JobId, JobKind, JobState, NewJob};
 use crate::llm::Embedder;
 use crate::store::{Store, StoreError};
 use crate::worker::{JobFailure, JobHandler};
@@ -183,6 +183,46 @@ pub async fn submit(
     Ok(Submitted::Queued { document, job })
 }
 
+/// Records, after a document's vectors were written, which model made them (and, with it, the
+/// brain's model). A failure only leaves the document looking stale, so it is logged: the
+/// document is then searched by keywords only until it is embedded again.
+pub async fn record_embedding(store: &dyn Store, embedder: &Embedder, document: DocumentId) {
+    let dimensions = u32::try_from(embedder.dimensions()).unwrap_or(u32::MAX);
+    if let Err(error) = store
+        .record_embedding(document, &embedder.identity(), dimensions)
+        .await
+    {
+        tracing::warn!(%error, document = document.0, "cannot record the embedding model");
+    }
+}
+
+/// Queues re-embedding for every indexed document whose vectors are of another model than
+/// `embedder`'s (in `brain`, or in every brain): one `ingest` job per document, its payload
+/// `{"document_id": …, "reindex": true}` — the job that embeds a document's stored chunks
+/// again. At most one such job per document and model. Returns how many were queued now.
+/// Until a document is embedded again, searches use its chunks by keywords only.
+pub async fn queue_reembedding(
+    store: &dyn Store,
+    embedder: &Embedder,
+    brain: Option<BrainId>,
+    max_attempts: u32,
+) -> Result<usize, StoreError> {
+    let model = embedder.identity();
+    let mut queued = 0;
+    for document in store.stale_embeddings(brain, &model).await? {
+        let payload = serde_json::json!({ "document_id": document.0, "reindex": true });
+        let job = NewJob::new(JobKind::Ingest, payload, max_attempts)
+            .with_dedupe_key(format!("reembed:{}:{model}", document.0));
+        if matches!(store.enqueue(&job).await?, Enqueued::New(_)) {
+            queued += 1;
+        }
+    }
+    if queued > 0 {
+        tracing::info!(queued, %model, "re-embedding queued for documents of another model");
+    }
+    Ok(queued)
+}
+
 /// Runs `ingest` jobs.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -314,6 +354,9 @@ impl Pipeline {
             })
             .await
             .map_err(index_failure)?;
+        if let (Some(embedder), Some(_)) = (&self.embedder, &vectors) {
+            record_embedding(self.store.as_ref(), embedder, document.id).await;
+        }
         if let Err(error) = self.store.release_file(&document.sha256).await {
             tracing::warn!(%error, "cannot drop the file's bytes");
         }
@@ -382,6 +425,7 @@ impl Pipeline {
             Err(IndexError::UnknownDocument { .. }) => Ok(()),
             result => result.map_err(index_failure),
         }?;
+        record_embedding(self.store.as_ref(), embedder, document.id).await;
         tracing::info!(
             document = document.id.0,
             file = %document.file_name,

@@ -333,6 +333,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn indexed_among(&self, brain: BrainId, ids: &[i64]) -> StoreResult<Vec<i64>>;
     /// Deletes a document of `brain` (and any chunk rows it has); `false` if there was none.
     async fn delete_document(&self, brain: BrainId, id: DocumentId) -> StoreResult<bool>;
+    /// Records that the document's chunks now have vectors of `model` (`dimensions` wide) in
+    /// the index. The brain records the model and width too when it had none, or when none of
+    /// its indexed documents has vectors of another model any more.
+    async fn record_embedding(
+        &self,
+        document: DocumentId,
+        model: &str,
+        dimensions: u32,
+    ) -> StoreResult<()>;
+    /// The embedding model and width the brain was indexed with, as recorded.
+    async fn brain_embedding(&self, brain: BrainId) -> StoreResult<Option<(String, u32)>>;
+    /// Indexed documents whose vectors are of another model than `model` (in `brain`, or in
+    /// every brain). Documents embedded before models were recorded count as `model`'s.
+    async fn stale_embeddings(
+        &self,
+        brain: Option<BrainId>,
+        model: &str,
+    ) -> StoreResult<Vec<DocumentId>>;
     /// Keeps a file's bytes until its documents are ingested.
     async fn put_file(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
     async fn file(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;

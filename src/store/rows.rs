@@ -775,6 +775,61 @@ macro_rules! impl_store {
                 Ok(indexed)
             }
 
+            async fn record_embedding(
+                &self,
+                document: DocumentId,
+                model: &str,
+                dimensions: u32,
+            ) -> StoreResult<()> {
+                sqlx::query("UPDATE documents SET embedding_model = $1 WHERE id = $2")
+                    .bind(model)
+                    .bind(document.0)
+                    .execute(self.writer())
+                    .await?;
+                sqlx::query(
+                    "UPDATE brains SET embedding_model = $1, embedding_dimensions = $2 \
+                     WHERE id = (SELECT brain_id FROM documents WHERE id = $3) \
+                     AND (embedding_model IS NULL OR NOT EXISTS (\
+                       SELECT 1 FROM documents d WHERE d.brain_id = brains.id \
+                       AND d.status = 'indexed' AND d.embedding_model <> $1))",
+                )
+                .bind(model)
+                .bind(i64::from(dimensions))
+                .bind(document.0)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn brain_embedding(&self, brain: BrainId) -> StoreResult<Option<(String, u32)>> {
+                let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+                    "SELECT embedding_model, embedding_dimensions FROM brains WHERE id = $1",
+                )
+                .bind(brain.0)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(row.and_then(|(model, dimensions)| {
+                    Some((model?, u32::try_from(dimensions?).ok()?))
+                }))
+            }
+
+            async fn stale_embeddings(
+                &self,
+                brain: Option<BrainId>,
+                model: &str,
+            ) -> StoreResult<Vec<DocumentId>> {
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT id FROM documents WHERE status = 'indexed' \
+                     AND embedding_model IS NOT NULL AND embedding_model <> $1 \
+                     AND ($2 IS NULL OR brain_id = $2) ORDER BY id",
+                )
+                .bind(model)
+                .bind(brain.map(|brain| brain.0))
+                .fetch_all(self.reader())
+                .await?;
+                Ok(ids.into_iter().map(DocumentId).collect())
+            }
+
             async fn delete_document(&self, brain: BrainId, id: DocumentId) -> StoreResult<bool> {
                 let done = sqlx::query("DELETE FROM documents WHERE id = $1 AND brain_id = $2")
                     .bind(id.0)

@@ -11,6 +11,7 @@ fn config(base_url: String, dimensions: u32) -> EmbeddingsConfig {
         api_key: Secret::new("sk-test-key-never-shown"),
         model: "test-embedder".into(),
         dimensions,
+        local_model: String::new(),
     }
 }
 

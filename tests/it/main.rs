@@ -18,6 +18,7 @@ mod gateway;
 mod hostile;
 mod index;
 mod ingest;
+mod local_model;
 mod migrations;
 #[path = "../../crates/extract/tests/common/office.rs"]
 mod office;
