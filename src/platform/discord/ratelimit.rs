@@ -64,9 +64,24 @@ impl Route {
         }
         Self { shape, major }
     }
+
+    /// The resource the route acts on: its shape without the method and a last `{id}`, so
+    /// creating, editing and deleting a channel's messages are one resource
+    /// (`/channels/{major}/messages`) and its reactions or typing indicator others. Discord
+    /// puts routes of different resources in different buckets; a route whose bucket is not
+    /// known yet is held back only by the buckets of its own resource (were Discord ever to
+    /// share one across resources, the first request would meet a 429, wait it out and go
+    /// again).
+    pub fn resource(&self) -> String {
+        let path = self
+            .shape
+            .split_once(' ')
+            .map_or(self.shape.as_str(), |(_, path)| path);
+        path.strip_suffix("/{id}").unwrap_or(path).to_string()
+    }
 }
 
-/// The bucket of routes no answer has named a bucket for yet.
+/// The bucket of routes no answer has named a bucket for yet (followed by their resource).
 const UNKNOWN_BUCKET: &str = "?";
 
 /// What a bucket is known to allow.
@@ -125,9 +140,10 @@ pub struct Limiter {
     buckets_of_routes: Mutex<HashMap<String, String>>,
     /// (bucket id, or the route's shape until known; major) → its window.
     windows: Mutex<HashMap<(String, String), SharedWindow>>,
-    /// Per major parameter: until when some bucket of it was last said to be empty. A route
-    /// whose bucket is not known yet waits for that, since it may be that bucket.
-    emptied_until: Mutex<HashMap<String, Instant>>,
+    /// Per major parameter and resource ([`Route::resource`]): until when some bucket of them
+    /// was last said to be empty. A route whose bucket is not known yet waits for that, since
+    /// it may be that bucket.
+    emptied_until: Mutex<HashMap<(String, String), Instant>>,
     global: Mutex<Global>,
 }
 
@@ -137,13 +153,14 @@ impl Limiter {
     }
 
     /// The window of `route`'s bucket. A route whose bucket no answer has named yet shares
-    /// one window with every other such route of its major parameter: whichever bucket it
-    /// turns out to be in, it cannot find that bucket emptier than the last answer said.
+    /// one window with every other such route of its major parameter and resource: whichever
+    /// bucket it turns out to be in, it cannot find that bucket emptier than the last answer
+    /// said.
     fn window(&self, route: &Route) -> SharedWindow {
         let bucket = lock(&self.buckets_of_routes)
             .get(&route.shape)
             .cloned()
-            .unwrap_or_else(|| UNKNOWN_BUCKET.to_string());
+            .unwrap_or_else(|| format!("{UNKNOWN_BUCKET}{}", route.resource()));
         lock(&self.windows)
             .entry((bucket, route.major.clone()))
             .or_default()
@@ -151,7 +168,8 @@ impl Limiter {
     }
 
     /// When `route` may go, by what its window says — and, while its bucket is not known,
-    /// not before any bucket of its major parameter that was said to be empty has reset.
+    /// not before any bucket of its major parameter and resource that was said to be empty has
+    /// reset.
     fn ready_at(&self, route: &Route, window: &Window) -> Instant {
         let now = Instant::now();
         let ready = window.ready_at(now);
@@ -159,7 +177,7 @@ impl Limiter {
             return ready;
         }
         lock(&self.emptied_until)
-            .get(&route.major)
+            .get(&(route.major.clone(), route.resource()))
             .map_or(ready, |until| ready.max(*until))
     }
 
@@ -268,7 +286,7 @@ impl Limiter {
         if let (Some(0), Some(reset_at)) = (ticket.window.remaining, ticket.window.reset_at) {
             let mut emptied = lock(&self.emptied_until);
             let until = emptied
-                .entry(ticket.route.major.clone())
+                .entry((ticket.route.major.clone(), ticket.route.resource()))
                 .or_insert(reset_at);
             *until = (*until).max(reset_at);
         }
@@ -417,6 +435,60 @@ mod tests {
             start.elapsed(),
             Duration::ZERO,
             "once known to be another bucket, the edit does not wait for this one"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_route_not_seen_yet_is_not_held_by_another_resource_emptied() {
+        let limiter = Limiter::new();
+        let react = Route::of("PUT", "/channels/1/messages/9/reactions/%E2%9C%85/@me");
+        let ticket = limiter.acquire(&react).await;
+        limiter.settle(ticket, &answered("reactions", 0, 250));
+        let start = Instant::now();
+        drop(
+            limiter
+                .acquire(&Route::of("PATCH", "/channels/1/messages/9"))
+                .await,
+        );
+        drop(
+            limiter
+                .acquire(&Route::of("POST", "/channels/1/typing"))
+                .await,
+        );
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "an emptied reactions bucket does not hold a first edit or typing"
+        );
+        drop(
+            limiter
+                .acquire(&Route::of(
+                    "DELETE",
+                    "/channels/1/messages/9/reactions/x/@me",
+                ))
+                .await,
+        );
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(250),
+            "but does hold another reaction route not seen yet"
+        );
+    }
+
+    #[test]
+    fn a_resource_is_the_route_without_its_method_and_last_id() {
+        let resource = |method, path| Route::of(method, path).resource();
+        assert_eq!(
+            resource("POST", "/channels/1/messages"),
+            resource("PATCH", "/channels/1/messages/2")
+        );
+        assert_eq!(
+            resource("DELETE", "/channels/1/messages/2"),
+            "/channels/{major}/messages"
+        );
+        assert_ne!(
+            resource("PUT", "/channels/1/messages/2/reactions/x/@me"),
+            resource("POST", "/channels/1/messages")
         );
     }
 
