@@ -135,8 +135,11 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
         .unwrap_or_else(|_| "127.0.0.1:0".into())
         .parse()
         .expect("ENGRAM_BENCH_HTTP_LISTEN is an address");
-    config.budgets.monthly_usd_per_tenant = 1000.0;
-    config.budgets.monthly_usd_per_brain = 500.0;
+    // `ENGRAM_BENCH_NO_BUDGETS=1`: the same run without caps (nothing reserved), to compare.
+    if std::env::var_os("ENGRAM_BENCH_NO_BUDGETS").is_none() {
+        config.budgets.monthly_usd_per_tenant = 1000.0;
+        config.budgets.monthly_usd_per_brain = 500.0;
+    }
     config.metrics.per_brain_labels = true;
     config.ingest.workers = 1;
     config.ingest.extractor = support::release_binary("engram-extract")

@@ -1119,30 +1119,27 @@ macro_rules! impl_store {
                 } else {
                     0
                 };
-                let reserved = |column: &'static str, id: i64| {
-                    sqlx::query_scalar::<_, i64>(if column == "tenant_id" {
-                        "SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) FROM budget_reservations \
-                         WHERE tenant_id = $1 AND period_start = $2 AND held_until > $3"
-                    } else {
-                        "SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) FROM budget_reservations \
-                         WHERE brain_id = $1 AND period_start = $2 AND held_until > $3"
-                    })
-                    .bind(id)
-                    .bind(month)
-                    .bind(now)
-                };
+                // What the answers in flight hold against the tenant's and the brain's month.
+                let (tenant_held, brain_held): (i64, i64) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(CASE WHEN tenant_id = $1 THEN micros ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN brain_id = $2 THEN micros ELSE 0 END), 0) AS BIGINT) \
+                     FROM budget_reservations \
+                     WHERE (tenant_id = $1 OR brain_id = $2) AND period_start = $3 AND held_until > $4",
+                )
+                .bind(spender.tenant.0)
+                .bind(spender.brain.0)
+                .bind(month)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
                 let mut capped = None;
-                if caps.tenant_micros > 0 {
-                    let used = tenant_spent + reserved("tenant_id", spender.tenant.0).fetch_one(&mut *tx).await?;
-                    if used >= caps.tenant_micros {
-                        capped = Some(CapUse { cap: CapKind::Tenant, used, limit: caps.tenant_micros });
-                    }
+                let used = tenant_spent + tenant_held;
+                if caps.tenant_micros > 0 && used >= caps.tenant_micros {
+                    capped = Some(CapUse { cap: CapKind::Tenant, used, limit: caps.tenant_micros });
                 }
-                if capped.is_none() && caps.brain_micros > 0 {
-                    let used = brain_spent + reserved("brain_id", spender.brain.0).fetch_one(&mut *tx).await?;
-                    if used >= caps.brain_micros {
-                        capped = Some(CapUse { cap: CapKind::Brain, used, limit: caps.brain_micros });
-                    }
+                let used = brain_spent + brain_held;
+                if capped.is_none() && caps.brain_micros > 0 && used >= caps.brain_micros {
+                    capped = Some(CapUse { cap: CapKind::Brain, used, limit: caps.brain_micros });
                 }
                 if capped.is_none() && caps.user_questions > 0 && questions > caps.user_questions {
                     capped = Some(CapUse {
