@@ -156,7 +156,8 @@ async fn bench(list: bool, local_model: Option<String>) -> Result<(), Box<dyn st
         .brain_by_name(tenant, &BrainName::parse("corpus")?)
         .await?
         .ok_or("no corpus brain")?;
-    let answerer: Answerer = engram::app::answerer(&config, store.clone()).await?;
+    let answerer: Answerer =
+        engram::app::answerer(&config, store.clone(), Default::default()).await?;
 
     let questions =
         std::fs::read_to_string(support::crate_dir().join("benches/questions/abstention.jsonl"))?;
@@ -184,6 +185,8 @@ async fn bench(list: bool, local_model: Option<String>) -> Result<(), Box<dyn st
                     user: "bench",
                     text,
                     conversation: None,
+                    platform: "cli",
+                    queue_wait: std::time::Duration::ZERO,
                 },
                 |_| {},
             )

@@ -7,6 +7,12 @@
 //! writes per 5 s) with 30 ms per call. Meanwhile `/healthz` is polled every 10 ms and one
 //! OCR ingest job runs (compared with the same job on an idle process).
 //!
+//! Budgets and metrics are on: every answer reserves and settles its cost against a tenant and
+//! a brain cap (set high enough never to be reached) and is counted in `/metrics` with
+//! per-brain labels. `ENGRAM_BENCH_HTTP_LISTEN=127.0.0.1:PORT` fixes the API's address and
+//! `ENGRAM_BENCH_HOLD_SECS=N` keeps it serving N s after the answers, for a Prometheus to
+//! scrape (deploy/grafana/README.md).
+//!
 //! Reports: `/healthz` latency, ingest duration idle vs loaded, this process's RSS idle and
 //! with 1,000 answers in flight, question-to-first-edit overhead beyond the LLM's first token,
 //! 429s caused, edit spacing, and whether every answer arrived complete.
@@ -116,11 +122,25 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
     config.store.url = StoreUrl::new(format!("sqlite://{}/bench.db", dir.path().display()));
     config.llm.base_url = format!("http://{llm_addr}/v1");
     config.llm.model = "bench-model".into();
+    config.llm.prices.push(engram::config::Price {
+        model: "bench-model".into(),
+        prompt_usd_per_mtok: 0.15,
+        completion_usd_per_mtok: 0.60,
+    });
     config.chat.max_concurrent_answers = QUESTIONS as u32;
     config.chat.max_waiting_answers = 100;
     config.chat.edit_interval_ms = EDIT_INTERVAL_MS;
     config.chat.user_questions_per_minute = 0;
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.listen = std::env::var("ENGRAM_BENCH_HTTP_LISTEN")
+        .unwrap_or_else(|_| "127.0.0.1:0".into())
+        .parse()
+        .expect("ENGRAM_BENCH_HTTP_LISTEN is an address");
+    // `ENGRAM_BENCH_NO_BUDGETS=1`: the same run without caps (nothing reserved), to compare.
+    if std::env::var_os("ENGRAM_BENCH_NO_BUDGETS").is_none() {
+        config.budgets.monthly_usd_per_tenant = 1000.0;
+        config.budgets.monthly_usd_per_brain = 500.0;
+    }
+    config.metrics.per_brain_labels = true;
     config.ingest.workers = 1;
     config.ingest.extractor = support::release_binary("engram-extract")
         .display()
@@ -254,6 +274,13 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
         }
         states
     });
+    if let Some(hold) = std::env::var("ENGRAM_BENCH_HOLD_SECS")
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+    {
+        println!("holding the API for {hold} s");
+        std::thread::sleep(Duration::from_secs(hold));
+    }
     engram.stop().expect("engram stops");
 
     // What the platform saw.

@@ -146,7 +146,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         roles = %roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
         "engram starting"
     );
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(config.metrics.per_brain_labels));
     let connections = Arc::new(Connections::default());
     let shutdown = Shutdown::default();
     let retry = RetryPolicy::from(&config.jobs);
@@ -209,7 +209,12 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
             }
             JobKind::Answer => Arc::new(
                 runtime
-                    .block_on(answer_service(config, role_store.clone(), outlets.clone()))
+                    .block_on(answer_service(
+                        config,
+                        role_store.clone(),
+                        outlets.clone(),
+                        metrics.clone(),
+                    ))
                     .context("cannot start the chat role")?,
             ),
         };
@@ -633,8 +638,13 @@ pub async fn ingest_pipeline(config: &Config, store: Arc<dyn Store>) -> anyhow::
     })
 }
 
-/// What answers questions: the store, the index, and the configured models.
-pub async fn answerer(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Answerer> {
+/// What answers questions: the store, the index, the configured models and budgets; answers
+/// are counted in `metrics`.
+pub async fn answerer(
+    config: &Config,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Answerer> {
     let embedder = Embedder::from_config(&config.embeddings)?;
     let dimensions = embedder.as_ref().map(Embedder::dimensions);
     let index = open_index(config, store.clone(), dimensions).await?;
@@ -645,6 +655,9 @@ pub async fn answerer(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<
         chat: ChatModel::from_config(&config.llm)?,
         llm: config.llm.clone(),
         retrieval: RetrievalOptions::default(),
+        budgets: config.budgets,
+        metrics,
+        slow_answer: Duration::from_millis(config.chat.slow_answer_ms),
     })
 }
 
@@ -653,6 +666,7 @@ pub async fn answer_service(
     config: &Config,
     store: Arc<dyn Store>,
     outlets: Outlets,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<AnswerService> {
     if outlets.is_empty() {
         tracing::info!(
@@ -662,7 +676,7 @@ pub async fn answer_service(
     }
     let per_minute = config.chat.user_questions_per_minute;
     Ok(AnswerService {
-        answerer: answerer(config, store).await?,
+        answerer: answerer(config, store, metrics).await?,
         outlets,
         pool: AnswerPool::new(config.chat.max_concurrent_answers as usize),
         rate_limit: (per_minute > 0)

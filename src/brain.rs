@@ -101,6 +101,9 @@ pub struct Brain {
     pub system_prompt: Option<String>,
     /// Overrides `llm.model` when set.
     pub model: Option<String>,
+    /// The brain's own monthly cap in millionths of a US dollar (`/brain budget`); `None`:
+    /// `budgets.monthly_usd_per_brain`. 0 = no cap.
+    pub budget_micros: Option<i64>,
     pub created_at: i64,
 }
 

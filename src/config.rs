@@ -150,6 +150,8 @@ pub struct Config {
     pub chat: ChatConfig,
     pub ingest: IngestConfig,
     pub jobs: JobsConfig,
+    pub budgets: BudgetsConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
 
@@ -337,12 +339,47 @@ pub struct ChatConfig {
     pub max_waiting_answers: u32,
     pub edit_interval_ms: u64,
     pub user_questions_per_minute: u32,
+    /// Answers slower than this are logged at `warn` with their phases.
+    pub slow_answer_ms: u64,
 }
 
 impl ChatConfig {
     pub fn edit_interval(&self) -> Duration {
         Duration::from_millis(self.edit_interval_ms)
     }
+}
+
+/// Spending caps (`[budgets]`); 0 = no cap.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsConfig {
+    pub monthly_usd_per_tenant: f64,
+    pub monthly_usd_per_brain: f64,
+    pub daily_questions_per_user: u32,
+    /// The share of a cap whose crossing is announced once per period.
+    pub warn_at: f64,
+    /// Completion tokens an LLM call is assumed to write when its cost is reserved before
+    /// the call (settled at the real figure after it).
+    pub reserve_completion_tokens: u32,
+}
+
+impl BudgetsConfig {
+    /// No caps at all.
+    pub const NONE: BudgetsConfig = BudgetsConfig {
+        monthly_usd_per_tenant: 0.0,
+        monthly_usd_per_brain: 0.0,
+        daily_questions_per_user: 0,
+        warn_at: 0.8,
+        reserve_completion_tokens: 1000,
+    };
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `tenant` and `brain` labels on the answer and LLM series (cardinality grows with them).
+    pub per_brain_labels: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -512,6 +549,26 @@ impl Config {
         }
         if self.embeddings.dimensions == 0 {
             return invalid("embeddings.dimensions", "must be at least 1");
+        }
+        for (key, usd) in [
+            (
+                "budgets.monthly_usd_per_tenant",
+                self.budgets.monthly_usd_per_tenant,
+            ),
+            (
+                "budgets.monthly_usd_per_brain",
+                self.budgets.monthly_usd_per_brain,
+            ),
+        ] {
+            if !(usd.is_finite() && usd >= 0.0) {
+                return invalid(key, "must be 0 (no cap) or a positive amount of US dollars");
+            }
+        }
+        if !(self.budgets.warn_at > 0.0 && self.budgets.warn_at <= 1.0) {
+            return invalid(
+                "budgets.warn_at",
+                "must be a share of the cap, above 0 and at most 1",
+            );
         }
         for (key, value) in [
             (

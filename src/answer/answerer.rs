@@ -5,21 +5,29 @@
 //! new turns, and mark the sources the text cites.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{
-    extractive_answer, mark_cited, prompt, retrieve_with_stale, RetrievalOptions, Retrieved, Source,
+    budget, extractive_answer, mark_cited, prompt, retrieve_with_stale, RetrievalOptions,
+    Retrieved, Source,
 };
 use crate::brain::{Brain, BrainId};
-use crate::config::LlmConfig;
+use crate::clock::now_ms;
+use crate::config::{BudgetsConfig, LlmConfig};
 use crate::index::{Index, IndexError};
+use crate::ingest::chunk::count_tokens;
 use crate::llm::{ChatModel, Embedder, LlmError, LlmFault, Role, Usage};
+use crate::telemetry::{AnswerObservation, AnswerOutcome, Metrics};
 
 /// What quoted passages follow when no LLM is configured.
 pub const NO_LLM: &str = "No LLM is configured, so here is what the documents say:";
 
 /// What quoted passages follow when the LLM failed (after the fault's notice).
 const LLM_FAILED: &str = "Here is what the documents say:";
-use crate::store::{patiently, Store, StoreError, StoredTurn, UsageRecord, STORE_PATIENCE};
+use crate::store::{
+    patiently, AnswerRecord, AnswerRecorded, CapKind, CapUse, Caps, Phases, Reservation, Spender,
+    Store, StoreError, StoredTurn, UsageRecord, STORE_PATIENCE,
+};
 
 /// Earlier turns a prompt may include, at most (the token budget usually cuts sooner).
 const HISTORY_TURNS: u32 = 20;
@@ -35,6 +43,12 @@ pub struct Answerer {
     /// Default system prompt, context budget and price table.
     pub llm: LlmConfig,
     pub retrieval: RetrievalOptions,
+    /// Spending caps, checked before every LLM call.
+    pub budgets: BudgetsConfig,
+    /// Where answers are counted (`/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// Answers slower than this are logged at `warn` with their phases (`chat.slow_answer_ms`).
+    pub slow_answer: Duration,
 }
 
 /// A question to answer.
@@ -46,6 +60,10 @@ pub struct Question<'a> {
     pub text: &'a str,
     /// The conversation (platform thread or reply chain) the question belongs to, if any.
     pub conversation: Option<&'a str>,
+    /// Where it was asked: `discord`, `slack`, or `cli` for `engram ask`.
+    pub platform: &'a str,
+    /// How long the question waited in the queue before this answer started.
+    pub queue_wait: Duration,
 }
 
 /// How the text was made.
@@ -73,6 +91,12 @@ pub struct Answered {
     pub provenance: Provenance,
     /// The configured LLM failed before its first token; the text starts with its notice.
     pub fault: Option<LlmFault>,
+    /// A budget cap was reached, so no LLM call was made; the text starts with its notice.
+    pub capped: Option<CapUse>,
+    /// The answer's id (its usage row, what votes refer to); `None` if it could not be
+    /// recorded.
+    pub id: Option<i64>,
+    pub phases: Phases,
 }
 
 impl Answered {
@@ -136,65 +160,254 @@ impl Answerer {
     }
 
     /// Answers `question`, passing each new piece of the text to `on_text` as it is made; the
-    /// pieces concatenated are `Answered::text`.
+    /// pieces concatenated are `Answered::text`. Before an LLM call the budget caps are
+    /// checked (and its cost reserved); at a cap the answer quotes passages after a notice.
+    /// The answer is recorded with its usage, phases and outcome, settling its spending; a
+    /// warning share of a cap crossed by it is announced at its end.
     pub async fn answer(
         &self,
         question: Question<'_>,
         mut on_text: impl FnMut(&str) + Send,
     ) -> Result<Answered, AnswerError> {
+        let started = Instant::now();
         let brain = question.brain;
-        let retrieved = self.retrieve(brain.id, question.text).await?;
-        let (text, usage, provenance, fault) = match &self.chat {
-            Some(chat) if !retrieved.sources.is_empty() => {
-                self.ask_model(chat, question, &retrieved, &mut on_text)
-                    .await?
-            }
-            _ => {
-                let (text, provenance) = quote(question.text, &retrieved, NO_LLM);
-                on_text(&text);
-                (text, None, provenance, None)
+        let retrieved = match self.retrieve(brain.id, question.text).await {
+            Ok(retrieved) => retrieved,
+            Err(error) => {
+                self.count_failure(&question, started);
+                return Err(error);
             }
         };
+        let retrieval = started.elapsed();
+        let caps = budget::caps_for(&self.budgets, brain);
+        let mut reservation = None;
+        let mut capped = None;
+        let model = match &self.chat {
+            Some(chat) if !retrieved.sources.is_empty() => {
+                let messages = self.prompt(question, &retrieved).await;
+                let messages = match messages {
+                    Ok(messages) => messages,
+                    Err(error) => {
+                        self.count_failure(&question, started);
+                        return Err(error);
+                    }
+                };
+                if caps.any() {
+                    match self.reserve(question, &caps, chat, &messages).await {
+                        Ok(Reservation::Granted(held)) => reservation = held,
+                        Ok(Reservation::Capped(cap)) => capped = Some(cap),
+                        Err(error) => {
+                            self.count_failure(&question, started);
+                            return Err(error);
+                        }
+                    }
+                }
+                capped.is_none().then_some((chat, messages))
+            }
+            _ => None,
+        };
+        let (text, made) = match model {
+            Some((chat, messages)) => {
+                self.ask_model(chat, question, &retrieved, &messages, &mut on_text)
+                    .await
+            }
+            None => {
+                let (text, provenance) = match &capped {
+                    Some(cap) => {
+                        let (quoted, provenance) = quote(question.text, &retrieved, LLM_FAILED);
+                        let notice = budget::capped_notice(cap, now_ms());
+                        (format!("{notice}\n\n{quoted}"), provenance)
+                    }
+                    None => quote(question.text, &retrieved, NO_LLM),
+                };
+                on_text(&text);
+                (text, Made::quoted(provenance))
+            }
+        };
+        let mut text = text;
         let mut sources = retrieved.sources;
-        if provenance != Provenance::NothingFound {
+        if made.provenance != Provenance::NothingFound {
             mark_cited(&text, &mut sources);
         }
-        if let Some(key) = question.conversation {
-            for (role, turn_text) in [("user", question.text), ("assistant", text.as_str())] {
-                let turn = StoredTurn {
-                    role: role.into(),
-                    user: (role == "user").then(|| question.user.to_string()),
-                    text: turn_text.to_string(),
-                };
-                // The answer stands whether or not its turn is kept: a store that is down
-                // now (restarting) delays it, and at worst a follow-up lacks this turn.
-                let recorded = patiently(STORE_PATIENCE, "record a conversation turn", || {
-                    self.store.append_turn(brain.tenant, brain.id, key, &turn)
-                })
-                .await;
-                if let Err(error) = recorded {
-                    tracing::warn!(%error, "cannot record a conversation turn");
+        self.record_turns(question, &text).await;
+
+        let total = question.queue_wait + started.elapsed();
+        let phases = Phases {
+            queue_ms: Some(millis(question.queue_wait)),
+            retrieval_ms: Some(millis(retrieval)),
+            first_token_ms: made.first_token.map(millis),
+            total_ms: Some(millis(total)),
+            tokens_per_s: made.tokens_per_s(),
+        };
+        let outcome = match (&made.provenance, &capped, made.fault) {
+            (Provenance::NothingFound, _, _) => AnswerOutcome::NothingFound,
+            (_, Some(_), _) => AnswerOutcome::Capped,
+            (_, _, Some(_)) => AnswerOutcome::LlmFailed,
+            (Provenance::Model { .. }, _, _) => AnswerOutcome::Llm,
+            (Provenance::Interrupted { .. }, _, _) => AnswerOutcome::Interrupted,
+            (Provenance::Quoted, _, _) => AnswerOutcome::Quoted,
+        };
+        let (model_name, spent) = match &made.spent {
+            Some((model, usage)) => (model.clone(), Some(*usage)),
+            None => (String::new(), None),
+        };
+        let cost_micros = spent.map_or(0, |usage| {
+            self.llm
+                .cost_micros(&model_name, usage.prompt_tokens, usage.completion_tokens)
+        });
+        let record = AnswerRecord {
+            usage: UsageRecord {
+                tenant: brain.tenant,
+                brain: Some(brain.id),
+                user: question.user.to_string(),
+                model: model_name.clone(),
+                prompt_tokens: spent.map_or(0, |usage| usage.prompt_tokens),
+                completion_tokens: spent.map_or(0, |usage| usage.completion_tokens),
+                cost_micros,
+            },
+            platform: question.platform.to_string(),
+            outcome: outcome.as_str().to_string(),
+            question: question.text.to_string(),
+            sources: cited_files(&sources),
+            phases,
+        };
+        // The text is made and shown: a store that is down now delays the record, and never
+        // turns the answer into a failure.
+        let now = now_ms();
+        let recorded = patiently(STORE_PATIENCE, "record an answer", || {
+            self.store.record_answer(&record, reservation, &caps, now)
+        })
+        .await;
+        let id = match recorded {
+            Ok(AnswerRecorded {
+                id,
+                caps: used,
+                warn,
+            }) => {
+                for cap in &used {
+                    self.metrics.record_budget(
+                        cap_scope(brain, question.user, cap.cap),
+                        budget::resets_at(cap.cap, now),
+                        cap.ratio(),
+                    );
                 }
+                // The cap this answer is capped by was named already.
+                let warnings: Vec<String> = warn
+                    .iter()
+                    .filter(|cap| capped.map(|c| c.cap) != Some(cap.cap))
+                    .map(|cap| budget::warning_notice(cap, now))
+                    .collect();
+                if !warnings.is_empty() {
+                    let lines = format!("\n\n{}", warnings.join("\n"));
+                    on_text(&lines);
+                    text.push_str(&lines);
+                }
+                Some(id)
             }
+            Err(error) => {
+                tracing::warn!(%error, "cannot record an answer's usage");
+                None
+            }
+        };
+        if let Some(cap) = &capped {
+            self.metrics.record_budget(
+                cap_scope(brain, question.user, cap.cap),
+                budget::resets_at(cap.cap, now),
+                cap.ratio(),
+            );
+        }
+        let brain_name = brain.name.to_string();
+        let tenant = brain.tenant.0.to_string();
+        self.metrics.record_answer(&AnswerObservation {
+            platform: question.platform,
+            outcome,
+            tenant: &tenant,
+            brain: &brain_name,
+            phases,
+            llm: spent.map(|usage| {
+                (
+                    model_name.as_str(),
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    cost_micros,
+                )
+            }),
+        });
+        if total >= self.slow_answer {
+            tracing::warn!(
+                brain = %brain.name,
+                platform = question.platform,
+                outcome = outcome.as_str(),
+                queue_ms = phases.queue_ms,
+                retrieval_ms = phases.retrieval_ms,
+                first_token_ms = phases.first_token_ms,
+                tokens_per_s = phases.tokens_per_s,
+                total_ms = phases.total_ms,
+                "slow answer (over chat.slow_answer_ms)"
+            );
         }
         Ok(Answered {
             text,
             sources,
-            usage,
-            provenance,
-            fault,
+            usage: made.usage,
+            provenance: made.provenance,
+            fault: made.fault,
+            capped,
+            id,
+            phases,
         })
     }
 
-    async fn ask_model(
+    /// Counts an answer that could not be made at all.
+    fn count_failure(&self, question: &Question<'_>, started: Instant) {
+        let brain_name = question.brain.name.to_string();
+        let tenant = question.brain.tenant.0.to_string();
+        self.metrics.record_answer(&AnswerObservation {
+            platform: question.platform,
+            outcome: AnswerOutcome::Error,
+            tenant: &tenant,
+            brain: &brain_name,
+            phases: Phases {
+                queue_ms: Some(millis(question.queue_wait)),
+                total_ms: Some(millis(question.queue_wait + started.elapsed())),
+                ..Phases::default()
+            },
+            llm: None,
+        });
+    }
+
+    /// Records the question and its answer as the conversation's new turns.
+    async fn record_turns(&self, question: Question<'_>, text: &str) {
+        let Some(key) = question.conversation else {
+            return;
+        };
+        let brain = question.brain;
+        for (role, turn_text) in [("user", question.text), ("assistant", text)] {
+            let turn = StoredTurn {
+                role: role.into(),
+                user: (role == "user").then(|| question.user.to_string()),
+                text: turn_text.to_string(),
+            };
+            // The answer stands whether or not its turn is kept: a store that is down
+            // now (restarting) delays it, and at worst a follow-up lacks this turn.
+            let recorded = patiently(STORE_PATIENCE, "record a conversation turn", || {
+                self.store.append_turn(brain.tenant, brain.id, key, &turn)
+            })
+            .await;
+            if let Err(error) = recorded {
+                tracing::warn!(%error, "cannot record a conversation turn");
+            }
+        }
+    }
+
+    /// The LLM's messages: instructions, sources, the conversation's recent turns, the
+    /// question.
+    async fn prompt(
         &self,
-        chat: &ChatModel,
         question: Question<'_>,
         retrieved: &Retrieved,
-        on_text: &mut (impl FnMut(&str) + Send),
-    ) -> Result<(String, Option<Usage>, Provenance, Option<LlmFault>), AnswerError> {
+    ) -> Result<Vec<crate::llm::ChatMessage>, AnswerError> {
         let brain = question.brain;
-        let sources: &[Source] = &retrieved.sources;
         let history = match question.conversation {
             Some(key) => self
                 .store
@@ -216,60 +429,98 @@ impl Answerer {
             .system_prompt
             .as_deref()
             .unwrap_or(&self.llm.system_prompt);
-        let messages = prompt::build(
+        Ok(prompt::build(
             system_prompt,
-            sources,
+            &retrieved.sources,
             &history,
             question.text,
             self.llm.context_tokens as usize,
-        );
-        match chat
-            .stream(&messages, brain.model.as_deref(), &mut *on_text)
-            .await
-        {
+        ))
+    }
+
+    /// Checks the caps before the LLM call and reserves its estimated cost.
+    async fn reserve(
+        &self,
+        question: Question<'_>,
+        caps: &Caps,
+        chat: &ChatModel,
+        messages: &[crate::llm::ChatMessage],
+    ) -> Result<Reservation, AnswerError> {
+        let brain = question.brain;
+        let model = brain.model.as_deref().unwrap_or(chat.model());
+        let estimate =
+            budget::estimate_micros(&self.llm, &self.budgets, model, prompt_tokens(messages));
+        // Held past the longest an answer may take, so a reservation of a process that died
+        // stops counting soon after.
+        let hold = Duration::from_millis(self.llm.total_timeout_ms) + Duration::from_secs(60);
+        let spender = Spender {
+            tenant: brain.tenant,
+            brain: brain.id,
+            user: question.user,
+        };
+        Ok(patiently(STORE_PATIENCE, "check the budgets", || {
+            self.store
+                .reserve_spending(&spender, caps, estimate, now_ms(), hold)
+        })
+        .await?)
+    }
+
+    async fn ask_model(
+        &self,
+        chat: &ChatModel,
+        question: Question<'_>,
+        retrieved: &Retrieved,
+        messages: &[crate::llm::ChatMessage],
+        on_text: &mut (impl FnMut(&str) + Send),
+    ) -> (String, Made) {
+        let brain = question.brain;
+        let requested = brain.model.as_deref().unwrap_or(chat.model()).to_string();
+        let asked_at = Instant::now();
+        let mut first_token: Option<Instant> = None;
+        let streamed = chat
+            .stream(messages, brain.model.as_deref(), |piece| {
+                first_token.get_or_insert_with(Instant::now);
+                on_text(piece);
+            })
+            .await;
+        let first_token_after = first_token.map(|at| at.duration_since(asked_at));
+        let writing = first_token.map(|at| at.elapsed());
+        // What the call used: as the endpoint reported it, or counted from the text when it
+        // reported nothing (a stream cut short).
+        let counted = |text: &str| Usage {
+            prompt_tokens: u32::try_from(prompt_tokens(messages)).unwrap_or(u32::MAX),
+            completion_tokens: u32::try_from(count_tokens(text)).unwrap_or(u32::MAX),
+        };
+        match streamed {
             Ok(completion) => {
-                if let Some(usage) = completion.usage {
-                    let record = UsageRecord {
-                        tenant: brain.tenant,
-                        brain: Some(brain.id),
-                        user: question.user.to_string(),
+                let spent = completion
+                    .usage
+                    .unwrap_or_else(|| counted(&completion.text));
+                let made = Made {
+                    usage: completion.usage,
+                    provenance: Provenance::Model {
                         model: completion.model.clone(),
-                        prompt_tokens: usage.prompt_tokens,
-                        completion_tokens: usage.completion_tokens,
-                        cost_micros: self.llm.cost_micros(
-                            &completion.model,
-                            usage.prompt_tokens,
-                            usage.completion_tokens,
-                        ),
-                    };
-                    // The text is made and shown: a store that is down now delays the
-                    // record, and never turns the answer into a failure.
-                    let recorded = patiently(STORE_PATIENCE, "record usage", || {
-                        self.store.record_usage(&record)
-                    })
-                    .await;
-                    if let Err(error) = recorded {
-                        tracing::warn!(%error, "cannot record an answer's usage");
-                    }
-                }
-                Ok((
-                    completion.text,
-                    completion.usage,
-                    Provenance::Model {
-                        model: completion.model,
                     },
-                    None,
-                ))
+                    fault: None,
+                    first_token: first_token_after,
+                    writing,
+                    spent: Some((completion.model, spent)),
+                };
+                (completion.text, made)
             }
             Err(LlmError::Interrupted { partial, reason }) => {
                 let notice = format!("\n\n[The answer was cut off: {reason}.]");
                 on_text(&notice);
-                Ok((
-                    format!("{partial}{notice}"),
-                    None,
-                    Provenance::Interrupted { reason },
-                    None,
-                ))
+                let spent = counted(&partial);
+                let made = Made {
+                    usage: None,
+                    provenance: Provenance::Interrupted { reason },
+                    fault: None,
+                    first_token: first_token_after,
+                    writing,
+                    spent: Some((requested, spent)),
+                };
+                (format!("{partial}{notice}"), made)
             }
             Err(error) => {
                 let fault = error.fault();
@@ -277,9 +528,79 @@ impl Answerer {
                 let (quoted, provenance) = quote(question.text, retrieved, LLM_FAILED);
                 let text = format!("⚠️ {}\n\n{quoted}", fault.notice());
                 on_text(&text);
-                Ok((text, None, provenance, Some(fault)))
+                let made = Made {
+                    fault: Some(fault),
+                    ..Made::quoted(provenance)
+                };
+                (text, made)
             }
         }
+    }
+}
+
+/// How an answer's text was made.
+#[derive(Debug)]
+struct Made {
+    /// As the endpoint reported it.
+    usage: Option<Usage>,
+    provenance: Provenance,
+    fault: Option<LlmFault>,
+    /// From the LLM request to its first token.
+    first_token: Option<Duration>,
+    /// From the first token to the last.
+    writing: Option<Duration>,
+    /// The model called and what it used (reported, else counted), for the budgets.
+    spent: Option<(String, Usage)>,
+}
+
+impl Made {
+    fn quoted(provenance: Provenance) -> Self {
+        Self {
+            usage: None,
+            provenance,
+            fault: None,
+            first_token: None,
+            writing: None,
+            spent: None,
+        }
+    }
+
+    /// Completion tokens per second after the first one.
+    fn tokens_per_s(&self) -> Option<f64> {
+        let (_, usage) = self.spent.as_ref()?;
+        let seconds = self.writing?.as_secs_f64();
+        (seconds > 0.0 && usage.completion_tokens > 1)
+            .then(|| f64::from(usage.completion_tokens - 1) / seconds)
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Tokens of a prompt, as the chunker counts them.
+fn prompt_tokens(messages: &[crate::llm::ChatMessage]) -> usize {
+    messages
+        .iter()
+        .map(|message| count_tokens(&message.content) + 4)
+        .sum()
+}
+
+/// The files an answer cites, in citation order.
+fn cited_files(sources: &[Source]) -> Vec<String> {
+    sources
+        .iter()
+        .filter(|source| source.cited)
+        .map(|source| source.file.clone())
+        .collect()
+}
+
+/// Names a cap's scope for `engram_budget_spent_ratio`.
+fn cap_scope(brain: &Brain, user: &str, cap: CapKind) -> String {
+    match cap {
+        CapKind::Tenant => format!("tenant:{}", brain.tenant.0),
+        CapKind::Brain => format!("brain:{}", brain.id.0),
+        CapKind::User => format!("user:{}:{user}", brain.tenant.0),
     }
 }
 
@@ -319,6 +640,9 @@ mod tests {
             usage: None,
             provenance,
             fault: None,
+            capped: None,
+            id: None,
+            phases: Phases::default(),
         }
     }
 

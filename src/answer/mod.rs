@@ -3,6 +3,7 @@
 //! (`Answerer`), by the LLM or by quoting them; which sources an answer cites.
 
 pub mod answerer;
+pub mod budget;
 pub mod evidence;
 pub mod extractive;
 pub mod prompt;

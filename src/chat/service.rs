@@ -317,6 +317,8 @@ impl AnswerService {
                         user: &request.user,
                         text: &request.question,
                         conversation: request.conversation.as_deref(),
+                        platform: &request.platform,
+                        queue_wait: queue_wait(job),
                     },
                     |piece| sender.send_modify(|text| text.push_str(piece)),
                 )
@@ -427,6 +429,12 @@ impl AnswerService {
             tracing::debug!(%error, "cannot update the placeholder");
         }
     }
+}
+
+/// How long the question waited between being queued and its answer starting.
+fn queue_wait(job: &Job) -> std::time::Duration {
+    let waited = crate::clock::now_ms().saturating_sub(job.created_at);
+    std::time::Duration::from_millis(u64::try_from(waited).unwrap_or(0))
 }
 
 fn footer_sources(sources: &[&Source]) -> Vec<FooterSource> {

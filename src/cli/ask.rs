@@ -42,7 +42,7 @@ pub struct AskArgs {
 pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
     let store = app::open_existing_store(config).await?;
     let brain = super::find_brain(store.as_ref(), &args.tenant, &args.brain).await?;
-    let answerer = app::answerer(config, store).await?;
+    let answerer = app::answerer(config, store, Default::default()).await?;
     if args.sources_only {
         let sources = answerer
             .retrieve(brain.id, &args.question)
@@ -64,6 +64,8 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
                 user: "local",
                 text: &args.question,
                 conversation: args.conversation.as_deref(),
+                platform: "cli",
+                queue_wait: std::time::Duration::ZERO,
             },
             |piece| {
                 // A closed stdout is noticed by the next line printed after the answer.

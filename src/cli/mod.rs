@@ -6,6 +6,7 @@ mod ask;
 mod docs;
 mod ingest;
 pub(crate) mod output;
+mod usage;
 mod walk;
 
 use std::path::PathBuf;
@@ -70,6 +71,9 @@ pub enum Command {
     Doctor,
     /// Apply database migrations (serve does this too).
     Migrate,
+    /// Questions, tokens, cost, answer latency p50/p95 and 👍/👎, by brain, user, model or
+    /// day, with the total last.
+    Usage(usage::UsageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +243,7 @@ fn one_shot(config: Config, command: Command) -> anyhow::Result<()> {
             Command::Extract(args) => ingest::extract_command(&config, args).await,
             Command::Ask(args) => ask::ask_command(&config, args).await,
             Command::Demo => ask::demo_command(&config).await,
+            Command::Usage(args) => usage::usage_command(&config, args).await,
             Command::Serve(_) => unreachable!("handled by run"),
         }
     })

@@ -176,6 +176,151 @@ pub struct UsageTotal {
     pub cost_micros: i64,
 }
 
+/// One answer as `engram usage` counts it: its usage row (model `''` and no tokens when no LLM
+/// call was made), with where it was asked, how it ended, what it was about and its phases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerRecord {
+    pub usage: UsageRecord,
+    /// `discord`, `slack`, or `cli` for `engram ask`.
+    pub platform: String,
+    /// How the answer ended (`telemetry::AnswerOutcome`).
+    pub outcome: String,
+    pub question: String,
+    /// The files the answer cites, in citation order.
+    pub sources: Vec<String>,
+    pub phases: Phases,
+}
+
+/// Where an answer's time went, in milliseconds; `None` for a phase it did not have (no LLM
+/// call has no first token).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Phases {
+    /// From the question's job being queued to its answer starting.
+    pub queue_ms: Option<i64>,
+    pub retrieval_ms: Option<i64>,
+    /// From the LLM request to its first token.
+    pub first_token_ms: Option<i64>,
+    /// From the question being queued to the answer's last word.
+    pub total_ms: Option<i64>,
+    /// Completion tokens per second after the first token.
+    pub tokens_per_s: Option<f64>,
+}
+
+/// A spending cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapKind {
+    /// The tenant's money per month (`budgets.monthly_usd_per_tenant`).
+    Tenant,
+    /// The brain's money per month (its own, or `budgets.monthly_usd_per_brain`).
+    Brain,
+    /// A person's LLM answers per day (`budgets.daily_questions_per_user`).
+    User,
+}
+
+/// The caps in force for one answer: millionths of a US dollar a month, questions a day;
+/// 0 = no cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Caps {
+    pub tenant_micros: i64,
+    pub brain_micros: i64,
+    pub user_questions: i64,
+    /// The share of a cap whose crossing is announced once per period.
+    pub warn_at: f64,
+}
+
+impl Caps {
+    pub fn any(&self) -> bool {
+        self.tenant_micros > 0 || self.brain_micros > 0 || self.user_questions > 0
+    }
+
+    /// The limit of one cap (0 = none).
+    pub fn limit(&self, cap: CapKind) -> i64 {
+        match cap {
+            CapKind::Tenant => self.tenant_micros,
+            CapKind::Brain => self.brain_micros,
+            CapKind::User => self.user_questions,
+        }
+    }
+}
+
+/// Who an answer's spending counts against.
+#[derive(Debug, Clone, Copy)]
+pub struct Spender<'a> {
+    pub tenant: TenantId,
+    pub brain: BrainId,
+    /// The platform user (`local` from the shell).
+    pub user: &'a str,
+}
+
+/// How much of a cap is used in its period: millionths of a dollar (settled and, when
+/// reserving, reserved) or questions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapUse {
+    pub cap: CapKind,
+    pub used: i64,
+    pub limit: i64,
+}
+
+impl CapUse {
+    pub fn ratio(&self) -> f64 {
+        if self.limit <= 0 {
+            0.0
+        } else {
+            self.used as f64 / self.limit as f64
+        }
+    }
+}
+
+/// What `Store::reserve_spending` decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The answer may call the LLM; settle with this reservation (`None`: nothing was held,
+    /// as no money cap is in force).
+    Granted(Option<i64>),
+    /// A cap is reached: answer without the LLM.
+    Capped(CapUse),
+}
+
+/// What `Store::record_answer` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerRecorded {
+    /// The answer's id (its usage row), what votes refer to.
+    pub id: i64,
+    /// Each cap in force, as used after this answer.
+    pub caps: Vec<CapUse>,
+    /// The caps whose `warn_at` this answer crossed first in their period: announce them.
+    pub warn: Vec<CapUse>,
+}
+
+/// Which answers `Store::usage_entries` returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub tenant: Option<TenantId>,
+    pub brain: Option<BrainId>,
+    /// Unix ms; answers from then on.
+    pub since: i64,
+}
+
+/// One answer's figures for `engram usage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEntry {
+    /// The tenant's key (`local`, `discord:<guild id>`, `slack:<team id>`).
+    pub tenant: String,
+    /// The brain's name; `None` when the brain was deleted.
+    pub brain: Option<String>,
+    pub user: Option<String>,
+    /// `''` when no LLM call was made.
+    pub model: String,
+    pub created_at: i64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+    pub total_ms: Option<i64>,
+    pub up: u64,
+    pub down: u64,
+}
+
 /// How long engram keeps what it needs only for a while; [`Store::prune`] deletes older rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -209,11 +354,18 @@ pub struct Pruned {
     pub answer_messages: u64,
     /// Stored file bytes no pending or failed document needs.
     pub files: u64,
+    /// Reservations of answers whose process died, and budget periods over 62 days old.
+    pub budgets: u64,
 }
 
 impl Pruned {
     pub fn total(&self) -> u64 {
-        self.done_jobs + self.seen_events + self.conversations + self.answer_messages + self.files
+        self.done_jobs
+            + self.seen_events
+            + self.conversations
+            + self.answer_messages
+            + self.files
+            + self.budgets
     }
 }
 
@@ -407,8 +559,50 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records the tokens of one LLM call.
     async fn record_usage(&self, usage: &UsageRecord) -> StoreResult<()>;
-    /// A tenant's usage per model since `since` (Unix ms).
+    /// A tenant's LLM usage per model since `since` (Unix ms); answers made without an LLM
+    /// call are not counted.
     async fn usage_totals(&self, tenant: TenantId, since: i64) -> StoreResult<Vec<UsageTotal>>;
+    /// Checks the caps before an LLM call, as of `now` (Unix ms), in one transaction that
+    /// locks the spender's period rows (tenant, brain, user, in that order): counts the
+    /// question against the person's day, then grants the call — holding `estimate_micros`
+    /// against the tenant's and the brain's month until it is settled or `hold` passes — or
+    /// names the cap reached. A money cap is reached when settled plus reserved spending
+    /// meets it; so answers at once can overshoot it only by what they spend beyond their
+    /// estimates.
+    async fn reserve_spending(
+        &self,
+        spender: &Spender<'_>,
+        caps: &Caps,
+        estimate_micros: i64,
+        now: i64,
+        hold: Duration,
+    ) -> StoreResult<Reservation>;
+    /// Records one answer (its usage row) as of `now` and, in the same transaction, settles
+    /// its spending: the reservation (if any) is dropped and the cost added to the tenant's
+    /// and brain's month. Returns the answer's id, the caps' use, and the caps whose warning
+    /// this answer is the first to cross in their period (recorded, so it is announced once
+    /// across processes).
+    async fn record_answer(
+        &self,
+        answer: &AnswerRecord,
+        reservation: Option<i64>,
+        caps: &Caps,
+        now: i64,
+    ) -> StoreResult<AnswerRecorded>;
+    /// Sets (or, with `None`, clears) a brain's own monthly cap; `false` if there is no such
+    /// brain.
+    async fn set_brain_budget(&self, brain: BrainId, micros: Option<i64>) -> StoreResult<bool>;
+    /// Records `user`'s vote (+1 or -1) on an answer of `tenant`, replacing their earlier one;
+    /// `false` (nothing recorded) if the answer is not that tenant's.
+    async fn record_vote(
+        &self,
+        tenant: TenantId,
+        answer: i64,
+        user: &str,
+        vote: i8,
+    ) -> StoreResult<bool>;
+    /// Every answer `filter` selects, oldest first, with its votes.
+    async fn usage_entries(&self, filter: &UsageFilter) -> StoreResult<Vec<UsageEntry>>;
 
     /// Puts a job on the queue (or finds the one with the same dedupe key) and wakes workers.
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued>;

@@ -52,7 +52,8 @@ pub(crate) const RELEASE_FILE: &str = "DELETE FROM files WHERE sha256 = $1 AND N
 pub(crate) const MARK_INDEXED: &str = "UPDATE documents SET status = 'indexed', pages = $1, \
      ocr_pages = $2, chunks = $3, error = NULL, updated_at = $4 WHERE id = $5 AND brain_id = $6";
 
-pub(super) const BRAIN_COLUMNS: &str = "id, tenant_id, name, system_prompt, model, created_at";
+pub(super) const BRAIN_COLUMNS: &str =
+    "id, tenant_id, name, system_prompt, model, budget_micros, created_at";
 
 /// Puts back running jobs whose lease ran out, or dead-letters them when out of attempts.
 /// `$1` kind, `$2` now.
@@ -84,6 +85,46 @@ impl Reaper {
                 .is_ok()
     }
 }
+
+/// The budget period row of a tenant's month.
+pub(crate) fn tenant_scope(tenant: TenantId) -> String {
+    format!("tenant:{}", tenant.0)
+}
+
+/// The budget period row of a brain's month.
+pub(crate) fn brain_scope(brain: BrainId) -> String {
+    format!("brain:{}", brain.0)
+}
+
+/// The budget period row of a person's day (user ids are per platform, so per tenant).
+pub(crate) fn user_scope(tenant: TenantId, user: &str) -> String {
+    format!("user:{}:{user}", tenant.0)
+}
+
+/// Adds spending (`$3` micros) and questions (`$4`) to the budget period row `$1`, `$2`
+/// (made if new) and returns its spent micros, questions and `warned` after. The upsert locks
+/// the row until the transaction ends (PostgreSQL's row lock; SQLite's write lock), so what it
+/// returns is current.
+pub(crate) const ADD_TO_PERIOD: &str = "INSERT INTO budget_periods \
+     (scope, period_start, spent_micros, questions, warned) VALUES ($1, $2, $3, $4, 0) \
+     ON CONFLICT (scope, period_start) DO UPDATE \
+     SET spent_micros = budget_periods.spent_micros + excluded.spent_micros, \
+     questions = budget_periods.questions + excluded.questions \
+     RETURNING spent_micros, questions, warned";
+
+/// Runs `ADD_TO_PERIOD` on a transaction: `(spent, questions, warned)`.
+macro_rules! add_to_period {
+    ($tx:expr, $scope:expr, $period:expr, $micros:expr, $questions:expr) => {
+        sqlx::query_as::<_, (i64, i64, i64)>($crate::store::rows::ADD_TO_PERIOD)
+            .bind($scope)
+            .bind($period)
+            .bind($micros)
+            .bind($questions)
+            .fetch_one(&mut *$tx)
+            .await?
+    };
+}
+pub(super) use add_to_period;
 
 /// Decodes a `jobs` row selected with `JOB_COLUMNS`.
 pub(super) fn job_from_row<'r, R>(row: &'r R) -> StoreResult<Job>
@@ -133,6 +174,7 @@ where
         name: BrainName::parse(&name).map_err(StoreError::Corrupt)?,
         system_prompt: row.try_get("system_prompt")?,
         model: row.try_get("model")?,
+        budget_micros: row.try_get("budget_micros")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -410,6 +452,16 @@ macro_rules! impl_store {
                         now.saturating_sub(3_600_000),
                     )
                     .await?,
+                    budgets: delete(
+                        "DELETE FROM budget_reservations WHERE held_until < $1",
+                        now,
+                    )
+                    .await?
+                        + delete(
+                            "DELETE FROM budget_periods WHERE period_start < $1",
+                            before(std::time::Duration::from_secs(62 * 24 * 60 * 60)),
+                        )
+                        .await?,
                 })
             }
 
@@ -1023,7 +1075,7 @@ macro_rules! impl_store {
                 let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
                     "SELECT model, COUNT(*), CAST(SUM(prompt_tokens) AS BIGINT), \
                      CAST(SUM(completion_tokens) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT) \
-                     FROM usage WHERE tenant_id = $1 AND created_at >= $2 \
+                     FROM usage WHERE tenant_id = $1 AND created_at >= $2 AND model <> '' \
                      GROUP BY model ORDER BY model",
                 )
                 .bind(tenant.0)
@@ -1040,6 +1092,256 @@ macro_rules! impl_store {
                         cost_micros: cost,
                     })
                     .collect())
+            }
+
+            async fn reserve_spending(
+                &self,
+                spender: &$crate::store::Spender<'_>,
+                caps: &$crate::store::Caps,
+                estimate_micros: i64,
+                now: i64,
+                hold: std::time::Duration,
+            ) -> StoreResult<$crate::store::Reservation> {
+                use $crate::store::{CapKind, CapUse, Reservation};
+                let month = $crate::clock::month_start_ms(now);
+                let mut tx = self.writer().begin().await?;
+                // The period rows first, always in this order: they are the locks.
+                let tenant_scope = $crate::store::rows::tenant_scope(spender.tenant);
+                let (tenant_spent, _, _) =
+                    $crate::store::rows::add_to_period!(tx, &tenant_scope, month, 0_i64, 0_i64);
+                let brain_scope = $crate::store::rows::brain_scope(spender.brain);
+                let (brain_spent, _, _) =
+                    $crate::store::rows::add_to_period!(tx, &brain_scope, month, 0_i64, 0_i64);
+                let questions = if caps.user_questions > 0 {
+                    let day = $crate::clock::day_start_ms(now);
+                    let scope = $crate::store::rows::user_scope(spender.tenant, spender.user);
+                    $crate::store::rows::add_to_period!(tx, &scope, day, 0_i64, 1_i64).1
+                } else {
+                    0
+                };
+                // What the answers in flight hold against the tenant's and the brain's month.
+                let (tenant_held, brain_held): (i64, i64) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(CASE WHEN tenant_id = $1 THEN micros ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(CASE WHEN brain_id = $2 THEN micros ELSE 0 END), 0) AS BIGINT) \
+                     FROM budget_reservations \
+                     WHERE (tenant_id = $1 OR brain_id = $2) AND period_start = $3 AND held_until > $4",
+                )
+                .bind(spender.tenant.0)
+                .bind(spender.brain.0)
+                .bind(month)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let mut capped = None;
+                let used = tenant_spent + tenant_held;
+                if caps.tenant_micros > 0 && used >= caps.tenant_micros {
+                    capped = Some(CapUse { cap: CapKind::Tenant, used, limit: caps.tenant_micros });
+                }
+                let used = brain_spent + brain_held;
+                if capped.is_none() && caps.brain_micros > 0 && used >= caps.brain_micros {
+                    capped = Some(CapUse { cap: CapKind::Brain, used, limit: caps.brain_micros });
+                }
+                if capped.is_none() && caps.user_questions > 0 && questions > caps.user_questions {
+                    capped = Some(CapUse {
+                        cap: CapKind::User,
+                        used: questions - 1,
+                        limit: caps.user_questions,
+                    });
+                }
+                let outcome = match capped {
+                    Some(cap) => Reservation::Capped(cap),
+                    None if caps.tenant_micros > 0 || caps.brain_micros > 0 => {
+                        let held_until = now.saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO budget_reservations (tenant_id, brain_id, period_start, \
+                             micros, held_until) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                        )
+                        .bind(spender.tenant.0)
+                        .bind(spender.brain.0)
+                        .bind(month)
+                        .bind(estimate_micros.max(0))
+                        .bind(held_until)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        Reservation::Granted(Some(id))
+                    }
+                    None => Reservation::Granted(None),
+                };
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            async fn record_answer(
+                &self,
+                answer: &$crate::store::AnswerRecord,
+                reservation: Option<i64>,
+                caps: &$crate::store::Caps,
+                now: i64,
+            ) -> StoreResult<$crate::store::AnswerRecorded> {
+                use $crate::store::{CapKind, CapUse};
+                let usage = &answer.usage;
+                let phases = &answer.phases;
+                let sources = serde_json::to_string(&answer.sources)
+                    .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+                let month = $crate::clock::month_start_ms(now);
+                let mut tx = self.writer().begin().await?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO usage (tenant_id, brain_id, user_id, model, prompt_tokens, \
+                     completion_tokens, cost_micros, created_at, platform, outcome, question, \
+                     sources, queue_ms, retrieval_ms, first_token_ms, total_ms, tokens_per_s) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                     $16, $17) RETURNING id",
+                )
+                .bind(usage.tenant.0)
+                .bind(usage.brain.map(|brain| brain.0))
+                .bind(&usage.user)
+                .bind(&usage.model)
+                .bind(i64::from(usage.prompt_tokens))
+                .bind(i64::from(usage.completion_tokens))
+                .bind(usage.cost_micros)
+                .bind(now)
+                .bind(&answer.platform)
+                .bind(&answer.outcome)
+                .bind(&answer.question)
+                .bind(sources)
+                .bind(phases.queue_ms)
+                .bind(phases.retrieval_ms)
+                .bind(phases.first_token_ms)
+                .bind(phases.total_ms)
+                .bind(phases.tokens_per_s)
+                .fetch_one(&mut *tx)
+                .await?;
+                if let Some(reservation) = reservation {
+                    sqlx::query("DELETE FROM budget_reservations WHERE id = $1")
+                        .bind(reservation)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // The scopes in the order reservations lock them.
+                let mut scopes = vec![(
+                    CapKind::Tenant,
+                    $crate::store::rows::tenant_scope(usage.tenant),
+                    month,
+                    usage.cost_micros,
+                )];
+                if let Some(brain) = usage.brain {
+                    scopes.push((
+                        CapKind::Brain,
+                        $crate::store::rows::brain_scope(brain),
+                        month,
+                        usage.cost_micros,
+                    ));
+                }
+                if caps.user_questions > 0 {
+                    scopes.push((
+                        CapKind::User,
+                        $crate::store::rows::user_scope(usage.tenant, &usage.user),
+                        $crate::clock::day_start_ms(now),
+                        0,
+                    ));
+                }
+                let mut recorded = $crate::store::AnswerRecorded { id, caps: Vec::new(), warn: Vec::new() };
+                for (cap, scope, period, cost) in scopes {
+                    let (spent, questions, warned) =
+                        $crate::store::rows::add_to_period!(tx, &scope, period, cost, 0_i64);
+                    let limit = caps.limit(cap);
+                    if limit <= 0 {
+                        continue;
+                    }
+                    let used = if cap == CapKind::User { questions } else { spent };
+                    let status = CapUse { cap, used, limit };
+                    recorded.caps.push(status);
+                    if warned == 0 && status.ratio() >= caps.warn_at {
+                        sqlx::query(
+                            "UPDATE budget_periods SET warned = 1 \
+                             WHERE scope = $1 AND period_start = $2",
+                        )
+                        .bind(&scope)
+                        .bind(period)
+                        .execute(&mut *tx)
+                        .await?;
+                        recorded.warn.push(status);
+                    }
+                }
+                tx.commit().await?;
+                Ok(recorded)
+            }
+
+            async fn set_brain_budget(&self, brain: BrainId, micros: Option<i64>) -> StoreResult<bool> {
+                let updated = sqlx::query("UPDATE brains SET budget_micros = $1 WHERE id = $2")
+                    .bind(micros)
+                    .bind(brain.0)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                Ok(updated > 0)
+            }
+
+            async fn record_vote(
+                &self,
+                tenant: TenantId,
+                answer: i64,
+                user: &str,
+                vote: i8,
+            ) -> StoreResult<bool> {
+                let vote = i64::from(vote.signum());
+                if vote == 0 {
+                    return Err(StoreError::Conflict("a vote is +1 or -1".into()));
+                }
+                let recorded = sqlx::query(
+                    "INSERT INTO feedback (answer_id, user_id, vote, created_at, updated_at) \
+                     SELECT id, $2, $3, $4, $4 FROM usage WHERE id = $1 AND tenant_id = $5 \
+                     ON CONFLICT (answer_id, user_id) DO UPDATE \
+                     SET vote = excluded.vote, updated_at = excluded.updated_at",
+                )
+                .bind(answer)
+                .bind(user)
+                .bind(vote)
+                .bind(now_ms())
+                .bind(tenant.0)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                Ok(recorded > 0)
+            }
+
+            async fn usage_entries(
+                &self,
+                filter: &$crate::store::UsageFilter,
+            ) -> StoreResult<Vec<$crate::store::UsageEntry>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT t.key AS tenant, b.name AS brain, u.user_id, u.model, u.created_at, \
+                     u.prompt_tokens, u.completion_tokens, u.cost_micros, u.total_ms, \
+                     (SELECT COUNT(*) FROM feedback f WHERE f.answer_id = u.id AND f.vote > 0) AS up, \
+                     (SELECT COUNT(*) FROM feedback f WHERE f.answer_id = u.id AND f.vote < 0) AS down \
+                     FROM usage u JOIN tenants t ON t.id = u.tenant_id \
+                     LEFT JOIN brains b ON b.id = u.brain_id \
+                     WHERE u.created_at >= $1 AND ($2 IS NULL OR u.tenant_id = $2) \
+                     AND ($3 IS NULL OR u.brain_id = $3) ORDER BY u.id",
+                )
+                .bind(filter.since)
+                .bind(filter.tenant.map(|tenant| tenant.0))
+                .bind(filter.brain.map(|brain| brain.0))
+                .fetch_all(self.reader())
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::store::UsageEntry {
+                            tenant: row.try_get("tenant")?,
+                            brain: row.try_get("brain")?,
+                            user: row.try_get("user_id")?,
+                            model: row.try_get("model")?,
+                            created_at: row.try_get("created_at")?,
+                            prompt_tokens: count(row.try_get("prompt_tokens")?),
+                            completion_tokens: count(row.try_get("completion_tokens")?),
+                            cost_micros: row.try_get("cost_micros")?,
+                            total_ms: row.try_get("total_ms")?,
+                            up: count(row.try_get("up")?),
+                            down: count(row.try_get("down")?),
+                        })
+                    })
+                    .collect()
             }
 
             async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued> {

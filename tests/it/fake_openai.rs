@@ -41,6 +41,9 @@ pub struct Behaviour {
     pub token_interval: Duration,
     /// Drop the connection after this many words.
     pub drop_after_words: Option<usize>,
+    /// When set, each chat stream takes a permit from it before its first word: the test
+    /// holds the answers until it adds permits.
+    pub gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Debug)]
@@ -296,6 +299,9 @@ async fn chat(
         let model = model.clone();
         async move {
             let delay = if i == 0 {
+                if let Some(gate) = &behaviour.gate {
+                    gate.acquire().await.expect("the gate stays open").forget();
+                }
                 behaviour.first_token_delay
             } else {
                 behaviour.token_interval

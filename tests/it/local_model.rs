@@ -287,7 +287,9 @@ async fn a_changed_model_is_recorded_searched_by_keywords_and_queued_for_re_embe
         .unwrap()
         .is_empty());
     let question = "Whom do I inform when I'm ill?";
-    let answerer = engram::app::answerer(&config, store.clone()).await.unwrap();
+    let answerer = engram::app::answerer(&config, store.clone(), Default::default())
+        .await
+        .unwrap();
     let found = answerer.retrieve(brain.id, question).await.unwrap();
     assert_eq!(
         found.sources.first().map(|s| s.file.as_str()),
@@ -302,7 +304,7 @@ async fn a_changed_model_is_recorded_searched_by_keywords_and_queued_for_re_embe
         std::os::unix::fs::symlink(model_dir().join(file), other_model.join(file)).unwrap();
     }
     let changed = library_config(dir.path(), &other_model);
-    let answerer = engram::app::answerer(&changed, store.clone())
+    let answerer = engram::app::answerer(&changed, store.clone(), Default::default())
         .await
         .unwrap();
     let embedder = answerer.embedder.clone().unwrap();

@@ -2,6 +2,7 @@
 //! executable.
 
 mod answers;
+mod budgets;
 mod chat_llm;
 mod cli;
 mod cluster;
