@@ -32,6 +32,7 @@ pub fn keyword_only_for(hits: Vec<SearchHit>, stale: &[DocumentId]) -> Vec<Searc
             Some(SearchHit {
                 score: 1.0 / (RRF_K + rank as f32),
                 vector_rank: None,
+                vector_similarity: None,
                 ..hit
             })
         })
@@ -263,6 +264,7 @@ mod tests {
             score: rrf(keyword_rank) + rrf(vector_rank),
             keyword_rank,
             vector_rank,
+            vector_similarity: vector_rank.map(|_| 0.5),
         }
     }
 

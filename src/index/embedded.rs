@@ -361,7 +361,7 @@ impl EmbeddedIndex {
         brain: BrainId,
         vector: &[f32],
         limit: usize,
-    ) -> Result<Vec<i64>, IndexError> {
+    ) -> Result<Vec<(i64, f32)>, IndexError> {
         let dimensions = self.check_vector(vector)?;
         let k = (limit * OVERSAMPLE).min(VEC_MAX_K);
         let words = code_bytes(dimensions).div_ceil(8);
@@ -388,7 +388,10 @@ impl EmbeddedIndex {
             .collect();
         scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         scored.truncate(limit);
-        Ok(scored.into_iter().map(|(_, id)| id).collect())
+        Ok(scored
+            .into_iter()
+            .map(|(distance, id)| (id, (1.0 - distance) as f32))
+            .collect())
     }
 
     /// The brain's binary codes: cached, or loaded from its `chunks_vec` partition (and cached).
@@ -441,6 +444,7 @@ impl EmbeddedIndex {
                 score: 0.0,
                 keyword_rank: None,
                 vector_rank: None,
+                vector_similarity: None,
             };
             hits.insert(hit.chunk_id, hit);
         }
@@ -722,6 +726,8 @@ impl Index for EmbeddedIndex {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
+        // Cosine similarities of the vector side's chunks.
+        let mut similarities: std::collections::HashMap<i64, f32> = Default::default();
         let ranked: Vec<(i64, f32, Option<u32>, Option<u32>)> = match &query.vector {
             None => self
                 .keyword_ids(brain, &query.text, query.limit)
@@ -741,6 +747,8 @@ impl Index for EmbeddedIndex {
                 );
                 let keyword: Vec<i64> = keyword?.into_iter().map(|(id, _)| id).collect();
                 let nearest = nearest?;
+                similarities.extend(nearest.iter().copied());
+                let nearest: Vec<i64> = nearest.into_iter().map(|(id, _)| id).collect();
                 let mut fused = reciprocal_rank_fusion(&keyword, &nearest);
                 fused.truncate(query.limit);
                 fused
@@ -763,6 +771,7 @@ impl Index for EmbeddedIndex {
                     score,
                     keyword_rank,
                     vector_rank,
+                    vector_similarity: similarities.get(&id).copied(),
                     ..hit
                 })
             })

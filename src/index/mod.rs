@@ -59,6 +59,9 @@ pub struct SearchHit {
     pub keyword_rank: Option<u32>,
     /// 1-based rank in the vector results, when the chunk was among them.
     pub vector_rank: Option<u32>,
+    /// Cosine similarity, -1 to 1, of the question's vector and the chunk's, when the chunk
+    /// was among the vector results: how close in meaning, which ranks alone do not say.
+    pub vector_similarity: Option<f32>,
 }
 
 /// A brain's keyword statistics for some terms, as its keyword search weighs them.

@@ -1244,6 +1244,11 @@ pub fn hits(
     };
     let keyword_ranks = ranks(keyword_side);
     let vector_ranks = ranks(vector_side);
+    // The dense vectors' distance is cosine, so the vector side's scores are similarities.
+    let similarities: HashMap<u64, f32> = vector_side
+        .iter()
+        .filter_map(|point| numeric_id(point).map(|id| (id, point.score)))
+        .collect();
     let mut hits = Vec::with_capacity(main.len());
     for (i, point) in main.into_iter().enumerate() {
         let id = numeric_id(&point)
@@ -1278,6 +1283,11 @@ pub fn hits(
             score: point.score,
             keyword_rank,
             vector_rank,
+            vector_similarity: if hybrid {
+                similarities.get(&id).copied()
+            } else {
+                None
+            },
         });
     }
     Ok(hits)
@@ -1786,6 +1796,9 @@ mod tests {
             (found[1].keyword_rank, found[1].vector_rank),
             (Some(1), None)
         );
+        // The vector side's score is the cosine similarity; a chunk not on that side has none.
+        assert_eq!(found[0].vector_similarity, Some(0.9));
+        assert_eq!(found[1].vector_similarity, None);
 
         let keyword = hits(BRAIN_ID, main, &[], &[], false).expect("hits");
         assert_eq!(keyword[1].keyword_rank, Some(2));

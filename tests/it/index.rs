@@ -405,6 +405,51 @@ async fn hybrid_scores_are_reciprocal_rank_fusion(fx: &Fixture) {
     assert!((first.score - 2.0 / 61.0).abs() < 1e-6, "{first:#?}");
 }
 
+/// A hybrid hit found by the vector side carries the cosine similarity of the question's vector
+/// and its chunk's, exactly; keyword-only hits and hits the vector side did not find carry none.
+async fn hybrid_hits_carry_the_cosine_similarity(fx: &Fixture) {
+    let brain = fx.brain("similarity").await;
+    let document = fx.document(brain, "policies.md").await;
+    let chunks = policies();
+    index(&fx.index, brain, document, &chunks)
+        .await
+        .expect("index");
+    let question = "vehicle cars policy";
+    let asked = embed(question);
+    let hits = search(&fx.index, brain, &hybrid(question)).await;
+    assert!(
+        hits.iter().any(|hit| hit.vector_rank.is_some()),
+        "{hits:#?}"
+    );
+    for hit in &hits {
+        let Some(similarity) = hit.vector_similarity else {
+            assert_eq!(hit.vector_rank, None, "{hit:#?}");
+            continue;
+        };
+        assert!(hit.vector_rank.is_some(), "{hit:#?}");
+        let chunk = embed(&hit.text);
+        let expected: f32 = asked.iter().zip(&chunk).map(|(a, b)| a * b).sum();
+        assert!(
+            (similarity - expected).abs() < 1e-4,
+            "similarity {similarity}, expected {expected}: {hit:#?}"
+        );
+    }
+    // Better vector ranks never have lower similarities.
+    let mut ranked: Vec<(u32, f32)> = hits
+        .iter()
+        .filter_map(|hit| Some((hit.vector_rank?, hit.vector_similarity?)))
+        .collect();
+    ranked.sort_by_key(|&(rank, _)| rank);
+    assert!(
+        ranked.windows(2).all(|w| w[0].1 >= w[1].1 - 1e-6),
+        "{ranked:?}"
+    );
+    assert!(search(&fx.index, brain, &keyword("car policy"))
+        .await
+        .iter()
+        .all(|hit| hit.vector_similarity.is_none()));
+}
+
 async fn brains_are_isolated(fx: &Fixture) {
     let x = fx.brain("x").await;
     let y = fx.brain("y").await;
@@ -721,6 +766,7 @@ macro_rules! index_contract {
             keyword_search_ranks_the_matching_chunk_first,
             hybrid_search_ranks_the_semantic_match_first,
             hybrid_scores_are_reciprocal_rank_fusion,
+            hybrid_hits_carry_the_cosine_similarity,
             brains_are_isolated,
             reindexing_replaces_the_chunks,
             forgetting_removes_everything,
