@@ -25,8 +25,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use engram::answer::evidence::MIN_COVERAGE;
+use engram::answer::evidence::{MEANING, MIN_COVERAGE, RELATED, WORDS_WITH_MEANING};
 use engram::answer::extractive::quotes;
+use engram::answer::Evidence;
 use engram::answer::{retrieve, Answerer, Provenance, Question, RetrievalOptions};
 use engram::brain::{BrainName, TenantKey};
 use engram::config::{Config, StoreUrl};
@@ -163,9 +164,9 @@ async fn bench(list: bool, local_model: Option<String>) -> Result<(), Box<dyn st
         std::fs::read_to_string(support::crate_dir().join("benches/questions/abstention.jsonl"))?;
     let mut tallies: BTreeMap<(String, String), Tally> = BTreeMap::new();
     let mut recall: BTreeMap<(String, String), Recall> = BTreeMap::new();
-    // Per question: half, whether it is answerable, its coverage, and whether it would be
-    // abstained on whatever the threshold (nothing retrieved, no sentence to quote).
-    let mut sweep: Vec<(String, bool, f32, bool)> = Vec::new();
+    // Per question: half, whether it is answerable, its evidence, and whether it would be
+    // abstained on whatever the thresholds (nothing retrieved, no sentence to quote).
+    let mut sweep: Vec<(String, bool, Evidence, bool)> = Vec::new();
     for line in questions.lines().filter(|line| !line.trim().is_empty()) {
         let question: Value = serde_json::from_str(line)?;
         let text = question["question"].as_str().ok_or("question")?;
@@ -224,16 +225,19 @@ async fn bench(list: bool, local_model: Option<String>) -> Result<(), Box<dyn st
         sweep.push((
             split.clone(),
             !kind.starts_with("unanswerable"),
-            evidence.coverage,
+            evidence,
             quotes(text, &retrieved.sources).is_none(),
         ));
         if list {
             println!(
-                "{:4} {:5} {:24} coverage {:.2} {} {}",
+                "{:4} {:5} {:24} coverage {:.2} similarity {} {} {}",
                 question["id"].as_str().unwrap_or(""),
                 split,
                 kind,
                 evidence.coverage,
+                evidence
+                    .similarity
+                    .map_or("—".to_string(), |s| format!("{s:.2}")),
                 if abstained {
                     format!(
                         "ABSTAINED (retrieved first: {})",
@@ -330,35 +334,67 @@ async fn bench(list: bool, local_model: Option<String>) -> Result<(), Box<dyn st
             percent(answerable.abstained, answerable.questions)
         );
     }
+    // Unanswerable abstained / answerable falsely abstained in one half, when a question is
+    // answered if `answers` says so of its evidence.
+    let cell = |half: &str, answers: &dyn Fn(&Evidence) -> bool| {
+        let (mut unanswerable, mut abstained, mut answerable, mut falsely) = (0, 0, 0, 0);
+        for (split, answerable_question, evidence, unquotable) in &sweep {
+            if split != half {
+                continue;
+            }
+            let abstains = *unquotable || !answers(evidence);
+            if *answerable_question {
+                answerable += 1;
+                falsely += usize::from(abstains);
+            } else {
+                unanswerable += 1;
+                abstained += usize::from(abstains);
+            }
+        }
+        format!(
+            "{} / {}",
+            percent(abstained, unanswerable),
+            percent(falsely, answerable)
+        )
+    };
     println!(
-        "\nThe same questions at other coverage thresholds (the rule uses {MIN_COVERAGE}): \
-         unanswerable abstained / answerable falsely abstained.\n"
+        "\nThe same questions with words alone at other coverage thresholds (the rule uses \
+         {MIN_COVERAGE} without a vector): unanswerable abstained / answerable falsely \
+         abstained.\n"
     );
-    println!("| threshold | tune | test |");
+    println!("| coverage | tune | test |");
     println!("|---|---|---|");
     for threshold in [0.2f32, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5] {
-        let cell = |half: &str| {
-            let (mut unanswerable, mut abstained, mut answerable, mut falsely) = (0, 0, 0, 0);
-            for (split, answerable_question, coverage, unquotable) in &sweep {
-                if split != half {
-                    continue;
-                }
-                let abstains = *unquotable || *coverage < threshold;
-                if *answerable_question {
-                    answerable += 1;
-                    falsely += usize::from(abstains);
-                } else {
-                    unanswerable += 1;
-                    abstained += usize::from(abstains);
-                }
-            }
-            format!(
-                "{} / {}",
-                percent(abstained, unanswerable),
-                percent(falsely, answerable)
-            )
-        };
-        println!("| {threshold:.2} | {} | {} |", cell("tune"), cell("test"));
+        let words = |evidence: &Evidence| evidence.coverage >= threshold;
+        println!(
+            "| {threshold:.2} | {} | {} |",
+            cell("tune", &words),
+            cell("test", &words)
+        );
+    }
+    if local_model.is_some() {
+        println!(
+            "\nWith the vector at other similarity thresholds (the rule: similarity ≥ {MEANING}, \
+             or ≥ {RELATED} with coverage ≥ {WORDS_WITH_MEANING}, or every word there), tune | \
+             test.\n"
+        );
+        println!("| close in meaning \\ related | 0.20 | 0.25 | 0.30 |");
+        println!("|---|---|---|---|");
+        for meaning in [0.35f32, 0.40, 0.45, 0.50] {
+            let row: Vec<String> = [0.20f32, 0.25, 0.30]
+                .iter()
+                .map(|&related| {
+                    let rule = |evidence: &Evidence| {
+                        let similarity = evidence.similarity.unwrap_or(0.0);
+                        similarity >= meaning
+                            || (evidence.coverage >= WORDS_WITH_MEANING && similarity >= related)
+                            || evidence.coverage >= 0.999
+                    };
+                    format!("{} \\| {}", cell("tune", &rule), cell("test", &rule))
+                })
+                .collect();
+            println!("| {meaning:.2} | {} |", row.join(" | "));
+        }
     }
     store.close().await;
     Ok(())

@@ -145,7 +145,7 @@ pub async fn retrieve_with_stale(
         hits
     };
     let terms = content_terms(question);
-    let mut passages = Vec::new();
+    let mut similarities = Vec::new();
     let mut per_document: std::collections::HashMap<i64, usize> = Default::default();
     let mut sources = Vec::new();
     for hit in hits {
@@ -163,7 +163,7 @@ pub async fn retrieve_with_stale(
             continue;
         }
         *taken += 1;
-        passages.push((hit.keyword_rank, hit.vector_rank));
+        similarities.push(hit.vector_similarity);
         sources.push(Source {
             n: sources.len() + 1,
             file: hit.file_name,
@@ -187,12 +187,11 @@ pub async fn retrieve_with_stale(
             .await?;
         let passages: Vec<evidence::Passage<'_>> = sources
             .iter()
-            .zip(&passages)
-            .map(|(source, &(keyword_rank, vector_rank))| evidence::Passage {
+            .zip(&similarities)
+            .map(|(source, &similarity)| evidence::Passage {
                 heading: source.heading.as_deref(),
                 text: &source.text,
-                keyword_rank,
-                vector_rank,
+                similarity,
             })
             .collect();
         evidence::weigh(question, statistics.as_ref(), &passages)
@@ -281,6 +280,7 @@ mod tests {
         assert_eq!(ids, [3, 4, 1]);
         let stale = kept.iter().find(|hit| hit.chunk_id == 1).unwrap();
         assert_eq!(stale.vector_rank, None);
+        assert_eq!(stale.vector_similarity, None);
         assert!((stale.score - 1.0 / (RRF_K + 2.0)).abs() < 1e-9);
         // Nothing stale: nothing changes.
         let same = keyword_only_for(vec![hit(5, 9, None, Some(1))], &[DocumentId(7)]);
