@@ -404,3 +404,73 @@ fn doctor_reports_the_local_model_or_what_is_wrong_with_it() {
         "{stdout}"
     );
 }
+
+/// Honest abstention with the local model where its thresholds could hurt: a brain of four
+/// chunks (whole handbook sections, so a question's similarity to its chunk is diluted) in
+/// another domain than the benchmark's corpus, with one-word and chatty questions. What the
+/// brain answers is quoted; what it does not is abstained on, naming the closest documents.
+#[test]
+fn a_small_brain_in_another_domain_answers_what_it_holds_and_abstains_on_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("engram.toml"),
+        format!(
+            "[store]\nurl = \"sqlite://{}/engram.db\"\n[ingest]\nextractor = \"{}\"\n\
+             [embeddings]\nlocal_model = \"{}\"\n",
+            dir.path().display(),
+            crate::ingest::extractor().display(),
+            model_dir().display()
+        ),
+    )
+    .unwrap();
+    let engram = |args: &[&str]| crate::support::engram(dir.path(), args);
+    assert!(engram(&["brain", "create", "team"]).status.success());
+    let demo = crate::support::crate_dir().join("demo");
+    let output = engram(&[
+        "ingest",
+        "team",
+        &demo.join("handbook.md").display().to_string(),
+        &demo.join("release-notes.txt").display().to_string(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let abstains = |question: &str| {
+        let output = engram(&["ask", "--json", "team", question]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let text = answer["answer"].as_str().unwrap().to_string();
+        (text.starts_with("I found nothing in this brain"), text)
+    };
+    for question in [
+        "How do I request vacation?",
+        "vacation",
+        "receipts",
+        "Hi! I'm new here, sorry if this is obvious: how many vacation days do we get a year?",
+        "Who should I tell when I am sick?",
+    ] {
+        let (abstained, text) = abstains(question);
+        assert!(!abstained, "{question}: {text}");
+    }
+    for question in [
+        "How do I parse YAML files in Python?",
+        "What is the license of the Rust compiler?",
+        "What is the Wi-Fi password for the office guest network?",
+        "Which team owns the billing database?",
+        "What is our parental leave policy?",
+        "How do I reset my VPN password?",
+    ] {
+        let (abstained, text) = abstains(question);
+        assert!(abstained, "{question}: {text}");
+        assert!(
+            text.contains("The closest documents:"),
+            "{question}: {text}"
+        );
+    }
+}
