@@ -27,7 +27,7 @@ use engram::config::{Secret, StoreConfig, StoreUrl};
 use engram::index::{
     EmbeddedIndex, Index, IndexedDocument, QdrantIndex, QdrantOptions, SearchQuery,
 };
-use engram::ingest::chunk::{keyword_terms, ChunkDraft};
+use engram::text::{keyword_terms, ChunkDraft};
 use qdrant_client::qdrant::CollectionStatus;
 use qdrant_client::Qdrant;
 
@@ -211,7 +211,7 @@ fn drafts(rng: &mut Rng, words: &[String], count: usize) -> Vec<ChunkDraft> {
                 ordinal: i as u32,
                 page: Some(1 + i as u32 / 3),
                 heading: Some(format!("Section {}", i / 5)),
-                tokens: engram::ingest::chunk::count_tokens(&text) as u32,
+                tokens: engram::text::count_tokens(&text) as u32,
                 text,
             }
         })

@@ -22,4 +22,5 @@ pub(crate) mod randomized;
 pub mod render;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod worker;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use engram::brain::{AddedDocument, BrainId, BrainName, NewDocument, TenantId};
 use engram::index::{Index, IndexedDocument};
-use engram::ingest::chunk::{count_tokens, ChunkDraft};
 use engram::store::Store;
+use engram::text::{count_tokens, ChunkDraft};
 
 /// This package's folder, read when the program runs (cargo sets it for tests and benches)
 /// rather than baked in at compile time, so a build shared between checkouts never reads

@@ -22,7 +22,7 @@ use sqlx::Row;
 use super::cache::{
     pack, BrainCodes, Claim, KeywordCache, KeywordLoad, TermCache, VectorCache, KEYWORD_BUDGET,
 };
-use super::keyword::{query_terms, BrainTerms};
+use super::keyword::BrainTerms;
 use super::{
     candidates_per_side, reciprocal_rank_fusion, DocumentId, Index, IndexError, IndexedDocument,
     SearchHit, SearchQuery, TermStatistics,
@@ -30,8 +30,8 @@ use super::{
 use crate::brain::BrainId;
 use crate::clock::now_ms;
 use crate::config::{StoreBackend, StoreConfig};
-use crate::ingest::chunk::{count_tokens, keyword_terms, ChunkDraft};
 use crate::store::rows;
+use crate::text::{count_tokens, keyword_terms, query_terms, ChunkDraft};
 
 /// Write transactions take SQLite's write lock when they begin: one that first read, then
 /// wrote, fails with `SQLITE_BUSY_SNAPSHOT` ("database is locked", code 517) whenever another
@@ -900,8 +900,8 @@ mod tests {
     use super::*;
     use crate::brain::{BrainName, TenantKey};
     use crate::config::StoreUrl;
-    use crate::ingest::chunk::ChunkDraft;
     use crate::store::Store;
+    use crate::text::ChunkDraft;
 
     /// A migrated store in a temp dir, and an index on it without embeddings.
     struct Fixture {

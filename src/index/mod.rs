@@ -11,10 +11,9 @@ pub mod qdrant;
 use async_trait::async_trait;
 
 use crate::brain::BrainId;
-use crate::ingest::chunk::ChunkDraft;
+use crate::text::ChunkDraft;
 
 pub use embedded::EmbeddedIndex;
-pub use keyword::query_terms;
 pub use qdrant::{QdrantIndex, QdrantOptions};
 
 /// Store id of a document (a row of `documents`); the index writes its chunks under it.

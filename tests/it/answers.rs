@@ -19,12 +19,12 @@ use engram::chat::streamer::StreamOptions;
 use engram::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
 use engram::config::{Config, LlmConfig, Secret};
 use engram::index::{EmbeddedIndex, Index, IndexedDocument};
-use engram::ingest::chunk::{count_tokens, ChunkDraft};
 use engram::jobs::{JobId, JobKind, JobState, RetryPolicy};
 use engram::llm::ChatModel;
 use engram::render::Limits;
 use engram::store::{self, Store};
 use engram::telemetry::Metrics;
+use engram::text::{count_tokens, ChunkDraft};
 use engram::worker::{self, Shutdown, WorkerOptions};
 use tokio::time::Instant;
 

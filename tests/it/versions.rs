@@ -306,7 +306,7 @@ async fn postgres_and_qdrant_replace_an_old_version() {
     else {
         panic!("new bytes are queued: {submitted:?}");
     };
-    let chunks = vec![engram::ingest::chunk::ChunkDraft {
+    let chunks = vec![engram::text::ChunkDraft {
         ordinal: 0,
         page: None,
         heading: Some("Vacation".into()),
