@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod doctor;
+pub mod gateway;
 pub mod housekeeping;
 pub mod http;
 pub mod index;

@@ -25,10 +25,10 @@ use tokio::sync::OnceCell;
 
 use crate::brain::{BindingMode, BrainName, TenantKey};
 use crate::chat::budget::RateBudget;
-use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, Reply};
 use crate::chat::service::Outlet;
 use crate::chat::MessageRef;
 use crate::config::{DiscordConfig, DiscordShards};
+use crate::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, Reply};
 use crate::platform::connection::Connections;
 pub use rest::{channel_key, DiscordRest};
 use threads::Threads;

@@ -12,8 +12,8 @@ use tokio::sync::OnceCell;
 use super::api::{channel_key, message_id, SlackApi};
 use super::PLATFORM;
 use crate::brain::{BindingMode, BrainName, TenantKey};
-use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, Reply};
 use crate::chat::MessageRef;
+use crate::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, Reply};
 
 /// Threads remembered as the bot's (where a reply continues the conversation without a
 /// mention); the oldest are forgotten first.
