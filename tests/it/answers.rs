@@ -29,7 +29,7 @@ use engram::text::{count_tokens, ChunkDraft};
 use engram::worker::{self, Shutdown, WorkerOptions};
 use tokio::time::Instant;
 
-use crate::fake_openai::{self, Behaviour, FakeOpenAi};
+use crate::fakes::openai::{self as fake_openai, Behaviour, FakeOpenAi};
 use crate::support::{eventually, store_config};
 
 /// A write the platform received.

@@ -10,11 +10,11 @@ use engram::chat::service::Outlets;
 use engram::config::{Config, DiscordShards, Secret, StoreUrl};
 use serde_json::json;
 
-use crate::fake_discord::{
-    self, FakeDiscord, Options, SlashCommand, UserMessage, ALICE_ID, BOB_ID, BOT_ID, GENERAL_ID,
-    GUILD_ID, RANDOM_ID, THREAD_ID,
+use crate::fakes::discord::{
+    self as fake_discord, FakeDiscord, Options, SlashCommand, UserMessage, ALICE_ID, BOB_ID,
+    BOT_ID, GENERAL_ID, GUILD_ID, RANDOM_ID, THREAD_ID,
 };
-use crate::fake_openai::{self, Behaviour, FakeOpenAi};
+use crate::fakes::openai::{self as fake_openai, Behaviour, FakeOpenAi};
 
 const REPLY: &str = "Visitors park on level two [1].";
 

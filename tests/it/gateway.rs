@@ -19,7 +19,7 @@ use engram::telemetry::Metrics;
 use engram::worker::{self, Shutdown, WorkerOptions};
 
 use crate::answers::{chat_role, llm_reply, World, Write};
-use crate::fake_openai;
+use crate::fakes::openai as fake_openai;
 use crate::support::eventually;
 
 fn gateway(world: &World) -> Gateway {

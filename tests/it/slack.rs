@@ -11,10 +11,10 @@ use engram::chat::service::Outlets;
 use engram::config::{Config, Secret, SlackMode, StoreUrl};
 use serde_json::{json, Value};
 
-use crate::fake_openai::{self, Behaviour, FakeOpenAi};
-use crate::fake_slack::{
-    self, event_callback, http_post as post, FakeSlack, Options, ALICE, APP_TOKEN, BOB, BOT,
-    BOT_TOKEN, GENERAL, SIGNING_SECRET, TEAM,
+use crate::fakes::openai::{self as fake_openai, Behaviour, FakeOpenAi};
+use crate::fakes::slack::{
+    self as fake_slack, event_callback, http_post as post, FakeSlack, Options, ALICE, APP_TOKEN,
+    BOB, BOT, BOT_TOKEN, GENERAL, SIGNING_SECRET, TEAM,
 };
 
 const REPLY: &str = "Visitors park on level two of the garage [1].";
