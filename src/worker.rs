@@ -39,6 +39,22 @@ impl JobFailure {
             transient: false,
         }
     }
+
+    /// The failure `error` makes: transient when the error says trying again may help,
+    /// permanent otherwise, with the error's text as the reason. The one place that maps an
+    /// error's transience to a job's.
+    pub fn from_error(error: &(impl Transience + ?Sized)) -> Self {
+        Self {
+            reason: error.to_string(),
+            transient: error.is_transient(),
+        }
+    }
+}
+
+/// An error that knows whether trying again later may help (an unreachable service, a full
+/// disk) or not (a refused request, a broken file).
+pub trait Transience: std::fmt::Display {
+    fn is_transient(&self) -> bool;
 }
 
 /// The work behind one job kind.

@@ -103,7 +103,7 @@ pub enum AnswerError {
 impl AnswerError {
     /// What the asker is told: the part that failed, without addresses or driver messages
     /// (those go to the job's reason and the log).
-    pub fn for_people(&self) -> &'static str {
+    pub fn user_message(&self) -> &'static str {
         match self {
             AnswerError::Index(_) => "the knowledge store is unavailable",
             AnswerError::Store(_) => "engram's database is unavailable",

@@ -296,7 +296,7 @@ impl AnswerService {
         if job.attempts >= job.max_attempts {
             let text = format!(
                 "⚠️ I couldn't answer this time: {}. Please ask again later.",
-                error.for_people()
+                error.user_message()
             );
             self.tell(outlet, placeholder, &text).await;
         }

@@ -17,6 +17,9 @@ pub const WORKING: &str = "⏳";
 pub const DONE: &str = "✅";
 pub const FAILED: &str = "❌";
 
+/// A file's outcome when it could not be downloaded (the details go to the log).
+const DOWNLOAD_FAILED: &str = "cannot download it; please post it again";
+
 /// A file's outcome when engram's database stayed unreachable (the details go to the log).
 const STORE_DOWN: &str = "engram's database is unavailable; please post the file again later";
 
@@ -92,9 +95,9 @@ impl Gateway {
         let bytes = match self.outlet.platform.download(&file.url, limit).await {
             Ok(bytes) => bytes,
             Err(error) => {
-                return Queued::Ended(Box::new(Learned::Failed(format!(
-                    "cannot download it: {error}"
-                ))))
+                // The platform's own words (and its addresses) go to the log, not the chat.
+                tracing::warn!(%error, file = %file.name, "cannot download a posted file");
+                return Queued::Ended(Box::new(Learned::Failed(DOWNLOAD_FAILED.into())));
             }
         };
         // Submitting again after a store failure is safe: a pending document whose job is

@@ -123,6 +123,27 @@ pub enum GatewayError {
     Index(String),
 }
 
+impl GatewayError {
+    /// What the person who ran a command is told: which part failed and what to do, never the
+    /// error's own text (driver messages, addresses, SQL), which goes to the log.
+    pub fn user_message(&self) -> &'static str {
+        match self {
+            GatewayError::Store(_) => {
+                "Something went wrong: engram's database is unavailable right now. \
+                 Please try again in a minute."
+            }
+            GatewayError::Platform(_) => {
+                "Something went wrong: the chat platform did not accept engram's request. \
+                 Please try again."
+            }
+            GatewayError::Index(_) => {
+                "Something went wrong: the knowledge store is unavailable right now. \
+                 Please try again later."
+            }
+        }
+    }
+}
+
 /// The gateway core for one platform.
 #[derive(Debug, Clone)]
 pub struct Gateway {

@@ -113,6 +113,12 @@ impl IndexError {
     }
 }
 
+impl crate::worker::Transience for IndexError {
+    fn is_transient(&self) -> bool {
+        IndexError::is_transient(self)
+    }
+}
+
 impl From<sqlx::Error> for IndexError {
     fn from(error: sqlx::Error) -> Self {
         if crate::store::is_unreachable(&error) {

@@ -111,6 +111,12 @@ impl ExtractError {
     }
 }
 
+impl crate::worker::Transience for ExtractError {
+    fn is_transient(&self) -> bool {
+        ExtractError::is_transient(self)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Line {

@@ -20,7 +20,9 @@ use super::threads::{self, Threads};
 use super::{commands, DiscordRest, PLATFORM};
 use crate::brain::{BindingMode, BrainName, TenantKey};
 use crate::chat::MessageRef;
-use crate::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, Reply};
+use crate::gateway::{
+    BrainCommand, ChatEvent, Gateway, GatewayError, Handled, Origin, PostedFile, Reply,
+};
 use crate::platform::connection::Connections;
 
 /// How long a slash command may run before it is acknowledged as deferred (Discord allows 3 s
@@ -231,7 +233,7 @@ impl EventHandler for Handler {
         let work = async {
             self.command(&command).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, "Discord: a command failed");
-                Reply::private(format!("Something went wrong: {error}. Please try again."))
+                Reply::private(error.user_message())
             })
         };
         tokio::pin!(work);
@@ -308,7 +310,7 @@ impl Handler {
     }
 
     /// Runs a slash command; `/ask` queues a question and acknowledges it.
-    async fn command(&self, command: &CommandInteraction) -> anyhow::Result<Reply> {
+    async fn command(&self, command: &CommandInteraction) -> Result<Reply, GatewayError> {
         let Some(guild) = command.guild_id else {
             return Ok(Reply::private(
                 "engram works in servers, not direct messages.",
