@@ -72,6 +72,10 @@ fn reply_tokens() -> Vec<String> {
     tokens
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 fn main() {
     if std::env::var_os(FAKE_LLM_ENV).is_some() {
         fake_llm();

@@ -54,6 +54,10 @@ struct Podman {
 }
 
 impl Podman {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "benchmarks are configured by the environment, as the tests are"
+    )]
     fn new() -> Self {
         let cache = std::env::var_os("ENGRAM_IMAGES_CACHE")
             .map(PathBuf::from)

@@ -218,6 +218,10 @@ fn drafts(rng: &mut Rng, words: &[String], count: usize) -> Vec<ChunkDraft> {
         .collect()
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 async fn run(kind: Kind, measured_chunks: usize, keep: Option<&Path>) -> Result<Measured, Error> {
     let other_chunks = measured_chunks / 10;
     let temp = tempfile::tempdir()?;
@@ -649,6 +653,10 @@ async fn wait_green(client: &Qdrant, collection: &str) -> Result<(), Error> {
     }
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 async fn tenants() -> Result<(), Error> {
     use qdrant_client::qdrant::{
         CreateCollectionBuilder, DeletePointsBuilder, Modifier, SparseVectorParamsBuilder,

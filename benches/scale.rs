@@ -338,6 +338,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 fn main() {
     let admin = std::env::var("ENGRAM_TEST_POSTGRES_URL")
         .expect("set ENGRAM_TEST_POSTGRES_URL (scripts/postgres.sh prints one)");

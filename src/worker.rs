@@ -202,6 +202,10 @@ fn report_panic(result: Result<(), tokio::task::JoinError>, kind: JobKind) {
 }
 
 /// A unique-enough worker name prefix for this process: host, pid and role.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the host name names the process in job leases, not configuration"
+)]
 pub fn worker_name(role: &str) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "engram".to_string());
     format!("{host}:{}:{role}", std::process::id())

@@ -189,6 +189,10 @@ fn timed_out(sandbox: &Sandbox) -> ExtractError {
 
 /// One extractor run, in a slot. `on_deferred` hears the pages the run leaves for runs of
 /// their own as soon as the run names them (before it OCRs anything).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the extractor child inherits only PATH and TESSDATA_PREFIX, passed through"
+)]
 async fn run(
     sandbox: &Sandbox,
     path: &Path,

@@ -16,6 +16,7 @@ mod gateway;
 mod hostile;
 mod index;
 mod ingest;
+mod layout;
 mod local_model;
 mod migrations;
 #[path = "../../crates/extract/tests/common/office.rs"]
