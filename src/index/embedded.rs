@@ -227,14 +227,7 @@ impl EmbeddedIndex {
     }
 
     fn check_vector(&self, vector: &[f32]) -> Result<usize, IndexError> {
-        let expected = self.dimensions.ok_or(IndexError::VectorsDisabled)?;
-        if vector.len() != expected {
-            return Err(IndexError::DimensionMismatch {
-                expected,
-                got: vector.len(),
-            });
-        }
-        Ok(expected)
+        super::check_vector(self.dimensions, vector)
     }
 
     /// Chunk ids of the brain's best keyword matches, best first, with their BM25 scores: from
@@ -493,17 +486,7 @@ impl EmbeddedIndex {
 #[async_trait]
 impl Index for EmbeddedIndex {
     async fn index_document(&self, document: IndexedDocument<'_>) -> Result<(), IndexError> {
-        if let Some(vectors) = document.vectors {
-            if vectors.len() != document.chunks.len() {
-                return Err(IndexError::VectorCount {
-                    chunks: document.chunks.len(),
-                    vectors: vectors.len(),
-                });
-            }
-            for vector in vectors {
-                self.check_vector(vector)?;
-            }
-        }
+        document.check_vectors(self.dimensions)?;
         let chunk_count = to_i64(document.chunks.len());
         let mut tx = self.writer.begin_with(WRITE_TRANSACTION).await?;
         if !Self::owns(&mut tx, document.brain, document.document).await? {

@@ -31,6 +31,37 @@ pub struct IndexedDocument<'a> {
     pub vectors: Option<&'a [Vec<f32>]>,
 }
 
+impl IndexedDocument<'_> {
+    /// One vector per chunk, each as wide as the index's (`dimensions`; `None`: vectors are
+    /// off), when the document has vectors.
+    pub(crate) fn check_vectors(&self, dimensions: Option<usize>) -> Result<(), IndexError> {
+        if let Some(vectors) = self.vectors {
+            if vectors.len() != self.chunks.len() {
+                return Err(IndexError::VectorCount {
+                    chunks: self.chunks.len(),
+                    vectors: vectors.len(),
+                });
+            }
+            for vector in vectors {
+                check_vector(dimensions, vector)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A vector's width checked against the index's (`None`: vectors are off): the width.
+pub(crate) fn check_vector(dimensions: Option<usize>, vector: &[f32]) -> Result<usize, IndexError> {
+    let expected = dimensions.ok_or(IndexError::VectorsDisabled)?;
+    if vector.len() != expected {
+        return Err(IndexError::DimensionMismatch {
+            expected,
+            got: vector.len(),
+        });
+    }
+    Ok(expected)
+}
+
 /// A question as the index sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchQuery {

@@ -325,17 +325,7 @@ impl QdrantIndex {
     /// hidden from searches until the store marks it indexed) and its stale points deleted.
     /// Public so that tests can stop between this and the store's switch, as a crash would.
     pub async fn write_points(&self, document: &IndexedDocument<'_>) -> Result<(), IndexError> {
-        if let Some(vectors) = document.vectors {
-            if vectors.len() != document.chunks.len() {
-                return Err(IndexError::VectorCount {
-                    chunks: document.chunks.len(),
-                    vectors: vectors.len(),
-                });
-            }
-            for vector in vectors {
-                self.check_vector(vector)?;
-            }
-        }
+        document.check_vectors(self.options.dimensions)?;
         let row = self
             .store
             .document(document.document)
@@ -369,14 +359,7 @@ impl QdrantIndex {
     }
 
     fn check_vector(&self, vector: &[f32]) -> Result<(), IndexError> {
-        let expected = self.options.dimensions.ok_or(IndexError::VectorsDisabled)?;
-        if vector.len() != expected {
-            return Err(IndexError::DimensionMismatch {
-                expected,
-                got: vector.len(),
-            });
-        }
-        Ok(())
+        super::check_vector(self.options.dimensions, vector).map(drop)
     }
 }
 
