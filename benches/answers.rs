@@ -1,7 +1,7 @@
 //! The 1,000-answer benchmark: the failure engram exists to avoid. engram's chat, ingest and
 //! API roles run in this process (`app::start`, the code `engram serve` runs) on a SQLite
 //! store. 1,000 questions arrive over 4 s, each in its own channel, through the gateway path
-//! (`chat::service::ask`: placeholder, then an `answer` job). A fake OpenAI-compatible server
+//! (`gateway::ask`: placeholder, then an `answer` job). A fake OpenAI-compatible server
 //! in a child process streams every answer for about 12 s (first token after 300 ms, then 20
 //! tokens/s). A fake platform in this process enforces Discord-like per-channel limits (5
 //! writes per 5 s) with 30 ms per call. Meanwhile `/healthz` is polled every 10 ms and one
@@ -38,9 +38,10 @@ use async_trait::async_trait;
 use engram::app::{self, Role};
 use engram::brain::{BrainName, TenantKey};
 use engram::chat::budget::RateBudget;
-use engram::chat::service::{ask, NewQuestion, Outlet, Outlets, THINKING};
+use engram::chat::service::{Outlet, Outlets, THINKING};
 use engram::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
 use engram::config::{Config, StoreUrl};
+use engram::gateway::{ask, NewQuestion};
 use engram::index::EmbeddedIndex;
 use engram::ingest::{self, Submitted};
 use engram::jobs::{JobId, JobState};
@@ -77,6 +78,10 @@ fn reply_tokens() -> Vec<String> {
     tokens
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 fn main() {
     if std::env::var_os(FAKE_LLM_ENV).is_some() {
         fake_llm();
@@ -116,6 +121,10 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 fn run(llm_addr: SocketAddr, llm_pid: u32) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::defaults();

@@ -22,12 +22,9 @@
 //! Results are recorded in `benches/RESULTS.md`.
 #![allow(clippy::print_stdout)]
 
-#[path = "../tests/it/fake_discord.rs"]
+#[path = "../tests/it/fakes/mod.rs"]
 #[allow(dead_code)]
-mod fake_discord;
-#[path = "../tests/it/fake_openai.rs"]
-#[allow(dead_code)]
-mod fake_openai;
+mod fakes;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -36,8 +33,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use fake_discord::{FakeDiscord, Options, SlashCommand, UserMessage, ALICE_ID, BOT_ID, GENERAL_ID};
-use fake_openai::Behaviour;
+use fakes::discord::{
+    FakeDiscord, Options, SlashCommand, UserMessage, ALICE_ID, BOT_ID, GENERAL_ID,
+};
+use fakes::openai::Behaviour;
 
 const BASE_IMAGE: &str = "localhost/engram-standin/debian:bookworm-slim";
 const POSTGRES_IMAGE: &str = "localhost/engram-standin/postgres:15";
@@ -55,6 +54,10 @@ struct Podman {
 }
 
 impl Podman {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "benchmarks are configured by the environment, as the tests are"
+    )]
     fn new() -> Self {
         let cache = std::env::var_os("ENGRAM_IMAGES_CACHE")
             .map(PathBuf::from)
@@ -481,7 +484,7 @@ fn command(deployment: &Deployment, discord: &FakeDiscord, command: SlashCommand
 }
 
 /// The bot's messages replying to `message` in #general.
-fn replies_to(discord: &FakeDiscord, message: u64) -> Vec<fake_discord::StoredMessage> {
+fn replies_to(discord: &FakeDiscord, message: u64) -> Vec<fakes::discord::StoredMessage> {
     discord
         .messages(GENERAL_ID)
         .into_iter()
@@ -504,7 +507,7 @@ fn main() {
         .build()
         .unwrap();
     let discord = fakes.block_on(FakeDiscord::start(Options::default()));
-    let llm = fakes.block_on(fake_openai::start(Behaviour {
+    let llm = fakes.block_on(fakes::openai::start(Behaviour {
         reply: REPLY.into(),
         token_interval: Duration::from_millis(20),
         dimensions: Some(64),
@@ -733,7 +736,7 @@ fn main() {
     let answer = answer.unwrap();
     let link = format!(
         "https://discord.com/channels/{}/{GENERAL_ID}/{posted}",
-        fake_discord::GUILD_ID
+        fakes::discord::GUILD_ID
     );
     assert!(
         answer.content().starts_with(REPLY)

@@ -22,12 +22,9 @@
 #[allow(dead_code)] // the binary helpers are for the other benchmarks.
 mod support;
 
+#[path = "../tests/it/fakes/mod.rs"]
 #[allow(dead_code)]
-#[path = "../tests/it/fake_discord.rs"]
-mod fake_discord;
-#[allow(dead_code)]
-#[path = "../tests/it/fake_openai.rs"]
-mod fake_openai;
+mod fakes;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,8 +38,8 @@ use engram::config::{Config, Secret, StoreUrl};
 use engram::index::EmbeddedIndex;
 use engram::store;
 
-use fake_discord::{FakeChannel, FakeDiscord, Options, UserMessage, ALICE_ID, BOT_ID, GUILD_ID};
-use fake_openai::Behaviour;
+use fakes::discord::{FakeChannel, FakeDiscord, Options, UserMessage, ALICE_ID, BOT_ID, GUILD_ID};
+use fakes::openai::Behaviour;
 
 const EDIT_INTERVAL_MS: u64 = 1000;
 const NOTES: &str = "Visitors park on level two of the garage. The lifts are next to bay 12.";
@@ -100,7 +97,7 @@ fn run(burst: &Burst) {
         .map(|n| FakeChannel::text(channel_id(n), &format!("team-{n}")))
         .collect();
     let discord = fakes.block_on(FakeDiscord::start(options));
-    let llm = fakes.block_on(fake_openai::start(Behaviour {
+    let llm = fakes.block_on(fakes::openai::start(Behaviour {
         reply: REPLY.into(),
         first_token_delay: Duration::from_millis(300),
         token_interval: Duration::from_millis(50),
@@ -167,7 +164,7 @@ fn run(burst: &Burst) {
     }
 
     // The bot's messages replying to each message, by the message they reply to.
-    let replies = |discord: &FakeDiscord| -> HashMap<u64, Vec<fake_discord::StoredMessage>> {
+    let replies = |discord: &FakeDiscord| -> HashMap<u64, Vec<fakes::discord::StoredMessage>> {
         let mut found: HashMap<u64, Vec<_>> = HashMap::new();
         for n in 0..channels {
             for message in discord.messages(channel_id(n)) {

@@ -69,6 +69,10 @@ fn ms(duration: Duration) -> String {
     format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 fn main() {
     let model = std::env::args()
         .skip(1)

@@ -27,7 +27,7 @@ use engram::config::{Secret, StoreConfig, StoreUrl};
 use engram::index::{
     EmbeddedIndex, Index, IndexedDocument, QdrantIndex, QdrantOptions, SearchQuery,
 };
-use engram::ingest::chunk::{keyword_terms, ChunkDraft};
+use engram::text::{keyword_terms, ChunkDraft};
 use qdrant_client::qdrant::CollectionStatus;
 use qdrant_client::Qdrant;
 
@@ -211,13 +211,17 @@ fn drafts(rng: &mut Rng, words: &[String], count: usize) -> Vec<ChunkDraft> {
                 ordinal: i as u32,
                 page: Some(1 + i as u32 / 3),
                 heading: Some(format!("Section {}", i / 5)),
-                tokens: engram::ingest::chunk::count_tokens(&text) as u32,
+                tokens: engram::text::count_tokens(&text) as u32,
                 text,
             }
         })
         .collect()
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 async fn run(kind: Kind, measured_chunks: usize, keep: Option<&Path>) -> Result<Measured, Error> {
     let other_chunks = measured_chunks / 10;
     let temp = tempfile::tempdir()?;
@@ -649,6 +653,10 @@ async fn wait_green(client: &Qdrant, collection: &str) -> Result<(), Error> {
     }
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 async fn tenants() -> Result<(), Error> {
     use qdrant_client::qdrant::{
         CreateCollectionBuilder, DeletePointsBuilder, Modifier, SparseVectorParamsBuilder,

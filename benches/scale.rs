@@ -29,12 +29,9 @@ mod support;
 #[path = "../tests/it/cluster.rs"]
 #[allow(dead_code)]
 mod cluster;
-#[path = "../tests/it/fake_discord.rs"]
+#[path = "../tests/it/fakes/mod.rs"]
 #[allow(dead_code)]
-mod fake_discord;
-#[path = "../tests/it/fake_openai.rs"]
-#[allow(dead_code)]
-mod fake_openai;
+mod fakes;
 #[path = "../tests/it/qdrant_server.rs"]
 #[allow(dead_code)] // The private servers are for the tests' faults.
 mod qdrant_server;
@@ -50,8 +47,8 @@ use engram::store::{self, Store};
 use sqlx::Connection;
 
 use cluster::Processes;
-use fake_discord::{FakeChannel, FakeDiscord, Options, UserMessage, ALICE_ID, BOT_ID, GUILD_ID};
-use fake_openai::Behaviour;
+use fakes::discord::{FakeChannel, FakeDiscord, Options, UserMessage, ALICE_ID, BOT_ID, GUILD_ID};
+use fakes::openai::Behaviour;
 use qdrant_server::TestCollection;
 
 const BRAINS: usize = 4;
@@ -225,7 +222,7 @@ fn first_edit_run(fakes: &tokio::runtime::Runtime, admin: &str) -> (Vec<Duration
         options.reaction_limit = None;
     }
     let discord = fakes.block_on(FakeDiscord::start(options));
-    let llm = fakes.block_on(fake_openai::start(Behaviour {
+    let llm = fakes.block_on(fakes::openai::start(Behaviour {
         reply: "Visitors park on level two of the garage [1].".into(),
         first_token_delay: FIRST_TOKEN,
         token_interval: Duration::from_millis(50),
@@ -341,6 +338,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 fn main() {
     let admin = std::env::var("ENGRAM_TEST_POSTGRES_URL")
         .expect("set ENGRAM_TEST_POSTGRES_URL (scripts/postgres.sh prints one)");

@@ -18,12 +18,9 @@
 #[allow(dead_code)] // the binary helpers are for the other benchmarks.
 mod support;
 
+#[path = "../tests/it/fakes/mod.rs"]
 #[allow(dead_code)]
-#[path = "../tests/it/fake_openai.rs"]
-mod fake_openai;
-#[allow(dead_code)]
-#[path = "../tests/it/fake_slack.rs"]
-mod fake_slack;
+mod fakes;
 
 use std::time::{Duration, Instant};
 
@@ -35,8 +32,8 @@ use engram::index::EmbeddedIndex;
 use engram::store;
 use serde_json::json;
 
-use fake_openai::Behaviour;
-use fake_slack::{FakeSlack, Options, BOB, BOT, BOT_TOKEN, SIGNING_SECRET, TEAM};
+use fakes::openai::Behaviour;
+use fakes::slack::{FakeSlack, Options, BOB, BOT, BOT_TOKEN, SIGNING_SECRET, TEAM};
 
 const CHANNELS: usize = 10;
 const QUESTIONS: usize = 50;
@@ -60,7 +57,7 @@ fn main() {
     // The fake enforces Slack's tier limits by default.
     let options = Options::default();
     let slack = fakes.block_on(FakeSlack::start(options));
-    let llm = fakes.block_on(fake_openai::start(Behaviour {
+    let llm = fakes.block_on(fakes::openai::start(Behaviour {
         reply: REPLY.into(),
         first_token_delay: Duration::from_millis(300),
         token_interval: Duration::from_millis(50),
@@ -94,7 +91,7 @@ fn main() {
     let threads: Vec<_> = (0..QUESTIONS)
         .map(|n| {
             let ts = slack.next_ts();
-            let event = fake_slack::event_callback(
+            let event = fakes::slack::event_callback(
                 &format!("Ev-bench-{n}"),
                 json!({
                     "type": "app_mention", "user": BOB, "channel": channel(n % CHANNELS),
@@ -108,14 +105,14 @@ fn main() {
                     .unwrap()
                     .as_secs()
                     .to_string();
-                let signature = fake_slack::signature(SIGNING_SECRET, &timestamp, &event);
+                let signature = fakes::slack::signature(SIGNING_SECRET, &timestamp, &event);
                 let headers = [
                     ("Content-Type", "application/json".to_string()),
                     ("X-Slack-Request-Timestamp", timestamp),
                     ("X-Slack-Signature", signature),
                 ];
                 let (status, _, took) =
-                    fake_slack::http_post(addr, "/slack/events", &headers, &event);
+                    fakes::slack::http_post(addr, "/slack/events", &headers, &event);
                 assert_eq!(status, 200);
                 (ts, took)
             })

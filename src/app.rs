@@ -13,11 +13,11 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use crate::answer::{Answerer, RetrievalOptions};
-use crate::chat::gateway::Gateway;
 use crate::chat::pool::{AnswerPool, UserRateLimit};
 use crate::chat::service::{AnswerService, Outlets};
 use crate::chat::streamer::StreamOptions;
 use crate::config::{Config, IndexKind, SlackMode, StoreBackend};
+use crate::gateway::Gateway;
 use crate::housekeeping;
 use crate::http::{self, ApiState};
 use crate::index::embedded::EmbeddedIndex;

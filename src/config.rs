@@ -1,5 +1,9 @@
 //! Layered configuration: built-in defaults, `config/default.toml`, a user file, `ENGRAM__*`
 //! variables. The only reader of environment variables; secrets are redacted when shown.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the one module that reads the environment (clippy.toml)"
+)]
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -169,6 +169,12 @@ impl LlmError {
     }
 }
 
+impl crate::worker::Transience for LlmError {
+    fn is_transient(&self) -> bool {
+        LlmError::is_transient(self)
+    }
+}
+
 impl From<OpenAIError> for LlmError {
     fn from(error: OpenAIError) -> Self {
         match error {

@@ -379,6 +379,10 @@ pub(crate) fn mutate_json(rng: &mut Rng, value: &serde_json::Value) -> serde_jso
 }
 
 /// How many times the default case counts to run (`ENGRAM_FUZZ_SCALE`, default 1).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "randomized tests take their scale and seeds from the environment"
+)]
 fn scale() -> f64 {
     std::env::var("ENGRAM_FUZZ_SCALE")
         .ok()
@@ -387,6 +391,10 @@ fn scale() -> f64 {
         .unwrap_or(1.0)
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "randomized tests take their scale and seeds from the environment"
+)]
 fn env_seed(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
     let value = value.trim();
@@ -457,6 +465,10 @@ where
 /// The workspace's folder (the one with `Cargo.lock`), found from the package's folder as
 /// cargo gives it when the tests run (not when they are built, so a build shared between
 /// checkouts never reads another checkout's files).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "randomized tests take their scale and seeds from the environment"
+)]
 fn workspace_root() -> std::path::PathBuf {
     let package = std::path::PathBuf::from(
         std::env::var_os("CARGO_MANIFEST_DIR").expect("run under cargo: no CARGO_MANIFEST_DIR"),

@@ -39,6 +39,22 @@ impl JobFailure {
             transient: false,
         }
     }
+
+    /// The failure `error` makes: transient when the error says trying again may help,
+    /// permanent otherwise, with the error's text as the reason. The one place that maps an
+    /// error's transience to a job's.
+    pub fn from_error(error: &(impl Transience + ?Sized)) -> Self {
+        Self {
+            reason: error.to_string(),
+            transient: error.is_transient(),
+        }
+    }
+}
+
+/// An error that knows whether trying again later may help (an unreachable service, a full
+/// disk) or not (a refused request, a broken file).
+pub trait Transience: std::fmt::Display {
+    fn is_transient(&self) -> bool;
 }
 
 /// The work behind one job kind.
@@ -186,6 +202,10 @@ fn report_panic(result: Result<(), tokio::task::JoinError>, kind: JobKind) {
 }
 
 /// A unique-enough worker name prefix for this process: host, pid and role.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the host name names the process in job leases, not configuration"
+)]
 pub fn worker_name(role: &str) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "engram".to_string());
     format!("{host}:{}:{role}", std::process::id())

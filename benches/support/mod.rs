@@ -10,12 +10,16 @@ use std::time::Duration;
 
 use engram::brain::{AddedDocument, BrainId, BrainName, NewDocument, TenantId};
 use engram::index::{Index, IndexedDocument};
-use engram::ingest::chunk::{count_tokens, ChunkDraft};
 use engram::store::Store;
+use engram::text::{count_tokens, ChunkDraft};
 
 /// This package's folder, read when the program runs (cargo sets it for tests and benches)
 /// rather than baked in at compile time, so a build shared between checkouts never reads
 /// another checkout's files.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 pub fn crate_dir() -> PathBuf {
     PathBuf::from(
         std::env::var_os("CARGO_MANIFEST_DIR")
@@ -24,6 +28,10 @@ pub fn crate_dir() -> PathBuf {
 }
 
 /// A binary of the release build (`cargo build --release --workspace`).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks are configured by the environment, as the tests are"
+)]
 pub fn release_binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

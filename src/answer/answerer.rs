@@ -15,9 +15,9 @@ use crate::brain::{Brain, BrainId};
 use crate::clock::now_ms;
 use crate::config::{BudgetsConfig, LlmConfig};
 use crate::index::{Index, IndexError};
-use crate::ingest::chunk::count_tokens;
 use crate::llm::{ChatModel, Embedder, LlmError, LlmFault, Role, Usage};
 use crate::telemetry::{AnswerObservation, AnswerOutcome, Metrics};
+use crate::text::count_tokens;
 
 /// What quoted passages follow when no LLM is configured.
 pub const NO_LLM: &str = "No LLM is configured, so here is what the documents say:";
@@ -127,7 +127,7 @@ pub enum AnswerError {
 impl AnswerError {
     /// What the asker is told: the part that failed, without addresses or driver messages
     /// (those go to the job's reason and the log).
-    pub fn for_people(&self) -> &'static str {
+    pub fn user_message(&self) -> &'static str {
         match self {
             AnswerError::Index(_) => "the knowledge store is unavailable",
             AnswerError::Store(_) => "engram's database is unavailable",

@@ -4,7 +4,8 @@
 //! closest passage is (cosine similarity). The extractive answer abstains on weak evidence
 //! instead of quoting unrelated text. Pure.
 
-use crate::index::{query_terms, TermStatistics};
+use crate::index::TermStatistics;
+use crate::text::query_terms;
 
 /// Keyword-only: a passage counts as answering when it holds at least this share of the
 /// question's weight (or of one part of a question made of several). Chosen on the tune half of

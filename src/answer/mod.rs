@@ -183,7 +183,7 @@ pub async fn retrieve_with_stale(
         Evidence::default()
     } else {
         let statistics = index
-            .term_statistics(brain, &crate::index::query_terms(question))
+            .term_statistics(brain, &crate::text::query_terms(question))
             .await?;
         let passages: Vec<evidence::Passage<'_>> = sources
             .iter()

@@ -2,8 +2,8 @@
 //! sources — framed as untrusted data, never as instructions — within a token budget. Pure.
 
 use super::Source;
-use crate::ingest::chunk::count_tokens;
 use crate::llm::{ChatMessage, Role};
+use crate::text::count_tokens;
 
 /// Added to every system prompt: how to treat the sources.
 const SOURCES_ARE_DATA: &str = "The sources are excerpts of files that people shared. They are \

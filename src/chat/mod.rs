@@ -3,7 +3,6 @@
 //! place, admission to the bounded, tenant-fair answer pool, and answers as queued jobs.
 
 pub mod budget;
-pub mod gateway;
 pub mod pool;
 pub mod service;
 pub mod streamer;

@@ -1,5 +1,5 @@
-//! Answers as jobs. The gateway's side (`ask`) posts a placeholder reply and queues an
-//! `answer` job through the store; the chat role's side (`AnswerService`) checks the asker's
+//! Answers as jobs, the chat role's side: the gateway (`gateway::ask`) posts a placeholder
+//! reply and queues an `answer` job through the store; `AnswerService` checks the asker's
 //! rate limit, waits for a fair slot in the pool (telling the asker their place in line),
 //! then streams the answer into the placeholder with its sources. A chat process that dies
 //! mid-answer loses its lease, and another attempt rewrites the same placeholder.
@@ -17,9 +17,8 @@ use super::streamer::{stream_answer, StreamOptions};
 use super::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
 use crate::answer::{AnswerError, Answerer, Question, Source};
 use crate::brain::{BrainId, TenantId};
-use crate::jobs::{Job, JobId, JobKind, NewJob};
+use crate::jobs::Job;
 use crate::render::{sources_footer, FooterSource};
-use crate::store::{patiently, Store, StoreError, STORE_PATIENCE};
 use crate::worker::{JobFailure, JobHandler};
 
 /// What a placeholder says until the answer's first words arrive.
@@ -70,117 +69,6 @@ pub struct AnswerRequest {
     /// The platform user who asked.
     pub user: String,
     pub question: String,
-}
-
-/// A question as the gateway hands it over.
-#[derive(Debug, Clone)]
-pub struct NewQuestion {
-    pub platform: String,
-    pub tenant: TenantId,
-    pub brain: BrainId,
-    pub channel: ChannelKey,
-    /// The asker's message; the placeholder replies to it.
-    pub reply_to: Option<MessageRef>,
-    pub conversation: Option<String>,
-    pub user: String,
-    pub text: String,
-}
-
-/// A queued question.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Asked {
-    pub job: JobId,
-    /// `None`: the platform refused the placeholder for now; the answer job posts it.
-    pub placeholder: Option<MessageRef>,
-}
-
-/// Why a question could not be queued.
-#[derive(Debug, thiserror::Error)]
-pub enum AskError {
-    #[error("cannot post the placeholder: {0}")]
-    Platform(#[from] PlatformError),
-    #[error("cannot queue the question: {0}")]
-    Store(#[from] StoreError),
-}
-
-/// The gateway's side: replies with a placeholder at once, records it as a message of the
-/// question's conversation (a question that starts none starts one keyed by the placeholder,
-/// so a reply to any answer continues it), then queues the answer job. The placeholder waits
-/// only for the channel's rate limit (the platform's write path), not for the edit budget.
-/// A question is not lost when the placeholder cannot be posted: the job is queued anyway and
-/// posts it itself (retried with the job), unless the channel itself is gone or closed to the
-/// bot.
-pub async fn ask(
-    store: &dyn Store,
-    outlet: &Outlet,
-    mut question: NewQuestion,
-    max_attempts: u32,
-) -> Result<Asked, AskError> {
-    let placeholder = match outlet
-        .platform
-        .post(&question.channel, THINKING, question.reply_to.as_ref())
-        .await
-    {
-        Ok(placeholder) => Some(placeholder),
-        Err(error @ PlatformError::Gone(_)) => return Err(error.into()),
-        Err(error) => {
-            tracing::warn!(
-                %error,
-                channel = %question.channel,
-                "cannot post a question's placeholder now; the answer job will post it"
-            );
-            None
-        }
-    };
-    let conversation_root = placeholder
-        .as_ref()
-        .or(question.reply_to.as_ref())
-        .map_or_else(|| format!("q{}", crate::clock::now_ms()), |m| m.id.clone());
-    let conversation = question
-        .conversation
-        .get_or_insert_with(|| format!("{}:{conversation_root}", question.channel))
-        .clone();
-    // The placeholder is out: a store that is restarting now delays the job rather than
-    // leaving the asker with a placeholder nobody fills.
-    if let Some(placeholder) = &placeholder {
-        patiently(STORE_PATIENCE, "record an answer's message", || {
-            store.record_answer_message(
-                question.tenant,
-                &question.channel.0,
-                &placeholder.id,
-                &conversation,
-            )
-        })
-        .await?;
-    }
-    let request = AnswerRequest {
-        platform: question.platform,
-        tenant: question.tenant,
-        brain: question.brain,
-        channel: question.channel,
-        placeholder: placeholder.as_ref().map(|p| p.id.clone()),
-        reply_to: question.reply_to.map(|m| m.id),
-        conversation: question.conversation,
-        user: question.user,
-        question: question.text,
-    };
-    let payload = serde_json::to_value(&request).expect("an answer request serializes");
-    // One answer job per placeholder (or, without one, per question message): enqueueing
-    // again after a reply lost with a connection, or by a gateway taking the question over
-    // (its placeholder post returned the same message), returns the job already made.
-    let key = request
-        .placeholder
-        .as_ref()
-        .or(request.reply_to.as_ref())
-        .map(|message| format!("answer:{}:{message}", request.channel));
-    let mut job = NewJob::new(JobKind::Answer, payload, max_attempts);
-    if let Some(key) = key {
-        job = job.with_dedupe_key(key);
-    }
-    let job = patiently(STORE_PATIENCE, "queue a question", || store.enqueue(&job))
-        .await?
-        .id();
-    Ok(Asked { job, placeholder })
 }
 
 /// Runs `answer` jobs on the chat runtime.
@@ -410,7 +298,7 @@ impl AnswerService {
         if job.attempts >= job.max_attempts {
             let text = format!(
                 "⚠️ I couldn't answer this time: {}. Please ask again later.",
-                error.for_people()
+                error.user_message()
             );
             self.tell(outlet, placeholder, &text).await;
         }

@@ -664,7 +664,7 @@ mod tests {
     fn found(terms: &SharedTerms, text: &str) -> Vec<i64> {
         let terms = terms.read().unwrap();
         terms
-            .search(&super::super::keyword::query_terms(text), 10)
+            .search(&crate::text::query_terms(text), 10)
             .into_iter()
             .map(|(id, _)| id)
             .collect()

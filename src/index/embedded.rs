@@ -22,7 +22,7 @@ use sqlx::Row;
 use super::cache::{
     pack, BrainCodes, Claim, KeywordCache, KeywordLoad, TermCache, VectorCache, KEYWORD_BUDGET,
 };
-use super::keyword::{query_terms, BrainTerms};
+use super::keyword::BrainTerms;
 use super::{
     candidates_per_side, reciprocal_rank_fusion, DocumentId, Index, IndexError, IndexedDocument,
     SearchHit, SearchQuery, TermStatistics,
@@ -30,8 +30,8 @@ use super::{
 use crate::brain::BrainId;
 use crate::clock::now_ms;
 use crate::config::{StoreBackend, StoreConfig};
-use crate::ingest::chunk::{count_tokens, keyword_terms, ChunkDraft};
 use crate::store::rows;
+use crate::text::{count_tokens, keyword_terms, query_terms, ChunkDraft};
 
 /// Write transactions take SQLite's write lock when they begin: one that first read, then
 /// wrote, fails with `SQLITE_BUSY_SNAPSHOT` ("database is locked", code 517) whenever another
@@ -227,14 +227,7 @@ impl EmbeddedIndex {
     }
 
     fn check_vector(&self, vector: &[f32]) -> Result<usize, IndexError> {
-        let expected = self.dimensions.ok_or(IndexError::VectorsDisabled)?;
-        if vector.len() != expected {
-            return Err(IndexError::DimensionMismatch {
-                expected,
-                got: vector.len(),
-            });
-        }
-        Ok(expected)
+        super::check_vector(self.dimensions, vector)
     }
 
     /// Chunk ids of the brain's best keyword matches, best first, with their BM25 scores: from
@@ -497,17 +490,7 @@ impl EmbeddedIndex {
 #[async_trait]
 impl Index for EmbeddedIndex {
     async fn index_document(&self, document: IndexedDocument<'_>) -> Result<(), IndexError> {
-        if let Some(vectors) = document.vectors {
-            if vectors.len() != document.chunks.len() {
-                return Err(IndexError::VectorCount {
-                    chunks: document.chunks.len(),
-                    vectors: vectors.len(),
-                });
-            }
-            for vector in vectors {
-                self.check_vector(vector)?;
-            }
-        }
+        document.check_vectors(self.dimensions)?;
         let chunk_count = to_i64(document.chunks.len());
         let mut tx = self.writer.begin_with(WRITE_TRANSACTION).await?;
         if !Self::owns(&mut tx, document.brain, document.document).await? {
@@ -909,8 +892,8 @@ mod tests {
     use super::*;
     use crate::brain::{BrainName, TenantKey};
     use crate::config::StoreUrl;
-    use crate::ingest::chunk::ChunkDraft;
     use crate::store::Store;
+    use crate::text::ChunkDraft;
 
     /// A migrated store in a temp dir, and an index on it without embeddings.
     struct Fixture {

@@ -3,13 +3,11 @@
 //! across all brains on each query). Pure: built from chunk text, no I/O; `cache` keeps one per
 //! searched brain and `embedded` loads it from SQLite, the source of truth.
 //!
-//! Terms are runs of Unicode letters and digits, lowercased, with Latin diacritics removed
-//! (`é` → `e`, as FTS5's `remove_diacritics` does for the common cases) and without the English
-//! stopwords of `keyword_terms`; the same function splits chunks and questions.
+//! Terms are `text::query_terms`' terms: the same function splits chunks and questions.
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
-use crate::ingest::chunk::keyword_terms;
+use crate::text::{for_each_term, is_stopword};
 
 /// BM25 term-frequency saturation and length normalisation, FTS5's values.
 const K1: f32 = 1.2;
@@ -304,71 +302,6 @@ pub(crate) fn chunk_term_frequencies(
     (frequencies, length)
 }
 
-/// The distinct terms of a question (or any text), in order: runs of letters and digits,
-/// lowercased, Latin diacritics removed, English stopwords left out.
-pub fn query_terms(text: &str) -> Vec<String> {
-    let mut terms: Vec<String> = Vec::new();
-    for_each_term(text, |term| {
-        if !is_stopword(term) && !terms.iter().any(|t| t == term) {
-            terms.push(term.to_string());
-        }
-    });
-    terms
-}
-
-/// Whether a (lowercase, folded) term is one of `keyword_terms`' stopwords.
-fn is_stopword(term: &str) -> bool {
-    keyword_terms(term).is_empty()
-}
-
-/// Calls `f` with every term of `text`, stopwords included: runs of letters and digits,
-/// lowercased and folded.
-fn for_each_term(text: &str, mut f: impl FnMut(&str)) {
-    let mut term = String::new();
-    for word in text.split(|c: char| !c.is_alphanumeric()) {
-        if word.is_empty() {
-            continue;
-        }
-        term.clear();
-        if word.is_ascii() {
-            term.push_str(word);
-            term.make_ascii_lowercase();
-        } else {
-            term.extend(word.chars().flat_map(char::to_lowercase).map(fold));
-        }
-        f(&term);
-    }
-}
-
-/// A lowercase letter without its diacritic, for the Latin letters whose Unicode decomposition
-/// is a base letter and combining marks (Latin-1 Supplement and Latin Extended-A), and final
-/// sigma as sigma; any other character unchanged.
-fn fold(c: char) -> char {
-    match c {
-        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => 'a',
-        'ç' | 'ć' | 'ĉ' | 'ċ' | 'č' => 'c',
-        'ď' => 'd',
-        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ĕ' | 'ė' | 'ę' | 'ě' => 'e',
-        'ĝ' | 'ğ' | 'ġ' | 'ģ' => 'g',
-        'ĥ' => 'h',
-        'ì' | 'í' | 'î' | 'ï' | 'ĩ' | 'ī' | 'ĭ' | 'į' => 'i',
-        'ĵ' => 'j',
-        'ķ' => 'k',
-        'ĺ' | 'ļ' | 'ľ' => 'l',
-        'ñ' | 'ń' | 'ņ' | 'ň' => 'n',
-        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ō' | 'ŏ' | 'ő' => 'o',
-        'ŕ' | 'ŗ' | 'ř' => 'r',
-        'ś' | 'ŝ' | 'ş' | 'š' => 's',
-        'ţ' | 'ť' => 't',
-        'ù' | 'ú' | 'û' | 'ü' | 'ũ' | 'ū' | 'ŭ' | 'ů' | 'ű' | 'ų' => 'u',
-        'ŵ' => 'w',
-        'ý' | 'ÿ' | 'ŷ' => 'y',
-        'ź' | 'ż' | 'ž' => 'z',
-        'ς' => 'σ',
-        other => other,
-    }
-}
-
 #[cfg(test)]
 #[path = "keyword_randomized.rs"]
 mod randomized_tests;
@@ -376,6 +309,7 @@ mod randomized_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::query_terms;
 
     fn brain(chunks: &[(i64, Option<&str>, &str)]) -> BrainTerms {
         let mut terms = BrainTerms::default();
@@ -414,38 +348,6 @@ mod tests {
         // Every question term is spelled as the chunk's.
         for term in query_terms("sick CAFÉ rules?") {
             assert!(frequencies.iter().any(|(t, _)| *t == term), "{term}");
-        }
-    }
-
-    #[test]
-    fn terms_are_folded_lowercase_words_without_stopwords() {
-        assert_eq!(
-            query_terms(
-                "What is the NEAR(\"Café\" AND x-ray)* 日本語? Naïve ÅNGSTRÖM café ΟΔΟΣ οδος"
-            ),
-            vec![
-                "near",
-                "cafe",
-                "x",
-                "ray",
-                "日本語",
-                "naive",
-                "angstrom",
-                "οδοσ"
-            ]
-        );
-        assert!(query_terms("the of and ... \"*\"").is_empty());
-        for text in [
-            "plain ascii words, with Stopwords and 42 digits",
-            "x-ray b7 (a) é",
-        ] {
-            let folded: Vec<String> = keyword_terms(text)
-                .iter()
-                .flat_map(|t| query_terms(t))
-                .collect();
-            let mut distinct = folded.clone();
-            distinct.dedup();
-            assert_eq!(query_terms(text), distinct, "{text}");
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::*;
 use crate::randomized::{check, Rng};
+use crate::text::query_terms;
 
 const WORDS: &[&str] = &[
     "kiwi",

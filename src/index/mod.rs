@@ -11,10 +11,9 @@ pub mod qdrant;
 use async_trait::async_trait;
 
 use crate::brain::BrainId;
-use crate::ingest::chunk::ChunkDraft;
+use crate::text::ChunkDraft;
 
 pub use embedded::EmbeddedIndex;
-pub use keyword::query_terms;
 pub use qdrant::{QdrantIndex, QdrantOptions};
 
 /// Store id of a document (a row of `documents`); the index writes its chunks under it.
@@ -30,6 +29,37 @@ pub struct IndexedDocument<'a> {
     pub ocr_pages: u32,
     pub chunks: &'a [ChunkDraft],
     pub vectors: Option<&'a [Vec<f32>]>,
+}
+
+impl IndexedDocument<'_> {
+    /// One vector per chunk, each as wide as the index's (`dimensions`; `None`: vectors are
+    /// off), when the document has vectors.
+    pub(crate) fn check_vectors(&self, dimensions: Option<usize>) -> Result<(), IndexError> {
+        if let Some(vectors) = self.vectors {
+            if vectors.len() != self.chunks.len() {
+                return Err(IndexError::VectorCount {
+                    chunks: self.chunks.len(),
+                    vectors: vectors.len(),
+                });
+            }
+            for vector in vectors {
+                check_vector(dimensions, vector)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A vector's width checked against the index's (`None`: vectors are off): the width.
+pub(crate) fn check_vector(dimensions: Option<usize>, vector: &[f32]) -> Result<usize, IndexError> {
+    let expected = dimensions.ok_or(IndexError::VectorsDisabled)?;
+    if vector.len() != expected {
+        return Err(IndexError::DimensionMismatch {
+            expected,
+            got: vector.len(),
+        });
+    }
+    Ok(expected)
 }
 
 /// A question as the index sees it.
@@ -114,6 +144,12 @@ impl IndexError {
             }
             _ => false,
         }
+    }
+}
+
+impl crate::worker::Transience for IndexError {
+    fn is_transient(&self) -> bool {
+        IndexError::is_transient(self)
     }
 }
 

@@ -5,7 +5,7 @@
 //! wide, when embeddings are on) and a named sparse vector (`brain_keywords`) for BM25 keyword
 //! scoring with the brain's own statistics, as the embedded index scores. Sparse terms are
 //! split exactly as the embedded index splits them (`keyword::chunk_term_frequencies`,
-//! `keyword::query_terms`); a term's id is a stable 32-bit FNV-1a hash of the brain and the
+//! `text::query_terms`); a term's id is a stable 32-bit FNV-1a hash of the brain and the
 //! term, and its value in a chunk the BM25 term-frequency factor. The chunk's term ids are
 //! also a payload field (`terms`, an integer index), so Qdrant can count the brain's chunks
 //! holding a term: a question's weights are the BM25 IDF of each of its terms over the brain's
@@ -58,13 +58,13 @@ use qdrant_client::qdrant::{
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
-use super::keyword::{chunk_term_frequencies, query_terms};
+use super::keyword::chunk_term_frequencies;
 use super::{candidates_per_side, DocumentId, Index, IndexError, IndexedDocument, SearchHit};
 use super::{SearchQuery, RRF_K};
 use crate::brain::BrainId;
 use crate::config::{IndexConfig, Secret};
-use crate::ingest::chunk::{count_tokens, ChunkDraft};
 use crate::store::{IndexedCounts, Store, StoreError};
+use crate::text::{count_tokens, query_terms, ChunkDraft};
 
 /// Name of the dense (embedding) vector of every point.
 pub const DENSE: &str = "dense";
@@ -325,17 +325,7 @@ impl QdrantIndex {
     /// hidden from searches until the store marks it indexed) and its stale points deleted.
     /// Public so that tests can stop between this and the store's switch, as a crash would.
     pub async fn write_points(&self, document: &IndexedDocument<'_>) -> Result<(), IndexError> {
-        if let Some(vectors) = document.vectors {
-            if vectors.len() != document.chunks.len() {
-                return Err(IndexError::VectorCount {
-                    chunks: document.chunks.len(),
-                    vectors: vectors.len(),
-                });
-            }
-            for vector in vectors {
-                self.check_vector(vector)?;
-            }
-        }
+        document.check_vectors(self.options.dimensions)?;
         let row = self
             .store
             .document(document.document)
@@ -369,14 +359,7 @@ impl QdrantIndex {
     }
 
     fn check_vector(&self, vector: &[f32]) -> Result<(), IndexError> {
-        let expected = self.options.dimensions.ok_or(IndexError::VectorsDisabled)?;
-        if vector.len() != expected {
-            return Err(IndexError::DimensionMismatch {
-                expected,
-                got: vector.len(),
-            });
-        }
-        Ok(())
+        super::check_vector(self.options.dimensions, vector).map(drop)
     }
 }
 

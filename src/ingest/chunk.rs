@@ -1,6 +1,9 @@
 //! Structure-aware chunking: extracted page text (light Markdown) → ordered chunks that keep
 //! headings, paragraphs, lists, tables and code whole where they fit. Pure and deterministic.
 
+pub use crate::text::ChunkDraft;
+use crate::text::{count_tokens, word_tokens, CharCounts};
+
 /// The text of one page (or of the whole file, for formats without pages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageText {
@@ -27,81 +30,6 @@ impl Default for ChunkOptions {
             overlap_tokens: 50,
         }
     }
-}
-
-/// One chunk, ready to be embedded and indexed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkDraft {
-    /// Position in the document, from 0.
-    pub ordinal: u32,
-    /// The page the chunk starts on.
-    pub page: Option<u32>,
-    /// The heading path at the chunk's start, such as `Terms > Definitions`.
-    pub heading: Option<String>,
-    pub text: String,
-    /// `count_tokens(text)`.
-    pub tokens: u32,
-}
-
-/// Approximates the number of BPE tokens (cl100k-style) in `text` without a vocabulary.
-///
-/// Each whitespace-separated word costs one token per started group of four ASCII characters,
-/// one token per CJK-range character (U+2E80 and above) and one per started pair of other
-/// non-ASCII characters (Cyrillic, Greek, accented Latin…), and at least one token. This
-/// overestimates common English words slightly (a budget computed with it is safe) and tracks
-/// long identifiers, numbers and non-Latin scripts far better than counting words.
-pub fn count_tokens(text: &str) -> usize {
-    text.split_whitespace().map(word_tokens).sum()
-}
-
-fn word_tokens(word: &str) -> usize {
-    let mut counts = CharCounts::default();
-    word.chars().for_each(|c| counts.add(c));
-    counts.tokens()
-}
-
-/// A word's characters by the classes `count_tokens` prices.
-#[derive(Debug, Default, Clone, Copy)]
-struct CharCounts {
-    ascii: usize,
-    wide: usize,
-    other: usize,
-}
-
-impl CharCounts {
-    fn add(&mut self, c: char) {
-        if c.is_ascii() {
-            self.ascii += 1;
-        } else if c >= '\u{2E80}' {
-            self.wide += 1;
-        } else {
-            self.other += 1;
-        }
-    }
-
-    fn tokens(&self) -> usize {
-        (self.ascii.div_ceil(4) + self.wide + self.other.div_ceil(2)).max(1)
-    }
-}
-
-/// Common English words that carry no meaning in a keyword query.
-const STOPWORDS: &[&str] = &[
-    "a", "about", "an", "and", "are", "as", "at", "be", "but", "by", "can", "did", "do", "does",
-    "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me",
-    "my", "no", "not", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them",
-    "then", "there", "these", "they", "this", "to", "us", "was", "we", "were", "what", "when",
-    "where", "which", "who", "why", "will", "with", "you", "your",
-];
-
-/// The lowercase word terms of `text` (runs of Unicode letters and digits), in order and with
-/// repeats, without English stopwords. Keyword queries are built from these, so user text can
-/// never carry query syntax; the same terms will feed sparse vectors.
-pub fn keyword_terms(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .map(str::to_lowercase)
-        .filter(|word| !STOPWORDS.contains(&word.as_str()))
-        .collect()
 }
 
 /// Splits pages into chunks; see the module documentation for the rules.
@@ -701,24 +629,6 @@ mod tests {
             .map(|i| format!("The {prefix} sentence number {i} talks about apples."))
             .collect::<Vec<_>>()
             .join(" ")
-    }
-
-    #[test]
-    fn token_count_is_a_cheap_approximation() {
-        assert_eq!(count_tokens(""), 0);
-        assert_eq!(count_tokens("a b c"), 3);
-        assert_eq!(count_tokens("internationalization"), 5);
-        assert_eq!(count_tokens("日本語"), 3);
-        assert_eq!(count_tokens("  über  "), 2);
-    }
-
-    #[test]
-    fn keyword_terms_are_lowercase_words_without_stopwords() {
-        assert_eq!(
-            keyword_terms("What is the NEAR(\"Café\" AND x-ray)* 日本語?"),
-            vec!["near", "café", "x", "ray", "日本語"]
-        );
-        assert!(keyword_terms("the of and ... \"*\"").is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::randomized::{check, corpus_file, mutate_text, repo_file, Rng};
+use crate::text::{keyword_terms, STOPWORDS};
 
 const WORDS: &[&str] = &[
     "apple",

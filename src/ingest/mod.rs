@@ -21,7 +21,7 @@ use crate::store::{Store, StoreError};
 use crate::worker::{JobFailure, JobHandler};
 
 use self::chunk::{chunk_pages, ChunkOptions, PageText};
-use self::sandbox::{ExtractError, Sandbox};
+use self::sandbox::Sandbox;
 
 /// The payload of an `ingest` job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,7 +284,7 @@ impl Pipeline {
             .store
             .file(&document.sha256)
             .await
-            .map_err(store_failure)?
+            .map_err(|error| JobFailure::from_error(&error))?
             .ok_or_else(|| {
                 // Keep the reason it failed the first time: that is what needs fixing.
                 let before = document
@@ -307,10 +307,7 @@ impl Pipeline {
 
         let extracted = sandbox::extract(&self.sandbox, staged.path())
             .await
-            .map_err(|error| match error {
-                ExtractError::Interrupted(reason) => JobFailure::transient(reason),
-                refused => JobFailure::permanent(refused.to_string()),
-            })?;
+            .map_err(|error| JobFailure::from_error(&error))?;
         drop(staged);
         let extracted_at = Instant::now();
         let pages: Vec<PageText> = extracted
@@ -333,13 +330,12 @@ impl Pipeline {
         let vectors = match &self.embedder {
             Some(embedder) => {
                 let texts: Vec<String> = chunks.iter().map(|chunk| chunk.text.clone()).collect();
-                Some(embedder.embed(&texts).await.map_err(|error| {
-                    if error.is_transient() {
-                        JobFailure::transient(error.to_string())
-                    } else {
-                        JobFailure::permanent(error.to_string())
-                    }
-                })?)
+                Some(
+                    embedder
+                        .embed(&texts)
+                        .await
+                        .map_err(|error| JobFailure::from_error(&error))?,
+                )
             }
             None => None,
         };
@@ -353,7 +349,7 @@ impl Pipeline {
                 vectors: vectors.as_deref(),
             })
             .await
-            .map_err(index_failure)?;
+            .map_err(|error| JobFailure::from_error(&error))?;
         if let (Some(embedder), Some(_)) = (&self.embedder, &vectors) {
             record_embedding(self.store.as_ref(), embedder, document.id).await;
         }
@@ -397,18 +393,15 @@ impl Pipeline {
             .index
             .document_chunks(document.brain, document.id)
             .await
-            .map_err(index_failure)?;
+            .map_err(|error| JobFailure::from_error(&error))?;
         if chunks.is_empty() {
             return Ok(());
         }
         let texts: Vec<String> = chunks.iter().map(|chunk| chunk.text.clone()).collect();
-        let vectors = embedder.embed(&texts).await.map_err(|error| {
-            if error.is_transient() {
-                JobFailure::transient(error.to_string())
-            } else {
-                JobFailure::permanent(error.to_string())
-            }
-        })?;
+        let vectors = embedder
+            .embed(&texts)
+            .await
+            .map_err(|error| JobFailure::from_error(&error))?;
         match self
             .index
             .index_document(IndexedDocument {
@@ -423,7 +416,7 @@ impl Pipeline {
         {
             // Replaced or forgotten meanwhile: nothing left to re-embed.
             Err(IndexError::UnknownDocument { .. }) => Ok(()),
-            result => result.map_err(index_failure),
+            result => result.map_err(|error| JobFailure::from_error(&error)),
         }?;
         record_embedding(self.store.as_ref(), embedder, document.id).await;
         tracing::info!(
@@ -440,22 +433,6 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn index_failure(error: IndexError) -> JobFailure {
-    if error.is_transient() {
-        JobFailure::transient(error.to_string())
-    } else {
-        JobFailure::permanent(error.to_string())
-    }
-}
-
-fn store_failure(error: StoreError) -> JobFailure {
-    if error.is_transient() {
-        JobFailure::transient(error.to_string())
-    } else {
-        JobFailure::permanent(error.to_string())
-    }
-}
-
 #[async_trait]
 impl JobHandler for Pipeline {
     async fn run(&self, job: &crate::jobs::Job) -> Result<(), JobFailure> {
@@ -465,7 +442,7 @@ impl JobHandler for Pipeline {
             .store
             .document(DocumentId(payload.document_id))
             .await
-            .map_err(store_failure)?
+            .map_err(|error| JobFailure::from_error(&error))?
         else {
             // The brain or the document was deleted meanwhile: nothing left to do.
             return Ok(());
@@ -480,7 +457,7 @@ impl JobHandler for Pipeline {
                 .index
                 .purge_replaced(document.brain)
                 .await
-                .map_err(index_failure);
+                .map_err(|error| JobFailure::from_error(&error));
         }
         let mut result = self.ingest(&document).await;
         if result.is_err() && matches!(self.store.document(document.id).await, Ok(None)) {

@@ -4,12 +4,14 @@
 //! pages or a reason a person can act on. At most one child per ingest worker runs at a time;
 //! the scanned pages of a PDF spread over free ones.
 
+use std::borrow::Cow;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use engram_extract_protocol::Line;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
@@ -111,21 +113,10 @@ impl ExtractError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum Line {
-    Document {
-        kind: String,
-        /// Pages left for runs of their own (`--page N`).
-        #[serde(default)]
-        deferred: Vec<u32>,
-    },
-    Page(ExtractedPage),
-    Done {},
-    Error {
-        kind: String,
-        message: String,
-    },
+impl crate::worker::Transience for ExtractError {
+    fn is_transient(&self) -> bool {
+        ExtractError::is_transient(self)
+    }
 }
 
 /// Which part of a file one extractor run reads.
@@ -198,6 +189,10 @@ fn timed_out(sandbox: &Sandbox) -> ExtractError {
 
 /// One extractor run, in a slot. `on_deferred` hears the pages the run leaves for runs of
 /// their own as soon as the run names them (before it OCRs anything).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the extractor child inherits only PATH and TESSDATA_PREFIX, passed through"
+)]
 async fn run(
     sandbox: &Sandbox,
     path: &Path,
@@ -301,11 +296,19 @@ fn parse_output(
         .filter(|line| !line.is_empty())
     {
         match serde_json::from_slice::<Line>(line) {
-            Ok(Line::Document { kind: detected, .. }) => kind = detected,
-            Ok(Line::Page(page)) => pages.push(page),
-            Ok(Line::Done {}) => done = true,
+            Ok(Line::Document { kind: detected, .. }) => kind = detected.into_owned(),
+            Ok(Line::Page(page)) => pages.push(ExtractedPage {
+                page: page.page,
+                text: page.text.into_owned(),
+                ocr: page.ocr,
+                warning: page.warning.map(Cow::into_owned),
+            }),
+            Ok(Line::Done { .. }) => done = true,
             Ok(Line::Error { kind, message }) => {
-                return Err(ExtractError::Refused { kind, message })
+                return Err(ExtractError::Refused {
+                    kind: kind.into_owned(),
+                    message: message.into_owned(),
+                })
             }
             Err(error) => {
                 tracing::warn!(%error, "unreadable line from the extractor");

@@ -55,6 +55,12 @@ impl StoreError {
     }
 }
 
+impl crate::worker::Transience for StoreError {
+    fn is_transient(&self) -> bool {
+        StoreError::is_transient(self)
+    }
+}
+
 /// Whether a database error says the disk is full (SQLite `SQLITE_FULL`, PostgreSQL
 /// `disk_full`).
 pub fn is_disk_full(error: &sqlx::Error) -> bool {

@@ -1,5 +1,5 @@
 //! Answers as jobs, end to end in one process: a question is queued through the real store
-//! (`chat::service::ask`), claimed by the chat role's worker pool, answered from the embedded
+//! (`gateway::ask`), claimed by the chat role's worker pool, answered from the embedded
 //! index by the real async-openai client against the fake OpenAI server, and streamed into the
 //! placeholder on a recording platform (what sits across the network). Covers sources,
 //! usage, conversations, fairness and positions, the per-user limit, a cut-off stream and a
@@ -14,21 +14,22 @@ use engram::answer::{Answerer, RetrievalOptions};
 use engram::brain::{AddedDocument, BrainId, BrainName, NewDocument, TenantId, TenantKey};
 use engram::chat::budget::RateBudget;
 use engram::chat::pool::{AnswerPool, UserRateLimit};
-use engram::chat::service::{ask, AnswerService, NewQuestion, Outlet, Outlets, THINKING};
+use engram::chat::service::{AnswerService, Outlet, Outlets, THINKING};
 use engram::chat::streamer::StreamOptions;
 use engram::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
 use engram::config::{Config, LlmConfig, Secret};
+use engram::gateway::{ask, NewQuestion};
 use engram::index::{EmbeddedIndex, Index, IndexedDocument};
-use engram::ingest::chunk::{count_tokens, ChunkDraft};
 use engram::jobs::{JobId, JobKind, JobState, RetryPolicy};
 use engram::llm::ChatModel;
 use engram::render::Limits;
 use engram::store::{self, Store};
 use engram::telemetry::Metrics;
+use engram::text::{count_tokens, ChunkDraft};
 use engram::worker::{self, Shutdown, WorkerOptions};
 use tokio::time::Instant;
 
-use crate::fake_openai::{self, Behaviour, FakeOpenAi};
+use crate::fakes::openai::{self as fake_openai, Behaviour, FakeOpenAi};
 use crate::support::{eventually, store_config};
 
 /// A write the platform received.

@@ -20,7 +20,7 @@ use engram::store::{
 use engram::telemetry::Metrics;
 
 use crate::answers::World;
-use crate::fake_openai::{self, Behaviour, FakeOpenAi};
+use crate::fakes::openai::{self as fake_openai, Behaviour, FakeOpenAi};
 use crate::support::eventually;
 
 macro_rules! both_stores {

@@ -12,7 +12,7 @@ use engram::config::{LlmConfig, Secret};
 use engram::llm::{ChatMessage, ChatModel, LlmError, LlmFault, Role};
 use serde_json::Value;
 
-use crate::fake_openai::{self, Behaviour};
+use crate::fakes::openai::{self as fake_openai, Behaviour};
 
 fn model(base_url: String, first_token_timeout_ms: u64) -> ChatModel {
     ChatModel::from_config(&LlmConfig {

@@ -10,11 +10,11 @@ use engram::chat::service::Outlets;
 use engram::config::{Config, DiscordShards, Secret, StoreUrl};
 use serde_json::json;
 
-use crate::fake_discord::{
-    self, FakeDiscord, Options, SlashCommand, UserMessage, ALICE_ID, BOB_ID, BOT_ID, GENERAL_ID,
-    GUILD_ID, RANDOM_ID, THREAD_ID,
+use crate::fakes::discord::{
+    self as fake_discord, FakeDiscord, Options, SlashCommand, UserMessage, ALICE_ID, BOB_ID,
+    BOT_ID, GENERAL_ID, GUILD_ID, RANDOM_ID, THREAD_ID,
 };
-use crate::fake_openai::{self, Behaviour, FakeOpenAi};
+use crate::fakes::openai::{self as fake_openai, Behaviour, FakeOpenAi};
 
 const REPLY: &str = "Visitors park on level two [1].";
 
@@ -1366,4 +1366,38 @@ fn a_file_posted_again_with_new_content_replaces_its_old_version() {
     assert!(prompt.contains("ten days"), "{prompt}");
     assert!(!prompt.contains("four weeks"), "forgotten: {prompt}");
     h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID, RANDOM_ID]);
+}
+
+/// Renames the `brains` table under a running engram, so every brain lookup fails with the
+/// driver's "no such table" error.
+fn break_the_brains_table(db: &std::path::Path) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection as _;
+        let url = format!("sqlite://{}", db.display());
+        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("ALTER TABLE brains RENAME TO brains_gone")
+            .execute(&mut other)
+            .await
+            .unwrap();
+    });
+}
+
+/// A command the store fails is answered with what happened and what to do, never with the
+/// store's own error text.
+#[test]
+fn a_failed_command_is_answered_without_the_error_text() {
+    let h = Harness::start(Options::default(), Behaviour::default());
+    break_the_brains_table(&h._dir.path().join("engram.db"));
+    let (reply, private) =
+        h.command(SlashCommand::new(GENERAL_ID, ALICE_ID, "brain").subcommand("list"));
+    let expected =
+        engram::gateway::GatewayError::Store(engram::store::StoreError::Unavailable(String::new()))
+            .user_message();
+    assert_eq!(reply, expected);
+    assert!(private, "only the person who ran it is told");
+    assert!(!reply.contains("no such table") && !reply.contains("brains"));
 }

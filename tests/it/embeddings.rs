@@ -3,7 +3,7 @@
 use engram::config::{EmbeddingsConfig, Secret};
 use engram::llm::{Embedder, LlmError};
 
-use crate::fake_openai::{self, Behaviour};
+use crate::fakes::openai::{self as fake_openai, Behaviour};
 
 fn config(base_url: String, dimensions: u32) -> EmbeddingsConfig {
     EmbeddingsConfig {

@@ -1,4 +1,4 @@
-//! The gateway core (`chat::gateway`), platform-agnostic, end to end in one process: events as
+//! The gateway core (`gateway`), platform-agnostic, end to end in one process: events as
 //! an adapter hands them over, acted on once; questions answered by the chat role; files
 //! learned by the ingest role (the real extractor) with ⏳ / ✅ / ❌ and a summary; `/brain`
 //! commands with the permission check and tenant isolation.
@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use engram::app;
 use engram::brain::{BindingMode, BrainName, TenantKey};
-use engram::chat::gateway::{
+use engram::chat::{ChannelKey, MessageRef};
+use engram::config::{Config, StoreUrl};
+use engram::gateway::{
     BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, DONE, FAILED, UNBOUND_HINT,
     WORKING,
 };
-use engram::chat::{ChannelKey, MessageRef};
-use engram::config::{Config, StoreUrl};
 use engram::jobs::{JobKind, RetryPolicy};
 use engram::telemetry::Metrics;
 use engram::worker::{self, Shutdown, WorkerOptions};
 
 use crate::answers::{chat_role, llm_reply, World, Write};
-use crate::fake_openai;
+use crate::fakes::openai as fake_openai;
 use crate::support::eventually;
 
 fn gateway(world: &World) -> Gateway {

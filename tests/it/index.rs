@@ -15,8 +15,8 @@ use engram::index::{
     DocumentId, EmbeddedIndex, Index, IndexError, IndexedDocument, QdrantIndex, QdrantOptions,
     SearchHit, SearchQuery,
 };
-use engram::ingest::chunk::{keyword_terms, ChunkDraft};
 use engram::store::{self, Store};
+use engram::text::{keyword_terms, ChunkDraft};
 
 use crate::qdrant_server::{QdrantServer, TestCollection};
 use crate::support::store_config;

@@ -602,7 +602,7 @@ fn only_the_extractor_links_ocr_libraries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_streams_the_llms_answer_and_records_its_usage() {
     use std::sync::atomic::Ordering;
-    let fake = crate::fake_openai::start(crate::fake_openai::Behaviour {
+    let fake = crate::fakes::openai::start(crate::fakes::openai::Behaviour {
         reply: "Request it in the HR portal two weeks ahead [1].".into(),
         ..Default::default()
     })

@@ -11,6 +11,10 @@ use serde_json::Value;
 
 /// The model directory scripts/test.sh names; a missing model fails the test (as a missing
 /// PostgreSQL does), it is never skipped.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests are configured by the environment (scripts/test.sh)"
+)]
 pub fn model_dir() -> PathBuf {
     let dir = std::env::var("ENGRAM_TEST_MODEL_DIR").unwrap_or_else(|_| {
         panic!(

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use engram::brain::BindingMode;
 
 use crate::cluster::{handbook_bound_to, wait, Processes};
-use crate::fake_discord::{
+use crate::fakes::discord::{
     FakeChannel, FakeDiscord, Options, StoredMessage, UserMessage, ALICE_ID, BOB_ID, BOT_ID,
     GUILD_ID,
 };
-use crate::fake_openai::{self, Behaviour};
+use crate::fakes::openai::{self as fake_openai, Behaviour};
 use crate::pg_server::PgServer;
 use crate::qdrant_server::{QdrantServer, TestCollection};
 use crate::support::{http_get, TestDb};

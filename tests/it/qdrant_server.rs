@@ -15,6 +15,10 @@ use qdrant_client::Qdrant;
 
 /// The shared test server's gRPC URL. Fails (never skips) when it is not set:
 /// `scripts/test.sh` starts one and sets it, as CI does.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests are configured by the environment (scripts/test.sh)"
+)]
 pub fn shared_url() -> String {
     std::env::var("ENGRAM_TEST_QDRANT_URL")
         .ok()

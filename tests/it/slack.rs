@@ -11,10 +11,10 @@ use engram::chat::service::Outlets;
 use engram::config::{Config, Secret, SlackMode, StoreUrl};
 use serde_json::{json, Value};
 
-use crate::fake_openai::{self, Behaviour, FakeOpenAi};
-use crate::fake_slack::{
-    self, event_callback, http_post as post, FakeSlack, Options, ALICE, APP_TOKEN, BOB, BOT,
-    BOT_TOKEN, GENERAL, SIGNING_SECRET, TEAM,
+use crate::fakes::openai::{self as fake_openai, Behaviour, FakeOpenAi};
+use crate::fakes::slack::{
+    self as fake_slack, event_callback, http_post as post, FakeSlack, Options, ALICE, APP_TOKEN,
+    BOB, BOT, BOT_TOKEN, GENERAL, SIGNING_SECRET, TEAM,
 };
 
 const REPLY: &str = "Visitors park on level two of the garage [1].";
@@ -619,4 +619,35 @@ fn answers_in(h: &Harness, thread: &str) -> usize {
         .iter()
         .filter(|m| m.user == BOT && !m.deleted && !m.streaming && !m.text().contains("Thinking"))
         .count()
+}
+
+/// A command the store fails is answered with what happened and what to do, never with the
+/// store's own error text.
+#[test]
+fn a_failed_command_is_answered_without_the_error_text() {
+    let h = Harness::http();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection as _;
+        let url = format!("sqlite://{}", h._dir.path().join("engram.db").display());
+        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        // Every brain lookup now fails with the driver's "no such table" error.
+        sqlx::query("ALTER TABLE brains RENAME TO brains_gone")
+            .execute(&mut other)
+            .await
+            .unwrap();
+    });
+    h.command(BOB, "/brain", "list");
+    let reply = h.wait("the reply", Duration::from_secs(10), |h| {
+        h.slack.responses().into_iter().next()
+    });
+    let text = reply["text"].as_str().unwrap();
+    let expected =
+        engram::gateway::GatewayError::Store(engram::store::StoreError::Unavailable(String::new()))
+            .user_message();
+    assert_eq!(text, expected, "{reply}");
+    assert!(!text.contains("no such table") && !text.contains("brains"));
 }

@@ -16,6 +16,10 @@ use engram::store::{self, Store};
 /// This package's folder, read when the program runs (cargo sets it for tests and benches)
 /// rather than baked in at compile time, so a build shared between checkouts never reads
 /// another checkout's files.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests are configured by the environment (scripts/test.sh)"
+)]
 pub fn crate_dir() -> PathBuf {
     PathBuf::from(
         std::env::var_os("CARGO_MANIFEST_DIR")
@@ -82,6 +86,10 @@ async fn sqlx_connect(url: &str) -> sqlx::PgConnection {
         .unwrap_or_else(|error| panic!("cannot reach the test PostgreSQL: {error}"))
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests are configured by the environment (scripts/test.sh)"
+)]
 pub fn postgres_admin_url() -> String {
     std::env::var("ENGRAM_TEST_POSTGRES_URL").unwrap_or_else(|_| {
         panic!(

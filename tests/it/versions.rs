@@ -64,7 +64,7 @@ const TEN: &str = "# Vacation\n\nEveryone gets ten weeks of paid vacation per ye
 #[test]
 fn cli_a_changed_file_replaces_its_old_version_and_can_be_forgotten() {
     let fakes = tokio::runtime::Runtime::new().unwrap();
-    let embeddings = fakes.block_on(crate::fake_openai::start(Default::default()));
+    let embeddings = fakes.block_on(crate::fakes::openai::start(Default::default()));
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     configure(home, Some(&embeddings.base_url()));
@@ -306,7 +306,7 @@ async fn postgres_and_qdrant_replace_an_old_version() {
     else {
         panic!("new bytes are queued: {submitted:?}");
     };
-    let chunks = vec![engram::ingest::chunk::ChunkDraft {
+    let chunks = vec![engram::text::ChunkDraft {
         ordinal: 0,
         page: None,
         heading: Some("Vacation".into()),

@@ -149,6 +149,10 @@ fn parse_args(mut argv: impl Iterator<Item = OsString>) -> Result<Command, Strin
 /// faster. libgomp reads `OMP_THREAD_LIMIT` when it is loaded, before `main`, so setting it
 /// here is too late: re-exec this same binary (same pid, so the parent's timeout and kill
 /// still apply) with the variable set. If exec fails we carry on, just slower.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the extractor re-executes itself once with OpenMP limited to one thread"
+)]
 fn ensure_single_omp_thread() {
     const VAR: &str = "OMP_THREAD_LIMIT";
     if std::env::var_os(VAR).is_some_and(|v| v == "1") {

@@ -1,39 +1,11 @@
-//! The JSON-lines output protocol on stdout: `document`, `page`…, then `done` or `error`.
+//! Writing the JSON-lines protocol on stdout (`engram-extract-protocol` defines the lines):
+//! `document`, `page`…, then `done` or `error`.
 
 use std::io::{self, Write};
 
-use serde::Serialize;
+use engram_extract_protocol::{Line, Page};
 
 use crate::error::ExtractError;
-
-/// One line of output. Field order here is the order on the wire.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event<'a> {
-    /// Sent once after sniffing. `deferred`: pages this run leaves for the caller to OCR in
-    /// runs of their own (`--defer-ocr`, then `--page N`); omitted when there are none.
-    Document {
-        kind: &'a str,
-        pages: u32,
-        #[serde(skip_serializing_if = "<[u32]>::is_empty")]
-        deferred: &'a [u32],
-    },
-    /// One per page, in order, 1-based.
-    Page {
-        page: u32,
-        text: &'a str,
-        ocr: bool,
-        warning: Option<&'a str>,
-    },
-    /// Sent last on success.
-    Done {
-        pages: u32,
-        ocr_pages: u32,
-        chars: u64,
-    },
-    /// Sent last on failure (exit status 2).
-    Error { kind: &'a str, message: &'a str },
-}
 
 /// Writes events to a sink, one JSON object per line, flushing each so the parent sees progress
 /// (and a partial result if we are killed). Also keeps the totals for the `done` line.
@@ -55,17 +27,17 @@ impl<W: Write> Emitter<W> {
         }
     }
 
-    fn emit(&mut self, event: &Event<'_>) -> io::Result<()> {
+    fn emit(&mut self, event: &Line<'_>) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, event)?;
         self.out.write_all(b"\n")?;
         self.out.flush()
     }
 
     pub fn document(&mut self, kind: &str, pages: u32, deferred: &[u32]) -> io::Result<()> {
-        self.emit(&Event::Document {
-            kind,
+        self.emit(&Line::Document {
+            kind: kind.into(),
             pages,
-            deferred,
+            deferred: deferred.into(),
         })
     }
 
@@ -81,12 +53,12 @@ impl<W: Write> Emitter<W> {
             self.ocr_pages += 1;
         }
         self.chars += text.chars().count() as u64;
-        self.emit(&Event::Page {
+        self.emit(&Line::Page(Page {
             page,
-            text,
+            text: text.into(),
             ocr,
-            warning,
-        })
+            warning: warning.map(Into::into),
+        }))
     }
 
     /// Characters of text emitted so far.
@@ -102,7 +74,7 @@ impl<W: Write> Emitter<W> {
 
     pub fn done(&mut self) -> io::Result<()> {
         let (pages, ocr_pages, chars) = (self.pages, self.ocr_pages, self.chars);
-        self.emit(&Event::Done {
+        self.emit(&Line::Done {
             pages,
             ocr_pages,
             chars,
@@ -111,9 +83,9 @@ impl<W: Write> Emitter<W> {
 
     pub fn error(&mut self, err: &ExtractError) -> io::Result<()> {
         let message = err.message();
-        self.emit(&Event::Error {
-            kind: err.kind(),
-            message: &message,
+        self.emit(&Line::Error {
+            kind: err.kind().into(),
+            message: message.into(),
         })
     }
 }

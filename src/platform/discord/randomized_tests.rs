@@ -5,10 +5,14 @@
 //! doctor's reading of guild and member objects into permissions.
 
 use serde_json::{json, Value};
-use serenity::all::{ChannelType, Permissions};
+use serenity::all::{
+    ChannelType, CommandDataOptionValue, GuildChannel, Interaction, Message, Permissions, UserId,
+};
 
 use super::diagnose::{guild_permissions, missing, NEEDED};
+use super::events::{strip_mention, tenant};
 use super::*;
+use crate::brain::{BindingMode, BrainName};
 use crate::randomized::{check, mutate_json, mutate_text, Rng};
 
 const BOT: u64 = 1_210_000_000_000_000_001;

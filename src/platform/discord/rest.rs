@@ -62,13 +62,7 @@ impl std::fmt::Debug for DiscordRest {
 
 impl DiscordRest {
     pub fn new(base: &str, token: Secret, budget: Arc<RateBudget>) -> Result<Self, PlatformError> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|error| {
-                PlatformError::Other(format!("cannot build the HTTP client: {error}"))
-            })?;
+        let client = crate::platform::http_client(REQUEST_TIMEOUT)?;
         Ok(Self {
             client,
             base: base.trim_end_matches('/').to_string(),
@@ -397,33 +391,9 @@ impl ChatPlatform for DiscordRest {
 
     async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, PlatformError> {
         // Attachment links are public and signed; the bot token never goes to the CDN.
-        let mut response = self
-            .client
-            .get(url)
-            .timeout(DOWNLOAD_TIMEOUT)
-            .send()
+        let request = self.client.get(url).timeout(DOWNLOAD_TIMEOUT);
+        crate::platform::download_capped(request, max_bytes, "links expire; post the file again")
             .await
-            .map_err(|error| PlatformError::Other(error.without_url().to_string()))?;
-        if !response.status().is_success() {
-            return Err(PlatformError::Gone(format!(
-                "the file's link answered {} (links expire; post the file again)",
-                response.status()
-            )));
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|error| PlatformError::Other(error.without_url().to_string()))?
-        {
-            if (bytes.len() + chunk.len()) as u64 > max_bytes {
-                return Err(PlatformError::Other(format!(
-                    "the file is larger than {max_bytes} bytes (ingest.max_file_bytes)"
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
     }
 }
 

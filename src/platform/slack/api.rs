@@ -107,13 +107,7 @@ impl std::fmt::Debug for SlackApi {
 
 impl SlackApi {
     pub fn new(config: &SlackConfig) -> Result<Self, PlatformError> {
-        let downloads = reqwest::Client::builder()
-            .timeout(DOWNLOAD_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|error| {
-                PlatformError::Other(format!("cannot build the HTTP client: {error}"))
-            })?;
+        let downloads = crate::platform::http_client(DOWNLOAD_TIMEOUT)?;
         Ok(Self {
             client: client(&config.api_url)?,
             token: SlackApiToken::new(config.bot_token.expose().to_string().into()),
@@ -429,36 +423,16 @@ impl ChatPlatform for SlackApi {
                 "the file's link is not on Slack; it was not downloaded".into(),
             ));
         }
-        let mut response = self
-            .downloads
-            .get(url)
-            .header(
-                "Authorization",
-                format!("Bearer {}", self.bot_token.expose()),
-            )
-            .send()
-            .await
-            .map_err(|error| PlatformError::Other(error.without_url().to_string()))?;
-        if !response.status().is_success() {
-            return Err(PlatformError::Gone(format!(
-                "the file's link answered {} (does the app have the files:read scope?)",
-                response.status()
-            )));
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|error| PlatformError::Other(error.without_url().to_string()))?
-        {
-            if (bytes.len() + chunk.len()) as u64 > max_bytes {
-                return Err(PlatformError::Other(format!(
-                    "the file is larger than {max_bytes} bytes (ingest.max_file_bytes)"
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
+        let request = self.downloads.get(url).header(
+            "Authorization",
+            format!("Bearer {}", self.bot_token.expose()),
+        );
+        crate::platform::download_capped(
+            request,
+            max_bytes,
+            "does the app have the files:read scope?",
+        )
+        .await
     }
 
     async fn stream_natively(

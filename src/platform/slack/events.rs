@@ -12,8 +12,10 @@ use tokio::sync::OnceCell;
 use super::api::{channel_key, message_id, SlackApi};
 use super::PLATFORM;
 use crate::brain::{BindingMode, BrainName, TenantKey};
-use crate::chat::gateway::{BrainCommand, ChatEvent, Gateway, Handled, Origin, PostedFile, Reply};
 use crate::chat::MessageRef;
+use crate::gateway::{
+    BrainCommand, ChatEvent, Gateway, GatewayError, Handled, Origin, PostedFile, Reply,
+};
 
 /// Threads remembered as the bot's (where a reply continues the conversation without a
 /// mention); the oldest are forgotten first.
@@ -262,7 +264,7 @@ impl Adapter {
             Ok(None) => return,
             Err(error) => {
                 tracing::warn!(%error, "Slack: a command failed");
-                Reply::private(format!("Something went wrong: {error}. Please try again."))
+                Reply::private(error.user_message())
             }
         };
         let team = &command.team_id.0;
@@ -284,7 +286,7 @@ impl Adapter {
         }
     }
 
-    async fn command(&self, command: &SlackCommandEvent) -> anyhow::Result<Option<Reply>> {
+    async fn command(&self, command: &SlackCommandEvent) -> Result<Option<Reply>, GatewayError> {
         let team = command.team_id.0.as_str();
         let channel = command.channel_id.0.as_str();
         let user = command.user_id.0.as_str();

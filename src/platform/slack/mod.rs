@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chat::budget::RateBudget;
-use crate::chat::gateway::Gateway;
 use crate::chat::service::Outlet;
 use crate::config::SlackConfig;
+use crate::gateway::Gateway;
 use crate::platform::connection::{Backoff, Connections};
 pub use api::SlackApi;
 pub use events::Adapter;

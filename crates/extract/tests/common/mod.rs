@@ -14,6 +14,10 @@ use serde_json::Value;
 /// This package's folder, read when the program runs (cargo sets it for tests and benches)
 /// rather than baked in at compile time, so a build shared between checkouts never reads
 /// another checkout's files.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test finds its fixtures from cargo's environment"
+)]
 pub fn crate_dir() -> PathBuf {
     PathBuf::from(
         std::env::var_os("CARGO_MANIFEST_DIR")

@@ -10,7 +10,7 @@
 //! message-content intent, and sessions that can be resumed with their missed events replayed.
 //!
 //! Snowflakes, timestamps and permission bits are Discord's formats; payload shapes follow
-//! Discord's docs and are checked against serenity's models by `discord_fake.rs`.
+//! Discord's docs and are checked against serenity's models by `fake_discord_checked.rs`.
 
 use std::collections::HashMap;
 use std::io;

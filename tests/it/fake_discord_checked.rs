@@ -15,7 +15,7 @@ use serenity::all::{
 };
 use serenity::http::HttpError;
 
-use crate::fake_discord::{
+use crate::fakes::discord::{
     wait_for, FakeDiscord, Options, Overwrite, RateLimit, SlashCommand, UserMessage, ALICE_ID,
     APPLICATION_ID, BOB_ID, BOT_ID, GENERAL_ID, GUILD_ID, THREAD_ID,
 };

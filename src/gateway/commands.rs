@@ -1,0 +1,340 @@
+//! `/brain` commands: create, link, unlink, list, info, forget, prompt and usage, each a reply
+//! for the person who ran it (private) or the channel (public).
+
+use super::{Gateway, GatewayError, Origin, UNBOUND_HINT};
+use crate::brain::{BindingMode, BrainName, Document, DocumentStatus, TenantId};
+use crate::clock::now_ms;
+use crate::ingest;
+use crate::store::StoreError;
+
+impl Gateway {
+    /// Runs a `/brain` (or `/usage`) command from `origin`. `can_manage`: the platform says the
+    /// user may manage the server or workspace; changes need it, reading does not.
+    pub async fn command(
+        &self,
+        origin: &Origin,
+        can_manage: bool,
+        command: BrainCommand,
+    ) -> Result<Reply, GatewayError> {
+        if command.changes_something() && !can_manage {
+            return Ok(Reply::private(
+                "Only people who can manage this server or workspace can change its brains.",
+            ));
+        }
+        let tenant = self.store.ensure_tenant(&origin.tenant).await?;
+        // In a thread, the commands are about the channel it belongs to.
+        let channel = &origin.bound_channel().0;
+        let reply = match command {
+            BrainCommand::Create { name } => match self.store.create_brain(tenant, &name).await {
+                Ok(brain) => Reply::public(format!(
+                    "Created the brain `{}`. Link a channel to it with `/brain link`.",
+                    brain.name
+                )),
+                Err(StoreError::Conflict(reason)) => Reply::private(reason),
+                Err(error) => return Err(error.into()),
+            },
+            BrainCommand::Link { name, mode } => {
+                let Some(brain) = self.store.brain_by_name(tenant, &name).await? else {
+                    return Ok(no_such_brain(&name));
+                };
+                self.store
+                    .bind_channel(tenant, channel, brain.id, mode)
+                    .await?;
+                Reply::public(format!(
+                    "This channel now uses the brain `{}` ({}).",
+                    brain.name,
+                    match mode {
+                        BindingMode::Ask => "questions are answered from it",
+                        BindingMode::Knowledge => "files posted here are learned",
+                        BindingMode::Both => "questions are answered and files are learned",
+                    }
+                ))
+            }
+            BrainCommand::Unlink => {
+                if self.store.unbind_channel(tenant, channel).await? {
+                    Reply::public("This channel is no longer linked to a brain.")
+                } else {
+                    Reply::private("This channel isn't linked to a brain.")
+                }
+            }
+            BrainCommand::List => {
+                let brains = self.store.brains(tenant).await?;
+                if brains.is_empty() {
+                    Reply::private("No brains yet: create one with `/brain create`.")
+                } else {
+                    let names: Vec<String> =
+                        brains.iter().map(|b| format!("`{}`", b.name)).collect();
+                    Reply::private(format!("Brains: {}", names.join(", ")))
+                }
+            }
+            BrainCommand::Info => self.info(tenant, channel).await?,
+            BrainCommand::Forget { file } => {
+                let Some(binding) = self.store.binding(tenant, channel).await? else {
+                    return Ok(Reply::private(UNBOUND_HINT));
+                };
+                // The file posted in this channel; else one of that name from elsewhere in the
+                // brain (the shell, other channels).
+                let documents = self.store.documents(binding.brain).await?;
+                let here = documents
+                    .iter()
+                    .any(|document| document.file_name == file && document.scope == *channel);
+                let scope = here.then_some(channel.as_str());
+                let forgotten = ingest::documents::forget(
+                    self.store.as_ref(),
+                    self.index.as_ref(),
+                    binding.brain,
+                    scope,
+                    &file,
+                )
+                .await
+                .map_err(|error| GatewayError::Index(error.to_string()))?;
+                if forgotten.documents == 0 && forgotten.earlier_versions == 0 {
+                    Reply::private(format!("This channel's brain has no file `{file}`."))
+                } else {
+                    Reply::public(format!("Forgot {file}{}.", versions_note(forgotten)))
+                }
+            }
+            BrainCommand::Prompt { text } => {
+                let Some(binding) = self.store.binding(tenant, channel).await? else {
+                    return Ok(Reply::private(UNBOUND_HINT));
+                };
+                let text = text.trim();
+                self.store
+                    .set_system_prompt(binding.brain, (!text.is_empty()).then_some(text))
+                    .await?;
+                Reply::public(if text.is_empty() {
+                    "The brain uses the default instructions again.".to_string()
+                } else {
+                    "The brain's instructions are updated.".to_string()
+                })
+            }
+            BrainCommand::Usage => {
+                let since = crate::clock::month_start_ms(now_ms());
+                let totals = self.store.usage_totals(tenant, since).await?;
+                if totals.is_empty() {
+                    Reply::private("No LLM usage this month.")
+                } else {
+                    let lines: Vec<String> = totals
+                        .iter()
+                        .map(|total| {
+                            format!(
+                                "{}: {} answers, {} + {} tokens, ${:.4}",
+                                total.model,
+                                total.calls,
+                                total.prompt_tokens,
+                                total.completion_tokens,
+                                total.cost_micros as f64 / 1e6
+                            )
+                        })
+                        .collect();
+                    Reply::private(format!("This month:\n{}", lines.join("\n")))
+                }
+            }
+        };
+        Ok(reply)
+    }
+
+    async fn info(&self, tenant: TenantId, channel: &str) -> Result<Reply, GatewayError> {
+        let Some(binding) = self.store.binding(tenant, channel).await? else {
+            return Ok(Reply::private(UNBOUND_HINT));
+        };
+        let Some(brain) = self.store.brain(tenant, binding.brain).await? else {
+            return Ok(Reply::private(UNBOUND_HINT));
+        };
+        let stats = self.store.brain_stats(brain.id).await?;
+        let mut text = format!(
+            "Brain `{}` ({} here): {} documents ({} failed), {} chunks; model: {}.",
+            brain.name,
+            binding.mode.as_str(),
+            stats.documents,
+            stats.failed_documents,
+            stats.chunks,
+            brain.model.as_deref().unwrap_or("the default")
+        );
+        text.push_str(&versions_lines(
+            &self.store.documents(brain.id).await?,
+            &self.store.document_history(brain.id).await?,
+        ));
+        Ok(Reply::private(text))
+    }
+}
+
+/// How many documents with more than one version `/brain info` lists.
+const INFO_VERSIONED: usize = 10;
+
+/// `/brain info`'s lines about versions: the documents that have earlier versions, most
+/// recently changed first, with their current version and when it came; empty when none has.
+fn versions_lines(documents: &[Document], history: &[crate::brain::DocumentVersion]) -> String {
+    let mut versioned: Vec<(&Document, usize)> = documents
+        .iter()
+        .filter(|document| document.status == DocumentStatus::Indexed)
+        .map(|document| {
+            let earlier = history
+                .iter()
+                .filter(|version| {
+                    version.file_name == document.file_name && version.scope == document.scope
+                })
+                .count();
+            (document, earlier)
+        })
+        .filter(|(_, earlier)| *earlier > 0)
+        .collect();
+    if versioned.is_empty() {
+        return String::new();
+    }
+    versioned.sort_by_key(|(document, _)| std::cmp::Reverse(document.created_at));
+    let mut text = format!("\nDocuments with earlier versions: {}.", versioned.len());
+    for (document, earlier) in versioned.iter().take(INFO_VERSIONED) {
+        text.push_str(&format!(
+            "\n• {} — version {}, since {} ({} earlier)",
+            document.file_name,
+            document.version,
+            crate::clock::format_utc(document.created_at),
+            earlier
+        ));
+    }
+    if versioned.len() > INFO_VERSIONED {
+        text.push_str(&format!(
+            "\n… and {} more (`engram brain docs` lists them all).",
+            versioned.len() - INFO_VERSIONED
+        ));
+    }
+    text
+}
+
+/// " (2 documents, 3 earlier versions)" when there was more than one thing to forget.
+fn versions_note(forgotten: ingest::documents::Forgotten) -> String {
+    if forgotten.documents <= 1 && forgotten.earlier_versions == 0 {
+        return String::new();
+    }
+    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    format!(
+        " ({}, {})",
+        plural(forgotten.documents as u64, "document"),
+        plural(forgotten.earlier_versions, "earlier version")
+    )
+}
+
+fn no_such_brain(name: &BrainName) -> Reply {
+    Reply::private(format!(
+        "There is no brain `{name}` here. `/brain list` shows them; `/brain create` makes one."
+    ))
+}
+
+/// A `/brain` command, parsed by the adapter from its platform's syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrainCommand {
+    Create { name: BrainName },
+    Link { name: BrainName, mode: BindingMode },
+    Unlink,
+    List,
+    Info,
+    Forget { file: String },
+    Prompt { text: String },
+    Usage,
+}
+
+impl BrainCommand {
+    fn changes_something(&self) -> bool {
+        matches!(
+            self,
+            BrainCommand::Create { .. }
+                | BrainCommand::Link { .. }
+                | BrainCommand::Unlink
+                | BrainCommand::Forget { .. }
+                | BrainCommand::Prompt { .. }
+        )
+    }
+}
+
+/// A command's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    /// Only the person who ran the command sees it.
+    pub private: bool,
+}
+
+impl Reply {
+    pub fn public(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            private: false,
+        }
+    }
+
+    pub fn private(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            private: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::files::summary;
+
+    #[test]
+    fn info_names_documents_with_earlier_versions() {
+        let document = |id: i64, name: &str, version: u32| Document {
+            id: crate::brain::DocumentId(id),
+            brain: crate::brain::BrainId(1),
+            sha256: String::new(),
+            file_name: name.into(),
+            source_link: None,
+            status: DocumentStatus::Indexed,
+            error: None,
+            pages: 1,
+            chunks: 1,
+            ocr_pages: 0,
+            job_id: None,
+            created_at: 0,
+            updated_at: 0,
+            scope: "discord:1".into(),
+            version,
+            added_by: None,
+        };
+        let earlier = |id: i64, name: &str, scope: &str| crate::brain::DocumentVersion {
+            document_id: crate::brain::DocumentId(id),
+            scope: scope.into(),
+            file_name: name.into(),
+            version: 1,
+            sha256: String::new(),
+            added_by: None,
+            status: "indexed".into(),
+            pages: 1,
+            chunks: 1,
+            added_at: 0,
+            replaced_at: 0,
+            replaced_by: crate::brain::DocumentId(9),
+        };
+        let documents = [document(9, "vacation.md", 3), document(10, "faq.md", 1)];
+        assert_eq!(versions_lines(&documents, &[]), "");
+        let history = [
+            earlier(1, "vacation.md", "discord:1"),
+            earlier(2, "vacation.md", "discord:1"),
+            earlier(3, "faq.md", "discord:2"),
+        ];
+        assert_eq!(
+            versions_lines(&documents, &history),
+            "\nDocuments with earlier versions: 1.\n• vacation.md — version 3, since \
+             1970-01-01T00:00:00Z (2 earlier)"
+        );
+        let mut replaced = documents[0].clone();
+        replaced.version = 2;
+        assert_eq!(
+            summary("vacation.md", &replaced),
+            "Learned vacation.md (version 2, replacing the earlier one): 1 page, 1 chunk."
+        );
+    }
+
+    #[test]
+    fn the_month_starts_on_its_first_day() {
+        let start = crate::clock::month_start_ms(now_ms());
+        assert!(start <= now_ms());
+        assert!(now_ms() - start < 31 * 86_400_000);
+        assert_eq!(start % 86_400_000, 0);
+    }
+}
