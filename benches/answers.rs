@@ -9,7 +9,8 @@
 //!
 //! Budgets and metrics are on: every answer reserves and settles its cost against a tenant and
 //! a brain cap (set high enough never to be reached) and is counted in `/metrics` with
-//! per-brain labels. `ENGRAM_BENCH_HTTP_LISTEN=127.0.0.1:PORT` fixes the API's address and
+//! per-brain labels. `ENGRAM_BENCH_LOCAL_MODEL=DIR` embeds with the local model.
+//! `ENGRAM_BENCH_HTTP_LISTEN=127.0.0.1:PORT` fixes the API's address and
 //! `ENGRAM_BENCH_HOLD_SECS=N` keeps it serving N s after the answers, for a Prometheus to
 //! scrape (deploy/grafana/README.md).
 //!
@@ -148,6 +149,11 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
     if std::env::var_os("ENGRAM_BENCH_NO_BUDGETS").is_none() {
         config.budgets.monthly_usd_per_tenant = 1000.0;
         config.budgets.monthly_usd_per_brain = 500.0;
+    }
+    // `ENGRAM_BENCH_LOCAL_MODEL=DIR`: questions embedded by the local model (hybrid retrieval),
+    // for the chat process's memory with the model loaded and 1,000 answers in flight.
+    if let Some(model) = std::env::var_os("ENGRAM_BENCH_LOCAL_MODEL") {
+        config.embeddings.local_model = model.to_string_lossy().into_owned();
     }
     config.metrics.per_brain_labels = true;
     config.ingest.workers = 1;
