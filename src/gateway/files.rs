@@ -155,10 +155,18 @@ impl Gateway {
         (payload.report.as_ref() == Some(report)).then_some(job.id)
     }
 
-    /// Follows an ingest job until it is done or dead.
+    /// Follows an ingest job until it is done or dead: looked at again whenever the store
+    /// wakes its waiters (a job enqueued, claimable again or ended — in process, or by
+    /// PostgreSQL's `LISTEN/NOTIFY` from any process), and every `WATCH_FALLBACK` in case a
+    /// wake-up was missed.
     async fn wait_for(&self, job: JobId, document: DocumentId) -> Learned {
         let deadline = now_ms() + INGEST_WATCH.as_millis() as i64;
+        let wakeups = self.store.wakeups();
         loop {
+            // Registered before looking, so an end between the look and the wait still wakes.
+            let notified = wakeups.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             match self.store.job(job).await {
                 Ok(Some(found)) if found.state == JobState::Done => break,
                 Ok(Some(found)) if found.state == JobState::Dead => break,
@@ -171,7 +179,10 @@ impl Gateway {
                     INGEST_WATCH.as_secs() / 60
                 ));
             }
-            tokio::time::sleep(WATCH_INTERVAL).await;
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(WATCH_FALLBACK) => {}
+            }
         }
         let found = patiently(STORE_PATIENCE, "read a document", || {
             self.store.document(document)
@@ -216,22 +227,32 @@ impl Gateway {
                 return;
             }
         };
-        let mut watching = 0;
-        for job in jobs {
-            let Ok(payload) = serde_json::from_value::<IngestPayload>(job.payload) else {
-                continue;
-            };
-            let Some(report) = payload.report.filter(|report| report.platform == platform) else {
-                continue;
-            };
+        let watches: Vec<_> = jobs
+            .into_iter()
+            .filter_map(|job| {
+                let payload = serde_json::from_value::<IngestPayload>(job.payload).ok()?;
+                let report = payload
+                    .report
+                    .filter(|report| report.platform == platform)?;
+                Some((job.id, DocumentId(payload.document_id), report))
+            })
+            .collect();
+        let watching = watches.len();
+        if watching > 0 {
+            // One task follows them all, each file reported as soon as its job ends.
             let this = self.clone();
             tokio::spawn(async move {
-                let outcome = this.wait_for(job.id, DocumentId(payload.document_id)).await;
-                this.report(&report, outcome, false).await;
+                futures_util::future::join_all(watches.into_iter().map(
+                    |(job, document, report)| {
+                        let this = &this;
+                        async move {
+                            let outcome = this.wait_for(job, document).await;
+                            this.report(&report, outcome, false).await;
+                        }
+                    },
+                ))
+                .await;
             });
-            watching += 1;
-        }
-        if watching > 0 {
             tracing::info!(
                 platform,
                 files = watching,
@@ -303,8 +324,10 @@ impl Gateway {
     }
 }
 
-/// How often a watched ingest job is looked at, and for how long at most.
-const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a watched ingest job goes unlooked-at without a wake-up (one missed while a
+/// PostgreSQL listener reconnects, or an end no wake-up announces), and for how long at most
+/// it is watched.
+const WATCH_FALLBACK: Duration = Duration::from_secs(5);
 const INGEST_WATCH: Duration = Duration::from_secs(30 * 60);
 
 /// A gateway that starts reports files whose job ended this recently (well within the 2 days
