@@ -155,13 +155,12 @@ impl Gateway {
         (payload.report.as_ref() == Some(report)).then_some(job.id)
     }
 
-    /// Follows an ingest job until it is done or dead: looked at again whenever the store
-    /// wakes its waiters (a job enqueued, claimable again or ended — in process, or by
-    /// PostgreSQL's `LISTEN/NOTIFY` from any process), and every `WATCH_FALLBACK` in case a
-    /// wake-up was missed.
+    /// Follows an ingest job until it is done or dead: looked at again whenever a job ends
+    /// (`Store::job_ends`: in process, or PostgreSQL's `LISTEN/NOTIFY` from any process), and
+    /// after `WATCH_FALLBACK` without one in case a wake-up was missed.
     async fn wait_for(&self, job: JobId, document: DocumentId) -> Learned {
         let deadline = now_ms() + INGEST_WATCH.as_millis() as i64;
-        let wakeups = self.store.wakeups();
+        let wakeups = self.store.job_ends();
         loop {
             // Registered before looking, so an end between the look and the wait still wakes.
             let notified = wakeups.notified();

@@ -641,6 +641,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn next_due(&self, kind: JobKind) -> StoreResult<Option<i64>>;
     /// Notified whenever a job may have become claimable.
     fn wakeups(&self) -> Arc<Notify>;
+    /// Notified whenever a job has ended (done or dead), in this process or, on PostgreSQL,
+    /// in any: what a posted file's report waits for.
+    fn job_ends(&self) -> Arc<Notify>;
 }
 
 /// What `Store::claim_event` found.

@@ -24,13 +24,16 @@ use crate::jobs::{
 
 /// The channel the `jobs_notify` trigger (migration 0001) notifies.
 const JOBS_CHANNEL: &str = "engram_jobs";
+/// The channel the `job_ends_notify` trigger (migration 0010) notifies when a job ends.
+const ENDS_CHANNEL: &str = "engram_job_ends";
 
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
     wakeups: Arc<Notify>,
+    ends: Arc<Notify>,
     reaper: Reaper,
-    /// Started on the first `wakeups()` call, on the runtime that made it.
+    /// Started on the first `wakeups()` or `job_ends()` call, on the runtime that made it.
     listener: OnceLock<tokio::task::JoinHandle<()>>,
 }
 
@@ -61,6 +64,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             wakeups: Arc::new(Notify::new()),
+            ends: Arc::new(Notify::new()),
             reaper: Reaper::default(),
             listener: OnceLock::new(),
         })
@@ -79,15 +83,38 @@ impl PostgresStore {
 
     /// Starts listening (once) on the current runtime.
     fn subscribe(&self) -> Arc<Notify> {
-        self.listener
-            .get_or_init(|| tokio::spawn(listen(self.pool.clone(), self.wakeups.clone())));
+        self.start_listening();
         self.wakeups.clone()
+    }
+
+    /// Nothing to do: the `job_ends_notify` trigger notifies every process, this one included.
+    fn after_end(&self) {}
+
+    /// Starts listening (once) on the current runtime.
+    fn subscribe_ends(&self) -> Arc<Notify> {
+        self.start_listening();
+        self.ends.clone()
+    }
+
+    fn start_listening(&self) {
+        self.listener.get_or_init(|| {
+            tokio::spawn(listen(
+                self.pool.clone(),
+                self.wakeups.clone(),
+                self.ends.clone(),
+            ))
+        });
     }
 }
 
-/// Forwards `engram_jobs` notifications to the in-process `Notify`. After a lost connection
-/// it wakes everyone too, since notifications may have been missed meanwhile.
-async fn listen(pool: PgPool, wakeups: Arc<Notify>) {
+/// Forwards `engram_jobs` and `engram_job_ends` notifications to the in-process `Notify`s.
+/// After a lost connection it wakes everyone too, since notifications may have been missed
+/// meanwhile.
+async fn listen(pool: PgPool, wakeups: Arc<Notify>, ends: Arc<Notify>) {
+    let wake_all = || {
+        wakeups.notify_waiters();
+        ends.notify_waiters();
+    };
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(listener) => listener,
@@ -97,21 +124,25 @@ async fn listen(pool: PgPool, wakeups: Arc<Notify>) {
                 continue;
             }
         };
-        if let Err(error) = listener.listen(JOBS_CHANNEL).await {
+        if let Err(error) = listener.listen_all([JOBS_CHANNEL, ENDS_CHANNEL]).await {
             tracing::warn!(%error, "LISTEN {JOBS_CHANNEL} failed; retrying in 1 s");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        // Anything enqueued before LISTEN took effect was not announced: look again.
-        wakeups.notify_waiters();
+        // Anything enqueued or ended before LISTEN took effect was not announced: look again.
+        wake_all();
         loop {
             match listener.try_recv().await {
                 // `None`: the connection was lost and re-established; we may have missed some.
-                Ok(Some(_) | None) => wakeups.notify_waiters(),
+                Ok(Some(notification)) if notification.channel() == ENDS_CHANNEL => {
+                    ends.notify_waiters();
+                }
+                Ok(Some(_)) => wakeups.notify_waiters(),
+                Ok(None) => wake_all(),
                 Err(sqlx::Error::PoolClosed) => return,
                 Err(error) => {
                     tracing::warn!(%error, "job wake-up listener lost; reconnecting");
-                    wakeups.notify_waiters();
+                    wake_all();
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     break;
                 }

@@ -248,7 +248,7 @@ pub(super) fn count(value: i64) -> u64 {
 }
 
 /// Implements `Store` for a back-end type that has inherent methods `reader()` and `writer()`
-/// (its pools), a `reaper: Reaper` field, `after_change()` (wake workers after a change that may make a job claimable, and whoever waits for a job to end),
+/// (its pools), a `reaper: Reaper` field, `after_change()` (wake workers after a change that may make a job claimable), `after_end()` (wake whoever waits for a job to end), `subscribe_ends()`,
 /// `subscribe()` (the wake-up `Notify`) and the dialect's `CLAIM` and `LOCK_BRAIN` statements;
 /// back-end specific methods are passed in the braces.
 macro_rules! impl_store {
@@ -1421,7 +1421,7 @@ macro_rules! impl_store {
                 .execute(self.writer())
                 .await?;
                 // Whoever waits for the job's end (a file's report) is woken.
-                self.after_change();
+                self.after_end();
                 Ok(done.rows_affected() == 1)
             }
 
@@ -1442,9 +1442,11 @@ macro_rules! impl_store {
                 .bind(i64::from(lease.attempt))
                 .execute(self.writer())
                 .await?;
-                // Claimable again later, or ended: claimers and whoever waits for the job's end
-                // (a file's report) are woken.
-                self.after_change();
+                if retry_at.is_some() {
+                    self.after_change();
+                } else {
+                    self.after_end();
+                }
                 Ok(done.rows_affected() == 1)
             }
 
@@ -1566,6 +1568,10 @@ macro_rules! impl_store {
 
             fn wakeups(&self) -> Arc<Notify> {
                 self.subscribe()
+            }
+
+            fn job_ends(&self) -> Arc<Notify> {
+                self.subscribe_ends()
             }
         }
     };

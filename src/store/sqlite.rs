@@ -32,6 +32,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
     wakeups: Arc<Notify>,
+    ends: Arc<Notify>,
     reaper: Reaper,
 }
 
@@ -77,6 +78,7 @@ impl SqliteStore {
             writer,
             readers,
             wakeups: Arc::new(Notify::new()),
+            ends: Arc::new(Notify::new()),
             reaper: Reaper::default(),
         })
     }
@@ -95,6 +97,14 @@ impl SqliteStore {
 
     fn subscribe(&self) -> Arc<Notify> {
         self.wakeups.clone()
+    }
+
+    fn after_end(&self) {
+        self.ends.notify_waiters();
+    }
+
+    fn subscribe_ends(&self) -> Arc<Notify> {
+        self.ends.clone()
     }
 }
 

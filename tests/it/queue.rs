@@ -47,6 +47,7 @@ contract_tests!(
     dedupe_key_gives_back_the_first_job,
     dead_jobs_can_be_retried_by_hand,
     idle_worker_wakes_on_enqueue_without_polling,
+    a_job_ending_wakes_whoever_waits_for_it,
     shutdown_releases_jobs_still_running_after_the_grace_period,
     lease_expiry_after_the_last_attempt_dead_letters,
     queue_depths_count_jobs_by_kind_and_state,
@@ -403,6 +404,31 @@ async fn idle_worker_wakes_on_enqueue_without_polling(store: Arc<dyn Store>) {
     stop(vec![pool]).await;
     assert!(all, "every job was picked up by an idle worker");
     assert_eq!(recorder.total_runs(), 5);
+}
+
+/// A posted file's report waits on `job_ends`: a job done, and a job dead, each wake it (on
+/// PostgreSQL through `LISTEN/NOTIFY`, as from another process).
+async fn a_job_ending_wakes_whoever_waits_for_it(store: Arc<dyn Store>) {
+    let ends = store.job_ends();
+    // PostgreSQL's listener starts now and wakes everyone once it listens: let that pass.
+    let _ = tokio::time::timeout(Duration::from_secs(2), ends.notified()).await;
+    for (n, recorder) in [
+        (1, Recorder::default()),
+        (2, Recorder::failing(JobFailure::permanent("unreadable"))),
+    ] {
+        let notified = ends.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let pool = start(&store, Arc::new(recorder), options("ends", 1));
+        let id = store.enqueue(&job(n)).await.unwrap().id();
+        let woken = tokio::time::timeout(Duration::from_secs(20), notified)
+            .await
+            .is_ok();
+        let state = state_of(&store, id).await;
+        stop(vec![pool]).await;
+        assert!(woken, "job {n} ending ({state:?}) woke the waiter");
+        assert!(matches!(state, JobState::Done | JobState::Dead));
+    }
 }
 
 async fn shutdown_releases_jobs_still_running_after_the_grace_period(store: Arc<dyn Store>) {
