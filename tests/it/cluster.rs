@@ -85,6 +85,29 @@ impl Processes {
         self.killed.push(name.to_string());
     }
 
+    /// Freezes `name` (SIGSTOP): it keeps its connections but reads nothing until `thaw`.
+    pub fn freeze(&self, name: &str) {
+        self.signal(name, "-STOP");
+    }
+
+    /// Lets a frozen `name` run again (SIGCONT); what arrived meanwhile is waiting for it.
+    pub fn thaw(&self, name: &str) {
+        self.signal(name, "-CONT");
+    }
+
+    fn signal(&self, name: &str, signal: &str) {
+        let (_, child) = self
+            .running
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a running process");
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "cannot signal {name} with {signal}");
+    }
+
     /// The processes started and not killed that have exited on their own.
     pub fn exited(&mut self) -> Vec<String> {
         let killed = &self.killed;

@@ -1003,7 +1003,8 @@ fn postgres_restarted_while_answers_stream_and_files_are_read_loses_nothing() {
 /// is SIGKILLed while a burst of questions and files arrives in one channel, holding events
 /// it had taken but not acted on yet (their placeholders waiting for the channel's message
 /// bucket). The other gateway, which Discord gave the same events, waits on the dead one's
-/// holds and takes those events over when the holds run out. A replacement gateway starts (a
+/// holds and takes those events over when the holds run out. (Which gateway takes an event
+/// first is a race, so the other is frozen through the burst: the one killed holds events.) A replacement gateway starts (a
 /// new session: Discord replays nothing to it), then every connection is cut while more
 /// events arrive: the sessions RESUME and Discord replays what they missed. Each question is
 /// answered once, each file reported once, nothing is lost.
@@ -1021,6 +1022,7 @@ fn a_gateway_killed_while_events_arrive_leaves_each_to_another_once() {
     // A burst in #team-0: the channel's message bucket (5 per 5 s) makes most placeholders
     // and reports wait, so each gateway holds events it has not acted on yet.
     let mut asked: Vec<u64> = Vec::new();
+    world.processes.freeze("gateway-2");
     for n in 0..12 {
         asked.push(world.ask_in(0, n));
         if n % 4 == 0 {
@@ -1038,6 +1040,7 @@ fn a_gateway_killed_while_events_arrive_leaves_each_to_another_once() {
         },
     );
     world.processes.sigkill("gateway-1");
+    world.processes.thaw("gateway-2");
     // The dead session's share of what arrives next is kept for a RESUME that never comes.
     asked.extend((12..16).map(|n| world.ask_in(n as u64 % CHANNELS, n)));
 
