@@ -564,12 +564,25 @@ impl ChatPlatform for FakePlatform {
                 stored.first_text_edit = Some(at);
                 self.started.fetch_add(1, Ordering::Relaxed);
             }
-            if text.contains("**Sources**") && !stored.finished {
-                stored.finished = true;
-                self.finished.fetch_add(1, Ordering::Relaxed);
-            }
         }
         tokio::time::sleep(PLATFORM_LATENCY).await;
+        Ok(())
+    }
+
+    /// An answer's final write: its full text with the 👍/👎 buttons.
+    async fn edit_with_votes(
+        &self,
+        message: &MessageRef,
+        text: &str,
+        _answer: i64,
+    ) -> Result<(), PlatformError> {
+        self.edit(message, text).await?;
+        let mut messages = self.messages.lock().unwrap();
+        let stored = messages.entry(message.id.clone()).or_default();
+        if !stored.finished {
+            stored.finished = true;
+            self.finished.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 

@@ -1,8 +1,10 @@
 //! The platform-agnostic chat core: the `ChatPlatform` port the Discord and Slack adapters
 //! implement, the per-channel rate budget they feed, the edit streamer that grows an answer in
-//! place, admission to the bounded, tenant-fair answer pool, and answers as queued jobs.
+//! place, admission to the bounded, tenant-fair answer pool, answers as queued jobs, and the
+//! 👍/👎 buttons on finished answers.
 
 pub mod budget;
+pub mod feedback;
 pub mod pool;
 pub mod service;
 pub mod streamer;
@@ -61,6 +63,14 @@ pub trait ChatPlatform: Send + Sync + fmt::Debug {
     ) -> Result<MessageRef, PlatformError>;
     /// Replaces a message's text.
     async fn edit(&self, message: &MessageRef, text: &str) -> Result<(), PlatformError>;
+    /// Replaces the text of an answer's last message and puts the 👍/👎 buttons for `answer`
+    /// under it: the answer's final write.
+    async fn edit_with_votes(
+        &self,
+        message: &MessageRef,
+        text: &str,
+        answer: i64,
+    ) -> Result<(), PlatformError>;
     /// Adds the bot's reaction (an emoji) to a message.
     async fn react(&self, message: &MessageRef, emoji: &str) -> Result<(), PlatformError>;
     /// Removes the bot's reaction from a message.
@@ -69,14 +79,16 @@ pub trait ChatPlatform: Send + Sync + fmt::Debug {
     /// refusing more than `max_bytes`.
     async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, PlatformError>;
     /// Grows an answer the platform's own way (Slack's streaming API) instead of by editing
-    /// `placeholder`, for the question `asker` asked. `None`: the platform has no such way
-    /// (here, now); the caller edits the placeholder with whatever `text` holds from then on.
+    /// `placeholder`, for the question `asker` asked, ending with the buttons for `answer`
+    /// (once it is set). `None`: the platform has no such way (here, now); the caller edits
+    /// the placeholder with whatever `text` holds from then on.
     async fn stream_natively(
         &self,
         _placeholder: &MessageRef,
         _asker: &str,
         _text: &mut tokio::sync::watch::Receiver<String>,
         _options: StreamOptions,
+        _answer: &feedback::AnswerId,
     ) -> Option<Result<Vec<MessageRef>, PlatformError>> {
         None
     }

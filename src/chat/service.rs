@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::budget::RateBudget;
+use super::feedback::AnswerId;
 use super::pool::{Admission, AnswerPool, UserRateLimit};
 use super::streamer::{stream_answer, StreamOptions};
 use super::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
@@ -196,6 +197,9 @@ impl AnswerService {
         };
         let platform = outlet.platform.limits().platform;
         let (sender, receiver) = watch::channel(String::new());
+        // Set before the sender is dropped, so the final write carries the buttons.
+        let answer_id = AnswerId::default();
+        let recorded = answer_id.clone();
         let produce = async move {
             let answered = self
                 .answerer
@@ -219,6 +223,9 @@ impl AnswerService {
                     text.push_str(&footer);
                 });
             }
+            if let Some(id) = answered.id {
+                recorded.set(id);
+            }
             // Dropping the sender tells the streamer this is the final text.
             Ok::<_, AnswerError>(answered)
         };
@@ -226,7 +233,13 @@ impl AnswerService {
             let mut receiver = receiver;
             let native = outlet
                 .platform
-                .stream_natively(&placeholder, &request.user, &mut receiver, self.stream)
+                .stream_natively(
+                    &placeholder,
+                    &request.user,
+                    &mut receiver,
+                    self.stream,
+                    &answer_id,
+                )
                 .await;
             match native {
                 Some(streamed) => streamed,
@@ -237,6 +250,7 @@ impl AnswerService {
                         placeholder.clone(),
                         receiver,
                         self.stream,
+                        &answer_id,
                     )
                     .await
                 }

@@ -2,7 +2,8 @@
 //! producer put in a `watch` — at most once per `edit_interval`, and only when the channel's
 //! budget allows — so stale intermediate states are dropped, never queued. Text past the
 //! platform's limit continues in new messages. When the producer is done (drops its sender),
-//! the final text is delivered whatever it takes (retried on rate limits).
+//! the final text is delivered whatever it takes (retried on rate limits), its last message
+//! with the answer's 👍/👎 buttons in the same write.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::budget::RateBudget;
+use super::feedback::AnswerId;
 use super::{ChatPlatform, MessageRef, PlatformError};
 use crate::render::{neutralise_mass_mentions, split_message};
 
@@ -32,14 +34,17 @@ impl StreamOptions {
 }
 
 /// Grows `placeholder` (and, past the limit, new messages after it) to follow `text` until
-/// its sender is dropped, then delivers the last text. Returns every message of the answer.
+/// its sender is dropped, then delivers the last text, with the buttons for `answer` (when
+/// set by then) on its last message. Returns every message of the answer.
 pub async fn stream_answer(
     platform: &dyn ChatPlatform,
     budget: &RateBudget,
     placeholder: MessageRef,
     mut text: watch::Receiver<String>,
     options: StreamOptions,
+    answer: &AnswerId,
 ) -> Result<Vec<MessageRef>, PlatformError> {
+    let answer_id = answer;
     let mut answer = Answer {
         platform,
         budget,
@@ -58,7 +63,8 @@ pub async fn stream_answer(
         }
         let latest = text.borrow_and_update().clone();
         let is_final = producer_gone || text.has_changed().is_err();
-        answer.show(&latest, is_final).await?;
+        let votes = if is_final { answer_id.get() } else { None };
+        answer.show(&latest, is_final, votes).await?;
         if is_final {
             return Ok(answer.messages);
         }
@@ -77,16 +83,24 @@ struct Answer<'a> {
 }
 
 impl Answer<'_> {
-    /// Brings the messages to `text`. Intermediate states give up on a failed write (the next
-    /// state will try again); the final state retries until delivered.
-    async fn show(&mut self, text: &str, is_final: bool) -> Result<(), PlatformError> {
+    /// Brings the messages to `text`, the last one with the buttons for `votes` when given.
+    /// Intermediate states give up on a failed write (the next state will try again); the
+    /// final state retries until delivered.
+    async fn show(
+        &mut self,
+        text: &str,
+        is_final: bool,
+        votes: Option<i64>,
+    ) -> Result<(), PlatformError> {
         let safe = neutralise_mass_mentions(text);
         if safe.trim().is_empty() {
             return Ok(());
         }
         let parts = split_message(&safe, self.platform.limits());
+        let last = parts.len() - 1;
         for (i, part) in parts.iter().enumerate() {
-            if self.shown.get(i) == Some(part) {
+            let votes = votes.filter(|_| i == last);
+            if self.shown.get(i) == Some(part) && votes.is_none() {
                 continue;
             }
             let attempts = if is_final {
@@ -94,7 +108,16 @@ impl Answer<'_> {
             } else {
                 1
             };
-            match self.write(i, part, attempts).await {
+            // A message is posted without buttons (a post cannot carry them here); the
+            // buttons come with the edit that follows.
+            let written = match (self.messages.get(i), votes) {
+                (None, Some(_)) => match self.write(i, part, attempts, None).await {
+                    Ok(()) => self.write(i, part, attempts, votes).await,
+                    Err(error) => Err(error),
+                },
+                _ => self.write(i, part, attempts, votes).await,
+            };
+            match written {
                 Ok(()) => {}
                 Err(PlatformError::Gone(reason)) => return Err(PlatformError::Gone(reason)),
                 Err(error) if is_final => return Err(error),
@@ -107,15 +130,25 @@ impl Answer<'_> {
         Ok(())
     }
 
-    /// Edits message `i` (or posts it, continuing the answer) with `part`.
-    async fn write(&mut self, i: usize, part: &str, attempts: u32) -> Result<(), PlatformError> {
+    /// Edits message `i` (with the buttons for `votes` when given) or posts it, continuing
+    /// the answer, with `part`.
+    async fn write(
+        &mut self,
+        i: usize,
+        part: &str,
+        attempts: u32,
+        votes: Option<i64>,
+    ) -> Result<(), PlatformError> {
         let channel = self.messages[0].channel.clone();
         let mut attempt = 1;
         loop {
             self.budget.acquire(&channel).await;
-            let result = match self.messages.get(i) {
-                Some(message) => self.platform.edit(message, part).await,
-                None => {
+            let result = match (self.messages.get(i), votes) {
+                (Some(message), Some(answer)) => {
+                    self.platform.edit_with_votes(message, part, answer).await
+                }
+                (Some(message), None) => self.platform.edit(message, part).await,
+                (None, _) => {
                     let previous = self.messages.last().cloned();
                     self.platform
                         .post(&channel, part, previous.as_ref())
@@ -176,6 +209,8 @@ mod tests {
         log: Mutex<Vec<(Instant, Op)>>,
         failures: Mutex<VecDeque<Option<PlatformError>>>,
         next_id: Mutex<u32>,
+        /// The messages given buttons, with the answer they vote on.
+        voted: Mutex<Vec<(String, i64)>>,
     }
 
     impl Recorder {
@@ -247,6 +282,20 @@ mod tests {
             Ok(())
         }
 
+        async fn edit_with_votes(
+            &self,
+            message: &MessageRef,
+            text: &str,
+            answer: i64,
+        ) -> Result<(), PlatformError> {
+            self.edit(message, text).await?;
+            self.voted
+                .lock()
+                .unwrap()
+                .push((message.id.clone(), answer));
+            Ok(())
+        }
+
         async fn react(&self, _message: &MessageRef, _emoji: &str) -> Result<(), PlatformError> {
             Ok(())
         }
@@ -300,6 +349,7 @@ mod tests {
             start,
             text,
             StreamOptions::new(Duration::from_millis(1000)),
+            &AnswerId::default(),
         )
         .await
     }
@@ -399,6 +449,7 @@ mod tests {
                     start,
                     text,
                     StreamOptions::new(Duration::from_millis(1000)),
+                    &AnswerId::default(),
                 )
                 .await
                 .unwrap();
@@ -437,5 +488,75 @@ mod tests {
             texts.concat(),
             long.concat().replace("@everyone", "@\u{200B}everyone")
         );
+    }
+
+    /// Streams `words` as an answer recorded as answer 42 (set, as the producer does, before
+    /// the sender is dropped).
+    async fn run_recorded(platform: &Recorder, words: Vec<String>) -> Vec<MessageRef> {
+        let budget = RateBudget::new(5, Duration::from_secs(5));
+        let answer = AnswerId::default();
+        let (sender, receiver) = watch::channel(String::new());
+        let producer = {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut text = String::new();
+                for word in words {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    text.push_str(&word);
+                    sender.send_replace(text.clone());
+                }
+                answer.set(42);
+            })
+        };
+        let messages = stream_answer(
+            platform,
+            &budget,
+            placeholder("c"),
+            receiver,
+            StreamOptions::new(Duration::from_millis(1000)),
+            &answer,
+        )
+        .await
+        .unwrap();
+        producer.await.unwrap();
+        messages
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_buttons_come_with_the_final_write_on_the_last_message_only() {
+        for n in [3, 900] {
+            let platform = Recorder::default();
+            let messages = run_recorded(&platform, words(n)).await;
+            let last = messages.last().unwrap().id.clone();
+            assert_eq!(
+                *platform.voted.lock().unwrap(),
+                [(last, 42)],
+                "{n} words in {} messages",
+                messages.len()
+            );
+            let shown = platform.texts().concat();
+            let expected = words(n).concat();
+            assert!(
+                shown.split_whitespace().eq(expected.split_whitespace()),
+                "the whole answer is shown: {shown:?}"
+            );
+            // The buttons' write is the last write.
+            let ops = platform.ops();
+            let (_, Op::Edit { id, .. }) = ops.last().unwrap() else {
+                panic!("the last write is an edit: {ops:?}");
+            };
+            assert_eq!(*id, messages.last().unwrap().id);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_not_recorded_gets_no_buttons() {
+        let platform = Recorder::default();
+        let budget = RateBudget::new(5, Duration::from_secs(5));
+        let text = produce(words(10), Duration::from_millis(50), "");
+        run(&platform, &budget, placeholder("c"), text)
+            .await
+            .unwrap();
+        assert!(platform.voted.lock().unwrap().is_empty());
     }
 }

@@ -2,12 +2,14 @@
 //! closed `ChatEvent`, are acted on once (`seen_events`), and become store and platform calls —
 //! a question becomes a placeholder and an `answer` job, posted files become ingest jobs with
 //! ⏳ / ✅ / ❌ and a one-line summary (reported once, by whichever gateway sees the job end, so
-//! a restarted gateway still reports files posted before), `/brain` commands become replies.
+//! a restarted gateway still reports files posted before), `/brain` commands become replies,
+//! 👍/👎 clicks become votes.
 //! Adapters translate events and commands; they never touch the store, the index or the LLM.
 
 mod commands;
 mod files;
 mod questions;
+mod votes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,6 +156,8 @@ pub struct Gateway {
     pub ingest: IngestConfig,
     /// Attempts of the jobs it queues (`jobs.max_attempts`).
     pub max_attempts: u32,
+    /// This process's counters (votes are counted where they are recorded).
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 impl Gateway {

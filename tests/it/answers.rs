@@ -56,6 +56,8 @@ pub struct Recorder {
     pub reactions: Mutex<HashMap<String, Vec<String>>>,
     /// Downloadable files by URL.
     pub files: Mutex<HashMap<String, Vec<u8>>>,
+    /// The messages given 👍/👎 buttons, with the answer they vote on.
+    pub voted: Mutex<Vec<(String, i64)>>,
 }
 
 impl Recorder {
@@ -145,6 +147,20 @@ impl ChatPlatform for Recorder {
                 text: text.into(),
             },
         ));
+        Ok(())
+    }
+
+    async fn edit_with_votes(
+        &self,
+        message: &MessageRef,
+        text: &str,
+        answer: i64,
+    ) -> Result<(), PlatformError> {
+        self.edit(message, text).await?;
+        self.voted
+            .lock()
+            .unwrap()
+            .push((message.id.clone(), answer));
         Ok(())
     }
 

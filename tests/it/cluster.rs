@@ -50,9 +50,14 @@ impl Processes {
     /// Waits until `name` logs that it runs (its roles started), failing with the logs after
     /// `limit`.
     pub fn wait_running(&self, name: &str, limit: Duration) {
+        self.wait_logged(name, "engram is running", limit);
+    }
+
+    /// Waits until `name`'s log contains `text`, failing with the logs after `limit`.
+    pub fn wait_logged(&self, name: &str, text: &str, limit: Duration) {
         let log = self.dir.join(format!("{name}.log"));
-        wait(self, &format!("{name} to start"), limit, || {
-            std::fs::read_to_string(&log).is_ok_and(|text| text.contains("engram is running"))
+        wait(self, &format!("{name} to log {text:?}"), limit, || {
+            std::fs::read_to_string(&log).is_ok_and(|logged| logged.contains(text))
         });
     }
 

@@ -191,6 +191,44 @@ impl Harness {
         })
     }
 
+    /// Each recorded answer's 👍 and 👎 counts, oldest answer first.
+    fn votes(&self) -> Vec<(u64, u64)> {
+        self.fakes.block_on(async {
+            let store = engram::store::connect(&self.store).await.unwrap();
+            let entries = store
+                .usage_entries(&engram::store::UsageFilter::default())
+                .await
+                .unwrap();
+            store.close().await;
+            entries.iter().map(|entry| (entry.up, entry.down)).collect()
+        })
+    }
+
+    /// Clicks `custom_id` on the bot's message `message` as `user` (from `guild`, or the
+    /// message's own guild); returns the response engram gave and whether it is private.
+    fn click(
+        &self,
+        message: u64,
+        user: u64,
+        custom_id: &str,
+        guild: Option<u64>,
+    ) -> (u64, bool, String) {
+        let event = self.discord.click(message, user, custom_id, guild);
+        let id: u64 = event["id"].as_str().unwrap().parse().unwrap();
+        self.discord.dispatch("INTERACTION_CREATE", event);
+        self.wait("the click's response", Duration::from_secs(10), |h| {
+            let record = h.discord.interaction(id)?;
+            let (_, callback) = record.callbacks.first()?;
+            let kind = callback["type"].as_u64()?;
+            let ephemeral = callback["data"]["flags"].as_u64().unwrap_or(0) & 64 != 0;
+            let content = callback["data"]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            Some((kind, ephemeral, content))
+        })
+    }
+
     /// The prompts' messages the LLM has been sent so far, every request's in order.
     fn llm_inputs(&self) -> Vec<String> {
         self.llm.inputs.lock().unwrap().clone()
@@ -280,6 +318,17 @@ fn no_pings(message: &fake_discord::StoredMessage) -> bool {
                 && allowed.get("replied_user") != Some(&json!(true))
         })
     })
+}
+
+/// The `custom_id`s of a message's buttons.
+fn vote_buttons(message: &fake_discord::StoredMessage) -> Vec<String> {
+    message.json["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|button| button["custom_id"].as_str().map(str::to_string))
+        .collect()
 }
 
 fn quick_llm() -> Behaviour {
@@ -698,6 +747,18 @@ fn a_long_answer_continues_in_a_new_message_with_fences_balanced() {
             .find(|m| m.content().contains("**Sources**"))
     });
     let first = h.discord.message(first.id).unwrap();
+    // The 👍/👎 buttons sit on the answer's last message only, and came with its final text.
+    let continuation = h.wait(
+        "the buttons on the last message",
+        Duration::from_secs(30),
+        |h| {
+            h.discord
+                .message(continuation.id)
+                .filter(|m| !vote_buttons(m).is_empty())
+        },
+    );
+    assert_eq!(vote_buttons(&continuation).len(), 2);
+    assert!(vote_buttons(&first).is_empty(), "{:#?}", first.json);
     for message in [&first, &continuation] {
         let text = message.content();
         assert!(
@@ -1400,4 +1461,51 @@ fn a_failed_command_is_answered_without_the_error_text() {
     assert_eq!(reply, expected);
     assert!(private, "only the person who ran it is told");
     assert!(!reply.contains("no such table") && !reply.contains("brains"));
+}
+
+#[test]
+fn an_answer_carries_vote_buttons_and_a_click_records_one_changeable_vote() {
+    let h = Harness::start(Options::default(), quick_llm());
+    h.link_general();
+    h.teach_parking();
+    let question =
+        h.say(&UserMessage::new(GENERAL_ID, BOB_ID, "where do visitors park?").mentioning(BOT_ID));
+    let answer = h.answer_to(GENERAL_ID, question);
+    let answer = h.wait("the answer's buttons", Duration::from_secs(30), |h| {
+        h.discord
+            .message(answer.id)
+            .filter(|m| !vote_buttons(m).is_empty())
+    });
+    // Streaming was not cut short by the buttons: the text grew in edits, then the final
+    // write put the buttons under the full text.
+    assert!(answer.versions.len() >= 2, "{:#?}", answer.versions);
+    assert!(answer.content().contains(REPLY.trim_end_matches(" [1].")));
+    let buttons = vote_buttons(&answer);
+    assert_eq!(buttons.len(), 2, "{buttons:?}");
+    let (up, down) = (&buttons[0], &buttons[1]);
+    assert!(up.starts_with("engram:vote:up:") && down.starts_with("engram:vote:down:"));
+    assert_eq!(h.votes(), [(0, 0)]);
+
+    // A click is answered privately (the fake refuses a first response after Discord's 3 s),
+    // and recorded once.
+    let (kind, private, text) = h.click(answer.id, BOB_ID, up, None);
+    assert_eq!((kind, private), (4, true));
+    assert!(text.contains("vote is recorded"), "{text}");
+    assert_eq!(h.votes(), [(1, 0)]);
+    h.click(answer.id, BOB_ID, up, None);
+    assert_eq!(h.votes(), [(1, 0)], "the same click twice is one vote");
+    // A second click changes the vote; another person's is their own.
+    h.click(answer.id, BOB_ID, down, None);
+    assert_eq!(h.votes(), [(0, 1)]);
+    h.click(answer.id, ALICE_ID, up, None);
+    assert_eq!(h.votes(), [(1, 1)]);
+
+    // A click claiming another server's guild refers to no answer of that server.
+    const OTHER_GUILD: u64 = 1_210_000_000_000_000_900;
+    let (kind, private, text) = h.click(answer.id, BOB_ID, up, Some(OTHER_GUILD));
+    assert_eq!((kind, private), (4, true));
+    assert!(text.contains("not recorded"), "{text}");
+    assert_eq!(h.votes(), [(1, 1)]);
+
+    h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID]);
 }

@@ -31,6 +31,7 @@ fn gateway(world: &World) -> Gateway {
         outlet: world.outlet.clone(),
         ingest: config.ingest,
         max_attempts: 3,
+        metrics: Default::default(),
     }
 }
 

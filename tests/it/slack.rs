@@ -651,3 +651,161 @@ fn a_failed_command_is_answered_without_the_error_text() {
     assert_eq!(text, expected, "{reply}");
     assert!(!text.contains("no such table") && !text.contains("brains"));
 }
+
+/// Each recorded answer's 👍 and 👎 counts, oldest answer first.
+fn votes(h: &Harness) -> Vec<(u64, u64)> {
+    h._fakes.block_on(async {
+        let store = engram::store::connect(&h.config.store).await.unwrap();
+        let entries = store
+            .usage_entries(&engram::store::UsageFilter::default())
+            .await
+            .unwrap();
+        store.close().await;
+        entries.iter().map(|entry| (entry.up, entry.down)).collect()
+    })
+}
+
+/// The answer in `thread` once its last message carries the 👍/👎 buttons.
+fn answer_with_buttons(h: &Harness, thread: &str) -> fake_slack::Message {
+    h.wait("the answer's buttons", Duration::from_secs(30), |h| {
+        h.slack
+            .thread(thread)
+            .into_iter()
+            .find(|m| !m.deleted && !m.buttons().is_empty())
+    })
+}
+
+/// The reply engram showed the clicker alone, once shown (`before` were there already): in
+/// the answer's channel and thread.
+fn click_reply(h: &Harness, before: usize, user: &str, thread: &str) -> String {
+    h.wait("the click's reply", Duration::from_secs(10), |h| {
+        h.slack.ephemerals().get(before).map(|shown| {
+            assert_eq!(shown.user, user);
+            assert_eq!(shown.channel, GENERAL);
+            assert_eq!(shown.thread_ts.as_deref(), Some(thread));
+            shown.text.clone()
+        })
+    })
+}
+
+#[test]
+fn slack_answers_carry_vote_buttons_and_a_click_over_http_records_one_changeable_vote() {
+    let h = Harness::http();
+    h.link_general();
+    h.teach_parking(over_http);
+    let ts = h.slack.next_ts();
+    h.event("Ev-vote", mention(&ts, BOB, "where do visitors park?"));
+    let answer = answer_with_buttons(&h, &ts);
+    // Streamed, and the buttons came with the stream's end.
+    assert!(answer.streamed && !answer.streaming);
+    assert!(answer.text().starts_with(REPLY), "{}", answer.text());
+    let buttons = answer.buttons();
+    assert_eq!(
+        buttons
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["engram_vote_up", "engram_vote_down"]
+    );
+    let stops = h.slack.calls_of("chat.stopStream");
+    assert_eq!(stops.len(), 1, "one stream, stopped once");
+    assert_eq!(votes(&h), [(0, 0)]);
+
+    let click = |user: &str, action: &str, team: Option<&str>| {
+        let before = h.slack.ephemerals().len();
+        let payload = fake_slack::block_actions(&h.slack, user, &answer.ts, action, team);
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        let (status, _, _) = h.signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            &body,
+        );
+        assert_eq!(status, 200, "the click is acknowledged");
+        click_reply(&h, before, user, &ts)
+    };
+    assert!(click(BOB, "engram_vote_up", None).contains("vote is recorded"));
+    assert_eq!(votes(&h), [(1, 0)]);
+    click(BOB, "engram_vote_up", None);
+    assert_eq!(votes(&h), [(1, 0)], "the same click twice is one vote");
+    click(BOB, "engram_vote_down", None);
+    assert_eq!(votes(&h), [(0, 1)], "a second click changes the vote");
+    click(ALICE, "engram_vote_up", None);
+    assert_eq!(votes(&h), [(1, 1)]);
+    // A click claiming another workspace refers to none of its answers.
+    let refused = click(BOB, "engram_vote_up", Some("T0OTHER"));
+    assert!(refused.contains("not recorded"), "{refused}");
+    assert_eq!(votes(&h), [(1, 1)]);
+
+    // An unsigned click does nothing.
+    let payload = fake_slack::block_actions(&h.slack, BOB, &answer.ts, "engram_vote_up", None);
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    let (status, _, _) = post(
+        h.addr.unwrap(),
+        "/slack/interactions",
+        &[(
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_string(),
+        )],
+        &body,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(votes(&h), [(1, 1)]);
+}
+
+#[test]
+fn slack_socket_mode_clicks_are_votes_and_edited_answers_carry_the_buttons_too() {
+    let h = Harness::start(
+        SlackMode::Socket,
+        Options {
+            streaming: false,
+            ..Options::default()
+        },
+        quick_llm(),
+    );
+    h.wait("a Socket Mode connection", Duration::from_secs(20), |h| {
+        (h.slack.live_sockets() >= 1).then_some(())
+    });
+    let deliver = |h: &Harness, kind: &str, payload: Value| {
+        let id = h.slack.send_envelope(kind, payload);
+        h.wait("the envelope acked", Duration::from_secs(10), |h| {
+            h.slack.acked(&id).then_some(())
+        });
+    };
+    for text in ["create handbook", "link handbook both"] {
+        let fields: serde_json::Map<String, Value> =
+            fake_slack::command(&h.slack, ALICE, "/brain", text)
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+        deliver(&h, "slash_commands", Value::Object(fields));
+    }
+    h.posted("the channel linked", "now uses the brain `handbook`");
+    h.teach_parking(|h, event_id, event| {
+        deliver(h, "events_api", event_callback(event_id, event));
+    });
+    let ts = h.slack.next_ts();
+    deliver(
+        &h,
+        "events_api",
+        event_callback(
+            "Ev-socket-vote",
+            mention(&ts, BOB, "where do visitors park?"),
+        ),
+    );
+    let answer = answer_with_buttons(&h, &ts);
+    // Grown by chat.update; the last update put the buttons under the full text.
+    assert!(!answer.streamed);
+    assert!(answer.versions.len() >= 2, "{:?}", answer.versions);
+    assert!(answer.text().starts_with(REPLY), "{}", answer.text());
+    assert!(answer.text().contains("Sources"), "{}", answer.text());
+    assert_eq!(answer.buttons().len(), 2);
+
+    let before = h.slack.ephemerals().len();
+    deliver(
+        &h,
+        "interactive",
+        fake_slack::block_actions(&h.slack, BOB, &answer.ts, "engram_vote_down", None),
+    );
+    assert!(click_reply(&h, before, BOB, &ts).contains("vote is recorded"));
+    assert_eq!(votes(&h), [(0, 1)]);
+}

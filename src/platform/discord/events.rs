@@ -1,6 +1,7 @@
-//! Discord's events: the serenity event handler turns gateway dispatches into `ChatEvent`s and
-//! slash-command interactions into `BrainCommand`s for the gateway core, keeps the shards'
-//! connection state and the thread map, and answers commands through `rest`.
+//! Discord's events: the serenity event handler turns gateway dispatches into `ChatEvent`s,
+//! slash-command interactions into `BrainCommand`s and button clicks into votes for the
+//! gateway core, keeps the shards' connection state and the thread map, and answers commands
+//! and clicks through `rest`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use serenity::all::{
-    CommandDataOptionValue, CommandInteraction, Context, EventHandler, Guild, GuildChannel,
-    Interaction, Message, MessageType, PartialGuildChannel, Permissions, Ready,
+    CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context, EventHandler, Guild,
+    GuildChannel, Interaction, Message, MessageType, PartialGuildChannel, Permissions, Ready,
     ThreadListSyncEvent, UserId,
 };
 use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
@@ -19,6 +20,7 @@ use super::rest::channel_key;
 use super::threads::{self, Threads};
 use super::{commands, DiscordRest, PLATFORM};
 use crate::brain::{BindingMode, BrainName, TenantKey};
+use crate::chat::feedback::{self, VoteButton};
 use crate::chat::MessageRef;
 use crate::gateway::{
     BrainCommand, ChatEvent, Gateway, GatewayError, Handled, Origin, PostedFile, Reply,
@@ -227,9 +229,17 @@ impl EventHandler for Handler {
     }
 
     async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
-        let Interaction::Command(command) = interaction else {
-            return;
-        };
+        match interaction {
+            Interaction::Command(command) => self.on_command(command).await,
+            Interaction::Component(click) => self.on_click(click).await,
+            _ => {}
+        }
+    }
+}
+
+impl Handler {
+    /// Runs a slash command and answers it within Discord's 3 s, deferring a slow one.
+    async fn on_command(&self, command: CommandInteraction) {
         let work = async {
             self.command(&command).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, "Discord: a command failed");
@@ -271,9 +281,40 @@ impl EventHandler for Handler {
             tracing::warn!(%error, "Discord: cannot answer a command");
         }
     }
-}
 
-impl Handler {
+    /// A button clicked (`INTERACTION_CREATE` type 3): a 👍/👎 is recorded and the person who
+    /// clicked is told so privately, within Discord's 3 s; anything else is acknowledged
+    /// without a change (type 6), so Discord does not show it failed.
+    async fn on_click(&self, click: ComponentInteraction) {
+        let button = VoteButton::from_custom_id(&click.data.custom_id);
+        let response = match (button, click.guild_id) {
+            (Some(button), Some(guild)) => {
+                let user = click.user.id.get().to_string();
+                let tenant = tenant(guild.get());
+                let vote = self.gateway.vote(&tenant, button, &user);
+                let text = tokio::time::timeout(ACK_WITHIN, vote)
+                    .await
+                    .unwrap_or_else(|_| feedback::NOT_NOW.to_string());
+                json!({
+                    "type": 4,
+                    "data": {
+                        "content": text,
+                        "flags": EPHEMERAL,
+                        "allowed_mentions": {"parse": []},
+                    },
+                })
+            }
+            _ => json!({"type": 6}),
+        };
+        if let Err(error) = self
+            .rest
+            .respond_to_interaction(click.id.get(), &click.token, response)
+            .await
+        {
+            tracing::warn!(%error, "Discord: cannot answer a button click");
+        }
+    }
+
     /// Records a shard's connection; Discord is connected while all of them are.
     fn shard_connected(&self, shard: u32, connected: bool) {
         let all = {

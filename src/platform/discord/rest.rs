@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::ratelimit::{Answered, Limiter, Route, Ticket};
 use crate::chat::budget::RateBudget;
+use crate::chat::feedback::VoteButton;
 use crate::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
 use crate::config::Secret;
 use crate::render::Limits;
@@ -365,6 +366,28 @@ impl ChatPlatform for DiscordRest {
         .map(drop)
     }
 
+    async fn edit_with_votes(
+        &self,
+        message: &MessageRef,
+        text: &str,
+        answer: i64,
+    ) -> Result<(), PlatformError> {
+        let id = channel_id(&message.channel)?;
+        let body = json!({
+            "content": text,
+            "allowed_mentions": {"parse": []},
+            "components": vote_buttons(answer),
+        });
+        self.call(
+            Method::PATCH,
+            &format!("/channels/{id}/messages/{}", message.id),
+            Some(&message.channel),
+            Some(body),
+        )
+        .await
+        .map(drop)
+    }
+
     async fn react(&self, message: &MessageRef, emoji: &str) -> Result<(), PlatformError> {
         let id = channel_id(&message.channel)?;
         let path = format!(
@@ -395,6 +418,23 @@ impl ChatPlatform for DiscordRest {
         crate::platform::download_capped(request, max_bytes, "links expire; post the file again")
             .await
     }
+}
+
+/// The 👍/👎 buttons under an answer: one action row (component type 1) of two grey buttons
+/// (type 2, style 2) whose `custom_id`s name the vote and the answer.
+fn vote_buttons(answer: i64) -> Value {
+    let buttons: Vec<Value> = VoteButton::BOTH
+        .into_iter()
+        .map(|vote| {
+            json!({
+                "type": 2,
+                "style": 2,
+                "emoji": {"name": vote.emoji()},
+                "custom_id": VoteButton { vote, answer }.custom_id(),
+            })
+        })
+        .collect();
+    json!([{"type": 1, "components": buttons}])
 }
 
 /// A reply's nonce: 16 hex digits (Discord allows 25 characters) of FNV-1a over the message

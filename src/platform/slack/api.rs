@@ -16,6 +16,7 @@ use slack_morphism::prelude::*;
 use tokio::sync::watch;
 
 use super::budget::{Budgets, Tier};
+use crate::chat::feedback::{AnswerId, VoteButton};
 use crate::chat::streamer::StreamOptions;
 use crate::chat::{ChannelKey, ChatPlatform, MessageRef, PlatformError};
 use crate::config::{Secret, SlackConfig};
@@ -216,6 +217,32 @@ impl SlackApi {
         })
     }
 
+    /// Shows `text` to `user` alone in `channel` (in `thread` when given):
+    /// `chat.postEphemeral`.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &ChannelKey,
+        user: &str,
+        text: &str,
+        thread: Option<&str>,
+    ) -> Result<(), PlatformError> {
+        let (team, channel_id) = team_and_channel(channel)?;
+        let mut request = SlackApiChatPostEphemeralRequest::new(
+            channel_id.to_string().into(),
+            user.to_string().into(),
+            content(text),
+        );
+        if let Some(thread) = thread {
+            request = request.with_thread_ts(thread.to_string().into());
+        }
+        let session = self.session();
+        self.call(Tier::Four, team, channel_id, || {
+            session.chat_post_ephemeral(&request)
+        })
+        .await
+        .map(drop)
+    }
+
     /// Deletes a message the bot posted.
     pub async fn delete(&self, message: &MessageRef) -> Result<(), PlatformError> {
         let (team, channel) = team_and_channel(&message.channel)?;
@@ -301,6 +328,22 @@ fn content(text: &str) -> SlackMessageContent {
         .with_blocks(vec![section.into()])
 }
 
+/// The 👍/👎 buttons under an answer: an `actions` block of two buttons whose `action_id`
+/// names the vote and whose `value` is the answer.
+pub(super) fn vote_buttons(answer: i64) -> SlackBlock {
+    let buttons = VoteButton::BOTH
+        .into_iter()
+        .map(|vote| {
+            SlackActionBlockElement::Button(
+                SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(vote.emoji()))
+                    .with_action_id(VoteButton::action_id(vote).into())
+                    .with_value(answer.to_string()),
+            )
+        })
+        .collect();
+    SlackActionsBlock::new(buttons).into()
+}
+
 /// What engram acts on in a Web API error. Only Slack's error code is kept: never a token.
 pub(super) fn platform_error(error: SlackClientError) -> PlatformError {
     match error {
@@ -379,6 +422,29 @@ impl ChatPlatform for SlackApi {
             .map(drop)
     }
 
+    async fn edit_with_votes(
+        &self,
+        message: &MessageRef,
+        text: &str,
+        answer: i64,
+    ) -> Result<(), PlatformError> {
+        let (team, channel) = team_and_channel(&message.channel)?;
+        let (ts, _) = ts_and_thread(message);
+        let mut content = content(text);
+        if let Some(blocks) = content.blocks.as_mut() {
+            blocks.push(vote_buttons(answer));
+        }
+        let request = SlackApiChatUpdateRequest::new(
+            channel.to_string().into(),
+            content,
+            ts.to_string().into(),
+        );
+        let session = self.session();
+        self.call(Tier::Three, team, channel, || session.chat_update(&request))
+            .await
+            .map(drop)
+    }
+
     async fn react(&self, message: &MessageRef, emoji: &str) -> Result<(), PlatformError> {
         let (team, channel) = team_and_channel(&message.channel)?;
         let (ts, _) = ts_and_thread(message);
@@ -441,8 +507,9 @@ impl ChatPlatform for SlackApi {
         asker: &str,
         text: &mut watch::Receiver<String>,
         options: StreamOptions,
+        answer: &AnswerId,
     ) -> Option<Result<Vec<MessageRef>, PlatformError>> {
-        super::stream::stream(self, placeholder, asker, text, options).await
+        super::stream::stream(self, placeholder, asker, text, options, answer).await
     }
 }
 

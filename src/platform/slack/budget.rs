@@ -74,7 +74,7 @@ pub enum Tier {
     Two,
     /// `chat.update`, `chat.delete`, `reactions.add`, `reactions.remove`.
     Three,
-    /// `chat.appendStream`, `users.info`.
+    /// `chat.appendStream`, `chat.postEphemeral`, `users.info`.
     Four,
     /// `chat.postMessage`: about one a second per channel.
     PostMessage,

@@ -1,7 +1,7 @@
 //! Slack events and slash commands → the gateway core, whichever transport brought them
 //! (HTTP or Socket Mode): `app_mention`s and replies in the bot's threads become questions,
 //! files shared in a channel become `ChatEvent::Files`, `/ask` and `/brain` become questions
-//! and `BrainCommand`s. The transports acknowledge first and hand the work here on a task.
+//! and `BrainCommand`s, 👍/👎 clicks become votes. The transports acknowledge first and hand the work here on a task.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use tokio::sync::OnceCell;
 use super::api::{channel_key, message_id, SlackApi};
 use super::PLATFORM;
 use crate::brain::{BindingMode, BrainName, TenantKey};
+use crate::chat::feedback::VoteButton;
 use crate::chat::MessageRef;
 use crate::gateway::{
     BrainCommand, ChatEvent, Gateway, GatewayError, Handled, Origin, PostedFile, Reply,
@@ -249,6 +250,44 @@ impl Adapter {
             Err(error) => {
                 tracing::warn!(%error, "Slack: cannot handle an event");
                 None
+            }
+        }
+    }
+
+    /// A click on a message's button (a `block_actions` interaction): each 👍/👎 in it is
+    /// recorded for the person who clicked, who is told so where they clicked, visible to them
+    /// alone (`chat.postEphemeral`). Other actions are not engram's.
+    pub async fn on_click(&self, click: SlackInteractionBlockActionsEvent) {
+        let team = click.team.id.0.as_str();
+        let Some(tenant) = workspace(team) else {
+            tracing::warn!("Slack: a click with a malformed team id was ignored");
+            return;
+        };
+        let Some(user) = click.user.as_ref().map(|user| user.id.0.as_str()) else {
+            return;
+        };
+        let channel = match &click.container {
+            SlackInteractionActionContainer::Message(message) => message.channel_id.clone(),
+            _ => None,
+        }
+        .or_else(|| click.channel.as_ref().map(|channel| channel.id.clone()));
+        let thread = click
+            .message
+            .as_ref()
+            .and_then(|message| message.origin.thread_ts.as_ref())
+            .map(|ts| ts.0.as_str());
+        for action in click.actions.iter().flatten() {
+            let value = action.value.as_deref().unwrap_or("");
+            let Some(button) = VoteButton::from_action(&action.action_id.0, value) else {
+                continue;
+            };
+            let text = self.gateway.vote(&tenant, button, user).await;
+            let Some(channel) = &channel else {
+                continue;
+            };
+            let channel = channel_key(team, &channel.0);
+            if let Err(error) = self.api.post_ephemeral(&channel, user, &text, thread).await {
+                tracing::warn!(%error, "Slack: cannot answer a click");
             }
         }
     }

@@ -100,14 +100,30 @@ async fn commands(State(endpoints): State<Endpoints>, headers: HeaderMap, body: 
     StatusCode::OK.into_response()
 }
 
-/// engram posts no interactive elements yet: acknowledged, nothing to do.
+/// A click on a button (`payload=<JSON>`, form-encoded): acknowledged at once, the vote
+/// recorded on a task. Other interactions are acknowledged and left alone.
 async fn interactions(
     State(endpoints): State<Endpoints>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match verified(&endpoints, &headers, &body) {
-        Some(_) => StatusCode::OK.into_response(),
-        None => unauthorized(),
+    let Some(body) = verified(&endpoints, &headers, &body) else {
+        return unauthorized();
+    };
+    let payload = serde_urlencoded::from_str::<Vec<(String, String)>>(body)
+        .ok()
+        .and_then(|fields| fields.into_iter().find(|(name, _)| name == "payload"))
+        .map(|(_, payload)| payload);
+    let Some(payload) = payload else {
+        return (StatusCode::BAD_REQUEST, "no payload\n").into_response();
+    };
+    match serde_json::from_str::<SlackInteractionEvent>(&payload) {
+        Ok(SlackInteractionEvent::BlockActions(click)) => {
+            let adapter = endpoints.adapter.clone();
+            tokio::spawn(async move { adapter.on_click(click).await });
+        }
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "Slack: an interaction engram does not read"),
     }
+    StatusCode::OK.into_response()
 }

@@ -1,7 +1,7 @@
 //! Slack's Socket Mode transport (`slack.app_token`): slack-morphism's Socket Mode client
 //! opens its connections through `apps.connections.open` at `slack.api_url`; each envelope's
-//! callback hands the work to a task and returns at once, so the envelope is acknowledged
-//! straight away.
+//! callback (events, slash commands, button clicks) hands the work to a task and returns at
+//! once, so the envelope is acknowledged straight away.
 
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ pub async fn run(
     let client = Arc::new(client(&config.api_url).map_err(|error| anyhow::anyhow!("{error}"))?);
     let callbacks = SlackSocketModeListenerCallbacks::new()
         .with_command_events(on_command)
+        .with_interaction_events(on_interaction)
         .with_push_events(on_event);
     let environment = Arc::new(
         SlackClientEventsListenerEnvironment::new(client)
@@ -71,6 +72,19 @@ async fn on_command(
     }
     // An empty acknowledgement: replies come through the channel or the response URL.
     Ok(SlackCommandEventResponse::new(SlackMessageContent::new()))
+}
+
+async fn on_interaction(
+    event: SlackInteractionEvent,
+    _client: Arc<SlackClient<Connector>>,
+    state: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    if let (SlackInteractionEvent::BlockActions(click), Some(adapter)) =
+        (event, adapter(&state).await)
+    {
+        tokio::spawn(async move { adapter.on_click(click).await });
+    }
+    Ok(())
 }
 
 fn on_error(

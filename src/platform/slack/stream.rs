@@ -6,6 +6,8 @@
 //! the workspace cannot stream (`chat.startStream` fails: an older plan, `unknown_method`,
 //! `not_allowed`…) that is remembered and answers there are edited with `chat.update`
 //! instead; so is an answer whose stream could not start soon (the Tier 2 budget is spent).
+//! The last `chat.stopStream` of an answer carries its 👍/👎 buttons (blocks shown under the
+//! finished message).
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use super::api::{
     error_code, message_id, platform_error, team_and_channel, ts_and_thread, SlackApi,
 };
 use super::budget::Tier;
+use crate::chat::feedback::AnswerId;
 use crate::chat::streamer::StreamOptions;
 use crate::chat::{MessageRef, PlatformError};
 use crate::render::{neutralise_mass_mentions, open_fence, FENCE_CLOSE};
@@ -35,6 +38,7 @@ pub(super) async fn stream(
     asker: &str,
     text: &mut watch::Receiver<String>,
     options: StreamOptions,
+    answer: &AnswerId,
 ) -> Option<Result<Vec<MessageRef>, PlatformError>> {
     let (team, channel) = team_and_channel(&placeholder.channel).ok()?;
     if api
@@ -118,7 +122,7 @@ pub(super) async fn stream(
             let is_final = producer_gone || text.has_changed().is_err();
             stream.catch_up(&streamable(&latest, is_final)).await?;
             if is_final {
-                stream.stop().await?;
+                stream.stop(answer.get()).await?;
                 return Ok(stream.messages.clone());
             }
         }
@@ -205,7 +209,7 @@ impl Stream<'_> {
                 if rollover.close {
                     self.append(FENCE_CLOSE).await?;
                 }
-                self.stop().await?;
+                self.stop(None).await?;
                 let piece = rollover.next_message(ready, self.sent);
                 let (tier2, key) = self.api.budgets.of(Tier::Two, &self.team, &self.channel);
                 tier2.acquire(&key).await;
@@ -241,12 +245,17 @@ impl Stream<'_> {
             .await
     }
 
-    /// Ends the open streamed message.
-    async fn stop(&mut self) -> Result<(), PlatformError> {
+    /// Ends the open streamed message, with the buttons for `votes` under it when given (the
+    /// answer's last message).
+    async fn stop(&mut self, votes: Option<i64>) -> Result<(), PlatformError> {
+        let mut content = SlackMessageContent::new();
+        if let Some(answer) = votes {
+            content = content.with_blocks(vec![super::api::vote_buttons(answer)]);
+        }
         let request = SlackApiChatStopStreamRequest::new(
             self.channel.clone().into(),
             self.open_ts().into(),
-            SlackMessageContent::new(),
+            content,
         );
         let session = self.api.session();
         self.write(Tier::Two, || session.chat_stop_stream(&request))

@@ -12,7 +12,7 @@
 //! Snowflakes, timestamps and permission bits are Discord's formats; payload shapes follow
 //! Discord's docs and are checked against serenity's models by `fake_discord_checked.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -870,6 +870,67 @@ impl FakeDiscord {
             "token": token,
             "version": 1,
             "app_permissions": bot_permissions.to_string(),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": guild_id.to_string()},
+            "context": 0,
+            "attachment_size_limit": 10_485_760,
+        })
+    }
+
+    /// An `INTERACTION_CREATE` payload (type 3, a message component) for `user_id` clicking
+    /// the button `custom_id` on the bot's message `message_id`, as Discord sends it: the
+    /// message, the member, and a fresh id and token (valid for callbacks from now on). With
+    /// `from_guild`, the click claims to come from that guild instead of the message's.
+    pub fn click(
+        &self,
+        message_id: u64,
+        user_id: u64,
+        custom_id: &str,
+        from_guild: Option<u64>,
+    ) -> Value {
+        let mut st = self.lock();
+        let message = st.message(message_id).expect("a known message").clone();
+        let channel_id = message.channel_id;
+        let home = st.channel(channel_id).expect("a known channel").0.id;
+        let guild_id = from_guild.unwrap_or(home);
+        let permissions = st.permissions(home, user_id, channel_id);
+        let has_button = message.json["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+            .any(|button| button["custom_id"].as_str() == Some(custom_id));
+        assert!(has_button, "no button {custom_id} on message {message_id}");
+        let id = st.snowflake();
+        let token = format!("aW50ZXJhY3Rpb246{id}:fake");
+        let mut member = st.partial_member_json(home, user_id);
+        member["user"] = st.user_json(user_id);
+        member["permissions"] = json!(permissions.to_string());
+        st.interactions.push(InteractionRecord {
+            id,
+            token: token.clone(),
+            guild_id,
+            channel_id,
+            user_id,
+            created: Instant::now(),
+            callbacks: Vec::new(),
+            original_message: None,
+            followups: Vec::new(),
+        });
+        json!({
+            "id": id.to_string(),
+            "application_id": st.options.application_id.to_string(),
+            "type": 3,
+            "data": {"custom_id": custom_id, "component_type": 2},
+            "guild_id": guild_id.to_string(),
+            "channel_id": channel_id.to_string(),
+            "message": message.json,
+            "member": member,
+            "token": token,
+            "version": 1,
+            "app_permissions": "0",
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
@@ -2359,6 +2420,122 @@ fn check_content(body: &Value) -> Result<(), Reply> {
             "BASE_TYPE_MAX_LENGTH",
             "Must be 2000 or fewer in length.",
         ));
+    }
+    check_components(body)
+}
+
+/// Message components as Discord checks them: at most 5 action rows (type 1) of 1–5
+/// buttons (type 2); a button has a label (≤ 80 characters) or an emoji; styles 1–4 need a
+/// `custom_id` of 1–100 characters, unique in the message, and no `url`; style 5 (link) needs
+/// a `url` and no `custom_id`.
+fn check_components(body: &Value) -> Result<(), Reply> {
+    let Some(rows) = body.get("components").filter(|c| !c.is_null()) else {
+        return Ok(());
+    };
+    let invalid =
+        |field: String, code: &str, message: &str| Err(invalid_form(&field, code, message));
+    let Some(rows) = rows.as_array() else {
+        return invalid("components".into(), "BASE_TYPE_ARRAY", "Must be an array.");
+    };
+    if rows.len() > 5 {
+        return invalid(
+            "components".into(),
+            "BASE_TYPE_BAD_LENGTH",
+            "Must be between 0 and 5 in length.",
+        );
+    }
+    let mut ids = HashSet::new();
+    for (r, row) in rows.iter().enumerate() {
+        let at = format!("components.{r}");
+        if row["type"].as_u64() != Some(1) {
+            return invalid(
+                format!("{at}.type"),
+                "UNION_TYPE_CHOICES",
+                "Value of field \"type\" must be one of (1,).",
+            );
+        }
+        let buttons = row["components"].as_array().cloned().unwrap_or_default();
+        if buttons.is_empty() || buttons.len() > 5 {
+            return invalid(
+                format!("{at}.components"),
+                "BASE_TYPE_BAD_LENGTH",
+                "Must be between 1 and 5 in length.",
+            );
+        }
+        for (b, button) in buttons.iter().enumerate() {
+            let at = format!("{at}.components.{b}");
+            if button["type"].as_u64() != Some(2) {
+                return invalid(
+                    format!("{at}.type"),
+                    "COMPONENT_TYPE_INVALID",
+                    "This component type is not supported here.",
+                );
+            }
+            let style = button["style"].as_u64().unwrap_or(0);
+            if !(1..=5).contains(&style) {
+                return invalid(
+                    format!("{at}.style"),
+                    "BASE_TYPE_CHOICES",
+                    "Value must be one of {1, 2, 3, 4, 5}.",
+                );
+            }
+            let label = button["label"].as_str().map(|l| l.chars().count());
+            if label.is_some_and(|n| n > 80) {
+                return invalid(
+                    format!("{at}.label"),
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 80 or fewer in length.",
+                );
+            }
+            let emoji = button["emoji"]["name"].as_str().is_some()
+                || button["emoji"]["id"].as_str().is_some();
+            if label.unwrap_or(0) == 0 && !emoji {
+                return invalid(
+                    at,
+                    "BUTTON_COMPONENT_LABEL_OR_EMOJI_REQUIRED",
+                    "A label or an emoji is required.",
+                );
+            }
+            let custom_id = button["custom_id"].as_str();
+            if style == 5 {
+                if button["url"].as_str().is_none() || custom_id.is_some() {
+                    return invalid(
+                        at,
+                        "BUTTON_COMPONENT_URL_REQUIRED",
+                        "A link button needs a url and no custom_id.",
+                    );
+                }
+                continue;
+            }
+            let Some(custom_id) = custom_id else {
+                return invalid(
+                    format!("{at}.custom_id"),
+                    "BASE_TYPE_REQUIRED",
+                    "This field is required",
+                );
+            };
+            if custom_id.is_empty() || custom_id.chars().count() > 100 {
+                return invalid(
+                    format!("{at}.custom_id"),
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 100 in length.",
+                );
+            }
+            if button.get("url").is_some_and(|u| !u.is_null()) {
+                return invalid(
+                    format!("{at}.url"),
+                    "BUTTON_COMPONENT_URL_NOT_ALLOWED",
+                    "A button with a custom_id cannot have a url.",
+                );
+            }
+            if !ids.insert(custom_id.to_string()) {
+                return invalid(
+                    format!("{at}.custom_id"),
+                    "COMPONENT_CUSTOM_ID_DUPLICATED",
+                    "Component custom id cannot be duplicated",
+                );
+            }
+        }
     }
     Ok(())
 }

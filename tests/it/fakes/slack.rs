@@ -1,8 +1,9 @@
 //! A local stand-in for Slack (what sits across the network): the Web API methods engram
 //! calls (messages, streams, reactions, users, auth, Socket Mode's `apps.connections.open`),
 //! `url_private` file downloads that demand the bot token, slash commands' `response_url`,
-//! a Socket Mode WebSocket that sends `hello` and envelopes and records acks, and requests
-//! signed as Slack signs them. Rate limits can be enforced per method (429 + `Retry-After`).
+//! a Socket Mode WebSocket that sends `hello` and envelopes and records acks, `block_actions`
+//! payloads for button clicks, and requests signed as Slack signs them. Blocks are checked as
+//! Slack checks them (`invalid_blocks`). Rate limits can be enforced per method (429 + `Retry-After`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -59,6 +60,7 @@ pub fn tier_limits() -> HashMap<&'static str, (usize, Duration)> {
         ("conversations.replies", 50),
         ("conversations.info", 50),
         ("chat.appendStream", 100),
+        ("chat.postEphemeral", 100),
         ("users.info", 100),
     ]
     .into_iter()
@@ -94,11 +96,28 @@ pub struct Message {
     /// A stream still open.
     pub streaming: bool,
     pub deleted: bool,
+    /// The blocks it shows now (`chat.postMessage`/`chat.update`'s, or those
+    /// `chat.stopStream` put under a streamed message).
+    pub blocks: Vec<Value>,
 }
 
 impl Message {
     pub fn text(&self) -> &str {
         self.versions.last().map_or("", String::as_str)
+    }
+
+    /// The buttons of its `actions` blocks: (`action_id`, `value`).
+    pub fn buttons(&self) -> Vec<(String, String)> {
+        self.blocks
+            .iter()
+            .filter(|block| block["type"] == "actions")
+            .flat_map(|block| block["elements"].as_array().cloned().unwrap_or_default())
+            .filter(|element| element["type"] == "button")
+            .map(|button| {
+                let field = |key: &str| button[key].as_str().unwrap_or("").to_string();
+                (field("action_id"), field("value"))
+            })
+            .collect()
     }
 }
 
@@ -111,9 +130,19 @@ pub struct Call {
     pub body: Value,
 }
 
+/// A message shown to one person (`chat.postEphemeral`).
+#[derive(Debug, Clone)]
+pub struct Ephemeral {
+    pub channel: String,
+    pub user: String,
+    pub text: String,
+    pub thread_ts: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     messages: Vec<Message>,
+    ephemerals: Vec<Ephemeral>,
     reactions: HashMap<String, Vec<String>>,
     calls: Vec<Call>,
     responses: Vec<Value>,
@@ -225,6 +254,11 @@ impl FakeSlack {
         let forced: usize = self.shared.options.force_429.values().sum();
         let limited = inner.calls.iter().filter(|c| c.status == 429).count();
         limited.saturating_sub(forced)
+    }
+
+    /// Messages shown to one person, oldest first.
+    pub fn ephemerals(&self) -> Vec<Ephemeral> {
+        self.inner().ephemerals.clone()
     }
 
     /// Texts posted to `response_url`s.
@@ -457,6 +491,10 @@ async fn web_api(
         return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
     }
     let text = |key: &str| args[key].as_str().unwrap_or("").to_string();
+    let blocks = match blocks_of(&args) {
+        Ok(blocks) => blocks,
+        Err(error) => return Json(json!({"ok": false, "error": error})).into_response(),
+    };
     let reply = match method.as_str() {
         "auth.test" => json!({
             "ok": true, "url": "https://engram.slack.com/", "team": "Engram", "user": "engram",
@@ -484,9 +522,24 @@ async fn web_api(
                 streamed: false,
                 streaming: false,
                 deleted: false,
+                blocks: blocks.unwrap_or_default(),
             });
             json!({"ok": true, "channel": text("channel"), "ts": ts,
                    "message": {"type": "message", "ts": ts, "text": text("text"), "user": BOT}})
+        }
+        "chat.postEphemeral" => {
+            let (channel, user) = (text("channel"), text("user"));
+            if channel.is_empty() || user.is_empty() {
+                return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
+            }
+            let ts = next_ts(&mut inner);
+            inner.ephemerals.push(Ephemeral {
+                channel,
+                user,
+                text: text("text"),
+                thread_ts: args["thread_ts"].as_str().map(str::to_string),
+            });
+            json!({"ok": true, "message_ts": ts})
         }
         "chat.startStream" if !shared.options.streaming => {
             json!({"ok": false, "error": "unknown_method"})
@@ -502,6 +555,7 @@ async fn web_api(
                 streamed: true,
                 streaming: true,
                 deleted: false,
+                blocks: Vec::new(),
             });
             json!({"ok": true, "channel": text("channel"), "ts": ts})
         }
@@ -515,13 +569,19 @@ async fn web_api(
                 return Json(json!({"ok": false, "error": "message_not_found"})).into_response();
             };
             match method.as_str() {
-                "chat.update" => message.versions.push(text("text")),
+                "chat.update" => {
+                    message.versions.push(text("text"));
+                    message.blocks = blocks.unwrap_or_default();
+                }
                 "chat.delete" => message.deleted = true,
                 "chat.appendStream" if message.streaming => {
                     let grown = format!("{}{}", message.text(), text("markdown_text"));
                     message.versions.push(grown);
                 }
-                "chat.stopStream" if message.streaming => message.streaming = false,
+                "chat.stopStream" if message.streaming => {
+                    message.streaming = false;
+                    message.blocks = blocks.unwrap_or_default();
+                }
                 _ => {
                     return Json(json!({"ok": false, "error": "message_not_in_streaming_state"}))
                         .into_response()
@@ -545,6 +605,125 @@ async fn web_api(
         _ => json!({"ok": false, "error": "unknown_method"}),
     };
     Json(reply).into_response()
+}
+
+/// A call's `blocks` (a JSON array, or its text in a form-encoded call) as Slack checks them:
+/// at most 50 blocks of known types; a section's text at most 3,000 characters; an `actions`
+/// block 1–25 elements; a button's `plain_text` text at most 75 characters, its `action_id`
+/// at most 255 and unique in the message, its `value` at most 2,000. Anything else is
+/// `invalid_blocks`.
+fn blocks_of(args: &Value) -> Result<Option<Vec<Value>>, &'static str> {
+    let blocks = match &args["blocks"] {
+        Value::Null => return Ok(None),
+        Value::String(text) => serde_json::from_str(text).map_err(|_| "invalid_blocks_format")?,
+        other => other.clone(),
+    };
+    let blocks = blocks.as_array().ok_or("invalid_blocks_format")?.clone();
+    if blocks.len() > 50 {
+        return Err("invalid_blocks");
+    }
+    let mut action_ids = HashSet::new();
+    for block in &blocks {
+        match block["type"].as_str().unwrap_or("") {
+            "section" => {
+                let text = &block["text"];
+                let kind_ok = matches!(text["type"].as_str(), Some("mrkdwn" | "plain_text"));
+                let length = text["text"].as_str().map(|t| t.chars().count());
+                if !kind_ok || length.is_none_or(|n| n == 0 || n > 3000) {
+                    return Err("invalid_blocks");
+                }
+            }
+            "actions" => {
+                let elements = block["elements"].as_array().ok_or("invalid_blocks")?;
+                if elements.is_empty() || elements.len() > 25 {
+                    return Err("invalid_blocks");
+                }
+                for element in elements {
+                    if element["type"] != "button" {
+                        continue;
+                    }
+                    let label = &element["text"];
+                    let label_ok = label["type"] == "plain_text"
+                        && label["text"]
+                            .as_str()
+                            .is_some_and(|t| !t.is_empty() && t.chars().count() <= 75);
+                    let value_ok = element["value"]
+                        .as_str()
+                        .is_none_or(|v| v.chars().count() <= 2000);
+                    let id_ok = match element["action_id"].as_str() {
+                        Some(id) => id.len() <= 255 && action_ids.insert(id.to_string()),
+                        None => true,
+                    };
+                    if !(label_ok && value_ok && id_ok) {
+                        return Err("invalid_blocks");
+                    }
+                }
+            }
+            "context" | "divider" | "header" | "image" | "markdown" | "rich_text" => {}
+            _ => return Err("invalid_blocks"),
+        }
+    }
+    Ok(Some(blocks))
+}
+
+/// A `block_actions` payload for `user` clicking the button `action_id` on the bot's message
+/// `ts`, as Slack sends it to the Interactivity URL or in an `interactive` envelope, with a
+/// fresh `response_url`. With `team`, the click claims to come from that workspace.
+pub fn block_actions(
+    fake: &FakeSlack,
+    user: &str,
+    ts: &str,
+    action_id: &str,
+    team: Option<&str>,
+) -> Value {
+    let message = fake
+        .messages()
+        .into_iter()
+        .find(|m| m.ts == ts && !m.deleted)
+        .expect("a message");
+    let (_, value) = message
+        .buttons()
+        .into_iter()
+        .find(|(id, _)| id == action_id)
+        .unwrap_or_else(|| panic!("no button {action_id} on {ts}: {:?}", message.blocks));
+    let trigger = fake.next_ts();
+    let team = team.unwrap_or(TEAM);
+    let button = message
+        .blocks
+        .iter()
+        .flat_map(|block| block["elements"].as_array().cloned().unwrap_or_default())
+        .find(|element| element["action_id"] == action_id)
+        .unwrap();
+    json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": team},
+        "api_app_id": "A0ENGRAM",
+        "token": "unused",
+        "container": {
+            "type": "message", "message_ts": ts, "channel_id": message.channel,
+            "is_ephemeral": false, "thread_ts": message.thread_ts,
+        },
+        "trigger_id": format!("trigger-{trigger}"),
+        "team": {"id": team, "domain": "engram"},
+        "enterprise": null,
+        "is_enterprise_install": false,
+        "channel": {"id": message.channel, "name": "general"},
+        "message": {
+            "type": "message", "user": BOT, "ts": ts, "bot_id": "B0BOT", "app_id": "A0ENGRAM",
+            "text": message.text(), "team": TEAM, "blocks": message.blocks,
+            "thread_ts": message.thread_ts,
+        },
+        "state": {"values": {}},
+        "response_url": fake.response_url(&trigger),
+        "actions": [{
+            "action_id": action_id,
+            "block_id": "votes",
+            "text": button["text"],
+            "value": value,
+            "type": "button",
+            "action_ts": format!("{trigger}.5"),
+        }],
+    })
 }
 
 async fn file(
