@@ -257,6 +257,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
             outlet,
             ingest: config.ingest.clone(),
             max_attempts: config.jobs.max_attempts,
+            budgets: config.budgets,
         };
         let resuming = gateway.clone();
         control.spawn(async move { resuming.resume_reports(platform).await });

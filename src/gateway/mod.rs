@@ -8,6 +8,7 @@
 mod commands;
 mod files;
 mod questions;
+mod reports;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +16,12 @@ use std::time::Duration;
 use crate::brain::TenantKey;
 use crate::chat::service::Outlet;
 use crate::chat::{ChannelKey, MessageRef, PlatformError};
-use crate::config::IngestConfig;
+use crate::config::{BudgetsConfig, IngestConfig};
 use crate::index::Index;
 use crate::jobs::JobId;
 use crate::store::{patiently, EventClaim, Store, StoreError, STORE_PATIENCE};
 
-pub use commands::{BrainCommand, Reply};
+pub use commands::{BrainCommand, Reply, MAX_BUDGET_USD};
 pub use files::{DONE, FAILED, WORKING};
 pub use questions::{ask, AskError, Asked, NewQuestion};
 
@@ -154,6 +155,8 @@ pub struct Gateway {
     pub ingest: IngestConfig,
     /// Attempts of the jobs it queues (`jobs.max_attempts`).
     pub max_attempts: u32,
+    /// The configured caps, for `/brain budget` and `/brain info`.
+    pub budgets: BudgetsConfig,
 }
 
 impl Gateway {
