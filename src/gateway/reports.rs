@@ -3,7 +3,7 @@
 //! with this month's spending against each and when they reset; every reply within the
 //! smaller platform limit (Discord's 2,000 characters).
 
-use crate::answer::budget::{usd, when};
+use crate::answer::budget::when;
 use crate::brain::BrainName;
 use crate::clock::{format_day, next_month_start_ms};
 use crate::render::Limits;
@@ -30,6 +30,16 @@ fn budget_syntax(platform: &str) -> &'static str {
     match platform {
         "discord" => "`/brain budget usd:<amount>`",
         _ => "`/brain budget <amount>`",
+    }
+}
+
+/// Dollars and cents as the budget notices write them (`$0.0040` below a cent), nothing
+/// spent as `$0.00`.
+fn money(micros: i64) -> String {
+    if micros == 0 {
+        "$0.00".to_string()
+    } else {
+        crate::answer::budget::usd(micros)
     }
 }
 
@@ -165,12 +175,12 @@ fn spent_of(spent: i64, cap: i64) -> String {
     if cap > 0 {
         format!(
             "{} of {} spent ({:.0}%)",
-            usd(spent),
-            usd(cap),
+            money(spent),
+            money(cap),
             (spent as f64 / cap as f64 * 100.0).floor()
         )
     } else {
-        format!("{} spent, no cap", usd(spent))
+        format!("{} spent, no cap", money(spent))
     }
 }
 
@@ -218,16 +228,16 @@ pub(super) fn budget_changed(budgets: &Budgets) -> String {
     let mut text = if budgets.brain_own && budgets.brain_cap > 0 {
         format!(
             "This brain's monthly LLM budget is now {}; {} is spent this month, which ends {}.",
-            usd(budgets.brain_cap),
-            usd(budgets.brain_spent),
+            money(budgets.brain_cap),
+            money(budgets.brain_spent),
             budgets.resets()
         )
     } else if budgets.brain_cap > 0 {
         format!(
             "This brain no longer has a budget of its own: the default for every brain \
              applies again ({} a month; {} is spent this month).",
-            usd(budgets.brain_cap),
-            usd(budgets.brain_spent)
+            money(budgets.brain_cap),
+            money(budgets.brain_spent)
         )
     } else {
         "This brain no longer has a budget of its own, and there is no default for every \
@@ -249,7 +259,7 @@ pub(super) fn budget_line(budgets: &Budgets, team: &str) -> String {
     if !budgets.any() {
         return format!(
             "Budgets: none ({} spent this month).",
-            usd(budgets.brain_spent)
+            money(budgets.brain_spent)
         );
     }
     let mut parts = Vec::new();

@@ -530,9 +530,9 @@ fn discord_brain_budget_usage_and_info() {
     assert!(
         shown.starts_with("LLM budgets of the brain `handbook` this month (until ")
             && shown.contains(
-                "• This brain: $0.0000 of $2.00 spent (0%): the default budget for every brain."
+                "• This brain: $0.00 of $2.00 spent (0%): the default budget for every brain."
             )
-            && shown.contains("• All of this server's brains together: $0.0000 of $100.00 spent"),
+            && shown.contains("• All of this server's brains together: $0.00 of $100.00 spent"),
         "{shown}"
     );
 
@@ -697,8 +697,8 @@ fn slack_brain_budget_usage_and_info() {
     let shown = private_reply(BOB, "budget");
     assert!(
         shown.contains(
-            "• This brain: $0.0000 of $2.00 spent (0%): the default budget for every brain."
-        ) && shown.contains("• All of this workspace's brains together: $0.0000 of $100.00")
+            "• This brain: $0.00 of $2.00 spent (0%): the default budget for every brain."
+        ) && shown.contains("• All of this workspace's brains together: $0.00 of $100.00")
             && shown.ends_with("with `/brain budget <amount>`; `0` removes it."),
         "{shown}"
     );
