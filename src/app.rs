@@ -258,6 +258,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
             ingest: config.ingest.clone(),
             max_attempts: config.jobs.max_attempts,
             metrics: metrics.clone(),
+            budgets: config.budgets,
         };
         let resuming = gateway.clone();
         control.spawn(async move { resuming.resume_reports(platform).await });

@@ -51,13 +51,13 @@ pub fn resets_at(cap: CapKind, now: i64) -> i64 {
 }
 
 /// `2026-12-01 00:00 UTC`.
-fn when(ms: i64) -> String {
+pub fn when(ms: i64) -> String {
     let text = format_utc(ms);
     format!("{} {} UTC", &text[..10], &text[11..16])
 }
 
 /// Dollars and cents (with hundredths of a cent below a cent).
-fn usd(micros: i64) -> String {
+pub fn usd(micros: i64) -> String {
     if micros.abs() < 10_000 {
         format!("${:.4}", micros as f64 / 1e6)
     } else {

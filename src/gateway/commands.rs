@@ -1,11 +1,14 @@
-//! `/brain` commands: create, link, unlink, list, info, forget, prompt and usage, each a reply
-//! for the person who ran it (private) or the channel (public).
+//! `/brain` commands: create, link, unlink, list, info, forget, prompt, budget and usage, each a
+//! reply for the person who ran it (private) or the channel (public).
 
+use super::reports::{self, Budgets};
 use super::{Gateway, GatewayError, Origin, UNBOUND_HINT};
-use crate::brain::{BindingMode, BrainName, Document, DocumentStatus, TenantId};
-use crate::clock::now_ms;
+use crate::answer::budget::{caps_for, usd_to_micros};
+use crate::brain::{BindingMode, Brain, BrainName, Document, DocumentStatus, TenantId};
+use crate::clock::{month_start_ms, now_ms};
 use crate::ingest;
-use crate::store::StoreError;
+use crate::store::{StoreError, UsageFilter};
+use crate::usage::{report, GroupBy, UsageRow};
 
 impl Gateway {
     /// Runs a `/brain` (or `/usage`) command from `origin`. `can_manage`: the platform says the
@@ -67,7 +70,7 @@ impl Gateway {
                     Reply::private(format!("Brains: {}", names.join(", ")))
                 }
             }
-            BrainCommand::Info => self.info(tenant, channel).await?,
+            BrainCommand::Info => self.info(origin, tenant, channel).await?,
             BrainCommand::Forget { file } => {
                 let Some(binding) = self.store.binding(tenant, channel).await? else {
                     return Ok(Reply::private(UNBOUND_HINT));
@@ -108,33 +111,108 @@ impl Gateway {
                     "The brain's instructions are updated.".to_string()
                 })
             }
+            BrainCommand::Budget { micros } => self.budget(origin, tenant, channel, micros).await?,
             BrainCommand::Usage => {
-                let since = crate::clock::month_start_ms(now_ms());
-                let totals = self.store.usage_totals(tenant, since).await?;
-                if totals.is_empty() {
-                    Reply::private("No LLM usage this month.")
-                } else {
-                    let lines: Vec<String> = totals
-                        .iter()
-                        .map(|total| {
-                            format!(
-                                "{}: {} answers, {} + {} tokens, ${:.4}",
-                                total.model,
-                                total.calls,
-                                total.prompt_tokens,
-                                total.completion_tokens,
-                                total.cost_micros as f64 / 1e6
-                            )
-                        })
-                        .collect();
-                    Reply::private(format!("This month:\n{}", lines.join("\n")))
-                }
+                let since = month_start_ms(now_ms());
+                let rows = self.month(tenant, None, since, GroupBy::Model).await?;
+                Reply::private(reports::usage_reply(
+                    &rows,
+                    reports::team(&origin.platform),
+                    since,
+                ))
             }
         };
-        Ok(reply)
+        Ok(Reply {
+            text: reports::fit(reply.text),
+            ..reply
+        })
     }
 
-    async fn info(&self, tenant: TenantId, channel: &str) -> Result<Reply, GatewayError> {
+    /// `engram usage`'s report of the tenant's (or one brain's) answers since `since`.
+    async fn month(
+        &self,
+        tenant: TenantId,
+        brain: Option<crate::brain::BrainId>,
+        since: i64,
+        by: GroupBy,
+    ) -> Result<Vec<UsageRow>, GatewayError> {
+        let entries = self
+            .store
+            .usage_entries(&UsageFilter {
+                tenant: Some(tenant),
+                brain,
+                since,
+            })
+            .await?;
+        Ok(report(&entries, by))
+    }
+
+    /// The caps that apply to `brain` now and this month's spending against them, with the
+    /// brain's own figures for the month (`engram usage`'s total row).
+    async fn budgets(
+        &self,
+        tenant: TenantId,
+        brain: &Brain,
+    ) -> Result<(Budgets, Vec<UsageRow>), GatewayError> {
+        let now = now_ms();
+        let since = month_start_ms(now);
+        let spent =
+            |rows: &[UsageRow]| reports::total(rows).map_or(0, |t| usd_to_micros(t.cost_usd));
+        let tenant_spent = spent(&self.month(tenant, None, since, GroupBy::Brain).await?);
+        let brain_rows = self
+            .month(tenant, Some(brain.id), since, GroupBy::Model)
+            .await?;
+        let caps = caps_for(&self.budgets, brain);
+        let budgets = Budgets {
+            brain_cap: caps.brain_micros,
+            brain_own: brain.budget_micros.is_some_and(|micros| micros > 0),
+            brain_spent: spent(&brain_rows),
+            tenant_cap: caps.tenant_micros,
+            tenant_spent,
+            user_questions: caps.user_questions,
+            now,
+        };
+        Ok((budgets, brain_rows))
+    }
+
+    /// `/brain budget`: shows the caps of this channel's brain (`micros` `None`), or sets its
+    /// own monthly cap (`Some(0)` removes it, so the configured one applies again).
+    async fn budget(
+        &self,
+        origin: &Origin,
+        tenant: TenantId,
+        channel: &str,
+        micros: Option<i64>,
+    ) -> Result<Reply, GatewayError> {
+        let Some(binding) = self.store.binding(tenant, channel).await? else {
+            return Ok(Reply::private(UNBOUND_HINT));
+        };
+        if let Some(micros) = micros {
+            self.store
+                .set_brain_budget(binding.brain, (micros > 0).then_some(micros))
+                .await?;
+        }
+        let Some(brain) = self.store.brain(tenant, binding.brain).await? else {
+            return Ok(Reply::private(UNBOUND_HINT));
+        };
+        let (budgets, _) = self.budgets(tenant, &brain).await?;
+        Ok(match micros {
+            None => Reply::private(reports::budget_show(
+                &budgets,
+                &brain.name,
+                reports::team(&origin.platform),
+                &origin.platform,
+            )),
+            Some(_) => Reply::public(reports::budget_changed(&budgets)),
+        })
+    }
+
+    async fn info(
+        &self,
+        origin: &Origin,
+        tenant: TenantId,
+        channel: &str,
+    ) -> Result<Reply, GatewayError> {
         let Some(binding) = self.store.binding(tenant, channel).await? else {
             return Ok(Reply::private(UNBOUND_HINT));
         };
@@ -151,6 +229,14 @@ impl Gateway {
             stats.chunks,
             brain.model.as_deref().unwrap_or("the default")
         );
+        let (budgets, month) = self.budgets(tenant, &brain).await?;
+        text.push('\n');
+        text.push_str(&reports::month_line(&month));
+        text.push('\n');
+        text.push_str(&reports::budget_line(
+            &budgets,
+            reports::team(&origin.platform),
+        ));
         text.push_str(&versions_lines(
             &self.store.documents(brain.id).await?,
             &self.store.document_history(brain.id).await?,
@@ -224,15 +310,36 @@ fn no_such_brain(name: &BrainName) -> Reply {
 /// A `/brain` command, parsed by the adapter from its platform's syntax.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrainCommand {
-    Create { name: BrainName },
-    Link { name: BrainName, mode: BindingMode },
+    Create {
+        name: BrainName,
+    },
+    Link {
+        name: BrainName,
+        mode: BindingMode,
+    },
     Unlink,
     List,
     Info,
-    Forget { file: String },
-    Prompt { text: String },
+    Forget {
+        file: String,
+    },
+    Prompt {
+        text: String,
+    },
+    /// Show this channel's brain's budgets (`None`), or set its own monthly cap in millionths
+    /// of a US dollar (`Some(0)` removes it).
+    Budget {
+        micros: Option<i64>,
+    },
     Usage,
 }
+
+/// The largest monthly budget a brain can be given, in US dollars.
+pub const MAX_BUDGET_USD: f64 = 1_000_000.0;
+
+/// How to give an amount, for the replies that refuse one.
+const AMOUNT_HINT: &str =
+    "Give it in US dollars, like `25` or `12.50`; `0` removes this brain's own budget.";
 
 impl BrainCommand {
     fn changes_something(&self) -> bool {
@@ -243,7 +350,55 @@ impl BrainCommand {
                 | BrainCommand::Unlink
                 | BrainCommand::Forget { .. }
                 | BrainCommand::Prompt { .. }
+                | BrainCommand::Budget { micros: Some(_) }
         )
+    }
+
+    /// `/brain budget` with an amount in US dollars as a platform's number option gives it
+    /// (`None`: show the budgets), rounded to the cent. What is not a finite amount, negative,
+    /// under a cent or over `MAX_BUDGET_USD` is refused with a reply saying why.
+    pub fn budget(usd: Option<f64>) -> Result<BrainCommand, String> {
+        let Some(usd) = usd else {
+            return Ok(BrainCommand::Budget { micros: None });
+        };
+        if !usd.is_finite() {
+            return Err(format!("That isn't an amount. {AMOUNT_HINT}"));
+        }
+        if usd < 0.0 {
+            return Err(format!("A budget can't be negative. {AMOUNT_HINT}"));
+        }
+        if usd > MAX_BUDGET_USD {
+            return Err(format!(
+                "A brain's monthly budget can be at most $1,000,000. {AMOUNT_HINT}"
+            ));
+        }
+        let cents = (usd * 100.0).round() as i64;
+        if cents == 0 && usd > 0.0 {
+            return Err(format!("The smallest budget is $0.01. {AMOUNT_HINT}"));
+        }
+        Ok(BrainCommand::Budget {
+            micros: Some(cents * 10_000),
+        })
+    }
+
+    /// `/brain budget` with its amount as typed (`5`, `12.50`, `$12.50`; empty: show the
+    /// budgets).
+    pub fn budget_from_text(text: &str) -> Result<BrainCommand, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Self::budget(None);
+        }
+        let amount = text.strip_prefix('$').unwrap_or(text).trim();
+        // Digits and one point only: no exponents, `inf`, `nan` or thousands separators.
+        let plain = !amount.is_empty()
+            && amount
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+            && amount.chars().any(|c| c.is_ascii_digit());
+        match amount.parse::<f64>() {
+            Ok(usd) if plain => Self::budget(Some(usd)),
+            _ => Err(format!("That isn't an amount. {AMOUNT_HINT}")),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 mod commands;
 mod files;
 mod questions;
+mod reports;
 mod votes;
 
 use std::sync::Arc;
@@ -17,12 +18,12 @@ use std::time::Duration;
 use crate::brain::TenantKey;
 use crate::chat::service::Outlet;
 use crate::chat::{ChannelKey, MessageRef, PlatformError};
-use crate::config::IngestConfig;
+use crate::config::{BudgetsConfig, IngestConfig};
 use crate::index::Index;
 use crate::jobs::JobId;
 use crate::store::{patiently, EventClaim, Store, StoreError, STORE_PATIENCE};
 
-pub use commands::{BrainCommand, Reply};
+pub use commands::{BrainCommand, Reply, MAX_BUDGET_USD};
 pub use files::{DONE, FAILED, WORKING};
 pub use questions::{ask, AskError, Asked, NewQuestion};
 
@@ -158,6 +159,8 @@ pub struct Gateway {
     pub max_attempts: u32,
     /// This process's counters (votes are counted where they are recorded).
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// The configured caps, for `/brain budget` and `/brain info`.
+    pub budgets: BudgetsConfig,
 }
 
 impl Gateway {

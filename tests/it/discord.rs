@@ -16,17 +16,17 @@ use crate::fakes::discord::{
 };
 use crate::fakes::openai::{self as fake_openai, Behaviour, FakeOpenAi};
 
-const REPLY: &str = "Visitors park on level two [1].";
+pub(crate) const REPLY: &str = "Visitors park on level two [1].";
 
 /// The fakes run on their own runtime; engram runs on its own, as in production.
-struct Harness {
+pub(crate) struct Harness {
     /// Runs the fakes' servers; dropped last.
-    fakes: tokio::runtime::Runtime,
-    discord: FakeDiscord,
-    llm: FakeOpenAi,
+    pub(crate) fakes: tokio::runtime::Runtime,
+    pub(crate) discord: FakeDiscord,
+    pub(crate) llm: FakeOpenAi,
     engram: Option<Running>,
     /// engram's store, for looking at what it recorded.
-    store: engram::config::StoreConfig,
+    pub(crate) store: engram::config::StoreConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -36,7 +36,7 @@ impl Harness {
     }
 
     /// As `start`, with `configure` changing engram's configuration first.
-    fn start_with(
+    pub(crate) fn start_with(
         options: Options,
         behaviour: Behaviour,
         configure: impl FnOnce(&mut Config),
@@ -105,7 +105,12 @@ impl Harness {
         harness
     }
 
-    fn wait<T>(&self, what: &str, limit: Duration, mut check: impl FnMut(&Self) -> Option<T>) -> T {
+    pub(crate) fn wait<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(found) = check(self) {
@@ -125,7 +130,7 @@ impl Harness {
     }
 
     /// Sends a slash command; returns the content of the response engram gave.
-    fn command(&self, command: SlashCommand) -> (String, bool) {
+    pub(crate) fn command(&self, command: SlashCommand) -> (String, bool) {
         let event = self.discord.interaction_create(&command);
         let id: u64 = event["id"].as_str().unwrap().parse().unwrap();
         self.discord.dispatch("INTERACTION_CREATE", event);
@@ -139,7 +144,7 @@ impl Harness {
     }
 
     /// Dispatches a user message; returns its id.
-    fn say(&self, message: &UserMessage) -> u64 {
+    pub(crate) fn say(&self, message: &UserMessage) -> u64 {
         let event = self.discord.message_create(message);
         let id = event["id"].as_str().unwrap().parse().unwrap();
         self.discord.dispatch("MESSAGE_CREATE", event);
@@ -160,7 +165,7 @@ impl Harness {
     }
 
     /// The bot's answer to `question` in `channel`, once it ends with its sources.
-    fn answer_to(&self, channel: u64, question: u64) -> fake_discord::StoredMessage {
+    pub(crate) fn answer_to(&self, channel: u64, question: u64) -> fake_discord::StoredMessage {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let replies = self.replies_to(channel, question);
@@ -251,7 +256,7 @@ impl Harness {
         );
     }
 
-    fn link_general(&self) {
+    pub(crate) fn link_general(&self) {
         self.link(GENERAL_ID);
     }
 
@@ -276,7 +281,7 @@ impl Harness {
     }
 
     /// Posts the parking notes and waits for ✅.
-    fn teach_parking(&self) -> u64 {
+    pub(crate) fn teach_parking(&self) -> u64 {
         let (attachment, _) = self.discord.add_attachment(
             "parking.md",
             b"# Parking\n\nVisitors park on level two of the garage.\n",
@@ -331,7 +336,7 @@ fn vote_buttons(message: &fake_discord::StoredMessage) -> Vec<String> {
         .collect()
 }
 
-fn quick_llm() -> Behaviour {
+pub(crate) fn quick_llm() -> Behaviour {
     Behaviour {
         reply: REPLY.into(),
         token_interval: Duration::from_millis(20),

@@ -3,6 +3,7 @@
 
 mod answers;
 mod budgets;
+mod chat_budgets;
 mod chat_llm;
 mod cli;
 mod cluster;

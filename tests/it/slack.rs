@@ -17,21 +17,31 @@ use crate::fakes::slack::{
     BOB, BOT, BOT_TOKEN, GENERAL, SIGNING_SECRET, TEAM,
 };
 
-const REPLY: &str = "Visitors park on level two of the garage [1].";
+pub(crate) const REPLY: &str = "Visitors park on level two of the garage [1].";
 
-struct Harness {
+pub(crate) struct Harness {
     _fakes: tokio::runtime::Runtime,
-    slack: FakeSlack,
-    llm: FakeOpenAi,
+    pub(crate) slack: FakeSlack,
+    pub(crate) llm: FakeOpenAi,
     engram: Option<Running>,
     addr: Option<SocketAddr>,
     /// engram's configuration, to start it again on the same store.
-    config: Config,
+    pub(crate) config: Config,
     _dir: tempfile::TempDir,
 }
 
 impl Harness {
     fn start(mode: SlackMode, options: Options, behaviour: Behaviour) -> Self {
+        Self::start_with(mode, options, behaviour, |_| {})
+    }
+
+    /// As `start`, with `configure` changing engram's configuration first.
+    pub(crate) fn start_with(
+        mode: SlackMode,
+        options: Options,
+        behaviour: Behaviour,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let fakes = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -54,6 +64,7 @@ impl Harness {
         config.llm.model = "fake-model".into();
         config.chat.edit_interval_ms = 200;
         config.ingest.extractor = crate::ingest::extractor().display().to_string();
+        configure(&mut config);
         let engram = app::start(&config, &Role::ALL, Outlets::default()).expect("engram starts");
         let addr = engram.api_addr();
         Self {
@@ -82,7 +93,12 @@ impl Harness {
         Self::start(SlackMode::Http, Options::default(), quick_llm())
     }
 
-    fn wait<T>(&self, what: &str, limit: Duration, mut check: impl FnMut(&Self) -> Option<T>) -> T {
+    pub(crate) fn wait<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(found) = check(self) {
@@ -121,7 +137,7 @@ impl Harness {
     }
 
     /// Runs a slash command over HTTP; returns how long the acknowledgement took.
-    fn command(&self, user: &str, name: &str, text: &str) -> Duration {
+    pub(crate) fn command(&self, user: &str, name: &str, text: &str) -> Duration {
         let fields = fake_slack::command(&self.slack, user, name, text);
         let body = serde_urlencoded::to_string(&fields).unwrap();
         let (status, _, took) = self.signed(
@@ -134,7 +150,7 @@ impl Harness {
     }
 
     /// The bot's top-level message with this text, once posted.
-    fn posted(&self, what: &str, contains: &str) -> fake_slack::Message {
+    pub(crate) fn posted(&self, what: &str, contains: &str) -> fake_slack::Message {
         self.wait(what, Duration::from_secs(20), |h| {
             h.slack
                 .messages()
@@ -143,7 +159,7 @@ impl Harness {
         })
     }
 
-    fn link_general(&self) {
+    pub(crate) fn link_general(&self) {
         self.command(ALICE, "/brain", "create handbook");
         self.posted("the brain created", "Created the brain `handbook`");
         self.command(ALICE, "/brain", "link handbook both");
@@ -151,7 +167,7 @@ impl Harness {
     }
 
     /// Shares the parking notes in #general; waits for ✅; returns the message's ts.
-    fn teach_parking(&self, deliver: impl Fn(&Self, &str, Value)) -> String {
+    pub(crate) fn teach_parking(&self, deliver: impl Fn(&Self, &str, Value)) -> String {
         let url = self.slack.add_file(
             "parking.md",
             b"# Parking\n\nVisitors park on level two of the garage.\n",
@@ -177,7 +193,7 @@ impl Harness {
     }
 
     /// The answer streamed (or edited) in `thread`, once it carries the sources.
-    fn answer_in(&self, thread: &str) -> fake_slack::Message {
+    pub(crate) fn answer_in(&self, thread: &str) -> fake_slack::Message {
         self.wait("the answer", Duration::from_secs(30), |h| {
             h.slack
                 .thread(thread)
@@ -195,7 +211,7 @@ impl Drop for Harness {
     }
 }
 
-fn quick_llm() -> Behaviour {
+pub(crate) fn quick_llm() -> Behaviour {
     Behaviour {
         reply: REPLY.into(),
         token_interval: Duration::from_millis(40),
@@ -210,11 +226,11 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-fn over_http(h: &Harness, event_id: &str, event: Value) {
+pub(crate) fn over_http(h: &Harness, event_id: &str, event: Value) {
     h.event(event_id, event);
 }
 
-fn mention(ts: &str, user: &str, text: &str) -> Value {
+pub(crate) fn mention(ts: &str, user: &str, text: &str) -> Value {
     json!({
         "type": "app_mention", "user": user, "channel": GENERAL, "ts": ts,
         "text": format!("<@{BOT}> {text}"),

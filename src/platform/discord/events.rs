@@ -444,6 +444,17 @@ impl Handler {
                     "prompt" => Ok(BrainCommand::Prompt {
                         text: string(args, "text").unwrap_or_default(),
                     }),
+                    "budget" => match args.iter().find(|option| option.name == "usd") {
+                        None => BrainCommand::budget(None),
+                        Some(option) => match option.value {
+                            CommandDataOptionValue::Number(usd) => BrainCommand::budget(Some(usd)),
+                            CommandDataOptionValue::Integer(usd) => {
+                                BrainCommand::budget(Some(usd as f64))
+                            }
+                            // Any other kind of value is not an amount, and is refused as such.
+                            _ => BrainCommand::budget(Some(f64::NAN)),
+                        },
+                    },
                     other => Err(format!("unknown subcommand `{other}`")),
                 };
                 match parsed {

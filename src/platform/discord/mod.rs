@@ -159,6 +159,21 @@ pub fn commands() -> Vec<CreateCommand> {
                     )
                     .required(true),
                 ),
+            )
+            .add_option(
+                sub(
+                    "budget",
+                    "This brain's monthly LLM budget: show it, or set it",
+                )
+                .add_sub_option(
+                    CreateCommandOption::new(
+                        CommandOptionType::Number,
+                        "usd",
+                        "US dollars a month (0: the default again); leave out to see the budgets",
+                    )
+                    .min_number_value(0.0)
+                    .max_number_value(crate::gateway::MAX_BUDGET_USD),
+                ),
             ),
         CreateCommand::new("ask")
             .description("Ask this channel's brain")
@@ -166,7 +181,8 @@ pub fn commands() -> Vec<CreateCommand> {
                 CreateCommandOption::new(CommandOptionType::String, "question", "Your question")
                     .required(true),
             ),
-        CreateCommand::new("usage").description("Tokens and cost this month"),
+        CreateCommand::new("usage")
+            .description("Questions, tokens, cost, answer times and votes this month"),
     ]
 }
 

@@ -450,7 +450,7 @@ fn question_text(text: Option<&str>, bot: Option<&str>) -> Option<String> {
 const BRAIN_HELP: &str =
     "Usage: `/brain create <name>`, `/brain link <name> [ask|knowledge|both]`, \
     `/brain unlink`, `/brain list`, `/brain info`, `/brain forget <file>`, `/brain prompt <text>`, \
-    `/brain usage`.";
+    `/brain budget [amount]`, `/brain usage`.";
 
 /// `/brain <verb> [args]` → a command, or the help to show.
 fn parse_brain(text: &str) -> Result<BrainCommand, String> {
@@ -474,6 +474,7 @@ fn parse_brain(text: &str) -> Result<BrainCommand, String> {
         "prompt" => Ok(BrainCommand::Prompt {
             text: rest.to_string(),
         }),
+        "budget" => BrainCommand::budget_from_text(rest),
         "usage" => Ok(BrainCommand::Usage),
         _ => Err(BRAIN_HELP.to_string()),
     }
@@ -508,6 +509,33 @@ mod tests {
             })
         );
         assert_eq!(parse_brain("usage"), Ok(BrainCommand::Usage));
+        assert_eq!(
+            parse_brain("budget"),
+            Ok(BrainCommand::Budget { micros: None })
+        );
+        assert_eq!(
+            parse_brain("budget $12.499"),
+            Ok(BrainCommand::Budget {
+                micros: Some(12_500_000)
+            })
+        );
+        assert_eq!(
+            parse_brain("Budget 0"),
+            Ok(BrainCommand::Budget { micros: Some(0) })
+        );
+        for (text, reason) in [
+            ("budget -5", "can't be negative"),
+            ("budget five", "isn't an amount"),
+            ("budget 1e3", "isn't an amount"),
+            ("budget inf", "isn't an amount"),
+            ("budget 1,000", "isn't an amount"),
+            ("budget 2000000", "at most $1,000,000"),
+            ("budget 0.001", "smallest budget is $0.01"),
+        ] {
+            let refused = parse_brain(text).unwrap_err();
+            assert!(refused.contains(reason), "{text}: {refused}");
+            assert!(refused.contains("US dollars"), "{text}: {refused}");
+        }
         assert!(parse_brain("").unwrap_err().contains("/brain create"));
         assert!(parse_brain("link").is_err());
     }

@@ -207,7 +207,7 @@ fn form(rng: &mut Rng) -> String {
 fn command_text(rng: &mut Rng) -> String {
     let verb = rng.choose(&[
         "create", "CREATE", "link", "Link", "unlink", "list", "info", "forget", "prompt", "usage",
-        "", "bogus", "créer",
+        "budget", "Budget", "", "bogus", "créer",
     ]);
     let mut text = verb.to_string();
     for _ in 0..rng.length(6) {
@@ -225,6 +225,12 @@ fn command_text(rng: &mut Rng) -> String {
                 "file.pdf",
                 "a/b",
                 "x",
+                "12.50",
+                "$5",
+                "-3",
+                "0",
+                "0.004",
+                "99999999",
             ]))
             .to_string()
         } else {
@@ -268,6 +274,16 @@ fn check_brain(text: &str) {
         }
         Ok(BrainCommand::Prompt { text: prompt }) => {
             assert!(prompt == prompt.trim() && text.contains(&prompt));
+        }
+        Ok(BrainCommand::Budget {
+            micros: Some(micros),
+        }) => {
+            // Whole cents, never negative, never over the largest budget.
+            assert!(micros % 10_000 == 0 && micros >= 0, "{text:?}: {micros}");
+            assert!(
+                micros as f64 <= crate::gateway::MAX_BUDGET_USD * 1e6,
+                "{text:?}"
+            );
         }
         Ok(_) => {}
         Err(help) => assert!(!help.is_empty()),
