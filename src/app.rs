@@ -205,7 +205,16 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
                         tracing::warn!(%error, "cannot queue re-embedding");
                     }
                 }
-                Arc::new(pipeline)
+                let pipeline = Arc::new(pipeline);
+                // The ingest role learns conversations too (`[conversations] enabled`).
+                if config.conversations.enabled {
+                    worker_tasks.push(runtime.spawn(crate::ingest::conversations::run(
+                        pipeline.clone(),
+                        worker::worker_name("conversations"),
+                        shutdown.clone(),
+                    )));
+                }
+                pipeline
             }
             JobKind::Answer => Arc::new(
                 runtime
@@ -259,6 +268,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
             max_attempts: config.jobs.max_attempts,
             metrics: metrics.clone(),
             budgets: config.budgets,
+            learn_messages: config.conversations.enabled,
         };
         let resuming = gateway.clone();
         control.spawn(async move { resuming.resume_reports(platform).await });

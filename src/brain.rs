@@ -269,6 +269,7 @@ pub struct Binding {
 /// What a brain holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct BrainStats {
+    /// Files (conversations learned are counted by `Store::conversation_stats`).
     pub documents: u64,
     pub failed_documents: u64,
     pub chunks: u64,

@@ -24,6 +24,22 @@ pub fn format_utc(ms: i64) -> String {
     )
 }
 
+/// `2026-11-29 09:05 UTC` for a Unix-milliseconds timestamp (minute precision).
+pub fn format_utc_minute(ms: i64) -> String {
+    let full = format_utc(ms);
+    format!("{} {} UTC", &full[..10], &full[11..16])
+}
+
+/// `29 Nov 2026` for a Unix-milliseconds timestamp (the UTC day), as people write dates.
+pub fn format_date(ms: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (year, month, day) = civil_from_days(ms.div_euclid(86_400_000));
+    let month = MONTHS[usize::try_from(month).unwrap_or(1).clamp(1, 12) - 1];
+    format!("{day} {month} {year}")
+}
+
 /// The first millisecond of the month (UTC) that `ms` falls in.
 pub fn month_start_ms(ms: i64) -> i64 {
     let days = ms.div_euclid(86_400_000);

@@ -154,6 +154,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub ingest: IngestConfig,
     pub jobs: JobsConfig,
+    pub conversations: ConversationsConfig,
     pub budgets: BudgetsConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
@@ -351,6 +352,17 @@ impl ChatConfig {
     pub fn edit_interval(&self) -> Duration {
         Duration::from_millis(self.edit_interval_ms)
     }
+}
+
+/// Conversation knowledge (`[conversations]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationsConfig {
+    /// People's messages in `knowledge`/`both` channels are learned (unless a channel is linked
+    /// with messages off); `false`: only files, everywhere.
+    pub enabled: bool,
+    /// What `/brain history` reads without a number of days (0 = all).
+    pub history_default_days: u32,
 }
 
 /// Spending caps (`[budgets]`); 0 = no cap.

@@ -36,22 +36,45 @@ impl Gateway {
                 Err(StoreError::Conflict(reason)) => Reply::private(reason),
                 Err(error) => return Err(error.into()),
             },
-            BrainCommand::Link { name, mode } => {
+            BrainCommand::Link {
+                name,
+                mode,
+                messages,
+            } => {
                 let Some(brain) = self.store.brain_by_name(tenant, &name).await? else {
                     return Ok(no_such_brain(&name));
                 };
+                let learned_before = self.store.channel_learns_messages(tenant, channel).await?;
                 self.store
                     .bind_channel(tenant, channel, brain.id, mode)
                     .await?;
-                Reply::public(format!(
-                    "This channel now uses the brain `{}` ({}).",
-                    brain.name,
-                    match mode {
-                        BindingMode::Ask => "questions are answered from it",
-                        BindingMode::Knowledge => "files posted here are learned",
-                        BindingMode::Both => "questions are answered and files are learned",
+                // Messages are learned in knowledge channels unless asked otherwise (or off
+                // everywhere by `[conversations] enabled`).
+                let learns =
+                    mode != BindingMode::Ask && self.learn_messages && messages.unwrap_or(true);
+                self.store
+                    .set_channel_messages(tenant, channel, learns)
+                    .await?;
+                let what = match (mode, learns) {
+                    (BindingMode::Ask, _) => "questions are answered from it",
+                    (BindingMode::Knowledge, false) => "files posted here are learned",
+                    (BindingMode::Knowledge, true) => "files and messages posted here are learned",
+                    (BindingMode::Both, false) => "questions are answered and files are learned",
+                    (BindingMode::Both, true) => {
+                        "questions are answered, and files and messages are learned"
                     }
-                ))
+                };
+                let mut text =
+                    format!("This channel now uses the brain `{}` ({what}).", brain.name);
+                if learns && !learned_before {
+                    text.push('\n');
+                    text.push_str(&super::consent_notice(brain.name.as_str()));
+                } else if !learns && learned_before {
+                    text.push_str(
+                        "\nMessages posted from now on are not learned; what was learned stays                          until it is deleted.",
+                    );
+                }
+                Reply::public(text)
             }
             BrainCommand::Unlink => {
                 if self.store.unbind_channel(tenant, channel).await? {
@@ -221,7 +244,7 @@ impl Gateway {
         };
         let stats = self.store.brain_stats(brain.id).await?;
         let mut text = format!(
-            "Brain `{}` ({} here): {} documents ({} failed), {} chunks; model: {}.",
+            "Brain `{}` ({} here): {} files ({} failed), {} chunks; model: {}.",
             brain.name,
             binding.mode.as_str(),
             stats.documents,
@@ -229,6 +252,13 @@ impl Gateway {
             stats.chunks,
             brain.model.as_deref().unwrap_or("the default")
         );
+        let conversations = self.store.conversation_stats(brain.id).await?;
+        if conversations.messages > 0 {
+            text.push_str(&format!(
+                "\nConversations: {} messages learned, {} threads.",
+                conversations.messages, conversations.threads
+            ));
+        }
         let (budgets, month) = self.budgets(tenant, &brain).await?;
         text.push('\n');
         text.push_str(&reports::month_line(&month));
@@ -237,10 +267,13 @@ impl Gateway {
             &budgets,
             reports::team(&origin.platform),
         ));
-        text.push_str(&versions_lines(
-            &self.store.documents(brain.id).await?,
-            &self.store.document_history(brain.id).await?,
-        ));
+        // Files only: a conversation's versions are its edits, not files posted again.
+        let is_file = |scope: &str| !scope.starts_with("conversation:");
+        let mut documents = self.store.documents(brain.id).await?;
+        documents.retain(|document| is_file(&document.scope));
+        let mut history = self.store.document_history(brain.id).await?;
+        history.retain(|version| is_file(&version.scope));
+        text.push_str(&versions_lines(&documents, &history));
         Ok(Reply::private(text))
     }
 }
@@ -316,6 +349,8 @@ pub enum BrainCommand {
     Link {
         name: BrainName,
         mode: BindingMode,
+        /// `messages:on|off`; `None`: on in `knowledge` and `both` mode.
+        messages: Option<bool>,
     },
     Unlink,
     List,

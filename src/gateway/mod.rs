@@ -3,10 +3,12 @@
 //! a question becomes a placeholder and an `answer` job, posted files become ingest jobs with
 //! ⏳ / ✅ / ❌ and a one-line summary (reported once, by whichever gateway sees the job end, so
 //! a restarted gateway still reports files posted before), `/brain` commands become replies,
-//! 👍/👎 clicks become votes.
+//! 👍/👎 clicks become votes, and what people say in channels that learn messages becomes
+//! conversation knowledge (`conversations.rs`).
 //! Adapters translate events and commands; they never touch the store, the index or the LLM.
 
 mod commands;
+mod conversations;
 mod files;
 mod questions;
 mod reports;
@@ -24,6 +26,7 @@ use crate::jobs::JobId;
 use crate::store::{patiently, EventClaim, Store, StoreError, STORE_PATIENCE};
 
 pub use commands::{BrainCommand, Reply, MAX_BUDGET_USD};
+pub use conversations::{consent_notice, Gone, Said};
 pub use files::{DONE, FAILED, WORKING};
 pub use questions::{ask, AskError, Asked, NewQuestion};
 
@@ -94,6 +97,16 @@ pub enum ChatEvent {
         origin: Origin,
         files: Vec<PostedFile>,
     },
+    /// Someone said something, not to the bot: learned where the channel learns messages.
+    Said { origin: Origin, said: Said },
+    /// A message was edited: its new text replaces what was learned.
+    Edited {
+        tenant: TenantKey,
+        key: String,
+        text: String,
+    },
+    /// Messages, a thread or a channel were deleted: what was learned from them is forgotten.
+    Deleted { tenant: TenantKey, gone: Gone },
 }
 
 /// What the core did with an event.
@@ -113,6 +126,8 @@ pub enum Handled {
     Duplicate,
     /// Not for the bot: a message in a thread that was not opened on one of its answers.
     Ignored,
+    /// A message recorded (or its edit or deletion): its conversation is learned again.
+    Learned,
 }
 
 /// Why an event could not be handled (the platform may retry it).
@@ -159,6 +174,8 @@ pub struct Gateway {
     pub max_attempts: u32,
     /// This process's counters (votes are counted where they are recorded).
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// `[conversations] enabled`: people's messages may be learned at all.
+    pub learn_messages: bool,
     /// The configured caps, for `/brain budget` and `/brain info`.
     pub budgets: BudgetsConfig,
 }
@@ -166,6 +183,15 @@ pub struct Gateway {
 impl Gateway {
     /// Acts on an event once, however often the platform delivers it.
     pub async fn handle(&self, event: ChatEvent) -> Result<Handled, GatewayError> {
+        // Conversation knowledge is recorded idempotently: no hold needed.
+        let event = match event {
+            ChatEvent::Said { origin, said } => return self.said(&origin, said).await,
+            ChatEvent::Edited { tenant, key, text } => {
+                return self.edited(&tenant, &key, &text).await
+            }
+            ChatEvent::Deleted { tenant, gone } => return self.gone(&tenant, gone).await,
+            other => other,
+        };
         let event = match event {
             // Ordinary talk in threads is looked at, never recorded: only a thread opened on an
             // answer makes a message a question.
@@ -187,7 +213,9 @@ impl Gateway {
         let origin = match &event {
             ChatEvent::Question { origin, .. }
             | ChatEvent::Files { origin, .. }
-            | ChatEvent::InThread { origin, .. } => origin,
+            | ChatEvent::InThread { origin, .. }
+            | ChatEvent::Said { origin, .. } => origin,
+            ChatEvent::Edited { .. } | ChatEvent::Deleted { .. } => return Ok(Handled::Ignored),
         };
         let (platform, event_id) = (origin.platform.clone(), origin.event_id.clone());
         let handler = crate::worker::worker_name("gateway");
@@ -281,8 +309,12 @@ impl Gateway {
                 continues,
             } => self.question(origin, text, conversation, continues).await,
             ChatEvent::Files { origin, files } => self.files(origin, files).await,
-            // Turned into a question above when it is one.
-            ChatEvent::InThread { .. } => Ok(Handled::Ignored),
+            // Turned into a question above when it is one; conversation events are handled
+            // before any hold.
+            ChatEvent::InThread { .. }
+            | ChatEvent::Said { .. }
+            | ChatEvent::Edited { .. }
+            | ChatEvent::Deleted { .. } => Ok(Handled::Ignored),
         }
     }
 }

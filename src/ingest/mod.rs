@@ -1,7 +1,9 @@
 //! The knowledge pipeline: a file's bytes → sandboxed extraction → chunks → embeddings → index.
-//! `submit` turns a file into a pending document and an `ingest` job; `Pipeline` runs the job.
+//! `submit` turns a file into a pending document and an `ingest` job; `Pipeline` runs the job;
+//! `conversations` learns the units of what people say in channels that learn messages.
 
 pub mod chunk;
+pub mod conversations;
 pub mod documents;
 pub mod sandbox;
 

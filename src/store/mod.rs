@@ -1,6 +1,7 @@
 //! The store: one `Store` trait over SQLite (embedded default) and PostgreSQL (scale-out),
 //! holding tenants, brains, documents, the durable job queue and its wake-ups. The only SQL.
 
+pub mod conversations;
 mod postgres;
 pub(crate) mod rows;
 mod sqlite;
@@ -609,6 +610,66 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<bool>;
     /// Every answer `filter` selects, oldest first, with its votes.
     async fn usage_entries(&self, filter: &UsageFilter) -> StoreResult<Vec<UsageEntry>>;
+
+    /// Records a message posted in a channel that learns its messages, in its unit (see
+    /// [`conversations::UnitHint`]), and marks the unit changed; returns the unit. The same
+    /// message again (a replay, a second gateway) is one message.
+    async fn record_message(&self, message: &conversations::NewMessage) -> StoreResult<i64>;
+    /// Replaces a recorded message's text; `false` if it is not recorded (or unchanged).
+    async fn edit_message(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        text: &str,
+        edited_at: i64,
+    ) -> StoreResult<bool>;
+    /// Forgets recorded messages; returns how many there were.
+    async fn delete_messages(&self, tenant: TenantId, keys: &[String]) -> StoreResult<u64>;
+    /// Forgets every message of a unit (a thread deleted); returns how many there were.
+    async fn delete_conversation(&self, tenant: TenantId, unit_key: &str) -> StoreResult<u64>;
+    /// Forgets every message recorded in a bound channel (the channel deleted).
+    async fn delete_channel_conversations(
+        &self,
+        tenant: TenantId,
+        channel: &str,
+    ) -> StoreResult<u64>;
+    /// Takes the changed unit that waited longest to learn it, for `lease`, as `worker`.
+    async fn claim_unit(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<conversations::UnitToLearn>>;
+    /// Records a unit learned up to `revision`, held by `document` (`None`: nothing left);
+    /// `false` if the lease was lost.
+    async fn unit_learned(
+        &self,
+        unit: i64,
+        worker: &str,
+        revision: i64,
+        document: Option<DocumentId>,
+    ) -> StoreResult<bool>;
+    /// Gives a unit back after a failure, to be tried again at `retry_at` (Unix ms).
+    async fn unit_failed(
+        &self,
+        unit: i64,
+        worker: &str,
+        error: &str,
+        retry_at: i64,
+    ) -> StoreResult<()>;
+    /// Turns learning a bound channel's messages on or off; `false` if it is not bound.
+    async fn set_channel_messages(
+        &self,
+        tenant: TenantId,
+        channel: &str,
+        on: bool,
+    ) -> StoreResult<bool>;
+    /// What a brain learned from conversations: messages, threads, units, units changed.
+    async fn conversation_stats(
+        &self,
+        brain: BrainId,
+    ) -> StoreResult<conversations::ConversationStats>;
+    /// Whether a bound channel learns its messages.
+    async fn channel_learns_messages(&self, tenant: TenantId, channel: &str) -> StoreResult<bool>;
 
     /// Puts a job on the queue (or finds the one with the same dedupe key) and wakes workers.
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued>;

@@ -253,9 +253,65 @@ pub(super) fn count(value: i64) -> u64 {
 /// back-end specific methods are passed in the braces.
 macro_rules! impl_store {
     ($store:ty { $($specific:item)* }) => {
+        $crate::store::conversations::conversation_methods!($store);
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             $($specific)*
+
+            async fn record_message(
+                &self,
+                message: &$crate::store::conversations::NewMessage,
+            ) -> StoreResult<i64> {
+                self.conversation_record_message(message).await
+            }
+
+            async fn edit_message(&self, tenant: TenantId, key: &str, text: &str, edited_at: i64) -> StoreResult<bool> {
+                self.conversation_edit_message(tenant, key, text, edited_at).await
+            }
+
+            async fn delete_messages(&self, tenant: TenantId, keys: &[String]) -> StoreResult<u64> {
+                self.conversation_delete_messages(tenant, keys).await
+            }
+
+            async fn delete_conversation(&self, tenant: TenantId, unit_key: &str) -> StoreResult<u64> {
+                self.conversation_delete_conversation(tenant, unit_key).await
+            }
+
+            async fn delete_channel_conversations(&self, tenant: TenantId, channel: &str) -> StoreResult<u64> {
+                self.conversation_delete_channel_conversations(tenant, channel).await
+            }
+
+            async fn claim_unit(
+                &self,
+                worker: &str,
+                lease: std::time::Duration,
+            ) -> StoreResult<Option<$crate::store::conversations::UnitToLearn>> {
+                self.conversation_claim_unit(worker, lease).await
+            }
+
+            async fn unit_learned(&self, unit: i64, worker: &str, revision: i64, document: Option<DocumentId>) -> StoreResult<bool> {
+                self.conversation_unit_learned(unit, worker, revision, document).await
+            }
+
+            async fn unit_failed(&self, unit: i64, worker: &str, error: &str, retry_at: i64) -> StoreResult<()> {
+                self.conversation_unit_failed(unit, worker, error, retry_at).await
+            }
+
+            async fn set_channel_messages(&self, tenant: TenantId, channel: &str, on: bool) -> StoreResult<bool> {
+                self.conversation_set_channel_messages(tenant, channel, on).await
+            }
+
+            async fn conversation_stats(
+                &self,
+                brain: BrainId,
+            ) -> StoreResult<$crate::store::conversations::ConversationStats> {
+                self.conversation_conversation_stats(brain).await
+            }
+
+            async fn channel_learns_messages(&self, tenant: TenantId, channel: &str) -> StoreResult<bool> {
+                self.conversation_channel_learns_messages(tenant, channel).await
+            }
 
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(self.reader()).await?;
@@ -570,7 +626,8 @@ macro_rules! impl_store {
 
             async fn brain_stats(&self, brain: BrainId) -> StoreResult<BrainStats> {
                 let (documents, failed, chunks): (i64, i64, i64) = sqlx::query_as(
-                    "SELECT COUNT(*), \
+                    "SELECT \
+                     CAST(COALESCE(SUM(CASE WHEN scope NOT LIKE 'conversation:%' THEN 1 ELSE 0 END), 0) AS BIGINT), \
                      CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
                      CAST(COALESCE(SUM(chunks), 0) AS BIGINT) \
                      FROM documents WHERE brain_id = $1",

@@ -71,6 +71,7 @@ fn gateway(store: Arc<dyn Store>, world: &World) -> Gateway {
         max_attempts: 3,
         budgets: configured(),
         metrics: Default::default(),
+        learn_messages: true,
     }
 }
 
@@ -248,7 +249,7 @@ async fn usage_info_and_budgets_in_chat_equal_the_scripted_answers(store: Arc<dy
     let info = run("discord:1", "discord:10", BrainCommand::Info).await;
     let lines: Vec<&str> = info.text.lines().collect();
     assert!(
-        lines[0].starts_with("Brain `hr` (both here): 0 documents"),
+        lines[0].starts_with("Brain `hr` (both here): 0 files"),
         "{}",
         info.text
     );

@@ -1392,6 +1392,15 @@ fn a_file_posted_again_with_new_content_replaces_its_old_version() {
         store.close().await;
         (documents, history)
     });
+    // The files (the words posted with them are a conversation of their own).
+    let documents: Vec<_> = documents
+        .into_iter()
+        .filter(|d| !d.scope.starts_with("conversation:"))
+        .collect();
+    let history: Vec<_> = history
+        .into_iter()
+        .filter(|v| !v.scope.starts_with("conversation:"))
+        .collect();
     let shown: Vec<(String, u32, String)> = documents
         .iter()
         .map(|d| (d.scope.clone(), d.version, d.file_name.clone()))
@@ -1512,5 +1521,145 @@ fn an_answer_carries_vote_buttons_and_a_click_records_one_changeable_vote() {
     assert!(text.contains("not recorded"), "{text}");
     assert_eq!(h.votes(), [(1, 1)]);
 
+    h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID]);
+}
+
+impl Harness {
+    /// What the brain `handbook` learned from conversations, once nothing is left to learn and
+    /// it holds `messages` messages.
+    fn learned(&self, messages: u64) -> engram::store::conversations::ConversationStats {
+        self.wait("the conversations learned", Duration::from_secs(30), |h| {
+            let stats = h.fakes.block_on(async {
+                let store = engram::store::connect(&h.store).await.unwrap();
+                let tenant =
+                    engram::brain::TenantKey::parse(&format!("discord:{GUILD_ID}")).unwrap();
+                let tenant = store.find_tenant(&tenant).await.unwrap().unwrap();
+                let name = engram::brain::BrainName::parse("handbook").unwrap();
+                let brain = store.brain_by_name(tenant, &name).await.unwrap().unwrap();
+                let stats = store.conversation_stats(brain.id).await.unwrap();
+                store.close().await;
+                stats
+            });
+            (stats.changed == 0 && stats.messages == messages).then_some(stats)
+        })
+    }
+
+    /// Asks the brain with a mention and waits for the answer; returns what the LLM was sent
+    /// for it (every message of its prompt).
+    fn prompt_for(&self, question: &str) -> String {
+        let before = self.llm_inputs().len();
+        let asked = self.say(&UserMessage::new(GENERAL_ID, BOB_ID, question).mentioning(BOT_ID));
+        // Finished (with or without sources): its last message has the buttons.
+        self.wait("the answer finished", Duration::from_secs(30), |h| {
+            h.replies_to(GENERAL_ID, asked)
+                .into_iter()
+                .find(|m| !vote_buttons(m).is_empty())
+        });
+        self.llm_inputs()[before..].join("\n")
+    }
+}
+
+#[test]
+fn what_people_say_is_learned_with_threads_edits_and_deletions_followed() {
+    let h = Harness::start(Options::default(), quick_llm());
+    h.command(
+        SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
+            .subcommand("create")
+            .option("name", "handbook"),
+    );
+    let (linked, private) = h.command(
+        SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
+            .subcommand("link")
+            .option("name", "handbook")
+            .option("mode", "both"),
+    );
+    assert!(!private, "the notice is for the channel");
+    assert!(
+        linked.contains("remembers what people say in this channel"),
+        "{linked}"
+    );
+    // #random uses the same brain for questions, with its messages off.
+    let (random, _) = h.command(
+        SlashCommand::new(RANDOM_ID, ALICE_ID, "brain")
+            .subcommand("link")
+            .option("name", "handbook")
+            .option("mode", "both")
+            .option("messages", "off"),
+    );
+    assert!(!random.contains("remembers what people say"), "{random}");
+
+    h.say(&UserMessage::new(
+        RANDOM_ID,
+        BOB_ID,
+        "The staging database password rotates every Friday.",
+    ));
+    let window = h.say(&UserMessage::new(
+        GENERAL_ID,
+        ALICE_ID,
+        "Heads up: the payments deploy window is Tuesday 14:00 UTC.",
+    ));
+    h.say(&UserMessage::new(
+        THREAD_ID,
+        BOB_ID,
+        "Rollbacks of payments need a second approver.",
+    ));
+    h.say(&UserMessage::new(
+        THREAD_ID,
+        ALICE_ID,
+        "And that approver must be on the SRE rota.",
+    ));
+    let stats = h.learned(3);
+    assert_eq!((stats.units, stats.threads), (2, 1), "{stats:?}");
+
+    // Both units answer; the thread is one unit, so both of its messages come together.
+    let prompt = h.prompt_for("when is the payments deploy window?");
+    assert!(prompt.contains("Tuesday 14:00 UTC"), "{prompt}");
+    let prompt = h.prompt_for("who approves a payments rollback?");
+    assert!(
+        prompt.contains("second approver") && prompt.contains("on the SRE rota"),
+        "{prompt}"
+    );
+    // Questions to engram and #random (messages off) were not learned.
+    assert_eq!(h.learned(3).messages, 3);
+    let prompt = h.prompt_for("when does the staging database password rotate?");
+    assert!(!prompt.contains("every Friday"), "{prompt}");
+
+    // An edit (Discord sends only what changed) replaces the old text.
+    h.discord.dispatch(
+        "MESSAGE_UPDATE",
+        json!({
+            "id": window.to_string(), "channel_id": GENERAL_ID.to_string(),
+            "guild_id": GUILD_ID.to_string(),
+            "content": "Heads up: the payments deploy window is Thursday 09:00 UTC.",
+            "edited_timestamp": "2026-12-07T12:00:00.000000+00:00",
+        }),
+    );
+    h.wait("the edit learned", Duration::from_secs(30), |h| {
+        let prompt = h.prompt_for("when is the payments deploy window?");
+        (prompt.contains("Thursday 09:00 UTC") && !prompt.contains("Tuesday 14:00")).then_some(())
+    });
+
+    // A deleted message and a deleted thread are forgotten.
+    h.discord.dispatch(
+        "MESSAGE_DELETE",
+        json!({
+            "id": window.to_string(), "channel_id": GENERAL_ID.to_string(),
+            "guild_id": GUILD_ID.to_string(),
+        }),
+    );
+    h.discord.dispatch(
+        "THREAD_DELETE",
+        json!({
+            "id": THREAD_ID.to_string(), "guild_id": GUILD_ID.to_string(),
+            "parent_id": GENERAL_ID.to_string(), "type": 11,
+        }),
+    );
+    let stats = h.learned(0);
+    assert_eq!(stats.units, 0, "{stats:?}");
+    let prompt = h.prompt_for("when is the payments deploy window, and who approves rollbacks?");
+    assert!(
+        !prompt.contains("Thursday 09:00") && !prompt.contains("second approver"),
+        "{prompt}"
+    );
     h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID]);
 }

@@ -32,6 +32,7 @@ fn gateway(world: &World) -> Gateway {
         ingest: config.ingest,
         max_attempts: 3,
         metrics: Default::default(),
+        learn_messages: true,
         budgets: config.budgets,
     }
 }
@@ -313,6 +314,7 @@ async fn brain_commands_check_permissions_and_stay_within_the_tenant() {
         BrainCommand::Link {
             name: handbook.clone(),
             mode: BindingMode::Both,
+            messages: None,
         },
     )
     .await;
@@ -338,6 +340,7 @@ async fn brain_commands_check_permissions_and_stay_within_the_tenant() {
         BrainCommand::Link {
             name: handbook,
             mode: BindingMode::Both,
+            messages: None,
         },
     )
     .await;
@@ -348,7 +351,7 @@ async fn brain_commands_check_permissions_and_stay_within_the_tenant() {
     let info = run(false, BrainCommand::Info).await;
     assert!(
         info.text
-            .starts_with("Brain `handbook` (both here): 0 documents"),
+            .starts_with("Brain `handbook` (both here): 0 files"),
         "reading needs no permission: {info:?}"
     );
     let prompt = run(

@@ -825,3 +825,112 @@ fn slack_socket_mode_clicks_are_votes_and_edited_answers_carry_the_buttons_too()
     assert!(click_reply(&h, before, BOB, &ts).contains("vote is recorded"));
     assert_eq!(votes(&h), [(0, 1)]);
 }
+
+/// What the brain `handbook` learned from conversations, once nothing is left to learn and it
+/// holds `messages` messages.
+fn learned(h: &Harness, messages: u64) -> engram::store::conversations::ConversationStats {
+    h.wait("the conversations learned", Duration::from_secs(30), |h| {
+        let stats = h._fakes.block_on(async {
+            let store = engram::store::connect(&h.config.store).await.unwrap();
+            let tenant = engram::brain::TenantKey::parse(&format!("slack:{TEAM}")).unwrap();
+            let tenant = store.find_tenant(&tenant).await.unwrap().unwrap();
+            let name = engram::brain::BrainName::parse("handbook").unwrap();
+            let brain = store.brain_by_name(tenant, &name).await.unwrap().unwrap();
+            let stats = store.conversation_stats(brain.id).await.unwrap();
+            store.close().await;
+            stats
+        });
+        (stats.changed == 0 && stats.messages == messages).then_some(stats)
+    })
+}
+
+/// Asks with a mention and waits for the answer; returns what the LLM was sent for it.
+fn prompt_for(h: &Harness, question: &str) -> String {
+    let before = h.llm.inputs.lock().unwrap().len();
+    let ts = h.slack.next_ts();
+    h.event(&format!("Ev-ask-{ts}"), mention(&ts, BOB, question));
+    // Finished (with or without sources): its last message has the buttons.
+    answer_with_buttons(h, &ts);
+    h.llm.inputs.lock().unwrap()[before..].join("\n")
+}
+
+#[test]
+fn slack_messages_threads_edits_and_deletions_are_learned_and_forgotten() {
+    let h = Harness::http();
+    h.link_general();
+    let notice = h.posted("the consent notice", "remembers what people say");
+    assert!(notice.text().contains("`handbook`"), "{}", notice.text());
+    let said = |ts: &str, user: &str, text: &str, thread: Option<&str>| {
+        let mut event = json!({
+            "type": "message", "channel": GENERAL, "user": user, "text": text, "ts": ts,
+            "channel_type": "channel",
+        });
+        if let Some(thread) = thread {
+            event["thread_ts"] = json!(thread);
+        }
+        h.event(&format!("Ev-said-{ts}"), event);
+    };
+    let window = h.slack.next_ts();
+    said(
+        &window,
+        ALICE,
+        "The payments deploy window is Tuesday 14:00 UTC.",
+        None,
+    );
+    let parent = h.slack.next_ts();
+    said(&parent, BOB, "Question about payments rollbacks.", None);
+    said(
+        &h.slack.next_ts(),
+        BOB,
+        "Rollbacks of payments need a second approver.",
+        Some(&parent),
+    );
+    said(
+        &h.slack.next_ts(),
+        ALICE,
+        "And that approver must be on the SRE rota.",
+        Some(&parent),
+    );
+    let stats = learned(&h, 4);
+    assert_eq!(stats.threads, 1, "{stats:?}");
+    let prompt = prompt_for(&h, "who approves a payments rollback?");
+    assert!(
+        prompt.contains("second approver") && prompt.contains("on the SRE rota"),
+        "{prompt}"
+    );
+    // Authors are named as people know them (users.info), never as a mention that pings.
+    assert!(!prompt.contains("<@U0ALICE>"), "{prompt}");
+
+    // message_changed, then message_deleted.
+    h.event(
+        "Ev-edit",
+        json!({
+            "type": "message", "subtype": "message_changed", "channel": GENERAL,
+            "hidden": true, "ts": h.slack.next_ts(),
+            "message": {
+                "type": "message", "user": ALICE, "ts": window,
+                "text": "The payments deploy window is Thursday 09:00 UTC.",
+                "edited": {"user": ALICE, "ts": h.slack.next_ts()},
+            },
+            "previous_message": {
+                "type": "message", "user": ALICE, "ts": window,
+                "text": "The payments deploy window is Tuesday 14:00 UTC.",
+            },
+        }),
+    );
+    h.wait("the edit learned", Duration::from_secs(30), |h| {
+        let prompt = prompt_for(h, "when is the payments deploy window?");
+        (prompt.contains("Thursday 09:00 UTC") && !prompt.contains("Tuesday 14:00")).then_some(())
+    });
+    h.event(
+        "Ev-delete",
+        json!({
+            "type": "message", "subtype": "message_deleted", "channel": GENERAL,
+            "hidden": true, "ts": h.slack.next_ts(), "deleted_ts": window,
+            "previous_message": {"type": "message", "user": ALICE, "ts": window, "text": "…"},
+        }),
+    );
+    learned(&h, 3);
+    let prompt = prompt_for(&h, "when is the payments deploy window?");
+    assert!(!prompt.contains("Thursday 09:00"), "{prompt}");
+}

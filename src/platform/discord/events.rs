@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use serenity::all::{
-    CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context, EventHandler, Guild,
-    GuildChannel, Interaction, Message, MessageType, PartialGuildChannel, Permissions, Ready,
-    ThreadListSyncEvent, UserId,
+    ChannelId, CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context,
+    EventHandler, Guild, GuildChannel, GuildId, Interaction, Message, MessageId, MessageType,
+    MessageUpdateEvent, PartialGuildChannel, Permissions, Ready, ThreadListSyncEvent, UserId,
 };
 use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
 use tokio::sync::OnceCell;
@@ -23,9 +23,10 @@ use crate::brain::{BindingMode, BrainName, TenantKey};
 use crate::chat::feedback::{self, VoteButton};
 use crate::chat::MessageRef;
 use crate::gateway::{
-    BrainCommand, ChatEvent, Gateway, GatewayError, Handled, Origin, PostedFile, Reply,
+    BrainCommand, ChatEvent, Gateway, GatewayError, Gone, Handled, Origin, PostedFile, Reply, Said,
 };
 use crate::platform::connection::Connections;
+use crate::store::conversations::UnitHint;
 
 /// How long a slash command may run before it is acknowledged as deferred (Discord allows 3 s
 /// for the first response, and the network takes some of it).
@@ -86,6 +87,11 @@ impl EventHandler for Handler {
         _messages: Option<Vec<Message>>,
     ) {
         self.threads.forget(channel.id.get());
+        self.handle(ChatEvent::Deleted {
+            tenant: tenant(channel.guild_id.get()),
+            gone: Gone::Channel(channel_key(channel.id.get())),
+        })
+        .await;
     }
 
     async fn thread_create(&self, _ctx: Context, thread: GuildChannel) {
@@ -99,6 +105,11 @@ impl EventHandler for Handler {
         _full: Option<GuildChannel>,
     ) {
         self.threads.forget(thread.id.get());
+        self.handle(ChatEvent::Deleted {
+            tenant: tenant(thread.guild_id.get()),
+            gone: Gone::Thread(thread_unit(thread.id.get())),
+        })
+        .await;
     }
 
     async fn thread_list_sync(&self, _ctx: Context, sync: ThreadListSyncEvent) {
@@ -177,21 +188,33 @@ impl EventHandler for Handler {
             .filter(|replied| replied.author.id == bot);
         let mentioned = message.mentions.iter().any(|user| user.id == bot);
         if !mentioned && replied_to_bot.is_none() {
-            // Not addressed to the bot: a question only in a thread opened on an answer.
-            let (Some(opened_on), text) = (opened_on, message.content.trim()) else {
-                return;
-            };
+            // Not addressed to the bot: a question in a thread opened on an answer, else what
+            // people say (learned where the channel learns messages).
+            let text = message.content.trim();
             if text.is_empty() {
                 return;
             }
-            let event = ChatEvent::InThread {
-                origin: origin(""),
-                text: text.to_string(),
-                opened_on,
-            };
-            if let Some(Handled::Asked { .. }) = self.handle(event).await {
-                self.show_typing(&channel);
+            if let Some(opened_on) = opened_on {
+                let event = ChatEvent::InThread {
+                    origin: origin(""),
+                    text: text.to_string(),
+                    opened_on,
+                };
+                match self.handle(event).await {
+                    Some(Handled::Ignored) => {}
+                    Some(Handled::Asked { .. }) => {
+                        self.show_typing(&channel);
+                        return;
+                    }
+                    _ => return,
+                }
             }
+            let said = said(&message, guild.get(), parent);
+            self.handle(ChatEvent::Said {
+                origin: origin(":said"),
+                said,
+            })
+            .await;
             return;
         }
         let text = strip_mention(&message.content, bot);
@@ -226,6 +249,58 @@ impl EventHandler for Handler {
             continues,
         })
         .await;
+    }
+
+    async fn message_update(
+        &self,
+        _ctx: Context,
+        _old: Option<Message>,
+        _new: Option<Message>,
+        event: MessageUpdateEvent,
+    ) {
+        // Partial: only a changed text matters here.
+        let (Some(guild), Some(text)) = (event.guild_id, event.content) else {
+            return;
+        };
+        self.handle(ChatEvent::Edited {
+            tenant: tenant(guild.get()),
+            key: message_key(event.id.get()),
+            text,
+        })
+        .await;
+    }
+
+    async fn message_delete(
+        &self,
+        _ctx: Context,
+        _channel: ChannelId,
+        deleted: MessageId,
+        guild: Option<GuildId>,
+    ) {
+        if let Some(guild) = guild {
+            self.handle(ChatEvent::Deleted {
+                tenant: tenant(guild.get()),
+                gone: Gone::Messages(vec![message_key(deleted.get())]),
+            })
+            .await;
+        }
+    }
+
+    async fn message_delete_bulk(
+        &self,
+        _ctx: Context,
+        _channel: ChannelId,
+        deleted: Vec<MessageId>,
+        guild: Option<GuildId>,
+    ) {
+        if let Some(guild) = guild {
+            let keys = deleted.iter().map(|id| message_key(id.get())).collect();
+            self.handle(ChatEvent::Deleted {
+                tenant: tenant(guild.get()),
+                gone: Gone::Messages(keys),
+            })
+            .await;
+        }
     }
 
     async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
@@ -433,7 +508,17 @@ impl Handler {
                     "create" => name().map(|name| BrainCommand::Create { name }),
                     "link" => name().and_then(|name| {
                         let mode = string(args, "mode").unwrap_or_else(|| "both".into());
-                        BindingMode::parse(&mode).map(|mode| BrainCommand::Link { name, mode })
+                        let messages = match string(args, "messages").as_deref() {
+                            None => Ok(None),
+                            Some("on") => Ok(Some(true)),
+                            Some("off") => Ok(Some(false)),
+                            Some(other) => Err(format!("`messages` is on or off, not `{other}`.")),
+                        }?;
+                        BindingMode::parse(&mode).map(|mode| BrainCommand::Link {
+                            name,
+                            mode,
+                            messages,
+                        })
                     }),
                     "unlink" => Ok(BrainCommand::Unlink),
                     "list" => Ok(BrainCommand::List),
@@ -470,6 +555,45 @@ impl Handler {
 /// A guild is a tenant.
 pub(super) fn tenant(guild: u64) -> TenantKey {
     TenantKey::parse(&format!("discord:{guild}")).expect("a guild id makes a valid tenant key")
+}
+
+/// A message's key in the store's conversation knowledge.
+fn message_key(id: u64) -> String {
+    format!("discord:{id}")
+}
+
+/// A thread's conversation unit.
+fn thread_unit(thread: u64) -> String {
+    format!("discord:thread:{thread}")
+}
+
+/// What a person said, for the gateway to learn: in a thread, the thread is the unit; a reply
+/// joins the unit of the message it answers; anything else is channel chatter.
+fn said(message: &Message, guild: u64, parent: Option<u64>) -> Said {
+    let unit = match (parent, &message.referenced_message) {
+        (Some(_), _) => UnitHint::Thread(thread_unit(message.channel_id.get())),
+        (None, Some(replied)) => UnitHint::ReplyTo(message_key(replied.id.get())),
+        (None, None) => UnitHint::Chatter,
+    };
+    let author = message
+        .member
+        .as_ref()
+        .and_then(|member| member.nick.clone())
+        .or_else(|| message.author.global_name.clone())
+        .unwrap_or_else(|| message.author.name.clone());
+    Said {
+        key: message_key(message.id.get()),
+        unit,
+        author,
+        text: message.content.trim().to_string(),
+        posted_at: message.timestamp.unix_timestamp().saturating_mul(1000),
+        link: Some(format!(
+            "https://discord.com/channels/{guild}/{}/{}",
+            message.channel_id.get(),
+            message.id.get()
+        )),
+        channel_label: format!("<#{}>", parent.unwrap_or(message.channel_id.get())),
+    }
 }
 
 /// The question without the bot's mention (`<@id>` or `<@!id>`).

@@ -135,7 +135,16 @@ pub fn commands() -> Vec<CreateCommand> {
             .add_option(
                 sub("link", "Link this channel to a brain")
                     .add_sub_option(name())
-                    .add_sub_option(mode),
+                    .add_sub_option(mode)
+                    .add_sub_option(
+                        CreateCommandOption::new(
+                            CommandOptionType::String,
+                            "messages",
+                            "Learn what people say here too (knowledge and both modes)",
+                        )
+                        .add_string_choice("on", "on")
+                        .add_string_choice("off", "off"),
+                    ),
             )
             .add_option(sub("unlink", "Unlink this channel"))
             .add_option(sub("list", "List the brains"))

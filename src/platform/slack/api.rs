@@ -179,6 +179,28 @@ impl SlackApi {
         Ok((response.user_id.0, response.team_id.0))
     }
 
+    /// The name people know a user by (`users.info`: display name, real name, or handle).
+    pub async fn user_name(&self, team: &str, user: &str) -> Result<String, PlatformError> {
+        let request = SlackApiUsersInfoRequest::new(user.to_string().into());
+        let session = self.session();
+        let response = self
+            .call(Tier::Four, team, "", || session.users_info(&request))
+            .await?;
+        let user = response.user;
+        let profile = user.profile.as_ref();
+        let name = [
+            profile.and_then(|p| p.display_name.clone()),
+            profile.and_then(|p| p.real_name.clone()),
+            user.real_name.clone(),
+            user.name.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|name| !name.trim().is_empty())
+        .unwrap_or(user.id.0);
+        Ok(name)
+    }
+
     /// Is the user a workspace admin or owner (`users.info`)?
     pub async fn is_admin(&self, team: &str, user: &str) -> Result<bool, PlatformError> {
         let request = SlackApiUsersInfoRequest::new(user.to_string().into());

@@ -1,9 +1,10 @@
 //! Slack events and slash commands → the gateway core, whichever transport brought them
 //! (HTTP or Socket Mode): `app_mention`s and replies in the bot's threads become questions,
 //! files shared in a channel become `ChatEvent::Files`, `/ask` and `/brain` become questions
-//! and `BrainCommand`s, 👍/👎 clicks become votes. The transports acknowledge first and hand the work here on a task.
+//! and `BrainCommand`s, 👍/👎 clicks become votes, and what people say elsewhere (with edits
+//! and deletions) becomes `Said` / `Edited` / `Deleted` for conversation knowledge. The transports acknowledge first and hand the work here on a task.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use slack_morphism::prelude::*;
@@ -15,8 +16,9 @@ use crate::brain::{BindingMode, BrainName, TenantKey};
 use crate::chat::feedback::VoteButton;
 use crate::chat::MessageRef;
 use crate::gateway::{
-    BrainCommand, ChatEvent, Gateway, GatewayError, Handled, Origin, PostedFile, Reply,
+    BrainCommand, ChatEvent, Gateway, GatewayError, Gone, Handled, Origin, PostedFile, Reply, Said,
 };
+use crate::store::conversations::UnitHint;
 
 /// Threads remembered as the bot's (where a reply continues the conversation without a
 /// mention); the oldest are forgotten first.
@@ -32,6 +34,8 @@ pub struct Adapter {
     /// The bot's own user id (`auth.test`), to strip its mention and skip its messages.
     bot: OnceCell<String>,
     threads: Mutex<Threads>,
+    /// People's names by user id, for the messages learned.
+    names: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +52,7 @@ impl Adapter {
             admins,
             bot: OnceCell::new(),
             threads: Mutex::new(Threads::default()),
+            names: Mutex::default(),
         }
     }
 
@@ -145,6 +150,13 @@ impl Adapter {
                 self.on_message(&team, &event_id, bot.as_deref(), message)
                     .await;
             }
+            SlackEventCallbackBody::ChannelDeleted(deleted) => {
+                self.handle(ChatEvent::Deleted {
+                    tenant: tenant(&team),
+                    gone: Gone::Channel(channel_key(&team, &deleted.channel.0)),
+                })
+                .await;
+            }
             _ => {}
         }
     }
@@ -156,6 +168,16 @@ impl Adapter {
         bot: Option<&str>,
         message: SlackMessageEvent,
     ) {
+        // Edits and deletions carry no sender of their own.
+        match message.subtype {
+            Some(SlackMessageEventType::MessageChanged) => {
+                return self.on_edit(team, message).await
+            }
+            Some(SlackMessageEventType::MessageDeleted) => {
+                return self.on_delete(team, message).await
+            }
+            _ => {}
+        }
         let Some(user) = message.sender.user.map(|user| user.0) else {
             return;
         };
@@ -167,7 +189,7 @@ impl Adapter {
             None | Some(SlackMessageEventType::FileShare)
                 | Some(SlackMessageEventType::ThreadBroadcast)
         ) {
-            return; // Edits, deletions, joins…
+            return; // Joins, topic changes…
         }
         let Some(channel) = message.origin.channel.map(|channel| channel.0) else {
             return;
@@ -175,8 +197,9 @@ impl Adapter {
         let ts = message.origin.ts.0;
         let thread = message.origin.thread_ts.map(|ts| ts.0);
         let content = message.content.unwrap_or_else(SlackMessageContent::new);
-        let files = posted_files(content.files.unwrap_or_default());
-        if !files.is_empty() {
+        let files = posted_files(content.files.clone().unwrap_or_default());
+        let files_empty = files.is_empty();
+        if !files_empty {
             let origin = Origin {
                 platform: PLATFORM.into(),
                 event_id: format!("{event_id}:files"),
@@ -190,21 +213,111 @@ impl Adapter {
                 user: user.clone(),
             };
             self.handle(ChatEvent::Files { origin, files }).await;
-            return; // The words that came with files describe them; they are no question.
         }
-        // A reply in a thread the bot answered in continues the conversation; a reply that
-        // mentions the bot arrives as `app_mention` too, and is answered from there.
-        let Some(thread) = thread else {
-            return;
-        };
+        // The words that come with files describe them: no question, but what people say.
+        let with_files = !files_empty;
+        // A reply in a thread the bot answered in continues the conversation; a message that
+        // mentions the bot arrives as `app_mention` too, and is answered from there. Anything
+        // else is what people say, learned where the channel learns messages.
         let text = content.text.unwrap_or_default();
         let mentions_bot = bot.is_some_and(|bot| text.contains(&format!("<@{bot}>")));
-        if mentions_bot || !self.is_bot_thread(team, &channel, &thread).await {
+        if mentions_bot {
             return;
         }
-        if let Some(text) = question_text(Some(&text), bot) {
-            self.ask(team, &channel, &ts, &thread, &user, event_id, text)
-                .await;
+        let reply_in = thread.as_deref().filter(|thread| *thread != ts);
+        if let Some(thread) = reply_in.filter(|_| !with_files) {
+            if self.is_bot_thread(team, &channel, thread).await {
+                if let Some(text) = question_text(Some(&text), bot) {
+                    self.ask(team, &channel, &ts, thread, &user, event_id, text)
+                        .await;
+                }
+                return;
+            }
+        }
+        if text.trim().is_empty() {
+            return;
+        }
+        let author = self.user_name(team, &user).await;
+        let posted_at = ts_ms(&ts);
+        let said = Said {
+            key: message_key(&channel, &ts),
+            unit: match reply_in {
+                Some(thread) => UnitHint::Thread(thread_unit(&channel, thread)),
+                None => UnitHint::Chatter,
+            },
+            author,
+            text: text.trim().to_string(),
+            posted_at,
+            link: None,
+            channel_label: format!("<#{channel}>"),
+        };
+        let origin = Origin {
+            platform: PLATFORM.into(),
+            event_id: format!("{event_id}:said"),
+            tenant: tenant(team),
+            channel: channel_key(team, &channel),
+            parent: None,
+            message: Some(MessageRef {
+                channel: channel_key(team, &channel),
+                id: message_id(&ts, thread.as_deref()),
+            }),
+            user,
+        };
+        self.handle(ChatEvent::Said { origin, said }).await;
+    }
+
+    /// `message_changed`: the message's new text replaces what was learned.
+    async fn on_edit(&self, team: &str, event: SlackMessageEvent) {
+        let (Some(channel), Some(edited)) = (event.origin.channel, event.message) else {
+            return;
+        };
+        let text = edited
+            .content
+            .and_then(|content| content.text)
+            .unwrap_or_default();
+        self.handle(ChatEvent::Edited {
+            tenant: tenant(team),
+            key: message_key(&channel.0, &edited.ts.0),
+            text: text.trim().to_string(),
+        })
+        .await;
+    }
+
+    /// `message_deleted`: the message is forgotten.
+    async fn on_delete(&self, team: &str, event: SlackMessageEvent) {
+        let (Some(channel), Some(deleted)) = (event.origin.channel, event.deleted_ts) else {
+            return;
+        };
+        self.handle(ChatEvent::Deleted {
+            tenant: tenant(team),
+            gone: Gone::Messages(vec![message_key(&channel.0, &deleted.0)]),
+        })
+        .await;
+    }
+
+    /// Who wrote a message, by the name people know them by (asked of Slack once per person).
+    async fn user_name(&self, team: &str, user: &str) -> String {
+        if let Some(name) = self
+            .names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+        {
+            return name.clone();
+        }
+        match self.api.user_name(team, user).await {
+            Ok(name) => {
+                let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+                if names.len() >= REMEMBERED_THREADS {
+                    names.clear();
+                }
+                names.insert(user.to_string(), name.clone());
+                name
+            }
+            Err(error) => {
+                tracing::debug!(%error, "Slack: cannot look up a user's name");
+                user.to_string()
+            }
         }
     }
 
@@ -409,6 +522,22 @@ fn workspace(team: &str) -> Option<TenantKey> {
     TenantKey::parse(&format!("slack:{team}")).ok()
 }
 
+/// A message's key in the store's conversation knowledge.
+fn message_key(channel: &str, ts: &str) -> String {
+    format!("slack:{channel}:{ts}")
+}
+
+/// A thread's conversation unit.
+fn thread_unit(channel: &str, thread: &str) -> String {
+    format!("slack:thread:{channel}:{thread}")
+}
+
+/// A message `ts` (`1700000000.000100`) as Unix ms.
+fn ts_ms(ts: &str) -> i64 {
+    let seconds: f64 = ts.parse().unwrap_or(0.0);
+    (seconds * 1000.0) as i64
+}
+
 /// The files of a message that engram can download (Slack's event gives no size; the
 /// download is bounded), named by file name, title or id.
 fn posted_files(files: Vec<SlackFile>) -> Vec<PostedFile> {
@@ -448,7 +577,7 @@ fn question_text(text: Option<&str>, bot: Option<&str>) -> Option<String> {
 }
 
 const BRAIN_HELP: &str =
-    "Usage: `/brain create <name>`, `/brain link <name> [ask|knowledge|both]`, \
+    "Usage: `/brain create <name>`, `/brain link <name> [ask|knowledge|both] [messages:on|messages:off]`, \
     `/brain unlink`, `/brain list`, `/brain info`, `/brain forget <file>`, `/brain prompt <text>`, \
     `/brain budget [amount]`, `/brain usage`.";
 
@@ -462,8 +591,25 @@ fn parse_brain(text: &str) -> Result<BrainCommand, String> {
         "link" => {
             let mut words = rest.split_whitespace();
             let name = BrainName::parse(words.next().unwrap_or(""))?;
-            let mode = BindingMode::parse(words.next().unwrap_or("both"))?;
-            Ok(BrainCommand::Link { name, mode })
+            let (mut mode, mut messages) = (None, None);
+            for word in words {
+                match word.to_ascii_lowercase().strip_prefix("messages:") {
+                    Some("on") if messages.is_none() => messages = Some(true),
+                    Some("off") if messages.is_none() => messages = Some(false),
+                    Some(_) => {
+                        return Err(
+                            "Say `messages:on` or `messages:off` (once), after the mode.".into(),
+                        )
+                    }
+                    None if mode.is_none() => mode = Some(BindingMode::parse(word)?),
+                    None => return Err(BRAIN_HELP.into()),
+                }
+            }
+            Ok(BrainCommand::Link {
+                name,
+                mode: mode.unwrap_or(BindingMode::Both),
+                messages,
+            })
         }
         "unlink" => Ok(BrainCommand::Unlink),
         "list" => Ok(BrainCommand::List),
@@ -499,9 +645,33 @@ mod tests {
             parse_brain("link handbook knowledge"),
             Ok(BrainCommand::Link {
                 name: BrainName::parse("handbook").unwrap(),
-                mode: BindingMode::Knowledge
+                mode: BindingMode::Knowledge,
+                messages: None,
             })
         );
+        assert_eq!(
+            parse_brain("link handbook messages:off"),
+            Ok(BrainCommand::Link {
+                name: BrainName::parse("handbook").unwrap(),
+                mode: BindingMode::Both,
+                messages: Some(false),
+            })
+        );
+        assert_eq!(
+            parse_brain("link handbook knowledge Messages:ON"),
+            Ok(BrainCommand::Link {
+                name: BrainName::parse("handbook").unwrap(),
+                mode: BindingMode::Knowledge,
+                messages: Some(true),
+            })
+        );
+        for wrong in [
+            "link handbook messages:maybe",
+            "link handbook messages:on messages:off",
+            "link handbook ask knowledge",
+        ] {
+            assert!(parse_brain(wrong).is_err(), "{wrong}");
+        }
         assert_eq!(
             parse_brain("forget the handbook.pdf"),
             Ok(BrainCommand::Forget {
