@@ -188,6 +188,7 @@ async fn bench(list: bool, local_model: Option<String>) -> Result<(), Box<dyn st
                     conversation: None,
                     platform: "cli",
                     queue_wait: std::time::Duration::ZERO,
+                    channels: ["", ""],
                 },
                 |_| {},
             )

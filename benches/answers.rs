@@ -233,6 +233,7 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
                 let (tenant, brain) = brains[n % TENANTS];
                 let channel = ChannelKey(format!("discord:channel-{n}"));
                 let question = NewQuestion {
+                    bound_channel: None,
                     platform: "discord".into(),
                     tenant,
                     brain,

@@ -376,6 +376,7 @@ async fn run(kind: Kind, measured_chunks: usize, keep: Option<&Path>) -> Result<
             text: text.clone(),
             vector: Some(embed(text)),
             limit: LIMIT,
+            hidden: Vec::new(),
         };
         index.search(measured, &query).await?;
     }
@@ -386,6 +387,7 @@ async fn run(kind: Kind, measured_chunks: usize, keep: Option<&Path>) -> Result<
             text: text.clone(),
             vector: None,
             limit: LIMIT,
+            hidden: Vec::new(),
         };
         let started = Instant::now();
         let hits = index.search(measured, &query).await?;
@@ -399,6 +401,7 @@ async fn run(kind: Kind, measured_chunks: usize, keep: Option<&Path>) -> Result<
             text: text.clone(),
             vector: Some(embed(text)),
             limit: LIMIT,
+            hidden: Vec::new(),
         };
         let started = Instant::now();
         let hits = index.search(measured, &query).await?;
@@ -520,6 +523,7 @@ async fn rankings(
             text: text.clone(),
             vector: None,
             limit: LIMIT,
+            hidden: Vec::new(),
         };
         all.push(
             index
@@ -548,6 +552,7 @@ async fn rankings_with_qdrant_idf(
             text: text.clone(),
             vector: None,
             limit: LIMIT,
+            hidden: Vec::new(),
         };
         let Some(requests) = search_requests(collection, brain, &query, &query_sparse(brain, text))
         else {

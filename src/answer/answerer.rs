@@ -64,6 +64,10 @@ pub struct Question<'a> {
     pub platform: &'a str,
     /// How long the question waited in the queue before this answer started.
     pub queue_wait: Duration,
+    /// Where it was asked: the channel and the one whose binding applies (a thread's parent;
+    /// `""` when there is none, and both `""` from the shell). Knowledge learned in a
+    /// restricted channel answers only there.
+    pub channels: [&'a str; 2],
 }
 
 /// How the text was made.
@@ -140,6 +144,18 @@ impl Answerer {
     /// vectors are of another embedding model than the configured one (not yet embedded again)
     /// count by keywords only.
     pub async fn retrieve(&self, brain: BrainId, question: &str) -> Result<Retrieved, AnswerError> {
+        self.retrieve_in(brain, question, ["", ""]).await
+    }
+
+    /// `retrieve` for a question asked in `channels` (see [`Question::channels`]): what was
+    /// learned in other restricted channels is not searched.
+    pub async fn retrieve_in(
+        &self,
+        brain: BrainId,
+        question: &str,
+        channels: [&str; 2],
+    ) -> Result<Retrieved, AnswerError> {
+        let hidden = self.store.hidden_documents(brain, channels).await?;
         let stale = match &self.embedder {
             Some(embedder) => {
                 self.store
@@ -155,6 +171,7 @@ impl Answerer {
             question,
             self.retrieval,
             &stale,
+            &hidden,
         )
         .await?)
     }
@@ -171,7 +188,10 @@ impl Answerer {
     ) -> Result<Answered, AnswerError> {
         let started = Instant::now();
         let brain = question.brain;
-        let retrieved = match self.retrieve(brain.id, question.text).await {
+        let retrieved = match self
+            .retrieve_in(brain.id, question.text, question.channels)
+            .await
+        {
             Ok(retrieved) => retrieved,
             Err(error) => {
                 self.count_failure(&question, started);

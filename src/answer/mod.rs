@@ -105,11 +105,12 @@ pub async fn retrieve(
     question: &str,
     options: RetrievalOptions,
 ) -> Result<Retrieved, IndexError> {
-    retrieve_with_stale(index, embedder, brain, question, options, &[]).await
+    retrieve_with_stale(index, embedder, brain, question, options, &[], &[]).await
 }
 
 /// `retrieve`, where the documents in `stale` have vectors of another embedding model (not yet
-/// embedded again): their chunks count by their keyword rank alone.
+/// embedded again): their chunks count by their keyword rank alone; the documents in `hidden`
+/// are not searched at all.
 pub async fn retrieve_with_stale(
     index: &dyn Index,
     embedder: Option<&Embedder>,
@@ -117,6 +118,7 @@ pub async fn retrieve_with_stale(
     question: &str,
     options: RetrievalOptions,
     stale: &[DocumentId],
+    hidden: &[DocumentId],
 ) -> Result<Retrieved, IndexError> {
     let vector = match embedder {
         Some(embedder) => match embedder.embed_question(question).await {
@@ -136,6 +138,7 @@ pub async fn retrieve_with_stale(
                 text: question.to_string(),
                 vector,
                 limit: options.limit * 4,
+                hidden: hidden.iter().map(|document| document.0).collect(),
             },
         )
         .await?;

@@ -70,6 +70,9 @@ pub struct AnswerRequest {
     /// The platform user who asked.
     pub user: String,
     pub question: String,
+    /// The channel whose binding applies when it is not `channel` (a thread's parent).
+    #[serde(default)]
+    pub bound_channel: Option<String>,
 }
 
 /// Runs `answer` jobs on the chat runtime.
@@ -211,6 +214,10 @@ impl AnswerService {
                         conversation: request.conversation.as_deref(),
                         platform: &request.platform,
                         queue_wait: queue_wait(job),
+                        channels: [
+                            request.channel.0.as_str(),
+                            request.bound_channel.as_deref().unwrap_or(""),
+                        ],
                     },
                     |piece| sender.send_modify(|text| text.push_str(piece)),
                 )

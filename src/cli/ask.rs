@@ -66,6 +66,7 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
                 conversation: args.conversation.as_deref(),
                 platform: "cli",
                 queue_wait: std::time::Duration::ZERO,
+                channels: ["", ""],
             },
             |piece| {
                 // A closed stdout is noticed by the next line printed after the answer.

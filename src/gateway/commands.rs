@@ -98,6 +98,21 @@ impl Gateway {
                 let Some(binding) = self.store.binding(tenant, channel).await? else {
                     return Ok(Reply::private(UNBOUND_HINT));
                 };
+                // A message link: the conversation it belongs to, whole.
+                if let Some(key) = super::conversations::message_key_from_link(&file) {
+                    let forgotten = self.store.forget_conversation_of(tenant, &key).await?;
+                    return Ok(if forgotten == 0 {
+                        Reply::private(
+                            "engram has not learned that message (or forgot it already).",
+                        )
+                    } else {
+                        Reply::public(format!(
+                            "Forgot the conversation that message belongs to ({forgotten} \
+                             message{}); it leaves the brain within seconds.",
+                            if forgotten == 1 { "" } else { "s" }
+                        ))
+                    });
+                }
                 // The file posted in this channel; else one of that name from elsewhere in the
                 // brain (the shell, other channels).
                 let documents = self.store.documents(binding.brain).await?;

@@ -36,6 +36,43 @@ pub enum Gone {
     Channel(ChannelKey),
 }
 
+/// The message a link points at, as conversation knowledge keys it: a Discord jump link
+/// (`https://discord.com/channels/<guild>/<channel>/<message>`) or a Slack permalink
+/// (`https://<workspace>.slack.com/archives/<channel>/p<ts without its dot>`).
+pub fn message_key_from_link(link: &str) -> Option<String> {
+    let link = link.trim().trim_start_matches('<').trim_end_matches('>');
+    let rest = link
+        .strip_prefix("https://")
+        .or_else(|| link.strip_prefix("http://"))?;
+    let (host, path) = rest.split_once('/')?;
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let parts: Vec<&str> = path.split('/').collect();
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    let discord_host = matches!(
+        host,
+        "discord.com" | "ptb.discord.com" | "canary.discord.com" | "discordapp.com"
+    );
+    match parts.as_slice() {
+        ["channels", guild, channel, message]
+            if discord_host && digits(guild) && digits(channel) && digits(message) =>
+        {
+            Some(format!("discord:{message}"))
+        }
+        ["archives", channel, stamp] if host.ends_with(".slack.com") => {
+            let stamp = stamp.strip_prefix('p')?;
+            let channel_ok = !channel.is_empty()
+                && channel.len() <= 20
+                && channel.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !channel_ok || !digits(stamp) || stamp.len() <= 6 {
+                return None;
+            }
+            let (seconds, micros) = stamp.split_at(stamp.len() - 6);
+            Some(format!("slack:{channel}:{seconds}.{micros}"))
+        }
+        _ => None,
+    }
+}
+
 /// The notice a channel gets when it starts learning its messages.
 pub fn consent_notice(brain: &str) -> String {
     format!(
@@ -115,6 +152,23 @@ impl Gateway {
         })
     }
 
+    /// Records whether a channel is restricted (not readable by every member): what was
+    /// learned there answers only there from now on, and again everywhere once it is not.
+    pub(super) async fn visibility(
+        &self,
+        tenant: &TenantKey,
+        channel: &ChannelKey,
+        restricted: bool,
+    ) -> Result<Handled, GatewayError> {
+        let Some(tenant) = self.store.find_tenant(tenant).await? else {
+            return Ok(Handled::Ignored);
+        };
+        self.store
+            .set_channel_restricted(tenant, &channel.0, restricted)
+            .await?;
+        Ok(Handled::Ignored)
+    }
+
     /// Forgets what was deleted.
     pub(super) async fn gone(
         &self,
@@ -138,5 +192,40 @@ impl Gateway {
         } else {
             Handled::Ignored
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_links_name_their_message() {
+        assert_eq!(
+            message_key_from_link("https://discord.com/channels/1/22/333").as_deref(),
+            Some("discord:333")
+        );
+        assert_eq!(
+            message_key_from_link("<https://ptb.discord.com/channels/1/22/333>").as_deref(),
+            Some("discord:333")
+        );
+        assert_eq!(
+            message_key_from_link(
+                "https://team.slack.com/archives/C0GENERAL/p1700000001000100?thread_ts=1.2"
+            )
+            .as_deref(),
+            Some("slack:C0GENERAL:1700000001.000100")
+        );
+        for not_a_link in [
+            "vacation.md",
+            "https://evil.example/channels/1/2/3",
+            "https://discord.com/channels/1/2",
+            "https://discord.com/channels/1/2/x3",
+            "https://team.slack.com/archives/C0/1700000001000100",
+            "https://team.slack.com/archives/C-0/p1700000001000100",
+            "https://slack.com.evil.example/archives/C0/p1700000001000100",
+        ] {
+            assert_eq!(message_key_from_link(not_a_link), None, "{not_a_link}");
+        }
     }
 }

@@ -107,6 +107,12 @@ pub enum ChatEvent {
     },
     /// Messages, a thread or a channel were deleted: what was learned from them is forgotten.
     Deleted { tenant: TenantKey, gone: Gone },
+    /// A channel is (or is no longer) restricted: not readable by every member of the tenant.
+    Visibility {
+        tenant: TenantKey,
+        channel: ChannelKey,
+        restricted: bool,
+    },
 }
 
 /// What the core did with an event.
@@ -190,6 +196,11 @@ impl Gateway {
                 return self.edited(&tenant, &key, &text).await
             }
             ChatEvent::Deleted { tenant, gone } => return self.gone(&tenant, gone).await,
+            ChatEvent::Visibility {
+                tenant,
+                channel,
+                restricted,
+            } => return self.visibility(&tenant, &channel, restricted).await,
             other => other,
         };
         let event = match event {
@@ -215,7 +226,9 @@ impl Gateway {
             | ChatEvent::Files { origin, .. }
             | ChatEvent::InThread { origin, .. }
             | ChatEvent::Said { origin, .. } => origin,
-            ChatEvent::Edited { .. } | ChatEvent::Deleted { .. } => return Ok(Handled::Ignored),
+            ChatEvent::Edited { .. } | ChatEvent::Deleted { .. } | ChatEvent::Visibility { .. } => {
+                return Ok(Handled::Ignored)
+            }
         };
         let (platform, event_id) = (origin.platform.clone(), origin.event_id.clone());
         let handler = crate::worker::worker_name("gateway");
@@ -314,7 +327,8 @@ impl Gateway {
             ChatEvent::InThread { .. }
             | ChatEvent::Said { .. }
             | ChatEvent::Edited { .. }
-            | ChatEvent::Deleted { .. } => Ok(Handled::Ignored),
+            | ChatEvent::Deleted { .. }
+            | ChatEvent::Visibility { .. } => Ok(Handled::Ignored),
         }
     }
 }

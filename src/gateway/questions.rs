@@ -65,10 +65,12 @@ impl Gateway {
                 .await?;
             return Ok(Handled::Unbound);
         };
+        let bound_channel = origin.parent.as_ref().map(|parent| parent.0.clone());
         let question = NewQuestion {
             platform: origin.platform,
             tenant,
             brain: binding.brain,
+            bound_channel,
             channel: origin.channel,
             reply_to: origin.message,
             conversation,
@@ -100,6 +102,8 @@ pub struct NewQuestion {
     pub tenant: TenantId,
     pub brain: BrainId,
     pub channel: ChannelKey,
+    /// The channel whose binding applies when it is not `channel` (a thread's parent).
+    pub bound_channel: Option<String>,
     /// The asker's message; the placeholder replies to it.
     pub reply_to: Option<MessageRef>,
     pub conversation: Option<String>,
@@ -184,6 +188,7 @@ pub async fn ask(
         conversation: question.conversation,
         user: question.user,
         question: question.text,
+        bound_channel: question.bound_channel,
     };
     let payload = serde_json::to_value(&request).expect("an answer request serializes");
     // One answer job per placeholder (or, without one, per question message): enqueueing

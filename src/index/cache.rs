@@ -78,13 +78,22 @@ impl BrainCodes {
         self.ids.len()
     }
 
-    /// The `k` ids nearest to `query` by Hamming distance, nearest first, ties by id.
-    pub(crate) fn nearest(&self, query: &[u64], k: usize) -> Vec<i64> {
+    /// The `k` ids nearest to `query` by Hamming distance, nearest first, ties by id; ids in
+    /// `skip` are never taken.
+    pub(crate) fn nearest(
+        &self,
+        query: &[u64],
+        k: usize,
+        skip: &std::collections::HashSet<i64>,
+    ) -> Vec<i64> {
         if k == 0 {
             return Vec::new();
         }
         let mut heap: BinaryHeap<(u32, i64)> = BinaryHeap::with_capacity(k + 1);
         for (i, code) in self.codes.chunks_exact(self.words).enumerate() {
+            if !skip.is_empty() && skip.contains(&self.ids[i]) {
+                continue;
+            }
             let distance: u32 = code
                 .iter()
                 .zip(query)
@@ -624,8 +633,20 @@ mod tests {
             (9, vec![0b0001, 0, 0, 0, 0, 0, 0, 0]),
         ];
         let codes = BrainCodes::new(rows, 1);
-        assert_eq!(codes.nearest(&pack(&[0b0001], 1), 3), vec![9, 11, 12]);
-        assert_eq!(codes.nearest(&pack(&[0b0001], 1), 10), vec![9, 11, 12, 10]);
+        let none = std::collections::HashSet::new();
+        assert_eq!(
+            codes.nearest(&pack(&[0b0001], 1), 3, &none),
+            vec![9, 11, 12]
+        );
+        assert_eq!(
+            codes.nearest(&pack(&[0b0001], 1), 10, &none),
+            vec![9, 11, 12, 10]
+        );
+        let skip = std::collections::HashSet::from([9]);
+        assert_eq!(
+            codes.nearest(&pack(&[0b0001], 1), 3, &skip),
+            vec![11, 12, 10]
+        );
     }
 
     #[test]
@@ -664,7 +685,11 @@ mod tests {
     fn found(terms: &SharedTerms, text: &str) -> Vec<i64> {
         let terms = terms.read().unwrap();
         terms
-            .search(&crate::text::query_terms(text), 10)
+            .search(
+                &crate::text::query_terms(text),
+                10,
+                &std::collections::HashSet::new(),
+            )
             .into_iter()
             .map(|(id, _)| id)
             .collect()

@@ -7,6 +7,7 @@
 //! sqlite-vec's partition and cached in memory), whose best candidates are rescored by exact
 //! cosine distance. Every result is re-read from `chunks` filtered by the brain.
 
+use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -238,6 +239,7 @@ impl EmbeddedIndex {
         brain: BrainId,
         text: &str,
         limit: usize,
+        skip: &Arc<HashSet<i64>>,
     ) -> Result<Vec<(i64, f32)>, IndexError> {
         let (cached, load) = self.keywords.lookup(brain.0);
         if let Some(load) = load {
@@ -253,18 +255,41 @@ impl EmbeddedIndex {
             });
         }
         let Some(cached) = cached else {
-            return self.fts_keyword_ids(brain, text, limit).await;
+            return self.fts_keyword_ids(brain, text, limit, skip).await;
         };
         let terms = query_terms(text);
         if terms.is_empty() {
             return Ok(Vec::new());
         }
+        let skip = skip.clone();
         tokio::task::spawn_blocking(move || {
             let cached = cached.read().unwrap_or_else(|e| e.into_inner());
-            cached.search(&terms, limit)
+            cached.search(&terms, limit, &skip)
         })
         .await
         .map_err(|error| IndexError::Unavailable(format!("keyword search: {error}")))
+    }
+
+    /// The chunk ids of the brain's `documents`.
+    async fn hidden_chunks(
+        &self,
+        brain: BrainId,
+        documents: &[i64],
+    ) -> Result<HashSet<i64>, IndexError> {
+        if documents.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let list = serde_json::to_string(documents)
+            .map_err(|error| IndexError::Corrupt(format!("document ids: {error}")))?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM chunks WHERE brain_id = $1 \
+             AND document_id IN (SELECT value FROM json_each($2))",
+        )
+        .bind(brain.0)
+        .bind(list)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(ids.into_iter().collect())
     }
 
     /// `keyword_ids` through FTS5, for a brain whose keyword index is not in memory.
@@ -273,6 +298,7 @@ impl EmbeddedIndex {
         brain: BrainId,
         text: &str,
         limit: usize,
+        skip: &HashSet<i64>,
     ) -> Result<Vec<(i64, f32)>, IndexError> {
         let terms = self.selective_terms(text).await?;
         let Some(expression) = match_expression(brain, &terms) else {
@@ -291,6 +317,8 @@ impl EmbeddedIndex {
             .bind(to_i64(SCORED_MATCHES))
             .fetch_all(&self.readers)
             .await?;
+        // Left out before ranking, so they cannot push others out of the limit.
+        rows.retain(|(id, _)| !skip.contains(id));
         rows.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         rows.truncate(limit);
         Ok(rows
@@ -354,13 +382,15 @@ impl EmbeddedIndex {
         brain: BrainId,
         vector: &[f32],
         limit: usize,
+        skip: &Arc<HashSet<i64>>,
     ) -> Result<Vec<(i64, f32)>, IndexError> {
         let dimensions = self.check_vector(vector)?;
         let k = (limit * OVERSAMPLE).min(VEC_MAX_K);
         let words = code_bytes(dimensions).div_ceil(8);
         let codes = self.brain_codes(brain).await?;
         let query = pack(&binary_code(vector), words);
-        let candidates = tokio::task::spawn_blocking(move || codes.nearest(&query, k))
+        let skip = skip.clone();
+        let candidates = tokio::task::spawn_blocking(move || codes.nearest(&query, k, &skip))
             .await
             .map_err(|error| IndexError::Unavailable(format!("vector scan: {error}")))?;
         if candidates.is_empty() {
@@ -709,11 +739,13 @@ impl Index for EmbeddedIndex {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
+        // The chunks of the documents this search must not see: never candidates.
+        let skip = Arc::new(self.hidden_chunks(brain, &query.hidden).await?);
         // Cosine similarities of the vector side's chunks.
         let mut similarities: std::collections::HashMap<i64, f32> = Default::default();
         let ranked: Vec<(i64, f32, Option<u32>, Option<u32>)> = match &query.vector {
             None => self
-                .keyword_ids(brain, &query.text, query.limit)
+                .keyword_ids(brain, &query.text, query.limit, &skip)
                 .await?
                 .into_iter()
                 .enumerate()
@@ -725,8 +757,8 @@ impl Index for EmbeddedIndex {
                 // Both sides at once: the keyword query runs on a SQLite worker thread while
                 // the Hamming scan runs on a blocking thread.
                 let (keyword, nearest) = tokio::join!(
-                    self.keyword_ids(brain, &query.text, side),
-                    self.vector_ids(brain, vector, side)
+                    self.keyword_ids(brain, &query.text, side, &skip),
+                    self.vector_ids(brain, vector, side, &skip)
                 );
                 let keyword: Vec<i64> = keyword?.into_iter().map(|(id, _)| id).collect();
                 let nearest = nearest?;
@@ -974,6 +1006,7 @@ mod tests {
             text: text.to_string(),
             vector: None,
             limit: 10,
+            hidden: Vec::new(),
         }
     }
 
@@ -1006,14 +1039,18 @@ mod tests {
         ];
         let mut fts = Vec::new();
         for question in questions {
-            let ids = fx.index.fts_keyword_ids(brain, question, 3).await.unwrap();
+            let ids = fx
+                .index
+                .fts_keyword_ids(brain, question, 3, &HashSet::new())
+                .await
+                .unwrap();
             fts.push(ids.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
         }
         fx.index.warm(brain).await.unwrap();
         for (question, fts) in questions.iter().zip(fts) {
             let memory: Vec<i64> = fx
                 .index
-                .keyword_ids(brain, question, 3)
+                .keyword_ids(brain, question, 3, &Arc::new(HashSet::new()))
                 .await
                 .unwrap()
                 .into_iter()

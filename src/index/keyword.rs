@@ -140,12 +140,24 @@ impl BrainTerms {
     /// ln((N − n(t) + 0.5) / (n(t) + 0.5)), at least 1e-6, where N is the brain's chunk count
     /// and n(t) how many of them hold t; a chunk of length D with weighted frequency f of t gets
     /// IDF(t) · f · (k1 + 1) / (f + k1 · (1 − b + b · D / avgdl)), summed over the terms.
-    pub(crate) fn search(&self, terms: &[String], limit: usize) -> Vec<(i64, f32)> {
-        self.search_within(terms, limit, WALK_BUDGET)
+    pub(crate) fn search(
+        &self,
+        terms: &[String],
+        limit: usize,
+        skip: &HashSet<i64>,
+    ) -> Vec<(i64, f32)> {
+        self.search_within(terms, limit, WALK_BUDGET, skip)
     }
 
-    /// `search`, walking at most `budget` postings (see `WALK_BUDGET`).
-    fn search_within(&self, terms: &[String], limit: usize, budget: usize) -> Vec<(i64, f32)> {
+    /// `search`, walking at most `budget` postings (see `WALK_BUDGET`); chunks in `skip` are
+    /// never ranked.
+    fn search_within(
+        &self,
+        terms: &[String],
+        limit: usize,
+        budget: usize,
+        skip: &HashSet<i64>,
+    ) -> Vec<(i64, f32)> {
         if limit == 0 || self.live_length == 0 {
             return Vec::new();
         }
@@ -190,7 +202,7 @@ impl BrainTerms {
 
         let mut best: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::with_capacity(limit + 1);
         for (slot, &score) in scores.iter().enumerate() {
-            if score <= 0.0 {
+            if score <= 0.0 || (!skip.is_empty() && skip.contains(&self.ids[slot])) {
                 continue;
             }
             let ranked = Ranked {
@@ -351,6 +363,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn skipped_chunks_are_never_ranked_and_others_fill_the_limit() {
+        let terms = brain(&[
+            (10, None, "apple apple apple"),
+            (11, None, "apple"),
+            (12, None, "apple banana"),
+            (13, None, "cherry"),
+        ]);
+        let all = terms.search(&query_terms("apple"), 2, &HashSet::new());
+        assert_eq!(all[0].0, 10);
+        let hits = terms.search(&query_terms("apple"), 2, &HashSet::from([10]));
+        let ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert!(!ids.contains(&10), "{ids:?}");
+    }
+
     /// Three chunks, scored by hand with the formula in `search`'s documentation.
     #[test]
     fn bm25_agrees_with_a_hand_computed_example() {
@@ -365,7 +393,7 @@ mod tests {
         // date in 1 of 3: IDF = ln(2.5 / 1.5).
         let rare = (2.5f32 / 1.5).ln();
 
-        let hits = terms.search(&query_terms("apple"), 10);
+        let hits = terms.search(&query_terms("apple"), 10, &HashSet::new());
         let expected = [
             (11, bm25(common, 2.0, 2.0, average)),
             (10, bm25(common, 2.0, 3.0, average)),
@@ -376,7 +404,7 @@ mod tests {
             assert!((score - want).abs() <= want * 1e-5, "{score} vs {want}");
         }
 
-        let hits = terms.search(&query_terms("date banana"), 10);
+        let hits = terms.search(&query_terms("date banana"), 10, &HashSet::new());
         let ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
         assert_eq!(ids, vec![12, 10]);
         let want = bm25(rare, 2.0, 4.0, average) + bm25(common, 1.0, 4.0, average);
@@ -385,15 +413,19 @@ mod tests {
             "{} vs {want}",
             hits[0].1
         );
-        assert!(terms.search(&query_terms("nothing here"), 10).is_empty());
-        assert!(terms.search(&query_terms("apple"), 0).is_empty());
+        assert!(terms
+            .search(&query_terms("nothing here"), 10, &HashSet::new())
+            .is_empty());
+        assert!(terms
+            .search(&query_terms("apple"), 0, &HashSet::new())
+            .is_empty());
     }
 
     #[test]
     fn ties_go_to_the_smaller_id_and_limit_cuts() {
         let terms = brain(&[(7, None, "kiwi"), (3, None, "kiwi"), (5, None, "kiwi")]);
         let ids: Vec<i64> = terms
-            .search(&query_terms("kiwi"), 2)
+            .search(&query_terms("kiwi"), 2, &HashSet::new())
             .iter()
             .map(|h| h.0)
             .collect();
@@ -408,9 +440,9 @@ mod tests {
             (3, None, "mango"),
             (4, None, "mango papaya"),
         ]);
-        let before = terms.search(&query_terms("kiwi"), 10);
+        let before = terms.search(&query_terms("kiwi"), 10, &HashSet::new());
         terms.remove(&HashSet::from([2, 99]));
-        let hits = terms.search(&query_terms("kiwi"), 10);
+        let hits = terms.search(&query_terms("kiwi"), 10, &HashSet::new());
         assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1]);
         // The same as a brain that never had chunk 2.
         let fresh = brain(&[
@@ -418,13 +450,18 @@ mod tests {
             (3, None, "mango"),
             (4, None, "mango papaya"),
         ]);
-        assert_eq!(hits, fresh.search(&query_terms("kiwi"), 10));
+        assert_eq!(
+            hits,
+            fresh.search(&query_terms("kiwi"), 10, &HashSet::new())
+        );
         assert_ne!(hits[0].1, before[0].1);
         assert!(!terms.wants_reload());
         terms.remove(&HashSet::from([3]));
         assert!(terms.wants_reload());
         terms.remove(&HashSet::from([1, 4]));
-        assert!(terms.search(&query_terms("kiwi mango"), 10).is_empty());
+        assert!(terms
+            .search(&query_terms("kiwi mango"), 10, &HashSet::new())
+            .is_empty());
     }
 
     #[test]
@@ -435,19 +472,24 @@ mod tests {
             (3, None, "common"),
         ]);
         // Both lists together (4 postings) pass a budget of 3: only the rare term is scored.
-        let hits = terms.search_within(&query_terms("common rare"), 3, 3);
+        let hits = terms.search_within(&query_terms("common rare"), 3, 3, &HashSet::new());
         assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1]);
         // The rarest term is scored even past the budget.
-        let hits = terms.search_within(&query_terms("common"), 3, 1);
+        let hits = terms.search_within(&query_terms("common"), 3, 1, &HashSet::new());
         assert_eq!(hits.len(), 3);
-        assert_eq!(terms.search(&query_terms("common rare"), 3).len(), 3);
+        assert_eq!(
+            terms
+                .search(&query_terms("common rare"), 3, &HashSet::new())
+                .len(),
+            3
+        );
     }
 
     #[test]
     fn frequencies_saturate_at_the_posting_width() {
         let text = "echo ".repeat(1_000);
         let terms = brain(&[(1, None, &text), (2, None, "other")]);
-        let hits = terms.search(&query_terms("echo"), 1);
+        let hits = terms.search(&query_terms("echo"), 1, &HashSet::new());
         assert_eq!(hits[0].0, 1);
         assert!(hits[0].1.is_finite() && hits[0].1 > 0.0);
     }

@@ -124,7 +124,7 @@ fn search_finds_exactly_the_live_chunks_sharing_a_term() {
         }
         let question = query_terms(&text(rng));
         let limit = rng.range(0, 50);
-        let hits = index.search(&question, limit);
+        let hits = index.search(&question, limit, &HashSet::new());
 
         let mut expected: Vec<i64> = live
             .iter()

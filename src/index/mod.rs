@@ -70,6 +70,10 @@ pub struct SearchQuery {
     pub vector: Option<Vec<f32>>,
     /// How many hits to return at most.
     pub limit: usize,
+    /// Documents the search must not see (learned in restricted channels other than the one
+    /// asking): left out by the search itself, in both indexes, so they neither answer nor
+    /// push other hits out of the limit.
+    pub hidden: Vec<i64>,
 }
 
 /// One chunk found for a query, with what an answer needs to cite it.

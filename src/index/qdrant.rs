@@ -944,6 +944,17 @@ pub fn brain_filter(brain: BrainId) -> Filter {
     Filter::must([brain_condition(brain)])
 }
 
+/// A search's filter: the brain's points, without those of the documents it must not see.
+pub fn search_filter(brain: BrainId, hidden: &[i64]) -> Filter {
+    let mut filter = brain_filter(brain);
+    if !hidden.is_empty() {
+        filter
+            .must_not
+            .push(Condition::matches(DOCUMENT, hidden.to_vec()));
+    }
+    filter
+}
+
 fn brain_condition(brain: BrainId) -> Condition {
     Condition::matches(BRAIN, brain.0.to_string())
 }
@@ -1163,7 +1174,7 @@ pub fn search_requests(
         let main = QueryPointsBuilder::new(collection)
             .query(Query::from(sparse))
             .using(SPARSE)
-            .filter(brain_filter(brain))
+            .filter(search_filter(brain, &query.hidden))
             .limit(limit)
             .with_payload(true)
             .build();
@@ -1174,11 +1185,12 @@ pub fn search_requests(
         });
     };
     let side = candidates_per_side(query.limit) as u64;
+    let filter = search_filter(brain, &query.hidden);
     let side_query = |query: Query, using: &str| {
         QueryPointsBuilder::new(collection)
             .query(query)
             .using(using)
-            .filter(brain_filter(brain))
+            .filter(filter.clone())
             .limit(side)
             .with_payload(false)
             .build()
@@ -1187,7 +1199,7 @@ pub fn search_requests(
         PrefetchQueryBuilder::default()
             .query(query)
             .using(using)
-            .filter(brain_filter(brain))
+            .filter(filter.clone())
             .limit(side)
     };
     let mut main = QueryPointsBuilder::new(collection);
@@ -1199,7 +1211,7 @@ pub fn search_requests(
     let main = main
         .add_prefetch(prefetch(Query::from(vector.clone()), DENSE))
         .query(Query::new_rrf(RrfBuilder::with_k(QDRANT_RRF_K)))
-        .filter(brain_filter(brain))
+        .filter(filter.clone())
         .limit(limit)
         .with_payload(true)
         .build();
@@ -1357,6 +1369,7 @@ mod tests {
             text: text.to_string(),
             vector,
             limit: 5,
+            hidden: Vec::new(),
         }
     }
 

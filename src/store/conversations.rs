@@ -2,7 +2,8 @@
 //! grouped into units — a thread, a reply chain, or a window of channel chatter — each learned
 //! as one document whenever it changed (`revision` past `learned_revision`), under a lease so
 //! one process learns a unit at a time. Edits replace a message's text; a deleted message's
-//! row is deleted. The SQL is written once for both dialects (`conversation_methods!`,
+//! row is deleted. Also which channels are restricted (not readable by every member), and so
+//! which documents a question asked elsewhere must not see. The SQL is written once for both dialects (`conversation_methods!`,
 //! expanded inside `impl_store!`).
 
 use std::time::Duration;
@@ -269,6 +270,33 @@ macro_rules! conversation_methods {
             Ok(deleted)
         }
 
+        pub(super) async fn conversation_forget_conversation_of(
+            &self,
+            tenant: TenantId,
+            key: &str,
+        ) -> StoreResult<u64> {
+            let mut tx = self.writer().begin().await?;
+            let unit: Option<i64> = sqlx::query_scalar(
+                "SELECT unit_id FROM conversation_messages WHERE tenant_id = $1 AND message_key = $2",
+            )
+            .bind(tenant.0)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(unit) = unit else {
+                return Ok(0);
+            };
+            let deleted = sqlx::query("DELETE FROM conversation_messages WHERE unit_id = $1")
+                .bind(unit)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            $crate::store::conversations::touch_units!(tx, "id = $1", unit);
+            tx.commit().await?;
+            self.after_change();
+            Ok(deleted)
+        }
+
         pub(super) async fn conversation_delete_conversation(&self, tenant: TenantId, unit_key: &str) -> StoreResult<u64> {
             let mut tx = self.writer().begin().await?;
             let deleted = sqlx::query(
@@ -476,6 +504,59 @@ macro_rules! conversation_methods {
                 units: count(units),
                 changed: count(changed),
             })
+        }
+
+        pub(super) async fn conversation_set_channel_restricted(
+            &self,
+            tenant: TenantId,
+            channel: &str,
+            restricted: bool,
+        ) -> StoreResult<()> {
+            if restricted {
+                sqlx::query(
+                    "INSERT INTO restricted_channels (tenant_id, channel, since) \
+                     VALUES ($1, $2, $3) ON CONFLICT (tenant_id, channel) DO NOTHING",
+                )
+                .bind(tenant.0)
+                .bind(channel)
+                .bind(now_ms())
+                .execute(self.writer())
+                .await?;
+            } else {
+                sqlx::query("DELETE FROM restricted_channels WHERE tenant_id = $1 AND channel = $2")
+                    .bind(tenant.0)
+                    .bind(channel)
+                    .execute(self.writer())
+                    .await?;
+            }
+            Ok(())
+        }
+
+        pub(super) async fn conversation_hidden_documents(
+            &self,
+            brain: BrainId,
+            here: [&str; 2],
+        ) -> StoreResult<Vec<DocumentId>> {
+            // A file's scope is the channel it was posted in; a conversation's, its unit.
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT d.id FROM documents d JOIN brains b ON b.id = d.brain_id \
+                 WHERE d.brain_id = $1 AND d.scope NOT IN ($2, $3) AND ( \
+                   EXISTS (SELECT 1 FROM restricted_channels r \
+                           WHERE r.tenant_id = b.tenant_id AND r.channel = d.scope) \
+                   OR EXISTS (SELECT 1 FROM conversation_units u \
+                              JOIN restricted_channels r \
+                                ON r.tenant_id = u.tenant_id AND r.channel = u.channel \
+                              WHERE u.tenant_id = b.tenant_id \
+                              AND d.scope = 'conversation:' || u.unit_key \
+                              AND u.channel NOT IN ($2, $3))) \
+                 ORDER BY d.id",
+            )
+            .bind(brain.0)
+            .bind(here[0])
+            .bind(here[1])
+            .fetch_all(self.reader())
+            .await?;
+            Ok(ids.into_iter().map(DocumentId).collect())
         }
 
         pub(super) async fn conversation_channel_learns_messages(&self, tenant: TenantId, channel: &str) -> StoreResult<bool> {

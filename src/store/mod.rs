@@ -627,6 +627,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_messages(&self, tenant: TenantId, keys: &[String]) -> StoreResult<u64>;
     /// Forgets every message of a unit (a thread deleted); returns how many there were.
     async fn delete_conversation(&self, tenant: TenantId, unit_key: &str) -> StoreResult<u64>;
+    /// Forgets the whole unit the message `key` belongs to; returns how many messages it had.
+    async fn forget_conversation_of(&self, tenant: TenantId, key: &str) -> StoreResult<u64>;
     /// Forgets every message recorded in a bound channel (the channel deleted).
     async fn delete_channel_conversations(
         &self,
@@ -668,6 +670,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         brain: BrainId,
     ) -> StoreResult<conversations::ConversationStats>;
+    /// Records whether a channel is restricted (not readable by every member of the tenant).
+    async fn set_channel_restricted(
+        &self,
+        tenant: TenantId,
+        channel: &str,
+        restricted: bool,
+    ) -> StoreResult<()>;
+    /// The brain's documents learned in restricted channels other than `here` (the channel a
+    /// question is asked in and the channel whose binding applies; `""` for none): what its
+    /// retrieval must not see.
+    async fn hidden_documents(
+        &self,
+        brain: BrainId,
+        here: [&str; 2],
+    ) -> StoreResult<Vec<DocumentId>>;
     /// Whether a bound channel learns its messages.
     async fn channel_learns_messages(&self, tenant: TenantId, channel: &str) -> StoreResult<bool>;
 

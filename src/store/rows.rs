@@ -278,6 +278,10 @@ macro_rules! impl_store {
                 self.conversation_delete_conversation(tenant, unit_key).await
             }
 
+            async fn forget_conversation_of(&self, tenant: TenantId, key: &str) -> StoreResult<u64> {
+                self.conversation_forget_conversation_of(tenant, key).await
+            }
+
             async fn delete_channel_conversations(&self, tenant: TenantId, channel: &str) -> StoreResult<u64> {
                 self.conversation_delete_channel_conversations(tenant, channel).await
             }
@@ -307,6 +311,14 @@ macro_rules! impl_store {
                 brain: BrainId,
             ) -> StoreResult<$crate::store::conversations::ConversationStats> {
                 self.conversation_conversation_stats(brain).await
+            }
+
+            async fn set_channel_restricted(&self, tenant: TenantId, channel: &str, restricted: bool) -> StoreResult<()> {
+                self.conversation_set_channel_restricted(tenant, channel, restricted).await
+            }
+
+            async fn hidden_documents(&self, brain: BrainId, here: [&str; 2]) -> StoreResult<Vec<DocumentId>> {
+                self.conversation_hidden_documents(brain, here).await
             }
 
             async fn channel_learns_messages(&self, tenant: TenantId, channel: &str) -> StoreResult<bool> {

@@ -318,6 +318,7 @@ impl World {
         conversation: Option<&str>,
     ) -> Asked {
         let question = NewQuestion {
+            bound_channel: None,
             platform: "test".into(),
             tenant,
             brain,

@@ -601,6 +601,7 @@ async fn ask(
                 conversation: None,
                 platform: "test",
                 queue_wait: Duration::from_millis(5),
+                channels: ["", ""],
             },
             |_| {},
         )
@@ -711,6 +712,7 @@ async fn twenty_answers_at_once_spend_no_more_than_the_cap_fits() {
                         conversation: None,
                         platform: "test",
                         queue_wait: Duration::ZERO,
+                        channels: ["", ""],
                     },
                     |_| {},
                 )

@@ -1547,11 +1547,16 @@ impl Harness {
     /// Asks the brain with a mention and waits for the answer; returns what the LLM was sent
     /// for it (every message of its prompt).
     fn prompt_for(&self, question: &str) -> String {
+        self.prompt_in(GENERAL_ID, ALICE_ID, question)
+    }
+
+    /// `prompt_for`, asked by `user` in `channel`.
+    fn prompt_in(&self, channel: u64, user: u64, question: &str) -> String {
         let before = self.llm_inputs().len();
-        let asked = self.say(&UserMessage::new(GENERAL_ID, BOB_ID, question).mentioning(BOT_ID));
+        let asked = self.say(&UserMessage::new(channel, user, question).mentioning(BOT_ID));
         // Finished (with or without sources): its last message has the buttons.
         self.wait("the answer finished", Duration::from_secs(30), |h| {
-            h.replies_to(GENERAL_ID, asked)
+            h.replies_to(channel, asked)
                 .into_iter()
                 .find(|m| !vote_buttons(m).is_empty())
         });
@@ -1598,7 +1603,7 @@ fn what_people_say_is_learned_with_threads_edits_and_deletions_followed() {
         ALICE_ID,
         "Heads up: the payments deploy window is Tuesday 14:00 UTC.",
     ));
-    h.say(&UserMessage::new(
+    let in_thread = h.say(&UserMessage::new(
         THREAD_ID,
         BOB_ID,
         "Rollbacks of payments need a second approver.",
@@ -1639,6 +1644,21 @@ fn what_people_say_is_learned_with_threads_edits_and_deletions_followed() {
         (prompt.contains("Thursday 09:00 UTC") && !prompt.contains("Tuesday 14:00")).then_some(())
     });
 
+    // Forgetting one message of a thread by its link forgets the whole thread.
+    let (forgot, _) = h.command(
+        SlashCommand::new(GENERAL_ID, ALICE_ID, "brain")
+            .subcommand("forget")
+            .option(
+                "document",
+                format!("https://discord.com/channels/{GUILD_ID}/{THREAD_ID}/{in_thread}"),
+            ),
+    );
+    assert!(forgot.contains("Forgot the conversation"), "{forgot}");
+    assert!(forgot.contains("2 messages"), "{forgot}");
+    h.learned(1);
+    let prompt = h.prompt_for("who approves a payments rollback?");
+    assert!(!prompt.contains("second approver"), "{prompt}");
+
     // A deleted message and a deleted thread are forgotten.
     h.discord.dispatch(
         "MESSAGE_DELETE",
@@ -1662,4 +1682,87 @@ fn what_people_say_is_learned_with_threads_edits_and_deletions_followed() {
         "{prompt}"
     );
     h.assert_no_pings_and_nothing_unexpected(&[GENERAL_ID]);
+}
+
+#[test]
+fn what_a_private_channel_learned_answers_only_there() {
+    const LEADS_ID: u64 = 1_210_000_000_000_000_203;
+    let mut options = Options::default();
+    let allow = fake_discord::member_permissions();
+    let view = 1 << 10;
+    options.guilds[0].channels.push(fake_discord::FakeChannel {
+        overwrites: vec![
+            fake_discord::Overwrite {
+                id: GUILD_ID,
+                member: false,
+                allow: 0,
+                deny: view,
+            },
+            fake_discord::Overwrite {
+                id: ALICE_ID,
+                member: true,
+                allow,
+                deny: 0,
+            },
+            fake_discord::Overwrite {
+                id: BOT_ID,
+                member: true,
+                allow,
+                deny: 0,
+            },
+        ],
+        ..fake_discord::FakeChannel::text(LEADS_ID, "leads")
+    });
+    let h = Harness::start(options, quick_llm());
+    h.link_general();
+    h.command(
+        SlashCommand::new(LEADS_ID, ALICE_ID, "brain")
+            .subcommand("link")
+            .option("name", "handbook")
+            .option("mode", "both"),
+    );
+    h.say(&UserMessage::new(
+        LEADS_ID,
+        ALICE_ID,
+        "The acquisition of Contoso closes on March 3.",
+    ));
+    let (attachment, _) = h.discord.add_attachment(
+        "deal.md",
+        b"# Deal\n\nThe Contoso acquisition price is 40 million.\n",
+    );
+    let posted =
+        h.say(&UserMessage::new(LEADS_ID, ALICE_ID, "the deal").with_attachment(attachment));
+    h.wait("✅ on the file", Duration::from_secs(30), |h| {
+        h.discord
+            .reactions(posted)
+            .contains(&"✅".to_string())
+            .then_some(())
+    });
+    h.say(&UserMessage::new(
+        GENERAL_ID,
+        BOB_ID,
+        "The cafeteria about Contoso opens at 8.",
+    ));
+    h.learned(3);
+
+    // Asked in #general: neither the message nor the file of #leads is searched.
+    let prompt = h.prompt_in(
+        GENERAL_ID,
+        BOB_ID,
+        "when does the Contoso acquisition close, and at what price?",
+    );
+    assert!(
+        !prompt.contains("March 3") && !prompt.contains("40 million"),
+        "{prompt}"
+    );
+    // Asked in #leads: both answer.
+    let prompt = h.prompt_in(
+        LEADS_ID,
+        ALICE_ID,
+        "when does the Contoso acquisition close, and at what price?",
+    );
+    assert!(
+        prompt.contains("March 3") && prompt.contains("40 million"),
+        "{prompt}"
+    );
 }

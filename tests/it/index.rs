@@ -258,6 +258,7 @@ fn keyword(text: &str) -> SearchQuery {
         text: text.to_string(),
         vector: None,
         limit: 5,
+        hidden: Vec::new(),
     }
 }
 
@@ -266,6 +267,7 @@ fn hybrid(text: &str) -> SearchQuery {
         text: text.to_string(),
         vector: Some(embed(text)),
         limit: 5,
+        hidden: Vec::new(),
     }
 }
 
@@ -486,6 +488,31 @@ async fn brains_are_isolated(fx: &Fixture) {
     assert!(!search(&fx.index, y, &keyword("receipts")).await.is_empty());
 }
 
+/// What was learned in a restricted channel is left out by the search itself: a hidden
+/// document never answers, however well it matches, and the others still fill the limit.
+async fn hidden_documents_are_never_found(fx: &Fixture) {
+    let brain = fx.brain("mixed").await;
+    let open = fx.document(brain, "open.md").await;
+    let secret = fx.document(brain, "secret.md").await;
+    index(&fx.index, brain, open, &handbook())
+        .await
+        .expect("open");
+    index(&fx.index, brain, secret, &handbook())
+        .await
+        .expect("secret");
+    for mut query in [keyword("sick leave manager"), hybrid("sick leave manager")] {
+        let both = search(&fx.index, brain, &query).await;
+        assert!(both.iter().any(|h| h.document_id == secret.0), "{both:#?}");
+        query.limit = 4;
+        query.hidden = vec![secret.0];
+        let hits = search(&fx.index, brain, &query).await;
+        assert!(!hits.is_empty());
+        assert!(hits.iter().all(|h| h.document_id == open.0), "{hits:#?}");
+        query.hidden = vec![secret.0, open.0];
+        assert!(search(&fx.index, brain, &query).await.is_empty());
+    }
+}
+
 async fn reindexing_replaces_the_chunks(fx: &Fixture) {
     let brain = fx.brain("reindex").await;
     let document = fx.document(brain, "notes.md").await;
@@ -610,6 +637,7 @@ async fn bad_vectors_change_nothing(fx: &Fixture) {
         text: "receipts".to_string(),
         vector: Some(vec![1.0; 3]),
         limit: 5,
+        hidden: Vec::new(),
     };
     let error = fx.index.search(brain, &query).await;
     assert!(
@@ -768,6 +796,7 @@ macro_rules! index_contract {
             hybrid_scores_are_reciprocal_rank_fusion,
             hybrid_hits_carry_the_cosine_similarity,
             brains_are_isolated,
+            hidden_documents_are_never_found,
             reindexing_replaces_the_chunks,
             forgetting_removes_everything,
             a_new_version_replaces_the_old_one,
@@ -1023,6 +1052,7 @@ async fn vector_search_follows_writes(fx: &Fixture) {
         text: "the of".to_string(),
         vector: Some(embed("Hire two zeppelin pilots.")),
         limit: 50,
+        hidden: Vec::new(),
     };
     let before = search(&fx.index, brain, &query).await;
     assert!(!before.is_empty());

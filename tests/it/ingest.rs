@@ -313,6 +313,7 @@ async fn an_extractor_killed_mid_file_is_retried_without_duplicate_chunks() {
                 text: "General Public License".into(),
                 vector: None,
                 limit: 50,
+                hidden: Vec::new(),
             },
         )
         .await

@@ -259,6 +259,7 @@ async fn postgres_and_qdrant_replace_an_old_version() {
         text: "weeks of paid vacation".into(),
         vector: None,
         limit: 5,
+        hidden: Vec::new(),
     };
     let hits = qdrant.search(brain, &query).await.unwrap();
     assert_eq!(hits.len(), 1, "{hits:#?}");

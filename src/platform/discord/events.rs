@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use serenity::all::{
-    ChannelId, CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context,
-    EventHandler, Guild, GuildChannel, GuildId, Interaction, Message, MessageId, MessageType,
-    MessageUpdateEvent, PartialGuildChannel, Permissions, Ready, ThreadListSyncEvent, UserId,
+    ChannelId, ChannelType, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
+    Context, EventHandler, Guild, GuildChannel, GuildId, Interaction, Message, MessageId,
+    MessageType, MessageUpdateEvent, PartialGuildChannel, PermissionOverwriteType, Permissions,
+    Ready, RoleId, ThreadListSyncEvent, UserId,
 };
 use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
 use tokio::sync::OnceCell;
@@ -48,6 +49,8 @@ pub(super) struct Handler {
     pub(super) bot: OnceCell<UserId>,
     /// Which channels are threads, and of which channel.
     pub(super) threads: Threads,
+    /// Which channels are restricted, as last recorded.
+    pub(super) restricted: Mutex<HashMap<u64, bool>>,
 }
 
 #[serenity::async_trait]
@@ -74,10 +77,19 @@ impl EventHandler for Handler {
         for channel in guild.channels.values().chain(&guild.threads) {
             self.threads.learn(channel);
         }
+        // Channels first: a thread is restricted when its channel is.
+        for channel in guild.channels.values().chain(&guild.threads) {
+            self.follow_visibility(channel).await;
+        }
     }
 
     async fn channel_create(&self, _ctx: Context, channel: GuildChannel) {
         self.threads.learn(&channel);
+        self.follow_visibility(&channel).await;
+    }
+
+    async fn channel_update(&self, _ctx: Context, _old: Option<GuildChannel>, new: GuildChannel) {
+        self.follow_visibility(&new).await;
     }
 
     async fn channel_delete(
@@ -96,6 +108,7 @@ impl EventHandler for Handler {
 
     async fn thread_create(&self, _ctx: Context, thread: GuildChannel) {
         self.threads.learn(&thread);
+        self.follow_visibility(&thread).await;
     }
 
     async fn thread_delete(
@@ -313,6 +326,42 @@ impl EventHandler for Handler {
 }
 
 impl Handler {
+    /// Records whether `channel` is restricted — its overwrites deny *View Channel* to
+    /// @everyone (the role whose id is the guild's), or it is a private thread, or a thread of
+    /// a restricted channel — when that is new or changed.
+    async fn follow_visibility(&self, channel: &GuildChannel) {
+        let everyone = RoleId::new(channel.guild_id.get());
+        let denied = channel.permission_overwrites.iter().any(|overwrite| {
+            overwrite.kind == PermissionOverwriteType::Role(everyone)
+                && overwrite.deny.contains(Permissions::VIEW_CHANNEL)
+        });
+        let restricted = {
+            let mut known = self.restricted.lock().unwrap_or_else(|p| p.into_inner());
+            let parent = channel
+                .parent_id
+                .filter(|_| threads::is_thread(channel.kind))
+                .and_then(|parent| known.get(&parent.get()).copied())
+                .unwrap_or(false);
+            let restricted = denied || parent || channel.kind == ChannelType::PrivateThread;
+            if known.insert(channel.id.get(), restricted) == Some(restricted) {
+                return;
+            }
+            restricted
+        };
+        let recorded = self
+            .handle(ChatEvent::Visibility {
+                tenant: tenant(channel.guild_id.get()),
+                channel: channel_key(channel.id.get()),
+                restricted,
+            })
+            .await;
+        if recorded.is_none() {
+            // Not recorded: tried again with the next event about this channel.
+            let mut known = self.restricted.lock().unwrap_or_else(|p| p.into_inner());
+            known.remove(&channel.id.get());
+        }
+    }
+
     /// Runs a slash command and answers it within Discord's 3 s, deferring a slow one.
     async fn on_command(&self, command: CommandInteraction) {
         let work = async {

@@ -90,6 +90,7 @@ pub async fn run(
         shards: Mutex::default(),
         bot: OnceCell::new(),
         threads: Threads::default(),
+        restricted: Mutex::default(),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents())
         .event_handler(handler)

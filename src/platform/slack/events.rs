@@ -36,6 +36,8 @@ pub struct Adapter {
     threads: Mutex<Threads>,
     /// People's names by user id, for the messages learned.
     names: Mutex<HashMap<String, String>>,
+    /// Which channels are restricted (private), as last recorded.
+    restricted: Mutex<HashMap<String, bool>>,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +55,7 @@ impl Adapter {
             bot: OnceCell::new(),
             threads: Mutex::new(Threads::default()),
             names: Mutex::default(),
+            restricted: Mutex::default(),
         }
     }
 
@@ -194,6 +197,9 @@ impl Adapter {
         let Some(channel) = message.origin.channel.map(|channel| channel.0) else {
             return;
         };
+        if let Some(kind) = &message.origin.channel_type {
+            self.follow_visibility(team, &channel, &kind.0).await;
+        }
         let ts = message.origin.ts.0;
         let thread = message.origin.thread_ts.map(|ts| ts.0);
         let content = message.content.unwrap_or_else(SlackMessageContent::new);
@@ -293,6 +299,33 @@ impl Adapter {
             gone: Gone::Messages(vec![message_key(&channel.0, &deleted.0)]),
         })
         .await;
+    }
+
+    /// Records whether a channel is restricted (a private channel: `channel_type` `group`)
+    /// when that is new or changed; direct messages are no channel's.
+    async fn follow_visibility(&self, team: &str, channel: &str, kind: &str) {
+        let restricted = match kind {
+            "group" => true,
+            "channel" => false,
+            _ => return,
+        };
+        {
+            let mut known = self.restricted.lock().unwrap_or_else(|p| p.into_inner());
+            if known.insert(channel.to_string(), restricted) == Some(restricted) {
+                return;
+            }
+        }
+        let recorded = self
+            .handle(ChatEvent::Visibility {
+                tenant: tenant(team),
+                channel: channel_key(team, channel),
+                restricted,
+            })
+            .await;
+        if recorded.is_none() {
+            let mut known = self.restricted.lock().unwrap_or_else(|p| p.into_inner());
+            known.remove(channel);
+        }
     }
 
     /// Who wrote a message, by the name people know them by (asked of Slack once per person).
