@@ -71,7 +71,7 @@ impl Gateway {
                     text.push_str(&super::consent_notice(brain.name.as_str()));
                 } else if !learns && learned_before {
                     text.push_str(
-                        "\nMessages posted from now on are not learned; what was learned stays                          until it is deleted.",
+                        "\nMessages posted from now on are not learned; what was learned stays until it is deleted.",
                     );
                 }
                 Reply::public(text)
@@ -100,15 +100,22 @@ impl Gateway {
                 };
                 // A message link: the conversation it belongs to, whole.
                 if let Some(key) = super::conversations::message_key_from_link(&file) {
-                    let forgotten = self.store.forget_conversation_of(tenant, &key).await?;
+                    // The thread it started, if it started one, and its own conversation.
+                    let mut forgotten = match super::conversations::thread_of(&key) {
+                        Some(thread) => self.store.delete_conversation(tenant, &thread).await?,
+                        None => 0,
+                    };
+                    forgotten += self
+                        .store
+                        .forget_conversation_of(tenant, binding.brain, &key)
+                        .await?;
                     return Ok(if forgotten == 0 {
                         Reply::private(
-                            "engram has not learned that message (or forgot it already).",
+                            "This channel's brain has not learned that message (or forgot it already).",
                         )
                     } else {
-                        Reply::public(format!(
-                            "Forgot the conversation that message belongs to ({forgotten} \
-                             message{}); it leaves the brain within seconds.",
+                        Reply::private(format!(
+                            "Forgot that conversation ({forgotten} message{}); it leaves the brain within seconds.",
                             if forgotten == 1 { "" } else { "s" }
                         ))
                     });

@@ -73,6 +73,16 @@ pub fn message_key_from_link(link: &str) -> Option<String> {
     }
 }
 
+/// The thread a message started, by the platforms' rule: a Discord thread started from a
+/// message has its id; a Slack thread is keyed by its first message's ts.
+pub fn thread_of(message_key: &str) -> Option<String> {
+    if let Some(id) = message_key.strip_prefix("discord:") {
+        return Some(format!("discord:thread:{id}"));
+    }
+    let (channel, ts) = message_key.strip_prefix("slack:")?.split_once(':')?;
+    Some(format!("slack:thread:{channel}:{ts}"))
+}
+
 /// The notice a channel gets when it starts learning its messages.
 pub fn consent_notice(brain: &str) -> String {
     format!(
@@ -91,18 +101,16 @@ impl Gateway {
         let Some(tenant) = self.store.find_tenant(&origin.tenant).await? else {
             return Ok(Handled::Ignored);
         };
-        let channel = origin.bound_channel();
-        let Some(binding) = self.store.binding(tenant, &channel.0).await? else {
+        let bound = origin.bound_channel();
+        let Some(binding) = self.store.binding(tenant, &bound.0).await? else {
             return Ok(Handled::Ignored);
         };
         if binding.mode == BindingMode::Ask
-            || !self
-                .store
-                .channel_learns_messages(tenant, &channel.0)
-                .await?
+            || !self.store.channel_learns_messages(tenant, &bound.0).await?
         {
             return Ok(Handled::Ignored);
         }
+        let channel = self.learned_in(tenant, origin).await?;
         let title = format!(
             "{}, {}",
             said.channel_label,
@@ -112,7 +120,7 @@ impl Gateway {
             .record_message(&NewMessage {
                 tenant,
                 brain: binding.brain,
-                channel: channel.0.clone(),
+                channel,
                 key: said.key,
                 unit: said.unit,
                 author: said.author,
@@ -123,6 +131,20 @@ impl Gateway {
             })
             .await?;
         Ok(Handled::Learned)
+    }
+
+    /// The channel what arrives with `origin` is learned in, for visibility: the channel whose
+    /// binding applies, or — for a restricted thread of it (a private thread) — the thread
+    /// itself, so what is said there answers only there.
+    pub(super) async fn learned_in(
+        &self,
+        tenant: crate::brain::TenantId,
+        origin: &Origin,
+    ) -> Result<String, GatewayError> {
+        if origin.parent.is_some() && self.store.is_restricted(tenant, &origin.channel.0).await? {
+            return Ok(origin.channel.0.clone());
+        }
+        Ok(origin.bound_channel().0.clone())
     }
 
     /// A message's new text, if it was learned.
@@ -160,9 +182,9 @@ impl Gateway {
         channel: &ChannelKey,
         restricted: bool,
     ) -> Result<Handled, GatewayError> {
-        let Some(tenant) = self.store.find_tenant(tenant).await? else {
-            return Ok(Handled::Ignored);
-        };
+        // Recorded even before the server or workspace has a brain: a channel linked later
+        // must already be known for what it is.
+        let tenant = self.store.ensure_tenant(tenant).await?;
         self.store
             .set_channel_restricted(tenant, &channel.0, restricted)
             .await?;

@@ -50,8 +50,9 @@ impl Gateway {
         // that dies before every file is queued leaves the event to another; then watched
         // until each job ends.
         for file in files {
-            // A file's name is its document's in this channel (a thread's: its parent's).
-            let scope = origin.bound_channel().0.clone();
+            // A file's name is its document's in this channel (a thread's: its parent's, but a
+            // restricted thread's its own, so that it answers only there).
+            let scope = self.learned_in(tenant, &origin).await?;
             let report = ReportTo {
                 platform: origin.platform.clone(),
                 channel: message.channel.0.clone(),

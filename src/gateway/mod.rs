@@ -189,18 +189,14 @@ pub struct Gateway {
 impl Gateway {
     /// Acts on an event once, however often the platform delivers it.
     pub async fn handle(&self, event: ChatEvent) -> Result<Handled, GatewayError> {
-        // Conversation knowledge is recorded idempotently: no hold needed.
+        // Conversation knowledge is recorded idempotently: no hold needed, and a store that is
+        // restarting delays the event rather than dropping it (the platform does not send it
+        // again).
         let event = match event {
-            ChatEvent::Said { origin, said } => return self.said(&origin, said).await,
-            ChatEvent::Edited { tenant, key, text } => {
-                return self.edited(&tenant, &key, &text).await
-            }
-            ChatEvent::Deleted { tenant, gone } => return self.gone(&tenant, gone).await,
-            ChatEvent::Visibility {
-                tenant,
-                channel,
-                restricted,
-            } => return self.visibility(&tenant, &channel, restricted).await,
+            event @ (ChatEvent::Said { .. }
+            | ChatEvent::Edited { .. }
+            | ChatEvent::Deleted { .. }
+            | ChatEvent::Visibility { .. }) => return self.conversation_event(event).await,
             other => other,
         };
         let event = match event {
@@ -276,6 +272,36 @@ impl Gateway {
             tracing::warn!(%error, "cannot end an event's hold; it runs out by itself");
         }
         result
+    }
+
+    /// A conversation event, tried again while the store is unavailable (up to
+    /// `STORE_PATIENCE`).
+    async fn conversation_event(&self, event: ChatEvent) -> Result<Handled, GatewayError> {
+        let deadline = tokio::time::Instant::now() + STORE_PATIENCE;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let result = match event.clone() {
+                ChatEvent::Said { origin, said } => self.said(&origin, said).await,
+                ChatEvent::Edited { tenant, key, text } => self.edited(&tenant, &key, &text).await,
+                ChatEvent::Deleted { tenant, gone } => self.gone(&tenant, gone).await,
+                ChatEvent::Visibility {
+                    tenant,
+                    channel,
+                    restricted,
+                } => self.visibility(&tenant, &channel, restricted).await,
+                _ => Ok(Handled::Ignored),
+            };
+            match result {
+                Err(GatewayError::Store(error))
+                    if error.is_transient() && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::warn!(%error, "the store is unavailable; trying the event again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Takes the event to act on (`true`), or finds it acted on (`false`). While another

@@ -106,10 +106,23 @@ macro_rules! conversation_methods {
             .bind(&message.key)
             .fetch_optional(&mut *tx)
             .await?;
+            // Deleted already (the delete overtook it): never recorded.
+            let deleted: Option<i64> = sqlx::query_scalar(
+                "SELECT deleted_at FROM conversation_tombstones \
+                 WHERE tenant_id = $1 AND message_key = $2",
+            )
+            .bind(message.tenant.0)
+            .bind(&message.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if deleted.is_some() {
+                tx.commit().await?;
+                return Ok(0);
+            }
             let unit = match known {
                 Some(unit) => {
                     // Delivered again (a replay, a second gateway): the text may have changed.
-                    sqlx::query(
+                    let changed = sqlx::query(
                         "UPDATE conversation_messages SET text = $3, author = $4 \
                          WHERE tenant_id = $1 AND message_key = $2 AND text <> $3",
                     )
@@ -118,8 +131,15 @@ macro_rules! conversation_methods {
                     .bind(&message.text)
                     .bind(&message.author)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    if changed > 0 {
+                        $crate::store::conversations::touch_units!(tx, "id = $1", unit);
+                    }
                     tx.commit().await?;
+                    if changed > 0 {
+                        self.after_change();
+                    }
                     return Ok(unit);
                 }
                 None => {
@@ -250,6 +270,15 @@ macro_rules! conversation_methods {
             let mut tx = self.writer().begin().await?;
             let mut deleted = 0;
             for key in keys {
+                sqlx::query(
+                    "INSERT INTO conversation_tombstones (tenant_id, message_key, deleted_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT (tenant_id, message_key) DO NOTHING",
+                )
+                .bind(tenant.0)
+                .bind(key)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
                 let unit: Option<i64> = sqlx::query_scalar(
                     "DELETE FROM conversation_messages WHERE tenant_id = $1 AND message_key = $2 \
                      RETURNING unit_id",
@@ -273,24 +302,40 @@ macro_rules! conversation_methods {
         pub(super) async fn conversation_forget_conversation_of(
             &self,
             tenant: TenantId,
+            brain: BrainId,
             key: &str,
         ) -> StoreResult<u64> {
             let mut tx = self.writer().begin().await?;
-            let unit: Option<i64> = sqlx::query_scalar(
-                "SELECT unit_id FROM conversation_messages WHERE tenant_id = $1 AND message_key = $2",
+            let unit: Option<(i64, String)> = sqlx::query_as(
+                "SELECT u.id, u.kind FROM conversation_messages m \
+                 JOIN conversation_units u ON u.id = m.unit_id \
+                 WHERE m.tenant_id = $1 AND m.message_key = $2 AND u.brain_id = $3",
             )
             .bind(tenant.0)
             .bind(key)
+            .bind(brain.0)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(unit) = unit else {
+            let Some((unit, kind)) = unit else {
                 return Ok(0);
             };
-            let deleted = sqlx::query("DELETE FROM conversation_messages WHERE unit_id = $1")
-                .bind(unit)
+            // A thread or a reply chain goes whole; in a window of chatter, only the message.
+            let deleted = if kind == "window" {
+                sqlx::query(
+                    "DELETE FROM conversation_messages WHERE tenant_id = $1 AND message_key = $2",
+                )
+                .bind(tenant.0)
+                .bind(key)
                 .execute(&mut *tx)
                 .await?
-                .rows_affected();
+                .rows_affected()
+            } else {
+                sqlx::query("DELETE FROM conversation_messages WHERE unit_id = $1")
+                    .bind(unit)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            };
             $crate::store::conversations::touch_units!(tx, "id = $1", unit);
             tx.commit().await?;
             self.after_change();
@@ -530,6 +575,21 @@ macro_rules! conversation_methods {
                     .await?;
             }
             Ok(())
+        }
+
+        pub(super) async fn conversation_is_restricted(
+            &self,
+            tenant: TenantId,
+            channel: &str,
+        ) -> StoreResult<bool> {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT since FROM restricted_channels WHERE tenant_id = $1 AND channel = $2",
+            )
+            .bind(tenant.0)
+            .bind(channel)
+            .fetch_optional(self.reader())
+            .await?;
+            Ok(found.is_some())
         }
 
         pub(super) async fn conversation_hidden_documents(

@@ -623,12 +623,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         text: &str,
         edited_at: i64,
     ) -> StoreResult<bool>;
-    /// Forgets recorded messages; returns how many there were.
+    /// Forgets recorded messages (and refuses to record them later: a delete may overtake the
+    /// message); returns how many there were.
     async fn delete_messages(&self, tenant: TenantId, keys: &[String]) -> StoreResult<u64>;
     /// Forgets every message of a unit (a thread deleted); returns how many there were.
     async fn delete_conversation(&self, tenant: TenantId, unit_key: &str) -> StoreResult<u64>;
-    /// Forgets the whole unit the message `key` belongs to; returns how many messages it had.
-    async fn forget_conversation_of(&self, tenant: TenantId, key: &str) -> StoreResult<u64>;
+    /// Forgets the unit of `brain` the message `key` belongs to — whole for a thread or a reply
+    /// chain, the message alone in a window of chatter; returns how many messages went.
+    async fn forget_conversation_of(
+        &self,
+        tenant: TenantId,
+        brain: BrainId,
+        key: &str,
+    ) -> StoreResult<u64>;
+    /// Whether a channel is recorded as restricted.
+    async fn is_restricted(&self, tenant: TenantId, channel: &str) -> StoreResult<bool>;
     /// Forgets every message recorded in a bound channel (the channel deleted).
     async fn delete_channel_conversations(
         &self,

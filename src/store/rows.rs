@@ -278,8 +278,12 @@ macro_rules! impl_store {
                 self.conversation_delete_conversation(tenant, unit_key).await
             }
 
-            async fn forget_conversation_of(&self, tenant: TenantId, key: &str) -> StoreResult<u64> {
-                self.conversation_forget_conversation_of(tenant, key).await
+            async fn forget_conversation_of(&self, tenant: TenantId, brain: BrainId, key: &str) -> StoreResult<u64> {
+                self.conversation_forget_conversation_of(tenant, brain, key).await
+            }
+
+            async fn is_restricted(&self, tenant: TenantId, channel: &str) -> StoreResult<bool> {
+                self.conversation_is_restricted(tenant, channel).await
             }
 
             async fn delete_channel_conversations(&self, tenant: TenantId, channel: &str) -> StoreResult<u64> {
@@ -500,7 +504,12 @@ macro_rules! impl_store {
                         "DELETE FROM seen_events WHERE seen_at < $1",
                         before(keep.seen_events),
                     )
-                    .await?,
+                    .await?
+                        + delete(
+                            "DELETE FROM conversation_tombstones WHERE deleted_at < $1",
+                            before(keep.seen_events),
+                        )
+                        .await?,
                     conversations: delete(
                         "DELETE FROM conversations WHERE updated_at < $1",
                         before(keep.conversations),

@@ -271,7 +271,11 @@ impl EventHandler for Handler {
         _new: Option<Message>,
         event: MessageUpdateEvent,
     ) {
-        // Partial: only a changed text matters here.
+        // Partial: only a changed text matters here, and not the bots' (engram's own answers
+        // grow by edits).
+        if event.author.as_ref().is_some_and(|author| author.bot) {
+            return;
+        }
         let (Some(guild), Some(text)) = (event.guild_id, event.content) else {
             return;
         };

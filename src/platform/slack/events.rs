@@ -277,6 +277,10 @@ impl Adapter {
         let (Some(channel), Some(edited)) = (event.origin.channel, event.message) else {
             return;
         };
+        // engram's own answers grow by edits; bots' messages are not learned.
+        if edited.sender.bot_id.is_some() {
+            return;
+        }
         let text = edited
             .content
             .and_then(|content| content.text)
