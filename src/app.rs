@@ -592,11 +592,9 @@ pub async fn open_index(
     dimensions: Option<usize>,
 ) -> anyhow::Result<Arc<dyn Index>> {
     match (config.index.kind, config.store.url.backend()) {
-        (IndexKind::Embedded, Some(StoreBackend::Sqlite)) => Ok(Arc::new(
-            EmbeddedIndex::open(&config.store, dimensions)
-                .await
-                .context("cannot open the embedded index")?,
-        )),
+        (IndexKind::Embedded, Some(StoreBackend::Sqlite)) => {
+            Ok(shared_embedded_index(config, dimensions).await?)
+        }
         (IndexKind::Embedded, _) => bail!(
             "index.kind = \"embedded\" keeps the index inside a SQLite store; a PostgreSQL store \
              needs index.kind = \"qdrant\" (with index.qdrant_url and index.collection)"
@@ -612,6 +610,46 @@ pub async fn open_index(
             Ok(Arc::new(index))
         }
     }
+}
+
+/// The embedded indexes open in this process, by store URL and vector width. The roles of one
+/// process share one: its in-memory keyword and vector caches are patched by its own writes as
+/// they commit, so what the ingest role indexes (a file, a conversation changed seconds ago) is
+/// searched by the chat role at once, rather than after the caches' reload interval meant for
+/// other processes' writes.
+static EMBEDDED_INDEXES: std::sync::Mutex<Vec<OpenIndex>> = std::sync::Mutex::new(Vec::new());
+
+/// An embedded index open in this process: (store URL, vector width) and the index while any
+/// role holds it.
+type OpenIndex = ((String, Option<usize>), std::sync::Weak<EmbeddedIndex>);
+
+async fn shared_embedded_index(
+    config: &Config,
+    dimensions: Option<usize>,
+) -> anyhow::Result<Arc<EmbeddedIndex>> {
+    let key = (config.store.url.expose().to_string(), dimensions);
+    let open = |indexes: &mut Vec<OpenIndex>| {
+        indexes.retain(|(_, index)| index.strong_count() > 0);
+        indexes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, index)| index.upgrade())
+    };
+    if let Some(index) = open(&mut EMBEDDED_INDEXES.lock().unwrap_or_else(|p| p.into_inner())) {
+        return Ok(index);
+    }
+    let index = Arc::new(
+        EmbeddedIndex::open(&config.store, dimensions)
+            .await
+            .context("cannot open the embedded index")?,
+    );
+    let mut indexes = EMBEDDED_INDEXES.lock().unwrap_or_else(|p| p.into_inner());
+    // Another role may have opened it meanwhile: use theirs, so there is one.
+    if let Some(theirs) = open(&mut indexes) {
+        return Ok(theirs);
+    }
+    indexes.push((key, Arc::downgrade(&index)));
+    Ok(index)
 }
 
 /// The index `/readyz` checks besides the store: Qdrant's client (no request at start, so an
