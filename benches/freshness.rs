@@ -30,7 +30,7 @@ use engram::app::{self, Role};
 use engram::brain::{BindingMode, BrainId, TenantKey};
 use engram::chat::service::Outlets;
 use engram::config::{Config, Secret, StoreUrl};
-use engram::index::{EmbeddedIndex, Index, SearchQuery};
+use engram::index::{EmbeddedIndex, SearchQuery};
 use engram::store;
 use serde_json::json;
 
