@@ -198,15 +198,7 @@ impl Harness {
 
     /// Each recorded answer's 👍 and 👎 counts, oldest answer first.
     fn votes(&self) -> Vec<(u64, u64)> {
-        self.fakes.block_on(async {
-            let store = engram::store::connect(&self.store).await.unwrap();
-            let entries = store
-                .usage_entries(&engram::store::UsageFilter::default())
-                .await
-                .unwrap();
-            store.close().await;
-            entries.iter().map(|entry| (entry.up, entry.down)).collect()
-        })
+        self.fakes.block_on(crate::support::votes(&self.store))
     }
 
     /// Clicks `custom_id` on the bot's message `message` as `user` (from `guild`, or the
@@ -1529,17 +1521,10 @@ impl Harness {
     /// it holds `messages` messages.
     fn learned(&self, messages: u64) -> engram::store::conversations::ConversationStats {
         self.wait("the conversations learned", Duration::from_secs(30), |h| {
-            let stats = h.fakes.block_on(async {
-                let store = engram::store::connect(&h.store).await.unwrap();
-                let tenant =
-                    engram::brain::TenantKey::parse(&format!("discord:{GUILD_ID}")).unwrap();
-                let tenant = store.find_tenant(&tenant).await.unwrap().unwrap();
-                let name = engram::brain::BrainName::parse("handbook").unwrap();
-                let brain = store.brain_by_name(tenant, &name).await.unwrap().unwrap();
-                let stats = store.conversation_stats(brain.id).await.unwrap();
-                store.close().await;
-                stats
-            });
+            let stats = h.fakes.block_on(crate::support::handbook_conversations(
+                &h.store,
+                &format!("discord:{GUILD_ID}"),
+            ));
             (stats.changed == 0 && stats.messages == messages).then_some(stats)
         })
     }

@@ -670,15 +670,7 @@ fn a_failed_command_is_answered_without_the_error_text() {
 
 /// Each recorded answer's 👍 and 👎 counts, oldest answer first.
 fn votes(h: &Harness) -> Vec<(u64, u64)> {
-    h._fakes.block_on(async {
-        let store = engram::store::connect(&h.config.store).await.unwrap();
-        let entries = store
-            .usage_entries(&engram::store::UsageFilter::default())
-            .await
-            .unwrap();
-        store.close().await;
-        entries.iter().map(|entry| (entry.up, entry.down)).collect()
-    })
+    h._fakes.block_on(crate::support::votes(&h.config.store))
 }
 
 /// The answer in `thread` once its last message carries the 👍/👎 buttons.
@@ -830,16 +822,10 @@ fn slack_socket_mode_clicks_are_votes_and_edited_answers_carry_the_buttons_too()
 /// holds `messages` messages.
 fn learned(h: &Harness, messages: u64) -> engram::store::conversations::ConversationStats {
     h.wait("the conversations learned", Duration::from_secs(30), |h| {
-        let stats = h._fakes.block_on(async {
-            let store = engram::store::connect(&h.config.store).await.unwrap();
-            let tenant = engram::brain::TenantKey::parse(&format!("slack:{TEAM}")).unwrap();
-            let tenant = store.find_tenant(&tenant).await.unwrap().unwrap();
-            let name = engram::brain::BrainName::parse("handbook").unwrap();
-            let brain = store.brain_by_name(tenant, &name).await.unwrap().unwrap();
-            let stats = store.conversation_stats(brain.id).await.unwrap();
-            store.close().await;
-            stats
-        });
+        let stats = h._fakes.block_on(crate::support::handbook_conversations(
+            &h.config.store,
+            &format!("slack:{TEAM}"),
+        ));
         (stats.changed == 0 && stats.messages == messages).then_some(stats)
     })
 }

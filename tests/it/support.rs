@@ -200,3 +200,29 @@ pub fn engram(dir: &Path, args: &[&str]) -> Output {
         .output()
         .expect("run engram")
 }
+
+/// Each recorded answer's 👍 and 👎 counts in the store at `config`, oldest answer first.
+pub async fn votes(config: &StoreConfig) -> Vec<(u64, u64)> {
+    let store = store::connect(config).await.unwrap();
+    let entries = store
+        .usage_entries(&engram::store::UsageFilter::default())
+        .await
+        .unwrap();
+    store.close().await;
+    entries.iter().map(|entry| (entry.up, entry.down)).collect()
+}
+
+/// What the brain `handbook` of `tenant` learned from conversations, in the store at `config`.
+pub async fn handbook_conversations(
+    config: &StoreConfig,
+    tenant: &str,
+) -> engram::store::conversations::ConversationStats {
+    let store = store::connect(config).await.unwrap();
+    let tenant = engram::brain::TenantKey::parse(tenant).unwrap();
+    let tenant = store.find_tenant(&tenant).await.unwrap().unwrap();
+    let name = engram::brain::BrainName::parse("handbook").unwrap();
+    let brain = store.brain_by_name(tenant, &name).await.unwrap().unwrap();
+    let stats = store.conversation_stats(brain.id).await.unwrap();
+    store.close().await;
+    stats
+}
