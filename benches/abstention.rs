@@ -189,6 +189,7 @@ async fn bench(list: bool, local_model: Option<String>) -> Result<(), Box<dyn st
                     platform: "cli",
                     queue_wait: std::time::Duration::ZERO,
                     channels: ["", ""],
+                    attachments: &[],
                 },
                 |_| {},
             )

@@ -245,6 +245,7 @@ fn run(llm_addr: SocketAddr, llm_pid: u32) {
                     conversation: None,
                     user: format!("user-{n}"),
                     text: "How do I request vacation?".into(),
+                    attachments: Vec::new(),
                 };
                 let asked = ask(store.as_ref(), &outlet, question, 3)
                     .await

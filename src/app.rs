@@ -13,6 +13,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use crate::answer::{Answerer, RetrievalOptions};
+use crate::chat::attachments::AttachmentReader;
 use crate::chat::pool::{AnswerPool, UserRateLimit};
 use crate::chat::service::{AnswerService, Outlets};
 use crate::chat::streamer::StreamOptions;
@@ -732,6 +733,7 @@ pub async fn answer_service(
         rate_limit: (per_minute > 0)
             .then(|| UserRateLimit::new(per_minute, Duration::from_secs(60))),
         stream: StreamOptions::new(config.chat.edit_interval()),
+        attachments: AttachmentReader::from_config(&config.ingest),
     })
 }
 

@@ -1,5 +1,5 @@
-//! One answer from start to end, the same for the shell and the chat pool: retrieve, build the
-//! prompt with the conversation's recent turns, stream the LLM (or quote passages when there is
+//! One answer from start to end, the same for the shell and the chat pool: retrieve (the
+//! passages of files attached to the question first), build the prompt with the conversation's recent turns, stream the LLM (or quote passages when there is
 //! none, or it fails before its first token — then after a notice naming the fault), say so
 //! plainly when nothing answers the question, record the tokens used and the conversation's
 //! new turns, and mark the sources the text cites.
@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
-    budget, extractive_answer, mark_cited, prompt, retrieve_with_stale, RetrievalOptions,
-    Retrieved, Source,
+    attached, budget, extractive_answer, mark_cited, prompt, retrieve_with_stale, Attachment,
+    RetrievalOptions, Retrieved, Source,
 };
 use crate::brain::{Brain, BrainId};
 use crate::clock::now_ms;
@@ -68,6 +68,9 @@ pub struct Question<'a> {
     /// `""` when there is none, and both `""` from the shell). Knowledge learned in a
     /// restricted channel answers only there.
     pub channels: [&'a str; 2],
+    /// Files attached to the question, read: their best passages come before the brain's,
+    /// cited as `attachment: <name>`.
+    pub attachments: &'a [Attachment],
 }
 
 /// How the text was made.
@@ -198,6 +201,11 @@ impl Answerer {
                 return Err(error);
             }
         };
+        let retrieved = attached::merge(
+            question.text,
+            retrieved,
+            attached::passages(question.text, question.attachments),
+        );
         let retrieval = started.elapsed();
         let caps = budget::caps_for(&self.budgets, brain);
         let mut reservation = None;

@@ -1,8 +1,10 @@
 //! Answers: retrieve a brain's best passages for a question — diverse across documents and
 //! above a relevance floor, with the evidence of whether they answer it — and answer from them
-//! (`Answerer`), by the LLM or by quoting them; which sources an answer cites.
+//! (`Answerer`), by the LLM or by quoting them, with the passages of files attached to the
+//! question (`attached`); which sources an answer cites.
 
 pub mod answerer;
+pub mod attached;
 pub mod budget;
 pub mod evidence;
 pub mod extractive;
@@ -15,6 +17,7 @@ use crate::index::{Index, IndexError, SearchHit, SearchQuery, RRF_K};
 use crate::llm::Embedder;
 
 pub use answerer::{AnswerError, Answered, Answerer, Provenance, Question};
+pub use attached::Attachment;
 pub use evidence::Evidence;
 pub use extractive::{content_terms, extractive_answer};
 
@@ -56,6 +59,7 @@ pub struct Source {
     pub cited: bool,
     #[serde(skip)]
     pub text: String,
+    /// The document the passage is from; 0 for a file attached to the question.
     #[serde(skip)]
     pub document_id: i64,
 }

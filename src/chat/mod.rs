@@ -1,8 +1,9 @@
 //! The platform-agnostic chat core: the `ChatPlatform` port the Discord and Slack adapters
 //! implement, the per-channel rate budget they feed, the edit streamer that grows an answer in
 //! place, admission to the bounded, tenant-fair answer pool, answers as queued jobs, and the
-//! 👍/👎 buttons on finished answers.
+//! 👍/👎 buttons on finished answers; files attached to a question, read for its answer.
 
+pub mod attachments;
 pub mod budget;
 pub mod feedback;
 pub mod pool;
@@ -45,6 +46,9 @@ pub enum PlatformError {
     /// The message or channel is gone, or the bot may not write there.
     #[error("gone: {0}")]
     Gone(String),
+    /// A download was larger than it may be.
+    #[error("the file is larger than {limit} bytes (ingest.max_file_bytes)")]
+    TooLarge { limit: u64 },
     /// Anything else (network, server error).
     #[error("{0}")]
     Other(String),

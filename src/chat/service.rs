@@ -1,8 +1,9 @@
 //! Answers as jobs, the chat role's side: the gateway (`gateway::ask`) posts a placeholder
 //! reply and queues an `answer` job through the store; `AnswerService` checks the asker's
 //! rate limit, waits for a fair slot in the pool (telling the asker their place in line),
-//! then streams the answer into the placeholder with its sources. A chat process that dies
-//! mid-answer loses its lease, and another attempt rewrites the same placeholder.
+//! then streams the answer into the placeholder with its sources — reading the files attached
+//! to the question first (`attachments`). A chat process that dies mid-answer loses its lease,
+//! and another attempt rewrites the same placeholder.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::attachments::{Attachment, AttachmentReader};
 use super::budget::RateBudget;
 use super::feedback::AnswerId;
 use super::pool::{Admission, AnswerPool, UserRateLimit};
@@ -73,6 +75,9 @@ pub struct AnswerRequest {
     /// The channel whose binding applies when it is not `channel` (a thread's parent).
     #[serde(default)]
     pub bound_channel: Option<String>,
+    /// Files attached to the question: read for this answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// Runs `answer` jobs on the chat runtime.
@@ -84,6 +89,8 @@ pub struct AnswerService {
     /// `None`: no per-user limit.
     pub rate_limit: Option<UserRateLimit>,
     pub stream: StreamOptions,
+    /// Reads the files attached to a question.
+    pub attachments: AttachmentReader,
 }
 
 #[async_trait]
@@ -204,6 +211,19 @@ impl AnswerService {
         let answer_id = AnswerId::default();
         let recorded = answer_id.clone();
         let produce = async move {
+            // The attached files are read first; each one that cannot be read is named in a
+            // line before the answer, which still comes from the brain.
+            let attached = self
+                .attachments
+                .read(outlet.platform.as_ref(), &request.attachments)
+                .await;
+            if !attached.notices.is_empty() {
+                let notices = attached.notices.join("\n");
+                sender.send_modify(|text| {
+                    text.push_str(&notices);
+                    text.push_str("\n\n");
+                });
+            }
             let answered = self
                 .answerer
                 .answer(
@@ -218,6 +238,7 @@ impl AnswerService {
                             request.channel.0.as_str(),
                             request.bound_channel.as_deref().unwrap_or(""),
                         ],
+                        attachments: &attached.files,
                     },
                     |piece| sender.send_modify(|text| text.push_str(piece)),
                 )

@@ -67,6 +67,7 @@ pub async fn ask_command(config: &Config, args: AskArgs) -> anyhow::Result<()> {
                 platform: "cli",
                 queue_wait: std::time::Duration::ZERO,
                 channels: ["", ""],
+                attachments: &[],
             },
             |piece| {
                 // A closed stdout is noticed by the next line printed after the answer.

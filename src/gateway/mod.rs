@@ -82,6 +82,9 @@ pub enum ChatEvent {
         /// opened on: when that message belongs to an answer, the question continues that
         /// answer's conversation rather than `conversation`, however deep the chain.
         continues: Option<MessageRef>,
+        /// Files attached to the question: read for its answer (and learned, as
+        /// `ChatEvent::Files`, where the channel learns files).
+        attachments: Vec<PostedFile>,
     },
     /// A message not addressed to the bot in a thread opened on the message `opened_on` (on
     /// Discord a thread started from a message has that message's id): a question in that
@@ -91,6 +94,8 @@ pub enum ChatEvent {
         origin: Origin,
         text: String,
         opened_on: MessageRef,
+        /// Files attached to the message: read for the answer when it is a question.
+        attachments: Vec<PostedFile>,
     },
     /// Files were posted in a channel.
     Files {
@@ -206,12 +211,14 @@ impl Gateway {
                 origin,
                 text,
                 opened_on,
+                attachments,
             } => match self.thread_conversation(&origin, &opened_on).await? {
                 Some(conversation) => ChatEvent::Question {
                     origin,
                     text,
                     conversation: Some(conversation),
                     continues: None,
+                    attachments,
                 },
                 None => return Ok(Handled::Ignored),
             },
@@ -346,7 +353,11 @@ impl Gateway {
                 text,
                 conversation,
                 continues,
-            } => self.question(origin, text, conversation, continues).await,
+                attachments,
+            } => {
+                self.question(origin, text, conversation, continues, attachments)
+                    .await
+            }
             ChatEvent::Files { origin, files } => self.files(origin, files).await,
             // Turned into a question above when it is one; conversation events are handled
             // before any hold.

@@ -1,9 +1,11 @@
 //! Questions: routing one to its channel's brain (or telling the asker the channel has none),
 //! following a thread or reply chain to the conversation it continues, and `ask`, which posts
-//! the placeholder and queues the `answer` job the chat role runs.
+//! the placeholder and queues the `answer` job the chat role runs (with the question's attached
+//! files, which the chat role reads for the answer).
 
-use super::{Gateway, GatewayError, Handled, Origin, UNBOUND_HINT};
+use super::{Gateway, GatewayError, Handled, Origin, PostedFile, UNBOUND_HINT};
 use crate::brain::{BrainId, TenantId};
+use crate::chat::attachments::Attachment;
 use crate::chat::service::{AnswerRequest, Outlet, THINKING};
 use crate::chat::{ChannelKey, MessageRef, PlatformError};
 use crate::jobs::{JobId, JobKind, NewJob};
@@ -40,6 +42,7 @@ impl Gateway {
         text: String,
         conversation: Option<String>,
         continues: Option<MessageRef>,
+        attachments: Vec<PostedFile>,
     ) -> Result<Handled, GatewayError> {
         let tenant = patiently(STORE_PATIENCE, "find a tenant", || {
             self.store.ensure_tenant(&origin.tenant)
@@ -76,6 +79,7 @@ impl Gateway {
             conversation,
             user: origin.user,
             text,
+            attachments: attachments.into_iter().map(Attachment::from).collect(),
         };
         match ask(
             self.store.as_ref(),
@@ -109,6 +113,19 @@ pub struct NewQuestion {
     pub conversation: Option<String>,
     pub user: String,
     pub text: String,
+    /// Files attached to the question, read for its answer.
+    pub attachments: Vec<Attachment>,
+}
+
+impl From<PostedFile> for Attachment {
+    fn from(file: PostedFile) -> Self {
+        Attachment {
+            name: file.name,
+            size: file.size,
+            url: file.url,
+            link: file.link,
+        }
+    }
 }
 
 /// A queued question.
@@ -189,6 +206,7 @@ pub async fn ask(
         user: question.user,
         question: question.text,
         bound_channel: question.bound_channel,
+        attachments: question.attachments,
     };
     let payload = serde_json::to_value(&request).expect("an answer request serializes");
     // One answer job per placeholder (or, without one, per question message): enqueueing

@@ -314,6 +314,29 @@ pub(crate) fn chunk_term_frequencies(
     (frequencies, length)
 }
 
+/// Ranks a few passages that are in no brain (the chunks of a file attached to a question)
+/// against `terms` (from `query_terms`) by the same BM25 as a brain's search, with the passages'
+/// own statistics: `(position in passages, score)`, best first, ties by position; passages
+/// sharing no term are left out.
+pub fn rank_passages(
+    terms: &[String],
+    passages: &[(Option<&str>, &str)],
+    limit: usize,
+) -> Vec<(usize, f32)> {
+    let mut index = BrainTerms::default();
+    for (position, (heading, text)) in passages.iter().enumerate() {
+        let id = i64::try_from(position).unwrap_or(i64::MAX);
+        if !index.add(id, *heading, text) {
+            break;
+        }
+    }
+    index
+        .search(terms, limit, &HashSet::new())
+        .into_iter()
+        .map(|(id, score)| (usize::try_from(id).unwrap_or(usize::MAX), score))
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "keyword_randomized.rs"]
 mod randomized_tests;
@@ -492,5 +515,30 @@ mod tests {
         let hits = terms.search(&query_terms("echo"), 1, &HashSet::new());
         assert_eq!(hits[0].0, 1);
         assert!(hits[0].1.is_finite() && hits[0].1 > 0.0);
+    }
+
+    #[test]
+    fn passages_outside_a_brain_rank_by_the_question() {
+        let passages = [
+            (None, "Lunch is served at noon in the canteen."),
+            (
+                Some("Badges"),
+                "Visitor badges are collected at the east desk.",
+            ),
+            (
+                None,
+                "Badges for visitors expire at midnight; visitor badges are numbered.",
+            ),
+        ];
+        let ranked = rank_passages(
+            &query_terms("where are visitor badges collected?"),
+            &passages,
+            5,
+        );
+        let order: Vec<usize> = ranked.iter().map(|(position, _)| *position).collect();
+        assert_eq!(order, [1, 2], "best first, the unrelated passage left out");
+        assert!(ranked.iter().all(|(_, score)| *score > 0.0));
+        assert!(rank_passages(&query_terms("parking"), &passages, 5).is_empty());
+        assert_eq!(rank_passages(&query_terms("badges"), &passages, 1).len(), 1);
     }
 }

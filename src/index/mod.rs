@@ -14,6 +14,7 @@ use crate::brain::BrainId;
 use crate::text::ChunkDraft;
 
 pub use embedded::EmbeddedIndex;
+pub use keyword::rank_passages;
 pub use qdrant::{QdrantIndex, QdrantOptions};
 
 /// Store id of a document (a row of `documents`); the index writes its chunks under it.

@@ -23,7 +23,8 @@ use crate::store::{Store, StoreError};
 use crate::worker::{JobFailure, JobHandler};
 
 use self::chunk::{chunk_pages, ChunkOptions, PageText};
-use self::sandbox::Sandbox;
+use self::sandbox::{ExtractError, Extracted, Sandbox};
+use crate::text::ChunkDraft;
 
 /// The payload of an `ingest` job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,6 +226,55 @@ pub async fn queue_reembedding(
     Ok(queued)
 }
 
+/// A file's text, read in the sandbox and chunked.
+#[derive(Debug, Clone)]
+pub struct ReadFile {
+    pub extracted: Extracted,
+    pub chunks: Vec<ChunkDraft>,
+}
+
+/// Why a file's text could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The bytes could not be written to a temporary file for the extractor (worth another
+    /// try).
+    #[error("cannot stage the file: {0}")]
+    Stage(std::io::Error),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+}
+
+/// Reads a file's bytes as chunks: staged in a temporary file (the bytes are dropped once
+/// written), extracted by `engram-extract` in `sandbox` (its limits, its slots), split into pages
+/// and chunked. What the ingest pipeline does with every file, and the chat role with a file
+/// attached to a question. No chunks means no readable text.
+pub async fn read_file(
+    sandbox: &Sandbox,
+    chunking: &ChunkOptions,
+    bytes: Vec<u8>,
+) -> Result<ReadFile, ReadError> {
+    let staged = tempfile::Builder::new()
+        .prefix("engram-ingest-")
+        .tempfile()
+        .map_err(ReadError::Stage)?;
+    tokio::fs::write(staged.path(), &bytes)
+        .await
+        .map_err(ReadError::Stage)?;
+    drop(bytes);
+    let extracted = sandbox::extract(sandbox, staged.path()).await?;
+    drop(staged);
+    let pages: Vec<PageText> = extracted
+        .pages
+        .iter()
+        .map(|page| PageText {
+            page: (extracted.pages.len() > 1 || extracted.kind == "pdf").then_some(page.page),
+            text: page.text.clone(),
+        })
+        .collect();
+    let chunks = chunk_pages(&pages, chunking);
+    Ok(ReadFile { extracted, chunks })
+}
+
 /// Runs `ingest` jobs.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -298,29 +348,13 @@ impl Pipeline {
                     "the file's bytes are no longer stored; post it again{before}"
                 ))
             })?;
-        let staged = tempfile::Builder::new()
-            .prefix("engram-ingest-")
-            .tempfile()
-            .map_err(|error| JobFailure::transient(format!("cannot stage the file: {error}")))?;
-        tokio::fs::write(staged.path(), &bytes)
+        let ReadFile { extracted, chunks } = read_file(&self.sandbox, &self.chunking, bytes)
             .await
-            .map_err(|error| JobFailure::transient(format!("cannot stage the file: {error}")))?;
-        drop(bytes);
-
-        let extracted = sandbox::extract(&self.sandbox, staged.path())
-            .await
-            .map_err(|error| JobFailure::from_error(&error))?;
-        drop(staged);
+            .map_err(|error| match error {
+                ReadError::Stage(_) => JobFailure::transient(error.to_string()),
+                ReadError::Extract(error) => JobFailure::from_error(&error),
+            })?;
         let extracted_at = Instant::now();
-        let pages: Vec<PageText> = extracted
-            .pages
-            .iter()
-            .map(|page| PageText {
-                page: (extracted.pages.len() > 1 || extracted.kind == "pdf").then_some(page.page),
-                text: page.text.clone(),
-            })
-            .collect();
-        let chunks = chunk_pages(&pages, &self.chunking);
         if chunks.is_empty() {
             return Err(JobFailure::permanent(format!(
                 "no readable text in this {} ({} page{}); if it is a scan, a sharper one may work",

@@ -44,9 +44,7 @@ pub(crate) async fn download_capped(
         .map_err(|error| PlatformError::Other(error.without_url().to_string()))?
     {
         if (bytes.len() + chunk.len()) as u64 > max_bytes {
-            return Err(PlatformError::Other(format!(
-                "the file is larger than {max_bytes} bytes (ingest.max_file_bytes)"
-            )));
+            return Err(PlatformError::TooLarge { limit: max_bytes });
         }
         bytes.extend_from_slice(&chunk);
     }

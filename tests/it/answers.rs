@@ -302,6 +302,9 @@ impl World {
             pool: AnswerPool::new(max_in_flight),
             rate_limit: None,
             stream: StreamOptions::new(Duration::from_millis(100)),
+            attachments: engram::chat::attachments::AttachmentReader::from_config(
+                &Config::defaults().ingest,
+            ),
         }
     }
 
@@ -330,6 +333,7 @@ impl World {
             conversation: conversation.map(str::to_string),
             user: user.into(),
             text: text.into(),
+            attachments: Vec::new(),
         };
         let asked = ask(self.store.as_ref(), &self.outlet, question, 3)
             .await

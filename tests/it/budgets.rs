@@ -602,6 +602,7 @@ async fn ask(
                 platform: "test",
                 queue_wait: Duration::from_millis(5),
                 channels: ["", ""],
+                attachments: &[],
             },
             |_| {},
         )
@@ -713,6 +714,7 @@ async fn twenty_answers_at_once_spend_no_more_than_the_cap_fits() {
                         platform: "test",
                         queue_wait: Duration::ZERO,
                         channels: ["", ""],
+                        attachments: &[],
                     },
                     |_| {},
                 )

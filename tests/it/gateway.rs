@@ -103,6 +103,7 @@ async fn a_question_is_answered_once_however_often_it_is_delivered() {
         text: "How do I request vacation?".into(),
         conversation: None,
         continues: None,
+        attachments: Vec::new(),
     };
 
     let first = gateway.handle(event.clone()).await.unwrap();
@@ -154,6 +155,7 @@ async fn a_question_in_an_unbound_channel_gets_a_hint_and_no_job() {
                 text: "How do I request vacation?".into(),
                 conversation: None,
                 continues: None,
+                attachments: Vec::new(),
             })
             .await
             .unwrap();
@@ -434,6 +436,7 @@ async fn answers_carry_their_conversation_into_replies_and_threads_opened_on_the
                 text: "How do I request vacation?".into(),
                 conversation: None,
                 continues: None,
+                attachments: Vec::new(),
             })
             .await
             .unwrap(),
@@ -449,6 +452,7 @@ async fn answers_carry_their_conversation_into_replies_and_threads_opened_on_the
                 text: "And for part-time staff?".into(),
                 conversation: Some("discord:10:guess".into()),
                 continues: Some(first.clone()),
+                attachments: Vec::new(),
             })
             .await
             .unwrap(),
@@ -465,6 +469,7 @@ async fn answers_carry_their_conversation_into_replies_and_threads_opened_on_the
             },
             text: "How many days do I get?".into(),
             opened_on: opened_on.clone(),
+            attachments: Vec::new(),
         };
     let (job, placeholder) = asked(
         gateway

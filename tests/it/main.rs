@@ -2,6 +2,7 @@
 //! executable.
 
 mod answers;
+mod attachments;
 mod budgets;
 mod chat_budgets;
 mod chat_llm;

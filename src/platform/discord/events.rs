@@ -167,26 +167,28 @@ impl EventHandler for Handler {
             message: Some(message_ref.clone()),
             user: message.author.id.get().to_string(),
         };
-        if !message.attachments.is_empty() {
-            let link = format!(
-                "https://discord.com/channels/{}/{}/{}",
-                guild.get(),
-                message.channel_id.get(),
-                message.id.get()
-            );
-            let files = message
-                .attachments
-                .iter()
-                .map(|attachment| PostedFile {
-                    name: attachment.filename.clone(),
-                    size: u64::from(attachment.size),
-                    url: attachment.url.clone(),
-                    link: Some(link.clone()),
-                })
-                .collect();
+        // Learned where the channel learns files, and read for the answer when the message
+        // is a question.
+        let link = format!(
+            "https://discord.com/channels/{}/{}/{}",
+            guild.get(),
+            message.channel_id.get(),
+            message.id.get()
+        );
+        let files: Vec<PostedFile> = message
+            .attachments
+            .iter()
+            .map(|attachment| PostedFile {
+                name: attachment.filename.clone(),
+                size: u64::from(attachment.size),
+                url: attachment.url.clone(),
+                link: Some(link.clone()),
+            })
+            .collect();
+        if !files.is_empty() {
             self.handle(ChatEvent::Files {
                 origin: origin(":files"),
-                files,
+                files: files.clone(),
             })
             .await;
         }
@@ -212,6 +214,7 @@ impl EventHandler for Handler {
                     origin: origin(""),
                     text: text.to_string(),
                     opened_on,
+                    attachments: files,
                 };
                 match self.handle(event).await {
                     Some(Handled::Ignored) => {}
@@ -260,6 +263,7 @@ impl EventHandler for Handler {
             text,
             conversation,
             continues,
+            attachments: files,
         })
         .await;
     }
@@ -539,6 +543,7 @@ impl Handler {
                         text: question,
                         conversation: None,
                         continues,
+                        attachments: Vec::new(),
                     })
                     .await?;
                 Ok(Reply::public(text))

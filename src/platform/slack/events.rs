@@ -138,6 +138,9 @@ impl Adapter {
                     .thread_ts
                     .map(|ts| ts.0)
                     .unwrap_or_else(|| ts.clone());
+                // Files shared with the mention are read for its answer (the `file_share`
+                // message of the same post learns them where the channel learns files).
+                let attachments = posted_files(mention.content.files.unwrap_or_default());
                 self.ask(
                     &team,
                     &channel,
@@ -146,6 +149,7 @@ impl Adapter {
                     &mention.user.0,
                     &event_id,
                     text,
+                    attachments,
                 )
                 .await;
             }
@@ -234,8 +238,17 @@ impl Adapter {
         if let Some(thread) = reply_in.filter(|_| !with_files) {
             if self.is_bot_thread(team, &channel, thread).await {
                 if let Some(text) = question_text(Some(&text), bot) {
-                    self.ask(team, &channel, &ts, thread, &user, event_id, text)
-                        .await;
+                    self.ask(
+                        team,
+                        &channel,
+                        &ts,
+                        thread,
+                        &user,
+                        event_id,
+                        text,
+                        Vec::new(),
+                    )
+                    .await;
                 }
                 return;
             }
@@ -358,7 +371,8 @@ impl Adapter {
         }
     }
 
-    /// A question from message `ts` in `thread`, answered in that thread.
+    /// A question from message `ts` in `thread`, answered in that thread, with the files
+    /// attached to it.
     #[allow(clippy::too_many_arguments)]
     async fn ask(
         &self,
@@ -369,6 +383,7 @@ impl Adapter {
         user: &str,
         event_id: &str,
         text: String,
+        attachments: Vec<PostedFile>,
     ) {
         let key = channel_key(team, channel);
         let origin = Origin {
@@ -388,6 +403,7 @@ impl Adapter {
             text,
             conversation: Some(conversation_key(team, channel, thread)),
             continues: None,
+            attachments,
         };
         if let Some(Handled::Asked { .. }) = self.handle(event).await {
             self.remember_thread(channel, thread);
@@ -513,6 +529,7 @@ impl Adapter {
                     text: text.to_string(),
                     conversation: Some(conversation_key(team, channel, &thread)),
                     continues: None,
+                    attachments: Vec::new(),
                 };
                 self.gateway.handle(event).await?;
                 Ok(None)
