@@ -1,8 +1,8 @@
 //! Slack events and slash commands → the gateway core, whichever transport brought them
-//! (HTTP or Socket Mode): `app_mention`s and replies in the bot's threads become questions,
-//! files shared in a channel become `ChatEvent::Files`, `/ask` and `/brain` become questions
-//! and `BrainCommand`s, 👍/👎 clicks become votes, and what people say elsewhere (with edits
-//! and deletions) becomes `Said` / `Edited` / `Deleted` for conversation knowledge. The transports acknowledge first and hand the work here on a task.
+//! (HTTP or Socket Mode): `app_mention`s (with the files shared with them) and replies in the
+//! bot's threads become questions, files shared in a channel become `ChatEvent::Files`, `/ask`
+//! and `/brain` become questions and `BrainCommand`s, 👍/👎 clicks become votes, and what
+//! people say elsewhere (with edits and deletions) becomes `Said` / `Edited` / `Deleted` for conversation knowledge. The transports acknowledge first and hand the work here on a task.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
