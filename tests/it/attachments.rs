@@ -343,3 +343,119 @@ fn slack_a_file_attached_to_a_mention_is_quoted_without_an_llm_and_not_learned_i
     );
     assert!(!answer.text().contains("404"), "{}", answer.text());
 }
+
+/// The gateway core, as both adapters hand it a question with files: the files travel in the
+/// `answer` job, from a mention and from a message in a thread opened on an answer alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_questions_files_travel_in_its_answer_job() {
+    use engram::brain::{BindingMode, TenantKey};
+    use engram::chat::{ChannelKey, MessageRef};
+    use engram::gateway::{ChatEvent, Gateway, Handled, Origin, PostedFile};
+
+    let world = crate::answers::World::new().await;
+    let (tenant, brain) = world.tenant("discord:1").await;
+    world
+        .store
+        .bind_channel(tenant, "discord:10", brain, BindingMode::Ask)
+        .await
+        .unwrap();
+    let config = engram::config::Config::defaults();
+    let gateway = Gateway {
+        store: world.store.clone(),
+        index: world.index.clone(),
+        outlet: world.outlet.clone(),
+        ingest: config.ingest,
+        max_attempts: 3,
+        metrics: Default::default(),
+        learn_messages: true,
+        budgets: config.budgets,
+    };
+    let origin = |event: &str, channel: &str, parent: Option<&str>| Origin {
+        platform: "test".into(),
+        event_id: event.into(),
+        tenant: TenantKey::parse("discord:1").unwrap(),
+        channel: ChannelKey(channel.into()),
+        parent: parent.map(|parent| ChannelKey(parent.into())),
+        message: Some(MessageRef {
+            channel: ChannelKey(channel.into()),
+            id: format!("msg-{event}"),
+        }),
+        user: "ann".into(),
+    };
+    let file = |name: &str| PostedFile {
+        name: name.into(),
+        size: 42,
+        url: format!("https://cdn.example/{name}"),
+        link: Some(format!("https://discord.com/channels/1/10/{name}")),
+    };
+    let attachments_of = |handled: Handled| {
+        let store = world.store.clone();
+        async move {
+            let Handled::Asked {
+                job,
+                placeholder: Some(placeholder),
+            } = handled
+            else {
+                panic!("expected an answer job, got {handled:?}");
+            };
+            let job = store.job(job).await.unwrap().unwrap();
+            (job.payload["attachments"].clone(), placeholder)
+        }
+    };
+
+    let (sent, answer) = attachments_of(
+        gateway
+            .handle(ChatEvent::Question {
+                origin: origin("e1", "discord:10", None),
+                text: "What does the memo say?".into(),
+                conversation: None,
+                continues: None,
+                attachments: vec![file("memo.md"), file("table.xlsx")],
+            })
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        sent,
+        json!([
+            {"name": "memo.md", "size": 42, "url": "https://cdn.example/memo.md",
+             "link": "https://discord.com/channels/1/10/memo.md"},
+            {"name": "table.xlsx", "size": 42, "url": "https://cdn.example/table.xlsx",
+             "link": "https://discord.com/channels/1/10/table.xlsx"},
+        ])
+    );
+
+    // A message in a thread opened on that answer is a question with its files too.
+    let thread = format!("discord:{}", answer.id);
+    let (sent, _) = attachments_of(
+        gateway
+            .handle(ChatEvent::InThread {
+                origin: origin("e2", &thread, Some("discord:10")),
+                text: "And this one?".into(),
+                opened_on: answer.clone(),
+                attachments: vec![file("second.md")],
+            })
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(sent[0]["name"], "second.md");
+    assert_eq!(sent.as_array().map(Vec::len), Some(1));
+
+    // Without files the payload is what it always was.
+    let (sent, _) = attachments_of(
+        gateway
+            .handle(ChatEvent::Question {
+                origin: origin("e3", "discord:10", None),
+                text: "Anything else?".into(),
+                conversation: None,
+                continues: None,
+                attachments: Vec::new(),
+            })
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(sent, serde_json::Value::Null);
+}
