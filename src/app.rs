@@ -34,6 +34,9 @@ use crate::store::{self, Retention, Store};
 use crate::telemetry::Metrics;
 use crate::worker::{self, JobHandler, Shutdown, WorkerOptions};
 
+/// Channels whose history one process reads at once.
+const HISTORY_READS: usize = 4;
+
 /// How long idle workers sleep at most without a wake-up.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
@@ -217,6 +220,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
                 }
                 pipeline
             }
+            JobKind::History => unreachable!("history is read where the adapters run"),
             JobKind::Answer => Arc::new(
                 runtime
                     .block_on(answer_service(
@@ -276,12 +280,15 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         gateway
     };
     let slack_api = slack_transport.as_ref().map(|(_, api)| api.clone());
+    // The gateway cores that run `history` jobs: a channel's past is read where its
+    // platform's adapter runs.
+    let mut history_gateways: Vec<(String, Gateway)> = Vec::new();
     let slack_adapter = match (slack_transport, &adapter_index) {
-        (Some((outlet, api)), Some(index)) => Some(slack::adapter(
-            &config.slack,
-            gateway_for(index, outlet, slack::PLATFORM),
-            api,
-        )),
+        (Some((outlet, api)), Some(index)) => {
+            let gateway = gateway_for(index, outlet, slack::PLATFORM);
+            history_gateways.push((slack::PLATFORM.into(), gateway.clone()));
+            Some(slack::adapter(&config.slack, gateway, api))
+        }
         _ => None,
     };
     // Every configured platform counts as not connected from the start, so `/readyz` is never
@@ -333,6 +340,7 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
         log_gateway_state(config);
         if let (Some((outlet, rest)), Some(index)) = (discord_outlet, &adapter_index) {
             let gateway = gateway_for(index, outlet, discord::PLATFORM);
+            history_gateways.push((discord::PLATFORM.into(), gateway.clone()));
             let discord_config = config.discord.clone();
             let connections = connections.clone();
             adapters.push(control.spawn(reconnecting(
@@ -370,6 +378,25 @@ pub fn start(config: &Config, roles: &[Role], mut outlets: Outlets) -> anyhow::R
                 let (config, adapter, stop) = (slack_config.clone(), adapter.clone(), stop.clone());
                 async move { slack::socket::run(&config, adapter, stop).await }
             },
+        )));
+    }
+    if !history_gateways.is_empty() {
+        // Reading history waits on the platform and the store, not the CPU: a few reads at
+        // once on the control runtime, under the same leases and retries as every job.
+        let options = WorkerOptions {
+            kind: JobKind::History,
+            concurrency: HISTORY_READS,
+            lease: config.jobs.lease(),
+            retry,
+            name: worker::worker_name("history"),
+            idle_recheck: IDLE_RECHECK,
+        };
+        worker_tasks.push(control.spawn(worker::run(
+            store.clone(),
+            crate::gateway::HistoryReader::new(history_gateways),
+            options,
+            shutdown.clone(),
+            metrics.clone(),
         )));
     }
     Ok(Running {

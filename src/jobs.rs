@@ -18,15 +18,18 @@ pub enum JobKind {
     Ingest,
     /// Retrieve and stream one answer (chat role).
     Answer,
+    /// Read a channel's past into its brain (`/brain history`; where a platform's adapter runs).
+    History,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [JobKind::Ingest, JobKind::Answer];
+    pub const ALL: [JobKind; 3] = [JobKind::Ingest, JobKind::Answer, JobKind::History];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Ingest => "ingest",
             JobKind::Answer => "answer",
+            JobKind::History => "history",
         }
     }
 }

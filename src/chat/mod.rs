@@ -6,6 +6,7 @@
 pub mod attachments;
 pub mod budget;
 pub mod feedback;
+pub mod history;
 pub mod pool;
 pub mod service;
 pub mod streamer;
@@ -82,6 +83,22 @@ pub trait ChatPlatform: Send + Sync + fmt::Debug {
     /// Downloads a posted file (with the bot's credentials where the platform needs them),
     /// refusing more than `max_bytes`.
     async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, PlatformError>;
+    /// One page of a channel's past (`source`), starting at `cursor` (`None`: the newest
+    /// message, or a thread's first), leaving out messages older than `since_ms` (Unix ms).
+    /// `tenant` is the server or workspace (`discord:<guild>`, `slack:<team>`). Platforms
+    /// that cannot read history say so.
+    async fn history(
+        &self,
+        _tenant: &crate::brain::TenantKey,
+        _channel: &ChannelKey,
+        _source: &history::HistorySource,
+        _cursor: Option<&str>,
+        _since_ms: i64,
+    ) -> Result<history::PastPage, PlatformError> {
+        Err(PlatformError::Gone(
+            "this platform cannot read a channel's history".into(),
+        ))
+    }
     /// Grows an answer the platform's own way (Slack's streaming API) instead of by editing
     /// `placeholder`, for the question `asker` asked, ending with the buttons for `answer`
     /// (once it is set). `None`: the platform has no such way (here, now); the caller edits

@@ -21,7 +21,7 @@ use crate::brain::{BrainName, TenantKey};
 use crate::clock::format_utc;
 use crate::config::{Config, IndexKind, LogFormat, Sources};
 use crate::doctor;
-use crate::jobs::{Job, JobId, JobState, RetryOutcome};
+use crate::jobs::{Job, JobId, JobKind, JobState, RetryOutcome};
 use crate::store::Store;
 use crate::telemetry;
 
@@ -427,14 +427,42 @@ async fn jobs_command(store: &dyn Store, args: JobsArgs) -> anyhow::Result<()> {
         "ATTEMPTS",
         "UPDATED"
     );
+    // A history read's progress, where its job has no error to show.
+    let history: Vec<JobId> = jobs
+        .iter()
+        .filter(|job| job.kind == JobKind::History)
+        .map(|job| job.id)
+        .collect();
+    let reads = store.history_reads_of_jobs(&history).await?;
     for job in &jobs {
-        outln!("{}", job_line(job));
+        let progress = reads
+            .iter()
+            .find(|read| read.job == Some(job.id))
+            .map(history_progress);
+        outln!("{}", job_line(job, progress.as_deref()));
     }
     Ok(())
 }
 
-fn job_line(job: &Job) -> String {
-    let reason = job.last_error.as_deref().unwrap_or("");
+/// `discord:123 (all, running): 1200 messages, 14 files, 3 threads read`.
+fn history_progress(read: &crate::store::history::HistoryRead) -> String {
+    let period = if read.since_ms > 0 {
+        format!("since {}", crate::clock::format_date(read.since_ms))
+    } else {
+        "all".to_string()
+    };
+    format!(
+        "{} ({period}, {}): {} messages, {} files, {} threads read",
+        read.channel,
+        read.status.as_str(),
+        read.counts.messages,
+        read.counts.files,
+        read.counts.threads
+    )
+}
+
+fn job_line(job: &Job, progress: Option<&str>) -> String {
+    let reason = job.last_error.as_deref().or(progress).unwrap_or("");
     let reason: String = if reason.chars().count() > 100 {
         reason.chars().take(99).chain(['…']).collect()
     } else {

@@ -157,6 +157,9 @@ impl Gateway {
                 })
             }
             BrainCommand::Budget { micros } => self.budget(origin, tenant, channel, micros).await?,
+            BrainCommand::History { days } => {
+                self.start_history(origin, tenant, channel, days).await?
+            }
             BrainCommand::Usage => {
                 let since = month_start_ms(now_ms());
                 let rows = self.month(tenant, None, since, GroupBy::Model).await?;
@@ -389,7 +392,14 @@ pub enum BrainCommand {
         micros: Option<i64>,
     },
     Usage,
+    /// Read this channel's past into its brain: all of it (`None`) or the last `days`.
+    History {
+        days: Option<u32>,
+    },
 }
+
+/// The most days `/brain history` takes (about 30 years: everything a channel can hold).
+pub const MAX_HISTORY_DAYS: u32 = 11_000;
 
 /// The largest monthly budget a brain can be given, in US dollars.
 pub const MAX_BUDGET_USD: f64 = 1_000_000.0;
@@ -408,6 +418,7 @@ impl BrainCommand {
                 | BrainCommand::Forget { .. }
                 | BrainCommand::Prompt { .. }
                 | BrainCommand::Budget { micros: Some(_) }
+                | BrainCommand::History { .. }
         )
     }
 

@@ -60,7 +60,7 @@ impl Gateway {
                 file_name: file.name.clone(),
             };
             let queued = self
-                .queue_file(binding.brain, &scope, &origin.user, &file, &report)
+                .queue_file(binding.brain, &scope, &origin.user, &file, Some(&report))
                 .await;
             let this = self.clone();
             tokio::spawn(async move {
@@ -74,14 +74,15 @@ impl Gateway {
         Ok(Handled::Files(count))
     }
 
-    /// Downloads one file and queues it.
-    async fn queue_file(
+    /// Downloads one file and queues it, to be reported to `report` (none for files read
+    /// from a channel's history: the read's progress message sums them up).
+    pub(super) async fn queue_file(
         &self,
         brain: crate::brain::BrainId,
         scope: &str,
         user: &str,
         file: &PostedFile,
-        report: &ReportTo,
+        report: Option<&ReportTo>,
     ) -> Queued {
         let limit = self.ingest.max_file_bytes;
         if file.size > limit {
@@ -116,7 +117,7 @@ impl Gateway {
                     scope,
                     added_by: user,
                     bytes: bytes_ref,
-                    report: Some(report.clone()),
+                    report: report.cloned(),
                 },
             )
             .await
@@ -128,13 +129,19 @@ impl Gateway {
         .await;
         drop(bytes);
         match submitted {
-            Ok(Ok(Submitted::Known(document))) => match self.queued_from(&document, report).await {
-                Some(job) => Queued::Job {
-                    job,
-                    document: document.id,
-                },
-                None => Queued::Ended(Box::new(Learned::Known(document))),
-            },
+            Ok(Ok(Submitted::Known(document))) => {
+                let queued_here = match report {
+                    Some(report) => self.queued_from(&document, report).await,
+                    None => None,
+                };
+                match queued_here {
+                    Some(job) => Queued::Job {
+                        job,
+                        document: document.id,
+                    },
+                    None => Queued::Ended(Box::new(Learned::Known(document))),
+                }
+            }
             Ok(Ok(Submitted::Queued { job, document })) => Queued::Job {
                 job,
                 document: document.id,
@@ -159,7 +166,7 @@ impl Gateway {
     /// Follows an ingest job until it is done or dead: looked at again whenever a job ends
     /// (`Store::job_ends`: in process, or PostgreSQL's `LISTEN/NOTIFY` from any process), and
     /// after `WATCH_FALLBACK` without one in case a wake-up was missed.
-    async fn wait_for(&self, job: JobId, document: DocumentId) -> Learned {
+    pub(super) async fn wait_for(&self, job: JobId, document: DocumentId) -> Learned {
         let deadline = now_ms() + INGEST_WATCH.as_millis() as i64;
         let wakeups = self.store.job_ends();
         loop {
@@ -337,14 +344,14 @@ const RESUME_LIMIT: u32 = 10_000;
 
 /// How learning one file ended.
 #[derive(Debug)]
-enum Learned {
+pub(super) enum Learned {
     Indexed(Document),
     Known(Document),
     Failed(String),
 }
 
 /// A posted file after downloading and queueing it.
-enum Queued {
+pub(super) enum Queued {
     /// Its ingest job, to watch.
     Job { job: JobId, document: DocumentId },
     /// Nothing to watch: known already, or refused (boxed: a `Document` is large).

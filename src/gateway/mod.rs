@@ -10,6 +10,7 @@
 mod commands;
 mod conversations;
 mod files;
+mod history;
 mod questions;
 mod reports;
 mod votes;
@@ -25,9 +26,10 @@ use crate::index::Index;
 use crate::jobs::JobId;
 use crate::store::{patiently, EventClaim, Store, StoreError, STORE_PATIENCE};
 
-pub use commands::{BrainCommand, Reply, MAX_BUDGET_USD};
-pub use conversations::{consent_notice, Gone, Said};
+pub use commands::{BrainCommand, Reply, MAX_BUDGET_USD, MAX_HISTORY_DAYS};
+pub use conversations::{consent_notice, message_key_from_link, Gone, Said};
 pub use files::{DONE, FAILED, WORKING};
+pub use history::{HistoryPayload, HistoryReader};
 pub use questions::{ask, AskError, Asked, NewQuestion};
 
 /// Said when a question arrives in a channel no brain is linked to.

@@ -97,145 +97,32 @@ macro_rules! conversation_methods {
             &self,
             message: &$crate::store::conversations::NewMessage,
         ) -> StoreResult<i64> {
-            use $crate::store::conversations::{UnitHint, WINDOW_GAP, WINDOW_MESSAGES};
             let mut tx = self.writer().begin().await?;
-            let known: Option<i64> = sqlx::query_scalar(
-                "SELECT unit_id FROM conversation_messages WHERE tenant_id = $1 AND message_key = $2",
-            )
-            .bind(message.tenant.0)
-            .bind(&message.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            // Deleted already (the delete overtook it): never recorded.
-            let deleted: Option<i64> = sqlx::query_scalar(
-                "SELECT deleted_at FROM conversation_tombstones \
-                 WHERE tenant_id = $1 AND message_key = $2",
-            )
-            .bind(message.tenant.0)
-            .bind(&message.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if deleted.is_some() {
-                tx.commit().await?;
-                return Ok(0);
-            }
-            let unit = match known {
-                Some(unit) => {
-                    // Delivered again (a replay, a second gateway): the text may have changed.
-                    let changed = sqlx::query(
-                        "UPDATE conversation_messages SET text = $3, author = $4 \
-                         WHERE tenant_id = $1 AND message_key = $2 AND text <> $3",
-                    )
-                    .bind(message.tenant.0)
-                    .bind(&message.key)
-                    .bind(&message.text)
-                    .bind(&message.author)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if changed > 0 {
-                        $crate::store::conversations::touch_units!(tx, "id = $1", unit);
-                    }
-                    tx.commit().await?;
-                    if changed > 0 {
-                        self.after_change();
-                    }
-                    return Ok(unit);
-                }
-                None => {
-                    let replied = match &message.unit {
-                        UnitHint::ReplyTo(to) => sqlx::query_scalar::<_, i64>(
-                            "SELECT unit_id FROM conversation_messages \
-                             WHERE tenant_id = $1 AND message_key = $2",
-                        )
-                        .bind(message.tenant.0)
-                        .bind(to)
-                        .fetch_optional(&mut *tx)
-                        .await?,
-                        _ => None,
-                    };
-                    let window = match (&message.unit, replied) {
-                        (UnitHint::Thread(_), _) | (_, Some(_)) => None,
-                        _ => {
-                            let gap = i64::try_from(WINDOW_GAP.as_millis()).unwrap_or(i64::MAX);
-                            sqlx::query_scalar::<_, i64>(
-                                "SELECT u.id FROM conversation_units u \
-                                 WHERE u.tenant_id = $1 AND u.channel = $2 AND u.kind = 'window' \
-                                 AND u.brain_id = $3 AND u.last_at >= $4 \
-                                 AND (SELECT COUNT(*) FROM conversation_messages m \
-                                      WHERE m.unit_id = u.id) < $5 \
-                                 ORDER BY u.last_at DESC LIMIT 1",
-                            )
-                            .bind(message.tenant.0)
-                            .bind(&message.channel)
-                            .bind(message.brain.0)
-                            .bind(message.posted_at.saturating_sub(gap))
-                            .bind(WINDOW_MESSAGES)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                        }
-                    };
-                    match replied.or(window) {
-                        Some(unit) => unit,
-                        None => {
-                            let (key, kind) = match &message.unit {
-                                UnitHint::Thread(key) => (key.clone(), "thread"),
-                                UnitHint::ReplyTo(_) => (message.key.clone(), "chain"),
-                                UnitHint::Chatter => (message.key.clone(), "window"),
-                            };
-                            sqlx::query(
-                                "INSERT INTO conversation_units (tenant_id, brain_id, channel, \
-                                 unit_key, kind, title, link, first_at, last_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-                                 ON CONFLICT (tenant_id, unit_key) DO NOTHING",
-                            )
-                            .bind(message.tenant.0)
-                            .bind(message.brain.0)
-                            .bind(&message.channel)
-                            .bind(&key)
-                            .bind(kind)
-                            .bind(&message.title)
-                            .bind(message.link.as_deref())
-                            .bind(message.posted_at)
-                            .execute(&mut *tx)
-                            .await?;
-                            sqlx::query_scalar(
-                                "SELECT id FROM conversation_units \
-                                 WHERE tenant_id = $1 AND unit_key = $2",
-                            )
-                            .bind(message.tenant.0)
-                            .bind(&key)
-                            .fetch_one(&mut *tx)
-                            .await?
-                        }
-                    }
-                }
-            };
-            sqlx::query(
-                "INSERT INTO conversation_messages (tenant_id, message_key, unit_id, author, \
-                 text, posted_at, link) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (tenant_id, message_key) DO NOTHING",
-            )
-            .bind(message.tenant.0)
-            .bind(&message.key)
-            .bind(unit)
-            .bind(&message.author)
-            .bind(&message.text)
-            .bind(message.posted_at)
-            .bind(message.link.as_deref())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE conversation_units SET revision = revision + 1, retry_at = 0, \
-                 last_at = CASE WHEN last_at < $2 THEN $2 ELSE last_at END WHERE id = $1",
-            )
-            .bind(unit)
-            .bind(message.posted_at)
-            .execute(&mut *tx)
-            .await?;
+            let recorded = $crate::store::conversations::record_one!(tx, message);
             tx.commit().await?;
-            self.after_change();
-            Ok(unit)
+            if recorded.changed() {
+                self.after_change();
+            }
+            Ok(recorded.unit())
+        }
+
+        pub(super) async fn conversation_record_messages(
+            &self,
+            messages: &[$crate::store::conversations::NewMessage],
+        ) -> StoreResult<u64> {
+            use $crate::store::conversations::Recorded;
+            let mut tx = self.writer().begin().await?;
+            let (mut new, mut changed) = (0, false);
+            for message in messages {
+                let recorded = $crate::store::conversations::record_one!(tx, message);
+                new += u64::from(matches!(recorded, Recorded::New(_)));
+                changed |= recorded.changed();
+            }
+            tx.commit().await?;
+            if changed {
+                self.after_change();
+            }
+            Ok(new)
         }
 
         pub(super) async fn conversation_edit_message(
@@ -633,6 +520,182 @@ macro_rules! conversation_methods {
     };
 }
 
+/// What recording one message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded, in this unit.
+    New(i64),
+    /// Known already, with new text now.
+    Changed(i64),
+    /// Known already, unchanged.
+    Same(i64),
+    /// Deleted before it was recorded: never recorded.
+    Refused,
+}
+
+impl Recorded {
+    /// The message's unit (0 when refused).
+    pub fn unit(self) -> i64 {
+        match self {
+            Recorded::New(unit) | Recorded::Changed(unit) | Recorded::Same(unit) => unit,
+            Recorded::Refused => 0,
+        }
+    }
+
+    /// Whether a unit changed (something to learn again).
+    pub fn changed(self) -> bool {
+        matches!(self, Recorded::New(_) | Recorded::Changed(_))
+    }
+}
+
+/// Records one message in transaction `tx` (see `Store::record_message`); evaluates to a
+/// [`Recorded`].
+macro_rules! record_one {
+    ($tx:ident, $message:expr) => {{
+        use $crate::store::conversations::{Recorded, UnitHint, WINDOW_GAP, WINDOW_MESSAGES};
+        let message: &$crate::store::conversations::NewMessage = $message;
+        let known: Option<i64> = sqlx::query_scalar(
+            "SELECT unit_id FROM conversation_messages WHERE tenant_id = $1 AND message_key = $2",
+        )
+        .bind(message.tenant.0)
+        .bind(&message.key)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        // Deleted already (the delete overtook it): never recorded.
+        let deleted: Option<i64> = sqlx::query_scalar(
+            "SELECT deleted_at FROM conversation_tombstones \
+                 WHERE tenant_id = $1 AND message_key = $2",
+        )
+        .bind(message.tenant.0)
+        .bind(&message.key)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        if deleted.is_some() {
+            Recorded::Refused
+        } else {
+            match known {
+                Some(unit) => {
+                    // Delivered again (a replay, a second gateway): the text may have changed.
+                    let changed = sqlx::query(
+                        "UPDATE conversation_messages SET text = $3, author = $4 \
+                         WHERE tenant_id = $1 AND message_key = $2 AND text <> $3",
+                    )
+                    .bind(message.tenant.0)
+                    .bind(&message.key)
+                    .bind(&message.text)
+                    .bind(&message.author)
+                    .execute(&mut *$tx)
+                    .await?
+                    .rows_affected();
+                    if changed > 0 {
+                        $crate::store::conversations::touch_units!($tx, "id = $1", unit);
+                        Recorded::Changed(unit)
+                    } else {
+                        Recorded::Same(unit)
+                    }
+                }
+                None => {
+                    let unit = {
+                        let replied = match &message.unit {
+                            UnitHint::ReplyTo(to) => {
+                                sqlx::query_scalar::<_, i64>(
+                                    "SELECT unit_id FROM conversation_messages \
+                             WHERE tenant_id = $1 AND message_key = $2",
+                                )
+                                .bind(message.tenant.0)
+                                .bind(to)
+                                .fetch_optional(&mut *$tx)
+                                .await?
+                            }
+                            _ => None,
+                        };
+                        let window = match (&message.unit, replied) {
+                            (UnitHint::Thread(_), _) | (_, Some(_)) => None,
+                            _ => {
+                                let gap = i64::try_from(WINDOW_GAP.as_millis()).unwrap_or(i64::MAX);
+                                sqlx::query_scalar::<_, i64>(
+                                    "SELECT u.id FROM conversation_units u \
+                                 WHERE u.tenant_id = $1 AND u.channel = $2 AND u.kind = 'window' \
+                                 AND u.brain_id = $3 AND u.last_at >= $4 AND u.first_at <= $6 \
+                                 AND (SELECT COUNT(*) FROM conversation_messages m \
+                                      WHERE m.unit_id = u.id) < $5 \
+                                 ORDER BY u.last_at DESC LIMIT 1",
+                                )
+                                .bind(message.tenant.0)
+                                .bind(&message.channel)
+                                .bind(message.brain.0)
+                                .bind(message.posted_at.saturating_sub(gap))
+                                .bind(WINDOW_MESSAGES)
+                                .bind(message.posted_at.saturating_add(gap))
+                                .fetch_optional(&mut *$tx)
+                                .await?
+                            }
+                        };
+                        match replied.or(window) {
+                            Some(unit) => unit,
+                            None => {
+                                let (key, kind) = match &message.unit {
+                                    UnitHint::Thread(key) => (key.clone(), "thread"),
+                                    UnitHint::ReplyTo(_) => (message.key.clone(), "chain"),
+                                    UnitHint::Chatter => (message.key.clone(), "window"),
+                                };
+                                sqlx::query(
+                                    "INSERT INTO conversation_units (tenant_id, brain_id, channel, \
+                                 unit_key, kind, title, link, first_at, last_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                                 ON CONFLICT (tenant_id, unit_key) DO NOTHING",
+                                )
+                                .bind(message.tenant.0)
+                                .bind(message.brain.0)
+                                .bind(&message.channel)
+                                .bind(&key)
+                                .bind(kind)
+                                .bind(&message.title)
+                                .bind(message.link.as_deref())
+                                .bind(message.posted_at)
+                                .execute(&mut *$tx)
+                                .await?;
+                                sqlx::query_scalar(
+                                    "SELECT id FROM conversation_units \
+                                 WHERE tenant_id = $1 AND unit_key = $2",
+                                )
+                                .bind(message.tenant.0)
+                                .bind(&key)
+                                .fetch_one(&mut *$tx)
+                                .await?
+                            }
+                        }
+                    };
+                    sqlx::query(
+                    "INSERT INTO conversation_messages (tenant_id, message_key, unit_id, author, \
+                 text, posted_at, link) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (tenant_id, message_key) DO NOTHING",
+                )
+                .bind(message.tenant.0)
+                .bind(&message.key)
+                .bind(unit)
+                .bind(&message.author)
+                .bind(&message.text)
+                .bind(message.posted_at)
+                .bind(message.link.as_deref())
+                .execute(&mut *$tx)
+                .await?;
+                    sqlx::query(
+                        "UPDATE conversation_units SET revision = revision + 1, retry_at = 0, \
+                 last_at = CASE WHEN last_at < $2 THEN $2 ELSE last_at END, \
+                 first_at = CASE WHEN first_at > $2 THEN $2 ELSE first_at END WHERE id = $1",
+                    )
+                    .bind(unit)
+                    .bind(message.posted_at)
+                    .execute(&mut *$tx)
+                    .await?;
+                    Recorded::New(unit)
+                }
+            }
+        }
+    }};
+}
+
 /// Marks the units `condition` (on `$1` = `value`) selects as changed, in transaction `tx`.
 macro_rules! touch_units {
     ($tx:ident, $condition:literal, $value:expr) => {
@@ -647,4 +710,5 @@ macro_rules! touch_units {
 }
 
 pub(crate) use conversation_methods;
+pub(crate) use record_one;
 pub(crate) use touch_units;

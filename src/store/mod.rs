@@ -2,6 +2,7 @@
 //! holding tenants, brains, documents, the durable job queue and its wake-ups. The only SQL.
 
 pub mod conversations;
+pub mod history;
 mod postgres;
 pub(crate) mod rows;
 mod sqlite;
@@ -615,6 +616,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// [`conversations::UnitHint`]), and marks the unit changed; returns the unit. The same
     /// message again (a replay, a second gateway) is one message.
     async fn record_message(&self, message: &conversations::NewMessage) -> StoreResult<i64>;
+    /// Records messages read from a channel's past in one transaction, as `record_message`
+    /// does each; returns how many were not known before.
+    async fn record_messages(&self, messages: &[conversations::NewMessage]) -> StoreResult<u64>;
     /// Replaces a recorded message's text; `false` if it is not recorded (or unchanged).
     async fn edit_message(
         &self,
@@ -696,6 +700,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<DocumentId>>;
     /// Whether a bound channel learns its messages.
     async fn channel_learns_messages(&self, tenant: TenantId, channel: &str) -> StoreResult<bool>;
+
+    /// Starts a read of a bound channel's past with the reader's first checkpoint; the read
+    /// already running there (`Err`) if there is one.
+    async fn start_history_read(
+        &self,
+        tenant: TenantId,
+        brain: BrainId,
+        channel: &str,
+        since_ms: i64,
+        state: &str,
+    ) -> StoreResult<Result<i64, history::HistoryRead>>;
+    /// Records the job that runs a read.
+    async fn set_history_job(&self, read: i64, job: JobId) -> StoreResult<()>;
+    async fn history_read(&self, read: i64) -> StoreResult<Option<history::HistoryRead>>;
+    /// The reads these jobs run (for `engram jobs`).
+    async fn history_reads_of_jobs(&self, jobs: &[JobId])
+        -> StoreResult<Vec<history::HistoryRead>>;
+    /// The channel's latest finished read.
+    async fn last_history_read(
+        &self,
+        tenant: TenantId,
+        channel: &str,
+    ) -> StoreResult<Option<history::HistoryRead>>;
+    /// Saves a read's checkpoint and counts; a status other than running ends it.
+    async fn save_history_read(
+        &self,
+        read: i64,
+        state: &str,
+        counts: history::HistoryCounts,
+        status: history::HistoryStatus,
+    ) -> StoreResult<()>;
 
     /// Puts a job on the queue (or finds the one with the same dedupe key) and wakes workers.
     async fn enqueue(&self, job: &NewJob) -> StoreResult<Enqueued>;

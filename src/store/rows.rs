@@ -254,10 +254,65 @@ pub(super) fn count(value: i64) -> u64 {
 macro_rules! impl_store {
     ($store:ty { $($specific:item)* }) => {
         $crate::store::conversations::conversation_methods!($store);
+        $crate::store::history::history_methods!($store);
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             $($specific)*
+
+            async fn record_messages(
+                &self,
+                messages: &[$crate::store::conversations::NewMessage],
+            ) -> StoreResult<u64> {
+                self.conversation_record_messages(messages).await
+            }
+
+            async fn start_history_read(
+                &self,
+                tenant: TenantId,
+                brain: BrainId,
+                channel: &str,
+                since_ms: i64,
+                state: &str,
+            ) -> StoreResult<Result<i64, $crate::store::history::HistoryRead>> {
+                self.history_start(tenant, brain, channel, since_ms, state).await
+            }
+
+            async fn set_history_job(&self, read: i64, job: JobId) -> StoreResult<()> {
+                self.history_set_job(read, job).await
+            }
+
+            async fn history_read(
+                &self,
+                read: i64,
+            ) -> StoreResult<Option<$crate::store::history::HistoryRead>> {
+                self.history_read(read).await
+            }
+
+            async fn history_reads_of_jobs(
+                &self,
+                jobs: &[JobId],
+            ) -> StoreResult<Vec<$crate::store::history::HistoryRead>> {
+                self.history_reads_of_jobs(jobs).await
+            }
+
+            async fn last_history_read(
+                &self,
+                tenant: TenantId,
+                channel: &str,
+            ) -> StoreResult<Option<$crate::store::history::HistoryRead>> {
+                self.history_last_done(tenant, channel).await
+            }
+
+            async fn save_history_read(
+                &self,
+                read: i64,
+                state: &str,
+                counts: $crate::store::history::HistoryCounts,
+                status: $crate::store::history::HistoryStatus,
+            ) -> StoreResult<()> {
+                self.history_save(read, state, counts, status).await
+            }
 
             async fn record_message(
                 &self,

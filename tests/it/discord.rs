@@ -27,6 +27,8 @@ pub(crate) struct Harness {
     engram: Option<Running>,
     /// engram's store, for looking at what it recorded.
     pub(crate) store: engram::config::StoreConfig,
+    /// engram's configuration, for starting it again.
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -94,6 +96,7 @@ impl Harness {
             llm,
             engram: Some(engram),
             store: config.store.clone(),
+            config,
             _dir: dir,
         };
         // READY handled: the slash commands are registered.
@@ -103,6 +106,18 @@ impl Harness {
             |h| (!h.discord.commands(None).is_empty()).then_some(()),
         );
         harness
+    }
+
+    /// Stops engram (its jobs in flight given back once `jobs.shutdown_grace_ms` is over) and
+    /// starts it again on the same store and the same Discord.
+    pub(crate) fn restart(&mut self) {
+        if let Some(engram) = self.engram.take() {
+            engram.stop().expect("engram stops");
+        }
+        let roles = [Role::Gateway, Role::Chat, Role::Ingest];
+        let engram =
+            app::start(&self.config, &roles, Outlets::default()).expect("engram starts again");
+        self.engram = Some(engram);
     }
 
     pub(crate) fn wait<T>(
@@ -253,7 +268,7 @@ impl Harness {
     }
 
     /// Creates the brain `handbook` in `channel`'s guild and links `channel` to it.
-    fn link(&self, channel: u64) {
+    pub(crate) fn link(&self, channel: u64) {
         let (created, _) = self.command(
             SlashCommand::new(channel, ALICE_ID, "brain")
                 .subcommand("create")
@@ -1519,7 +1534,7 @@ fn an_answer_carries_vote_buttons_and_a_click_records_one_changeable_vote() {
 impl Harness {
     /// What the brain `handbook` learned from conversations, once nothing is left to learn and
     /// it holds `messages` messages.
-    fn learned(&self, messages: u64) -> engram::store::conversations::ConversationStats {
+    pub(crate) fn learned(&self, messages: u64) -> engram::store::conversations::ConversationStats {
         self.wait("the conversations learned", Duration::from_secs(30), |h| {
             let stats = h.fakes.block_on(crate::support::handbook_conversations(
                 &h.store,
@@ -1531,7 +1546,7 @@ impl Harness {
 
     /// Asks the brain with a mention and waits for the answer; returns what the LLM was sent
     /// for it (every message of its prompt).
-    fn prompt_for(&self, question: &str) -> String {
+    pub(crate) fn prompt_for(&self, question: &str) -> String {
         self.prompt_in(GENERAL_ID, ALICE_ID, question)
     }
 

@@ -16,6 +16,7 @@ mod fakes;
 mod faults;
 mod first_hour;
 mod gateway;
+mod history;
 mod hostile;
 mod index;
 mod ingest;

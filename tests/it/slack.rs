@@ -79,7 +79,7 @@ impl Harness {
     }
 
     /// Stops engram and starts it again on the same store: nothing is kept in memory.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         if let Some(engram) = self.engram.take() {
             engram.stop().expect("engram stops");
         }
@@ -89,7 +89,7 @@ impl Harness {
         self.engram = Some(engram);
     }
 
-    fn http() -> Self {
+    pub(crate) fn http() -> Self {
         Self::start(SlackMode::Http, Options::default(), quick_llm())
     }
 
@@ -674,7 +674,7 @@ fn votes(h: &Harness) -> Vec<(u64, u64)> {
 }
 
 /// The answer in `thread` once its last message carries the 👍/👎 buttons.
-fn answer_with_buttons(h: &Harness, thread: &str) -> fake_slack::Message {
+pub(crate) fn answer_with_buttons(h: &Harness, thread: &str) -> fake_slack::Message {
     h.wait("the answer's buttons", Duration::from_secs(30), |h| {
         h.slack
             .thread(thread)
@@ -820,7 +820,10 @@ fn slack_socket_mode_clicks_are_votes_and_edited_answers_carry_the_buttons_too()
 
 /// What the brain `handbook` learned from conversations, once nothing is left to learn and it
 /// holds `messages` messages.
-fn learned(h: &Harness, messages: u64) -> engram::store::conversations::ConversationStats {
+pub(crate) fn learned(
+    h: &Harness,
+    messages: u64,
+) -> engram::store::conversations::ConversationStats {
     h.wait("the conversations learned", Duration::from_secs(30), |h| {
         let stats = h._fakes.block_on(crate::support::handbook_conversations(
             &h.config.store,
@@ -831,7 +834,7 @@ fn learned(h: &Harness, messages: u64) -> engram::store::conversations::Conversa
 }
 
 /// Asks with a mention and waits for the answer; returns what the LLM was sent for it.
-fn prompt_for(h: &Harness, question: &str) -> String {
+pub(crate) fn prompt_for(h: &Harness, question: &str) -> String {
     let before = h.llm.inputs.lock().unwrap().len();
     let ts = h.slack.next_ts();
     h.event(&format!("Ev-ask-{ts}"), mention(&ts, BOB, question));

@@ -598,6 +598,19 @@ impl Handler {
                             _ => BrainCommand::budget(Some(f64::NAN)),
                         },
                     },
+                    "history" => match args.iter().find(|option| option.name == "days") {
+                        None => Ok(BrainCommand::History { days: None }),
+                        Some(option) => match option.value {
+                            CommandDataOptionValue::Integer(days) => u32::try_from(days)
+                                .ok()
+                                .filter(|days| {
+                                    (1..=crate::gateway::MAX_HISTORY_DAYS).contains(days)
+                                })
+                                .map(|days| BrainCommand::History { days: Some(days) })
+                                .ok_or_else(|| HISTORY_DAYS_HINT.to_string()),
+                            _ => Err(HISTORY_DAYS_HINT.to_string()),
+                        },
+                    },
                     other => Err(format!("unknown subcommand `{other}`")),
                 };
                 match parsed {
@@ -610,6 +623,9 @@ impl Handler {
     }
 }
 
+/// What `/brain history`'s `days` must be.
+const HISTORY_DAYS_HINT: &str = "`days` is a whole number of days, 1 or more; leave it out to read all of the channel's history.";
+
 /// A guild is a tenant.
 pub(super) fn tenant(guild: u64) -> TenantKey {
     TenantKey::parse(&format!("discord:{guild}")).expect("a guild id makes a valid tenant key")
@@ -621,13 +637,13 @@ fn message_key(id: u64) -> String {
 }
 
 /// A thread's conversation unit.
-fn thread_unit(thread: u64) -> String {
+pub(super) fn thread_unit(thread: u64) -> String {
     format!("discord:thread:{thread}")
 }
 
 /// What a person said, for the gateway to learn: in a thread, the thread is the unit; a reply
 /// joins the unit of the message it answers; anything else is channel chatter.
-fn said(message: &Message, guild: u64, parent: Option<u64>) -> Said {
+pub(super) fn said(message: &Message, guild: u64, parent: Option<u64>) -> Said {
     let unit = match (parent, &message.referenced_message) {
         (Some(_), _) => UnitHint::Thread(thread_unit(message.channel_id.get())),
         (None, Some(replied)) => UnitHint::ReplyTo(message_key(replied.id.get())),

@@ -4,6 +4,7 @@
 
 pub mod diagnose;
 mod events;
+mod history;
 mod ratelimit;
 pub mod rest;
 pub mod threads;
@@ -183,6 +184,21 @@ pub fn commands() -> Vec<CreateCommand> {
                     )
                     .min_number_value(0.0)
                     .max_number_value(crate::gateway::MAX_BUDGET_USD),
+                ),
+            )
+            .add_option(
+                sub(
+                    "history",
+                    "Read this channel's past messages and files into its brain",
+                )
+                .add_sub_option(
+                    CreateCommandOption::new(
+                        CommandOptionType::Integer,
+                        "days",
+                        "Only the last this many days (leave out: all of it)",
+                    )
+                    .min_int_value(1)
+                    .max_int_value(u64::from(crate::gateway::MAX_HISTORY_DAYS)),
                 ),
             ),
         CreateCommand::new("ask")

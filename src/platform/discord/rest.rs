@@ -51,6 +51,8 @@ pub struct DiscordRest {
     budget: Arc<RateBudget>,
     /// The token's rate limits, shared by every clone.
     limiter: Arc<Limiter>,
+    /// The bot's own user id, once asked (`GET /users/@me`).
+    bot: Arc<tokio::sync::OnceCell<u64>>,
 }
 
 impl std::fmt::Debug for DiscordRest {
@@ -70,6 +72,7 @@ impl DiscordRest {
             token,
             budget,
             limiter: Limiter::new(),
+            bot: Arc::default(),
         })
     }
 
@@ -132,6 +135,25 @@ impl DiscordRest {
         self.call(Method::PUT, &path, None, Some(commands))
             .await
             .map(drop)
+    }
+
+    /// The bot's own user id (`GET /users/@me`, asked once).
+    pub async fn bot_id(&self) -> Result<u64, PlatformError> {
+        self.bot
+            .get_or_try_init(|| async {
+                let me = self
+                    .call(Method::GET, "/users/@me", None, None)
+                    .await?
+                    .unwrap_or(Value::Null);
+                me["id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| {
+                        PlatformError::Other("Discord did not say who the bot is".into())
+                    })
+            })
+            .await
+            .copied()
     }
 
     /// The per-channel budget this client's responses feed.
@@ -410,6 +432,18 @@ impl ChatPlatform for DiscordRest {
         self.call(Method::DELETE, &path, Some(&message.channel), None)
             .await
             .map(drop)
+    }
+
+    async fn history(
+        &self,
+        tenant: &crate::brain::TenantKey,
+        channel: &ChannelKey,
+        source: &crate::chat::history::HistorySource,
+        cursor: Option<&str>,
+        since_ms: i64,
+    ) -> Result<crate::chat::history::PastPage, PlatformError> {
+        self.history_page(tenant, channel, source, cursor, since_ms)
+            .await
     }
 
     async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, PlatformError> {

@@ -98,7 +98,22 @@ pub struct SlackApi {
     api_host: Option<String>,
     downloads: reqwest::Client,
     bot_token: Secret,
+    /// Who the bot is and where its workspace lives, once asked (`auth.test`).
+    identity: tokio::sync::OnceCell<Identity>,
+    /// People's names by user id (`users.info`, asked once per person).
+    names: Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// The bot's own user id and its workspace's URL (`https://<team>.slack.com/`), for knowing its
+/// own messages and writing permalinks.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub bot_user: String,
+    pub team_url: String,
+}
+
+/// People's names remembered at most (then forgotten all at once and asked again).
+const REMEMBERED_NAMES: usize = 10_000;
 
 impl std::fmt::Debug for SlackApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,6 +132,8 @@ impl SlackApi {
             api_host: host_of(&config.api_url),
             downloads,
             bot_token: config.bot_token.clone(),
+            identity: tokio::sync::OnceCell::new(),
+            names: Mutex::default(),
         })
     }
 
@@ -177,6 +194,51 @@ impl SlackApi {
             .map_err(|_| PlatformError::Other("Slack did not answer in time".into()))?
             .map_err(platform_error)?;
         Ok((response.user_id.0, response.team_id.0))
+    }
+
+    /// Who the bot is and its workspace's URL (`auth.test`, asked once).
+    pub async fn identity(&self) -> Result<Identity, PlatformError> {
+        self.identity
+            .get_or_try_init(|| async {
+                let session = self.session();
+                let response = tokio::time::timeout(REQUEST_TIMEOUT, session.auth_test())
+                    .await
+                    .map_err(|_| PlatformError::Other("Slack did not answer in time".into()))?
+                    .map_err(platform_error)?;
+                Ok(Identity {
+                    bot_user: response.user_id.0,
+                    team_url: response.url.0.to_string(),
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    /// The name people know a user by, asked of Slack once per person; the user id when Slack
+    /// cannot say.
+    pub async fn known_name(&self, team: &str, user: &str) -> String {
+        if let Some(name) = self
+            .names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+        {
+            return name.clone();
+        }
+        match self.user_name(team, user).await {
+            Ok(name) => {
+                let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+                if names.len() >= REMEMBERED_NAMES {
+                    names.clear();
+                }
+                names.insert(user.to_string(), name.clone());
+                name
+            }
+            Err(error) => {
+                tracing::debug!(%error, "Slack: cannot look up a user's name");
+                user.to_string()
+            }
+        }
     }
 
     /// The name people know a user by (`users.info`: display name, real name, or handle).
@@ -503,6 +565,17 @@ impl ChatPlatform for SlackApi {
             Err(PlatformError::Other(reason)) if reason.contains("no_reaction") => Ok(()),
             other => other.map(drop),
         }
+    }
+
+    async fn history(
+        &self,
+        _tenant: &crate::brain::TenantKey,
+        channel: &ChannelKey,
+        source: &crate::chat::history::HistorySource,
+        cursor: Option<&str>,
+        since_ms: i64,
+    ) -> Result<crate::chat::history::PastPage, PlatformError> {
+        self.history_page(channel, source, cursor, since_ms).await
     }
 
     async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, PlatformError> {

@@ -78,6 +78,10 @@ pub enum Tier {
     Four,
     /// `chat.postMessage`: about one a second per channel.
     PostMessage,
+    /// A Tier 3 method with a budget of its own (`conversations.history`,
+    /// `conversations.replies`): Slack limits each method separately, and reading a channel's
+    /// past must not take from what answers' edits need.
+    Method(&'static str),
 }
 
 /// Every budget of one Slack connection.
@@ -87,6 +91,8 @@ pub struct Budgets {
     tier3: Spacing,
     tier4: Spacing,
     post: Spacing,
+    /// Tier 3 methods with budgets of their own, keyed by method and workspace.
+    methods: Spacing,
 }
 
 /// A tenth under each tier's published minimum, so network jitter between two calls cannot
@@ -98,6 +104,7 @@ impl Default for Budgets {
             tier3: Spacing::per_minute(45),
             tier4: Spacing::per_minute(90),
             post: Spacing::new(Duration::from_millis(1100)),
+            methods: Spacing::per_minute(45),
         }
     }
 }
@@ -111,6 +118,7 @@ impl Budgets {
             Tier::Three => (&self.tier3, team.to_string()),
             Tier::Four => (&self.tier4, team.to_string()),
             Tier::PostMessage => (&self.post, format!("{team}:{channel}")),
+            Tier::Method(method) => (&self.methods, format!("{method}:{team}")),
         }
     }
 }

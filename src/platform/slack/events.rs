@@ -34,8 +34,6 @@ pub struct Adapter {
     /// The bot's own user id (`auth.test`), to strip its mention and skip its messages.
     bot: OnceCell<String>,
     threads: Mutex<Threads>,
-    /// People's names by user id, for the messages learned.
-    names: Mutex<HashMap<String, String>>,
     /// Which channels are restricted (private), as last recorded.
     restricted: Mutex<HashMap<String, bool>>,
 }
@@ -54,7 +52,6 @@ impl Adapter {
             admins,
             bot: OnceCell::new(),
             threads: Mutex::new(Threads::default()),
-            names: Mutex::default(),
             restricted: Mutex::default(),
         }
     }
@@ -267,7 +264,9 @@ impl Adapter {
             author,
             text: text.trim().to_string(),
             posted_at,
-            link: None,
+            link: self.api.identity().await.ok().map(|identity| {
+                super::history::permalink(&identity.team_url, &channel, &ts, reply_in)
+            }),
             channel_label: format!("<#{channel}>"),
         };
         let origin = Origin {
@@ -347,28 +346,7 @@ impl Adapter {
 
     /// Who wrote a message, by the name people know them by (asked of Slack once per person).
     async fn user_name(&self, team: &str, user: &str) -> String {
-        if let Some(name) = self
-            .names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(user)
-        {
-            return name.clone();
-        }
-        match self.api.user_name(team, user).await {
-            Ok(name) => {
-                let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-                if names.len() >= REMEMBERED_THREADS {
-                    names.clear();
-                }
-                names.insert(user.to_string(), name.clone());
-                name
-            }
-            Err(error) => {
-                tracing::debug!(%error, "Slack: cannot look up a user's name");
-                user.to_string()
-            }
-        }
+        self.api.known_name(team, user).await
     }
 
     /// A question from message `ts` in `thread`, answered in that thread, with the files
@@ -582,12 +560,12 @@ fn message_key(channel: &str, ts: &str) -> String {
 }
 
 /// A thread's conversation unit.
-fn thread_unit(channel: &str, thread: &str) -> String {
+pub(super) fn thread_unit(channel: &str, thread: &str) -> String {
     format!("slack:thread:{channel}:{thread}")
 }
 
 /// A message `ts` (`1700000000.000100`) as Unix ms.
-fn ts_ms(ts: &str) -> i64 {
+pub(super) fn ts_ms(ts: &str) -> i64 {
     let seconds: f64 = ts.parse().unwrap_or(0.0);
     (seconds * 1000.0) as i64
 }
@@ -633,7 +611,7 @@ fn question_text(text: Option<&str>, bot: Option<&str>) -> Option<String> {
 const BRAIN_HELP: &str =
     "Usage: `/brain create <name>`, `/brain link <name> [ask|knowledge|both] [messages:on|messages:off]`, \
     `/brain unlink`, `/brain list`, `/brain info`, `/brain forget <file>`, `/brain prompt <text>`, \
-    `/brain budget [amount]`, `/brain usage`.";
+    `/brain budget [amount]`, `/brain usage`, `/brain history [days]`.";
 
 /// `/brain <verb> [args]` → a command, or the help to show.
 fn parse_brain(text: &str) -> Result<BrainCommand, String> {
@@ -676,6 +654,17 @@ fn parse_brain(text: &str) -> Result<BrainCommand, String> {
         }),
         "budget" => BrainCommand::budget_from_text(rest),
         "usage" => Ok(BrainCommand::Usage),
+        "history" if rest.is_empty() => Ok(BrainCommand::History { days: None }),
+        "history" => rest
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic() || c.is_whitespace())
+            .parse::<u32>()
+            .ok()
+            .filter(|days| (1..=crate::gateway::MAX_HISTORY_DAYS).contains(days))
+            .map(|days| BrainCommand::History { days: Some(days) })
+            .ok_or_else(|| {
+                "Usage: `/brain history [days]`, e.g. `/brain history 30` for the last 30 days;                  without a number, all of this channel's history."
+                    .to_string()
+            }),
         _ => Err(BRAIN_HELP.to_string()),
     }
 }
@@ -733,6 +722,22 @@ mod tests {
             })
         );
         assert_eq!(parse_brain("usage"), Ok(BrainCommand::Usage));
+        assert_eq!(
+            parse_brain("history"),
+            Ok(BrainCommand::History { days: None })
+        );
+        assert_eq!(
+            parse_brain("history 30 days"),
+            Ok(BrainCommand::History { days: Some(30) })
+        );
+        for wrong in [
+            "history 0",
+            "history -3",
+            "history soon",
+            "history 99999999999",
+        ] {
+            assert!(parse_brain(wrong).is_err(), "{wrong}");
+        }
         assert_eq!(
             parse_brain("budget"),
             Ok(BrainCommand::Budget { micros: None })

@@ -9,6 +9,7 @@ pub mod api;
 pub mod budget;
 pub mod diagnose;
 pub mod events;
+mod history;
 pub mod http;
 pub mod socket;
 mod stream;

@@ -164,6 +164,8 @@ pub struct Options {
     pub reaction_limit: Option<RateLimit>,
     /// Per channel, on `POST /channels/{c}/typing`. Default 5 per 5 s.
     pub typing_limit: Option<RateLimit>,
+    /// Per channel, on reading its messages (`GET /channels/{c}/messages`). Default 5 per 5 s.
+    pub history_limit: Option<RateLimit>,
     /// Every request with the bot's token, whatever the route (a global 429 carries
     /// `X-RateLimit-Global`). Default 50 per s.
     pub global_limit: Option<RateLimit>,
@@ -227,6 +229,10 @@ impl Default for Options {
                 per: Duration::from_millis(250),
             }),
             typing_limit: Some(RateLimit {
+                requests: 5,
+                per: Duration::from_secs(5),
+            }),
+            history_limit: Some(RateLimit {
                 requests: 5,
                 per: Duration::from_secs(5),
             }),
@@ -799,6 +805,25 @@ impl FakeDiscord {
             json["referenced_message"] = referenced;
         }
         json
+    }
+
+    /// A member's message from before engram was asked to read history: stored as Discord
+    /// holds it (no event is sent), posted `age` ago; returns its id. Seed oldest first.
+    pub fn seed_message(&self, message: &UserMessage, age: Duration) -> u64 {
+        let mut json = self.message_create(message);
+        let mut st = self.lock();
+        let fresh: u64 = json["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("an id");
+        let at = unix_ms().saturating_sub(age.as_millis() as u64);
+        // A snowflake of that time, unique by the fresh one's low bits.
+        let id = ((at.saturating_sub(DISCORD_EPOCH_MS)) << 22) | (fresh & 0x3F_FFFF);
+        json["id"] = json!(id.to_string());
+        json["timestamp"] = json!(snowflake_time(id));
+        json["nonce"] = Value::Null;
+        st.observe_dispatch("MESSAGE_CREATE", &json);
+        id
     }
 
     /// An `INTERACTION_CREATE` payload for a slash command, with the member's permissions in the
@@ -2212,6 +2237,20 @@ fn route(
             ("POST", ["channels", channel, "messages"]) => {
                 create_message(st, parse_id(channel)?, body)
             }
+            ("GET", ["channels", channel, "messages"]) => {
+                let channel = parse_id(channel)?;
+                let (guild, _) = st.channel(channel).ok_or_else(unknown_channel)?;
+                let guild = guild.id;
+                let limit = st.options.history_limit;
+                let headers = st.take("history", channel, channel, limit)?;
+                let needed = (Permissions::VIEW_CHANNEL | Permissions::READ_MESSAGE_HISTORY).bits();
+                if st.permissions(guild, st.options.bot.id, channel) & needed != needed {
+                    return Err(Reply::error(403, 50001, "Missing Access").with_headers(headers));
+                }
+                let page = history_page(st, channel, query)
+                    .map_err(|r| r.with_headers(headers.clone()))?;
+                Ok(Reply::json(200, page).with_headers(headers))
+            }
             ("GET", ["channels", channel, "messages", message]) => {
                 let (channel, message) = (parse_id(channel)?, parse_id(message)?);
                 match st.message(message) {
@@ -2357,6 +2396,68 @@ fn route(
         }
     })();
     result.unwrap_or_else(|reply| reply)
+}
+
+/// `GET /channels/{c}/messages`: at most `limit` (1–100, default 50) of the channel's messages,
+/// newest first, `before` / `after` a message id (`around` is not used by engram and refused).
+fn history_page(st: &St, channel: u64, query: Option<&str>) -> Result<Value, Reply> {
+    let pairs: Vec<(String, String)> = query
+        .map(|q| serde_urlencoded::from_str(q).unwrap_or_default())
+        .unwrap_or_default();
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let number = |key: &str| -> Result<Option<u64>, Reply> {
+        get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    invalid_form(
+                        key,
+                        "NUMBER_TYPE_COERCE",
+                        &format!("Value \"{v}\" is not int."),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let limit = number("limit")?.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(invalid_form(
+            "limit",
+            "NUMBER_TYPE_MAX",
+            "int value should be less than or equal to 100.",
+        ));
+    }
+    if get("around").is_some() {
+        return Err(invalid_form(
+            "around",
+            "UNSUPPORTED",
+            "not supported by the fake",
+        ));
+    }
+    let before = number("before")?;
+    let after = number("after")?;
+    let mut messages: Vec<&StoredMessage> = st
+        .messages
+        .iter()
+        .filter(|m| m.channel_id == channel)
+        .filter(|m| before.is_none_or(|b| m.id < b) && after.is_none_or(|a| m.id > a))
+        .collect();
+    messages.sort_by_key(|m| std::cmp::Reverse(m.id));
+    if after.is_some() && before.is_none() {
+        // Discord returns the messages just after `after`, still newest first.
+        let skip = messages.len().saturating_sub(limit as usize);
+        messages.drain(..skip);
+    } else {
+        messages.truncate(limit as usize);
+    }
+    Ok(json!(messages
+        .iter()
+        .map(|m| m.json.clone())
+        .collect::<Vec<_>>()))
 }
 
 /// Whether the fake implements a route (for requests refused before routing).

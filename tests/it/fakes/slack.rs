@@ -4,6 +4,8 @@
 //! a Socket Mode WebSocket that sends `hello` and envelopes and records acks, `block_actions`
 //! payloads for button clicks, and requests signed as Slack signs them. Blocks are checked as
 //! Slack checks them (`invalid_blocks`). Rate limits can be enforced per method (429 + `Retry-After`).
+//! Channels have a past (`seed_message`) that `conversations.history` and
+//! `conversations.replies` page through with Slack's cursors.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -99,6 +101,8 @@ pub struct Message {
     /// The blocks it shows now (`chat.postMessage`/`chat.update`'s, or those
     /// `chat.stopStream` put under a streamed message).
     pub blocks: Vec<Value>,
+    /// Files shared with it (Slack file objects).
+    pub files: Vec<Value>,
 }
 
 impl Message {
@@ -151,6 +155,8 @@ struct Inner {
     sockets: Vec<mpsc::UnboundedSender<String>>,
     acks: Vec<String>,
     forced: HashMap<String, usize>,
+    /// Messages seeded so far ([`FakeSlack::seed_message`]).
+    seeded: u64,
 }
 
 #[derive(Clone)]
@@ -300,6 +306,154 @@ impl FakeSlack {
     pub fn next_ts(&self) -> String {
         next_ts(&mut self.inner())
     }
+
+    /// A person's message from before the bot was asked to read history (no event is sent),
+    /// posted at `unix_seconds` (its `ts`), in `thread` when given, with the files of
+    /// [`Self::add_file`] named in `files`; returns its `ts`.
+    pub fn seed_message(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+        unix_seconds: u64,
+        thread: Option<&str>,
+        files: &[&str],
+    ) -> String {
+        let mut inner = self.inner();
+        // Unique per second: the micro part counts the messages seeded.
+        inner.seeded += 1;
+        let ts = format!("{unix_seconds}.{:06}", inner.seeded % 1_000_000);
+        let files = files
+            .iter()
+            .map(|name| {
+                let size = inner.files.get(*name).map_or(0, Vec::len);
+                let url = format!("http://{}/files/{name}", self.shared.addr);
+                json!({"id": format!("F{}", name.len()), "name": name, "title": name,
+                       "size": size, "url_private": url, "url_private_download": url,
+                       "mimetype": "text/plain"})
+            })
+            .collect();
+        inner.messages.push(Message {
+            channel: channel.to_string(),
+            ts: ts.clone(),
+            thread_ts: thread.map(str::to_string),
+            user: user.to_string(),
+            versions: vec![text.to_string()],
+            streamed: false,
+            streaming: false,
+            deleted: false,
+            blocks: Vec::new(),
+            files,
+        });
+        ts
+    }
+}
+
+/// A message as `conversations.history` and `conversations.replies` return it.
+fn history_json(message: &Message, replies: usize) -> Value {
+    let mut json = json!({"type": "message", "ts": message.ts, "user": message.user,
+                          "text": message.text()});
+    if message.user == BOT {
+        json["bot_id"] = json!("B0BOT");
+    }
+    if let Some(thread) = &message.thread_ts {
+        json["thread_ts"] = json!(thread);
+    }
+    if replies > 0 {
+        json["thread_ts"] = json!(message.ts);
+        json["reply_count"] = json!(replies);
+    }
+    if !message.files.is_empty() {
+        json["subtype"] = json!("file_share");
+        json["files"] = json!(message.files);
+    }
+    json
+}
+
+/// `ts` as a number, for ordering and `oldest`.
+fn ts_number(ts: &str) -> f64 {
+    ts.parse().unwrap_or(0.0)
+}
+
+/// One page of `conversations.history` (newest first, top-level messages) or
+/// `conversations.replies` (the thread's first message, then its replies, oldest first), with
+/// Slack's cursor pagination: `limit` (default 100, at most 999), `cursor` from the last page's
+/// `response_metadata.next_cursor`, `oldest` (exclusive).
+fn history_page(inner: &Inner, args: &Value, thread: Option<&str>) -> Value {
+    let channel = args["channel"].as_str().unwrap_or("");
+    if channel.is_empty() {
+        return json!({"ok": false, "error": "channel_not_found"});
+    }
+    let number = |key: &str| -> Option<u64> {
+        args[key]
+            .as_u64()
+            .or_else(|| args[key].as_str().and_then(|v| v.parse().ok()))
+    };
+    let limit = number("limit").unwrap_or(100).clamp(1, 999) as usize;
+    let oldest = args["oldest"].as_str().map_or(0.0, ts_number);
+    let live: Vec<&Message> = inner
+        .messages
+        .iter()
+        .filter(|m| m.channel == channel && !m.deleted)
+        .collect();
+    let replies_to = |ts: &str| {
+        live.iter()
+            .filter(|m| m.thread_ts.as_deref() == Some(ts) && m.ts != ts)
+            .count()
+    };
+    let mut selected: Vec<&Message> = match thread {
+        None => live
+            .iter()
+            .copied()
+            .filter(|m| m.thread_ts.as_deref().is_none_or(|t| t == m.ts))
+            .filter(|m| ts_number(&m.ts) > oldest)
+            .collect(),
+        Some(thread) => live
+            .iter()
+            .copied()
+            .filter(|m| m.ts == thread || m.thread_ts.as_deref() == Some(thread))
+            .collect(),
+    };
+    if thread.is_some() && selected.is_empty() {
+        return json!({"ok": false, "error": "thread_not_found"});
+    }
+    selected.sort_by(|a, b| ts_number(&a.ts).total_cmp(&ts_number(&b.ts)));
+    if thread.is_none() {
+        selected.reverse();
+    }
+    let start = match args["cursor"].as_str().filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(cursor) => match cursor.strip_prefix("bmV4dF90czo") {
+            Some(offset) => match offset.parse::<usize>() {
+                Ok(offset) => offset,
+                Err(_) => return json!({"ok": false, "error": "invalid_cursor"}),
+            },
+            None => return json!({"ok": false, "error": "invalid_cursor"}),
+        },
+    };
+    let page: Vec<Value> = selected
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|m| {
+            history_json(
+                m,
+                if thread.is_none() {
+                    replies_to(&m.ts)
+                } else {
+                    0
+                },
+            )
+        })
+        .collect();
+    let more = start + limit < selected.len();
+    let next = if more {
+        format!("bmV4dF90czo{}", start + limit)
+    } else {
+        String::new()
+    };
+    json!({"ok": true, "messages": page, "has_more": more,
+           "response_metadata": {"next_cursor": next}})
 }
 
 fn next_ts(inner: &mut Inner) -> String {
@@ -523,6 +677,7 @@ async fn web_api(
                 streaming: false,
                 deleted: false,
                 blocks: blocks.unwrap_or_default(),
+                files: Vec::new(),
             });
             json!({"ok": true, "channel": text("channel"), "ts": ts,
                    "message": {"type": "message", "ts": ts, "text": text("text"), "user": BOT}})
@@ -556,6 +711,7 @@ async fn web_api(
                 streaming: true,
                 deleted: false,
                 blocks: Vec::new(),
+                files: Vec::new(),
             });
             json!({"ok": true, "channel": text("channel"), "ts": ts})
         }
@@ -601,6 +757,15 @@ async fn web_api(
                 reactions.retain(|r| *r != name);
             }
             json!({"ok": true})
+        }
+        "conversations.history" => history_page(&inner, &args, None),
+        "conversations.replies" => {
+            let thread = text("ts");
+            if thread.is_empty() {
+                json!({"ok": false, "error": "thread_not_found"})
+            } else {
+                history_page(&inner, &args, Some(&thread))
+            }
         }
         _ => json!({"ok": false, "error": "unknown_method"}),
     };
