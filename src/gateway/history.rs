@@ -230,6 +230,15 @@ impl Gateway {
                 .await
             {
                 Ok(page) => page,
+                // A thread deleted since it was found: nothing left to read there.
+                Err(PlatformError::Gone(reason))
+                    if matches!(stream.source, HistorySource::Thread { .. }) =>
+                {
+                    tracing::info!(%reason, "a thread went away while its history was read");
+                    checkpoint.streams.remove(0);
+                    self.save(&read, &checkpoint, counts).await?;
+                    continue;
+                }
                 Err(PlatformError::Gone(reason)) => {
                     tracing::warn!(%reason, channel = %channel, "cannot read a channel's history");
                     let text = "❌ engram cannot read this channel's history: it needs \

@@ -17,6 +17,7 @@ mod faults;
 mod first_hour;
 mod gateway;
 mod history;
+mod history_store;
 mod hostile;
 mod index;
 mod ingest;

@@ -339,8 +339,26 @@ impl QdrantServer {
 
     /// Freezes it (SIGSTOP): connections stay open and nothing answers, as when a server
     /// hangs; `resume` thaws it.
+    /// Freezes it (SIGSTOP) and returns once the kernel reports it stopped, so no request
+    /// sent afterwards is answered.
     pub fn pause(&self) {
         self.signal("-STOP");
+        let pid = self.child.as_ref().expect("the Qdrant server runs").id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // `/proc/<pid>/stat`: "pid (name) state …"; `T` once stopped.
+        let stopped = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+                .unwrap_or(false)
+        };
+        while !stopped() {
+            assert!(Instant::now() < deadline, "Qdrant did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn resume(&self) {

@@ -437,6 +437,7 @@ pub(super) fn platform_error(error: SlackClientError) -> PlatformError {
         SlackClientError::ApiError(api) => match api.code.as_str() {
             "channel_not_found"
             | "message_not_found"
+            | "thread_not_found"
             | "not_in_channel"
             | "is_archived"
             | "cant_update_message"
