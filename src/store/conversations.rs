@@ -98,6 +98,7 @@ macro_rules! conversation_methods {
             message: &$crate::store::conversations::NewMessage,
         ) -> StoreResult<i64> {
             let mut tx = self.writer().begin().await?;
+            $crate::store::conversations::take_the_writer!(tx);
             let recorded = $crate::store::conversations::record_one!(tx, message);
             tx.commit().await?;
             if recorded.changed() {
@@ -112,6 +113,7 @@ macro_rules! conversation_methods {
         ) -> StoreResult<u64> {
             use $crate::store::conversations::Recorded;
             let mut tx = self.writer().begin().await?;
+            $crate::store::conversations::take_the_writer!(tx);
             let (mut new, mut changed) = (0, false);
             for message in messages {
                 let recorded = $crate::store::conversations::record_one!(tx, message);
@@ -710,5 +712,18 @@ macro_rules! touch_units {
 }
 
 pub(crate) use conversation_methods;
+/// Makes a transaction's first statement a write (one that changes nothing): on SQLite a
+/// transaction that reads first and writes later fails with `SQLITE_BUSY` at once when another
+/// connection (the embedded index's) wrote meanwhile, while one that writes first waits for the
+/// writer like any other.
+macro_rules! take_the_writer {
+    ($tx:ident) => {
+        sqlx::query("UPDATE conversation_units SET revision = revision WHERE id = 0")
+            .execute(&mut *$tx)
+            .await?;
+    };
+}
+
 pub(crate) use record_one;
+pub(crate) use take_the_writer;
 pub(crate) use touch_units;

@@ -81,7 +81,7 @@ pub fn is_disk_full(error: &sqlx::Error) -> bool {
 }
 
 /// Whether a database error means "cannot reach the database" (worth trying again later)
-/// rather than "the statement failed": no connection, or a server that is shutting down,
+/// rather than "the statement failed": no connection, an SQLite database another writer holds, or a server that is shutting down,
 /// starting up or restarting (PostgreSQL's connection-exception class `08`, and `57P01`
 /// `admin_shutdown`, `57P02` `crash_shutdown`, `57P03` `cannot_connect_now`), which ends the
 /// connection a statement ran on rather than the statement's own doing.
@@ -92,9 +92,15 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        // SQLite's `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6), extended codes included: another
+        // writer holds the database for now.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code
+                    .parse::<i64>()
+                    .is_ok_and(|code| matches!(code & 0xff, 5 | 6))
+        }),
         _ => false,
     }
 }
